@@ -1,0 +1,122 @@
+"""The interfaces between the edges and the reconcile loop: inventory, workloads, metrics.
+
+Each edge (files, Kubernetes, Prometheus, direct scraping, the emulator) implements one of these small
+protocols; the reconcile loop joins what they return into engine snapshots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from kedascaler.engine.types import SaturationConfig, VariantKey, VariantSpec
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An invalid input, located precisely enough for a user to fix it."""
+
+    source: str  # file path, or "namespace/kind/name" in a cluster
+    obj: str  # "VariantAutoscaling default/llama-h100" or "ConfigMap saturation-scaling-config"
+    field: str  # "spec.maxReplicas"
+    message: str  # what is wrong and what is expected
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.obj}: {self.field}: {self.message}"
+
+
+@dataclass(frozen=True)
+class SaturationSettings:
+    """The saturation ConfigMap: a global default plus per-model (namespace, model) overrides."""
+
+    default: SaturationConfig = field(default_factory=SaturationConfig)
+    overrides: tuple[tuple[str, str, SaturationConfig], ...] = ()  # (namespace or "", model_id, config)
+
+    def for_model(self, namespace: str, model_id: str) -> SaturationConfig:
+        """The override for this model in this namespace, else one for the model anywhere, else the default."""
+        anywhere = None
+        for ns, model, cfg in self.overrides:
+            if model == model_id:
+                if ns == namespace:
+                    return cfg
+                if ns == "":
+                    anywhere = cfg
+        return anywhere or self.default
+
+
+@dataclass(frozen=True)
+class InventoryState:
+    """What the inventory knows now: the variants, the configuration, and what was wrong with the input."""
+
+    variants: tuple[VariantSpec, ...] = ()
+    saturation: SaturationSettings = field(default_factory=SaturationSettings)
+    accelerator_costs: tuple[tuple[str, float], ...] = ()  # accelerator name -> unit cost
+    problems: tuple[Problem, ...] = ()
+    static_targets: tuple[tuple[VariantKey, tuple[str, ...]], ...] = ()  # local mode: metrics URLs per VA
+
+
+class Inventory(Protocol):
+    """Source of VariantAutoscalings and ConfigMaps (a folder of YAML, or the Kubernetes API)."""
+
+    def current(self) -> InventoryState: ...
+
+
+@dataclass(frozen=True)
+class ScrapeTarget:
+    """One pod's metrics endpoint, and the variant it belongs to."""
+
+    variant: VariantKey
+    pod: str
+    url: str
+
+
+@dataclass(frozen=True)
+class WorkloadStatus:
+    """The scaled Deployment of a variant as it is now: asked-for and ready replicas, and its pods."""
+
+    current_replicas: int
+    ready_replicas: int
+    pods: tuple[ScrapeTarget, ...] = ()
+
+
+class Workloads(Protocol):
+    """Source of Deployment replicas and pod endpoints (Kubernetes, the emulator, or static files)."""
+
+    def status(self, spec: VariantSpec) -> WorkloadStatus | None: ...
+
+
+@dataclass(frozen=True)
+class PodSample:
+    """One pod's vLLM metrics as a collector read them."""
+
+    namespace: str
+    pod: str
+    model_name: str
+    kv_cache_usage: float
+    queue_length: float
+    running: float
+    timestamp: float
+    variant: VariantKey | None = None  # known when scraped directly; else matched by pod name
+
+
+@dataclass(frozen=True)
+class CollectResult:
+    """The metrics of one cycle, plus how it went: queries made, and errors (empty when all went well)."""
+
+    samples: tuple[PodSample, ...] = ()
+    errors: tuple[str, ...] = ()
+    queries: int = 0
+    failed_pods: tuple[str, ...] = ()  # pods (namespace/pod) whose metrics could not be read
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class MetricsSource(Protocol):
+    """Source of vLLM per-pod metrics: Prometheus (ignores targets) or direct scraping (uses them)."""
+
+    def collect(self, targets: Sequence[ScrapeTarget]) -> CollectResult: ...
+
+    def close(self) -> None: ...
