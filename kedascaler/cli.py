@@ -1,0 +1,177 @@
+"""The `kedascaler` command: serve, demo, validate.
+
+Thin: it parses flags, builds the edges (inventory, metrics, server) and hands them to the reconcile loop.
+Bad command-line input exits with code 2 and a message naming the flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("kedascaler")
+
+
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value!r}")
+    return number
+
+
+def _port(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {value!r}") from None
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"must be within 0-65535, got {value}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kedascaler", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the external scaler (gRPC) and its reconcile loop")
+    source = serve.add_mutually_exclusive_group()
+    source.add_argument("--inventory", type=Path, help="folder of VariantAutoscaling and ConfigMap YAML (no cluster)")
+    source.add_argument("--kubernetes", action="store_true", help="watch the Kubernetes API (in-cluster or --kubeconfig)")
+    serve.add_argument("--kubeconfig", help="kubeconfig file (implies --kubernetes when given alone)")
+    serve.add_argument("--namespace", help="only VariantAutoscalings in this namespace (default: all)")
+    serve.add_argument("--label-selector", help="only VariantAutoscalings with these labels (sharding)")
+    serve.add_argument("--controller-namespace", default="kedascaler-system", help="where the ConfigMaps and the Lease live")
+    serve.add_argument("--prometheus-url", help="read vLLM metrics from Prometheus (default: scrape pods directly)")
+    serve.add_argument("--prometheus-token-file", type=Path, help="bearer token file for Prometheus")
+    serve.add_argument("--prometheus-ca-file", type=Path, help="CA bundle for Prometheus over TLS")
+    serve.add_argument("--port", type=_port, default=9090, help="gRPC port (default 9090)")
+    serve.add_argument("--interval", type=_positive, default=15.0, help="seconds between reconcile cycles (default 15)")
+    serve.add_argument("--stale-after", type=_positive, default=300.0,
+                       help="answer UNAVAILABLE when the metrics behind a decision are older than this (default 300 s)")
+    serve.add_argument("--tls-cert", type=Path, help="server certificate (PEM) for TLS")
+    serve.add_argument("--tls-key", type=Path, help="server private key (PEM) for TLS")
+    serve.add_argument("--tls-client-ca", type=Path, help="CA that client certificates must chain to (mTLS)")
+
+    demo = sub.add_parser("demo", help="emulated vLLM fleet + the real gRPC server + a KEDA/HPA stand-in")
+    demo.add_argument("--port", type=_port, default=9090, help="gRPC port (default 9090; 0 picks a free one)")
+    demo.add_argument("--duration", type=_positive, help="run this many seconds, then exit 0 (default: until Ctrl-C)")
+    demo.add_argument("--interval", type=_positive, default=2.0, help="seconds between reconcile cycles (default 2)")
+    demo.add_argument("--speed", type=_positive, default=1.0, help="emulated seconds per real second (default 1)")
+
+    validate = sub.add_parser("validate", help="check an inventory folder; exit 2 when anything is invalid")
+    validate.add_argument("folder", type=Path)
+    return parser
+
+
+def _tls_config(args: argparse.Namespace, parser: argparse.ArgumentParser):
+    from kedascaler.server.app import TLSConfig
+
+    if not args.tls_cert and not args.tls_key:
+        if args.tls_client_ca:
+            parser.error("--tls-client-ca needs --tls-cert and --tls-key (mTLS is TLS plus client certificates)")
+        return None
+    if not (args.tls_cert and args.tls_key):
+        parser.error("--tls-cert and --tls-key go together: give both")
+    for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key), ("--tls-client-ca", args.tls_client_ca)):
+        if path is not None and not path.is_file():
+            parser.error(f"{flag}: file {path} does not exist")
+    return TLSConfig(str(args.tls_cert), str(args.tls_key), str(args.tls_client_ca) if args.tls_client_ca else None)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from kedascaler.collect.files import FileInventory
+
+    if not args.folder.is_dir():
+        print(f"error: folder {args.folder} does not exist", file=sys.stderr)
+        return 2
+    state = FileInventory(args.folder).current()
+    for problem in state.problems:
+        print(f"invalid: {problem}", file=sys.stderr)
+    for spec in state.variants:
+        bound = "∞" if spec.max_replicas is None else spec.max_replicas
+        print(f"ok: VariantAutoscaling {spec.key} model={spec.model_id} accelerator={spec.accelerator} "
+              f"cost={spec.cost:g} replicas={spec.min_replicas}..{bound}")
+    return 2 if state.problems else 0
+
+
+async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from kedascaler.board import DecisionBoard
+    from kedascaler.reconcile import Reconciler
+    from kedascaler.server.app import ScalerServer, run_until_signal
+
+    tls = _tls_config(args, parser)
+    after_cycle = None
+    workloads = None
+    if args.inventory is not None:
+        from kedascaler.collect.files import FileInventory
+
+        if not args.inventory.is_dir():
+            parser.error(f"--inventory: folder {args.inventory} does not exist")
+        inventory = FileInventory(args.inventory)
+    else:
+        from kedascaler.collect.kubernetes import kubernetes_sources
+
+        inventory, status_writer, elector = kubernetes_sources(
+            args.kubeconfig, args.namespace, args.label_selector, args.controller_namespace)
+        workloads = inventory
+        after_cycle = (status_writer, elector)
+    if args.prometheus_url:
+        from kedascaler.collect.prometheus import PrometheusSource
+
+        token = args.prometheus_token_file.read_text().strip() if args.prometheus_token_file else None
+        metrics = PrometheusSource(args.prometheus_url, bearer_token=token,
+                                   ca_file=str(args.prometheus_ca_file) if args.prometheus_ca_file else None)
+    else:
+        from kedascaler.collect.scrape import DirectScrapeSource
+
+        metrics = DirectScrapeSource()
+    board = DecisionBoard()
+    reconciler = Reconciler(inventory, metrics, board, workloads)
+    server = ScalerServer(board, port=args.port, tls=tls, stale_after=args.stale_after)
+    port = await server.start()
+    log.info("kedascaler serving ExternalScaler on port %d (%s)", port, "TLS" if tls else "plaintext")
+
+    def on_cycle(report) -> None:
+        if after_cycle is not None:
+            writer, elector = after_cycle
+            if elector.try_acquire_or_renew():
+                writer.write(report.decisions, inventory.current())
+
+    loop_task = asyncio.create_task(reconciler.run_forever(args.interval, on_cycle=on_cycle))
+    try:
+        await run_until_signal(server)
+    finally:
+        loop_task.cancel()
+        metrics.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "validate":
+        return cmd_validate(args)
+    if args.command == "serve":
+        if args.kubeconfig and not args.inventory:
+            args.kubernetes = True
+        if not args.inventory and not args.kubernetes:
+            parser.error("serve needs a source of VariantAutoscalings: --inventory DIR, or --kubernetes / --kubeconfig FILE")
+        return asyncio.run(_serve(args, parser))
+    if args.command == "demo":
+        from kedascaler.demo import run_demo
+
+        return asyncio.run(run_demo(port=args.port, duration=args.duration, interval=args.interval, speed=args.speed))
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
