@@ -50,7 +50,7 @@ def hpa_recommendation(current: int, value: float, target: float, tolerance: flo
     if current <= 0:
         return max(1, math.ceil(value / target))
     ratio = value / (target * current)
-    if abs(ratio - 1.0) <= tolerance:
+    if abs(ratio - 1.0) <= tolerance + 1e-9:  # 11 at 10 replicas is inside, as documented
         return current
     return max(1, math.ceil(value / target))
 
