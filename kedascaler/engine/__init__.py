@@ -1,0 +1,57 @@
+"""The pure engine: immutable snapshots in, immutable decisions out (no I/O, no clock, no globals).
+
+`decide(snapshot, previous)` is the entry point; the analyzer and the selector are public for the simulator,
+reports and tests.
+"""
+
+from kedascaler.engine.decide import (
+    BOUNDS,
+    HOLD,
+    SCALE_DOWN,
+    SCALE_UP,
+    STALE,
+    ModelPlan,
+    decide,
+    has_fresh_data,
+    model_floor,
+    plan_model,
+)
+from kedascaler.engine.saturation import (
+    KV_SIGNAL,
+    QUEUE_SIGNAL,
+    ModelSaturation,
+    ReplicaSaturation,
+    analyze,
+    fits_on,
+    kv_budget,
+    queue_budget,
+    replica_saturation,
+    replicas_needed,
+)
+from kedascaler.engine.selector import (
+    clamp_replicas,
+    max_total,
+    min_total,
+    scale_down_order,
+    scale_up_order,
+    select_targets,
+)
+from kedascaler.engine.types import (
+    Decision,
+    ModelSnapshot,
+    PodMetrics,
+    Reason,
+    SaturationConfig,
+    VariantKey,
+    VariantSpec,
+    VariantState,
+)
+
+__all__ = [
+    "BOUNDS", "HOLD", "KV_SIGNAL", "QUEUE_SIGNAL", "SCALE_DOWN", "SCALE_UP", "STALE",
+    "Decision", "ModelPlan", "ModelSaturation", "ModelSnapshot", "PodMetrics", "Reason", "ReplicaSaturation",
+    "SaturationConfig", "VariantKey", "VariantSpec", "VariantState",
+    "analyze", "clamp_replicas", "decide", "fits_on", "has_fresh_data", "kv_budget", "max_total", "min_total",
+    "model_floor", "plan_model", "queue_budget", "replica_saturation", "replicas_needed", "scale_down_order",
+    "scale_up_order", "select_targets",
+]

@@ -1,0 +1,207 @@
+"""Saturation analyzer: per-replica saturation, spare capacity, and the replicas a model needs — in one step.
+
+WVA's rule (`reference/wva.md`) adds one replica per cycle while the average spare is below a trigger. Here the
+model's total KV-cache and queue load is spread over N replicas and N is the smallest count that leaves both
+spare triggers satisfied, so one cycle asks for the right size:
+
+    N = max(ceil(kv_total / (kvCacheThreshold − kvSpareTrigger)),
+            ceil(queue_total / (queueLengthThreshold − queueSpareTrigger)))
+
+Scale-down uses WVA's safety rule unchanged (the load fits on fewer replicas with spare ≥ both triggers, and
+at least two replicas), and is refused whenever the data is incomplete.
+
+Which data counts: only pods of variants whose metrics are fresh, with finite values. A ready pod that did not
+report (or whose variant is not fresh) is *missing*: it is not counted as idle; the estimated load gives it the
+average of the pods that did report (safety first for scale-up, since the load balancer spreads requests over
+all ready pods), and any missing pod blocks scale-down.
+
+Thresholds: the model's config (`snapshot.config`) sizes the model. A variant's own override
+(`VariantSpec.saturation`) only changes which of *its* pods count as saturated and their spare capacity
+(the per-replica view and the averages); it does not change N, which is a property of the model as a whole.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from kedascaler.engine.types import ModelSnapshot, PodMetrics, SaturationConfig, VariantKey, VariantState
+
+KV_SIGNAL = "kv_cache_usage"
+QUEUE_SIGNAL = "queue_length"
+
+_EPS = 1e-9  # float slack so that, e.g., 1.4 KV over a 0.7 budget is exactly 2 replicas, not 3
+
+
+@dataclass(frozen=True)
+class ReplicaSaturation:
+    """One replica (a pod with metrics) against its variant's thresholds; spare is negative when over."""
+
+    variant: VariantKey
+    pod: str
+    kv_cache_usage: float
+    queue_length: float
+    saturated: bool
+    spare_kv: float  # kvCacheThreshold − kv_cache_usage
+    spare_queue: float  # queueLengthThreshold − queue_length
+
+
+@dataclass(frozen=True)
+class ModelSaturation:
+    """The model's saturation at one instant: load, spare, the replicas it needs, and what binds them."""
+
+    config: SaturationConfig
+    replicas: tuple[ReplicaSaturation, ...]  # the analysed pods, in snapshot order
+    kv_total: float  # Σ kv_cache_usage over the analysed pods
+    queue_total: float  # Σ queue_length over the analysed pods
+    running_total: float  # Σ running requests over the analysed pods
+    estimated_kv_total: float  # kv_total with missing ready pods counted at the analysed average
+    estimated_queue_total: float
+    avg_spare_kv: float | None  # over non-saturated replicas, all variants (None: none is non-saturated)
+    avg_spare_queue: float | None
+    saturated_replicas: int
+    current_replicas: int  # Σ current over the variants (ready + starting)
+    ready_replicas: int
+    pending_replicas: int  # Σ (current − ready): capacity on its way
+    missing_replicas: int  # ready pods without usable metrics (including those of stale variants)
+    stale_variants: tuple[VariantKey, ...]  # variants whose metrics are not fresh
+    needed_replicas: int  # the smallest N that carries the estimated load within the spare triggers
+    binding_signal: str  # KV_SIGNAL or QUEUE_SIGNAL: the one that asks for the most replicas
+    can_scale_down: bool  # WVA's safety rule holds and the data is complete
+
+    @property
+    def analysed_replicas(self) -> int:
+        """Replicas whose metrics went into the analysis."""
+        return len(self.replicas)
+
+    @property
+    def has_load(self) -> bool:
+        """Any request queued or running anywhere in the model (v1's activation signal)."""
+        return self.queue_total > 0 or self.running_total > 0 or self.kv_total > 0
+
+    @property
+    def complete(self) -> bool:
+        """Every ready pod reported and every variant is fresh: the only data scale-down may trust."""
+        return self.missing_replicas == 0 and not self.stale_variants
+
+    @property
+    def binding_threshold(self) -> float:
+        """The per-replica load the binding signal may reach: its threshold minus its spare trigger."""
+        return kv_budget(self.config) if self.binding_signal == KV_SIGNAL else queue_budget(self.config)
+
+    def binding_load_per_replica(self, replicas: int) -> float:
+        """The binding signal's estimated load spread over `replicas` (the total itself when 0)."""
+        total = self.estimated_kv_total if self.binding_signal == KV_SIGNAL else self.estimated_queue_total
+        return total / replicas if replicas > 0 else total
+
+
+def kv_budget(config: SaturationConfig) -> float:
+    """KV-cache fraction one replica may carry and still have kvSpareTrigger to spare."""
+    return config.kv_cache_threshold - config.kv_spare_trigger
+
+
+def queue_budget(config: SaturationConfig) -> float:
+    """Queue length one replica may carry and still have queueSpareTrigger to spare."""
+    return config.queue_length_threshold - config.queue_spare_trigger
+
+
+def _check_config(config: SaturationConfig) -> None:
+    """A trigger at or above its threshold leaves no room on any replica: refuse rather than divide by zero."""
+    if kv_budget(config) <= 0:
+        raise ValueError(f"kvSpareTrigger ({config.kv_spare_trigger:g}) must be below kvCacheThreshold "
+                         f"({config.kv_cache_threshold:g})")
+    if queue_budget(config) <= 0:
+        raise ValueError(f"queueSpareTrigger ({config.queue_spare_trigger:g}) must be below queueLengthThreshold "
+                         f"({config.queue_length_threshold:g})")
+
+
+def _ceil(x: float) -> int:
+    return max(0, math.ceil(x - _EPS))
+
+
+def replicas_needed(kv_total: float, queue_total: float, config: SaturationConfig) -> int:
+    """Smallest N with kv_total/N ≤ kv budget and queue_total/N ≤ queue budget; 0 only when there is no load."""
+    _check_config(config)
+    return max(_ceil(kv_total / kv_budget(config)), _ceil(queue_total / queue_budget(config)))
+
+
+def fits_on(kv_total: float, queue_total: float, replicas: int, config: SaturationConfig) -> bool:
+    """Whether the load spread over `replicas` leaves both spare triggers satisfied (WVA's scale-down test)."""
+    if replicas <= 0:
+        return kv_total <= 0 and queue_total <= 0
+    return replicas_needed(kv_total, queue_total, config) <= replicas
+
+
+def binding_signal(kv_total: float, queue_total: float, config: SaturationConfig) -> str:
+    """The signal that asks for more replicas (ties and no load: KV cache)."""
+    _check_config(config)
+    return QUEUE_SIGNAL if queue_total / queue_budget(config) > kv_total / kv_budget(config) else KV_SIGNAL
+
+
+def _usable(pod: PodMetrics) -> bool:
+    """A sample the analysis can use: finite numbers (NaN/inf from a broken exporter counts as missing)."""
+    return math.isfinite(pod.kv_cache_usage) and math.isfinite(pod.queue_length) and math.isfinite(pod.running)
+
+
+def replica_saturation(variant: VariantKey, pod: PodMetrics, config: SaturationConfig) -> ReplicaSaturation:
+    """Saturated when kv ≥ kvCacheThreshold or queue ≥ queueLengthThreshold (negative readings count as 0)."""
+    kv, queue = max(0.0, pod.kv_cache_usage), max(0.0, pod.queue_length)
+    saturated = kv >= config.kv_cache_threshold or queue >= config.queue_length_threshold
+    return ReplicaSaturation(variant, pod.pod, kv, queue, saturated,
+                             config.kv_cache_threshold - kv, config.queue_length_threshold - queue)
+
+
+def analysed_pods(variant: VariantState) -> tuple[PodMetrics, ...]:
+    """The pods of a variant that go into the analysis: none when its metrics are not fresh."""
+    if not variant.metrics_fresh:
+        return ()
+    return tuple(p for p in variant.pods if _usable(p))
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def analyze(snapshot: ModelSnapshot) -> ModelSaturation:
+    """Analyse all variants of a model together: per-replica saturation, totals, needed N, scale-down safety."""
+    config = snapshot.config
+    _check_config(config)
+    replicas: list[ReplicaSaturation] = []
+    running = 0.0
+    missing = 0
+    for variant in snapshot.variants:
+        own = variant.spec.saturation or config
+        pods = analysed_pods(variant)
+        replicas += [replica_saturation(variant.spec.key, p, own) for p in pods]
+        running += sum(max(0.0, p.running) for p in pods)
+        missing += max(0, variant.ready_replicas - len(pods))
+    kv_total = sum(r.kv_cache_usage for r in replicas)
+    queue_total = sum(r.queue_length for r in replicas)
+    scale = (len(replicas) + missing) / len(replicas) if replicas else 1.0
+    est_kv, est_queue = kv_total * scale, queue_total * scale
+    free = [r for r in replicas if not r.saturated]
+    current = sum(v.current_replicas for v in snapshot.variants)
+    stale = tuple(v.spec.key for v in snapshot.variants if not v.metrics_fresh)
+    complete = missing == 0 and not stale
+    # WVA's rule: the load of the current replicas fits on one fewer, with at least two to start from.
+    can_down = complete and bool(replicas) and current >= 2 and fits_on(est_kv, est_queue, current - 1, config)
+    return ModelSaturation(
+        config=config,
+        replicas=tuple(replicas),
+        kv_total=kv_total,
+        queue_total=queue_total,
+        running_total=running,
+        estimated_kv_total=est_kv,
+        estimated_queue_total=est_queue,
+        avg_spare_kv=_mean([r.spare_kv for r in free]),
+        avg_spare_queue=_mean([r.spare_queue for r in free]),
+        saturated_replicas=len(replicas) - len(free),
+        current_replicas=current,
+        ready_replicas=sum(v.ready_replicas for v in snapshot.variants),
+        pending_replicas=sum(v.pending_replicas for v in snapshot.variants),
+        missing_replicas=missing,
+        stale_variants=stale,
+        needed_replicas=replicas_needed(est_kv, est_queue, config),
+        binding_signal=binding_signal(est_kv, est_queue, config),
+        can_scale_down=can_down,
+    )
