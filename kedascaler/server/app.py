@@ -1,0 +1,169 @@
+"""Wiring of the gRPC server: ExternalScaler + grpc.health.v1 + reflection, plaintext/TLS/mTLS, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from kedascaler.board import DecisionBoard
+from kedascaler.proto import externalscaler_pb2 as pb
+from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
+from kedascaler.server.servicer import ExternalScalerServicer
+
+log = logging.getLogger("kedascaler.server")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ExternalScaler"].full_name  # "externalscaler.ExternalScaler"
+
+# KEDA dials without keepalive; server pings find dead peers so their streams (and subscriptions) end.
+_SERVER_OPTIONS = (
+    ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not silently share it
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+)
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """PEM files for TLS; with client_ca_file, clients must present a certificate signed by it (mTLS)."""
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        """Read the files now, so a missing or unreadable one fails at start with its path in the message."""
+        cert = _read("TLS certificate", self.cert_file)
+        key = _read("TLS private key", self.key_file)
+        ca = _read("TLS client CA", self.client_ca_file) if self.client_ca_file else None
+        return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+
+
+def _read(what: str, path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
+
+
+class ScalerServer:
+    """One grpc.aio server answering KEDA from a DecisionBoard; start() binds, stop() drains gracefully."""
+
+    def __init__(
+        self,
+        board: DecisionBoard,
+        *,
+        port: int = 9090,
+        host: str = "[::]",
+        tls: TLSConfig | None = None,
+        stale_after: float | None = None,
+        clock: Callable[[], float] = time.time,
+        grace: float = 5.0,
+    ) -> None:
+        if stale_after is not None and stale_after <= 0:
+            raise ValueError(f"stale_after must be a positive number of seconds or None, got {stale_after!r}")
+        self.board = board
+        self.host = host
+        self.tls = tls
+        self.grace = grace
+        self._requested_port = port
+        self._servicer = ExternalScalerServicer(board, stale_after=stale_after, clock=clock)
+        self._health = health.aio.HealthServicer()
+        self._server: grpc.aio.Server | None = None
+        self._port: int | None = None
+        self._stopping: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int | None:
+        """The bound port once started (useful with port 0), else None."""
+        return self._port
+
+    async def start(self) -> int:
+        """Bind and start serving; returns the bound port."""
+        if self._server is not None:
+            raise RuntimeError("ScalerServer already started")
+        server = grpc.aio.server(options=_SERVER_OPTIONS)
+        pb_grpc.add_ExternalScalerServicer_to_server(self._servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        address = f"{self.host}:{self._requested_port}"
+        try:
+            if self.tls is None:
+                port = server.add_insecure_port(address)
+            else:
+                port = server.add_secure_port(address, self.tls.credentials())
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen on {address}: {exc} (is the port in use?)") from None
+        if port == 0:
+            raise OSError(f"cannot listen on {address} (is the port in use?)")
+        await server.start()
+        for service in ("", SERVICE_NAME):
+            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self._server, self._port = server, port
+        mode = "plaintext" if self.tls is None else ("mTLS" if self.tls.client_ca_file else "TLS")
+        log.info("ExternalScaler listening on %s:%d (%s)", self.host, port, mode)
+        return port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Health NOT_SERVING, end open streams with OK, let unary calls finish (up to grace s), then stop."""
+        if self._server is None:
+            return
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop(self.grace if grace is None else grace))
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self, grace: float) -> None:
+        assert self._server is not None
+        log.info("ExternalScaler stopping (grace %gs)", grace)
+        await self._health.enter_graceful_shutdown()
+        self._servicer.close_streams()
+        await self._server.stop(grace)
+        log.info("ExternalScaler stopped")
+
+    async def wait_for_termination(self) -> None:
+        """Return once the server has stopped (at once if it never started)."""
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+
+async def run_until_signal(
+    server: ScalerServer,
+    *,
+    on_stop: Callable[[], Awaitable[None] | None] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT (or until the server stops otherwise), stop gracefully, then call on_stop."""
+    loop = asyncio.get_running_loop()
+    if server.port is None:
+        await server.start()
+    received = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, _note_signal, sig, received)
+    waiter = asyncio.ensure_future(received.wait())
+    ended = asyncio.ensure_future(server.wait_for_termination())
+    try:
+        await asyncio.wait((waiter, ended), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        waiter.cancel()
+        ended.cancel()
+        await server.stop()
+    if on_stop is not None:
+        result = on_stop()
+        if inspect.isawaitable(result):
+            await result
+
+
+def _note_signal(sig: signal.Signals, received: asyncio.Event) -> None:
+    log.info("received %s: shutting down gracefully", sig.name)
+    received.set()
