@@ -64,7 +64,9 @@ def plan_model(snapshot: ModelSnapshot, floor: int | None = None) -> ModelPlan:
     if goal > current:
         mode, total = SCALE_UP, goal
     elif goal < current and sat.can_scale_down:
-        mode, total = SCALE_DOWN, goal
+        # A replica a variant must add to reach its min is not ready yet: it may not stand in for one removed.
+        raised = sum(max(0, clamp_replicas(s, c) - c) for s, c in pairs)
+        mode, total = SCALE_DOWN, goal + raised
     else:
         # Hold the model's size; a variant pushed under its max hands its excess to the cheapest with room.
         mode, total = HOLD, max(current, sum(clamp_replicas(s, c) for s, c in pairs))

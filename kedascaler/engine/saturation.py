@@ -30,7 +30,7 @@ from kedascaler.engine.types import ModelSnapshot, PodMetrics, SaturationConfig,
 KV_SIGNAL = "kv_cache_usage"
 QUEUE_SIGNAL = "queue_length"
 
-_EPS = 1e-9  # float slack so that, e.g., 1.4 KV over a 0.7 budget is exactly 2 replicas, not 3
+_REL_SLACK = 1e-9  # relative float slack: 1.4 KV over a 0.7 budget is 2 replicas, not 3; any load is ≥ 1
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,8 @@ def _check_config(config: SaturationConfig) -> None:
 
 
 def _ceil(x: float) -> int:
-    return max(0, math.ceil(x - _EPS))
+    """ceil that forgives float noise just above an integer, yet keeps any positive load at ≥ 1."""
+    return max(0, math.ceil(x * (1 - _REL_SLACK)))
 
 
 def replicas_needed(kv_total: float, queue_total: float, config: SaturationConfig) -> int:
