@@ -130,9 +130,10 @@ class ScalerServer:
         log.info("ExternalScaler stopped")
 
     async def wait_for_termination(self) -> None:
-        """Return once the server has stopped (at once if it never started)."""
+        """Return once the server has stopped (at once if it never started); safe to cancel."""
         if self._server is not None:
-            await self._server.wait_for_termination()
+            # shielded: cancelling grpc's own wait cancels the future that stop() itself waits on
+            await asyncio.shield(self._server.wait_for_termination())
 
 
 async def run_until_signal(
