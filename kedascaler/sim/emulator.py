@@ -508,7 +508,9 @@ class EmulatedPod:
         if self._server is not None:
             return
         self._server = _MetricsServer(self.registry, self._host)
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"pod-{self.name}", daemon=True)
+        # A short poll interval keeps close() quick: shutdown() waits for the serving loop to notice.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,), name=f"pod-{self.name}",
+                                        daemon=True)
         self._thread.start()
 
     def close(self) -> None:
