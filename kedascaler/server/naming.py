@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 
 from kedascaler.engine.types import VariantKey
 
@@ -12,6 +13,7 @@ MAX_METRIC_NAME = 63
 _KEDA_INDEX_PREFIX = re.compile(r"s\d+-")
 
 
+@lru_cache(maxsize=65536)
 def metric_name(key: VariantKey) -> str:
     """`vllm-desired-replicas-<va-name>`, lowercase, '.' as '-', cut to 63 chars with a hash suffix if too long."""
     base = METRIC_PREFIX + key.name.lower().replace(".", "-")
