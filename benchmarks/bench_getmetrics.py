@@ -13,7 +13,6 @@ import asyncio
 import multiprocessing
 import os
 import random
-import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
