@@ -171,7 +171,7 @@ class Reflector:
         finally:
             self._response = None
             try:
-                response.release_conn()
+                response.close()  # never hand a half-read stream back to the connection pool
             except Exception:  # noqa: BLE001
                 pass
         return got_any

@@ -95,6 +95,7 @@ def test_bookmarks_advance_the_resource_version(apiserver, inventory):
     assert inventory.wait_synced(5)
     apiserver.put(configmap("unrelated", {"x": "1"}, namespace="demo"))  # advances the global resourceVersion
     before = inventory.variantautoscalings.resource_version
+    assert eventually(lambda: apiserver.open_watches["variantautoscalings"] > 0)
     apiserver.send_bookmarks()
     assert eventually(lambda: inventory.variantautoscalings.resource_version != before)
     lists = inventory.variantautoscalings.lists

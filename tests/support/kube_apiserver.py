@@ -107,6 +107,7 @@ class FakeApiServer:
         self.compacted: dict[str, int] = {p: 0 for p in KINDS}
         self.requests: list[tuple[str, str]] = []
         self.drop_generation = 0
+        self.open_watches: dict[str, int] = {p: 0 for p in KINDS}
         self.bookmark_generation = 0
         self.closed = False
         self._httpd: ThreadingHTTPServer | None = None
@@ -417,6 +418,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         with api.cond:
+            api.open_watches[kind.plural] += 1
             drop_gen, book_gen = api.drop_generation, api.bookmark_generation
             if raw_rv == "0":  # "any": synthetic ADDED for what exists now
                 rv = api.rv
@@ -445,6 +447,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         except (BrokenPipeError, ConnectionResetError, OSError):
             self.close_connection = True
+        finally:
+            with api.cond:
+                api.open_watches[kind.plural] -= 1
 
     def _end(self) -> None:
         self.wfile.write(b"0\r\n\r\n")
