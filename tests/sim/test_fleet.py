@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from kedascaler.engine.types import VariantKey, VariantSpec
@@ -108,6 +110,7 @@ def test_scaling_down_removes_starting_pods_first():
 
 
 def test_status_maps_a_variant_to_its_deployment_with_scrape_targets_of_ready_pods():
+    threads_before = threading.active_count()
     with EmulatedFleet(seed=6) as fleet:
         dep = fleet.add_deployment("llama-h100", "llama", startup_delay=5.0, replicas=1)
         fleet.advance(5.0)
@@ -121,6 +124,7 @@ def test_status_maps_a_variant_to_its_deployment_with_scrape_targets_of_ready_po
         assert target.url == f"http://127.0.0.1:{dep.ready_pods[0].port}/metrics"
         assert fleet.status(spec("missing")) is None
     assert all(p.url is None for p in dep.pods)
+    assert threading.active_count() == threads_before  # no server thread left behind
 
 
 def test_same_seed_same_run():
