@@ -247,6 +247,14 @@ class VLLMEngine:
         return EngineState(self._now, len(self._running), waiting, self._used_blocks, self.params.num_gpu_blocks)
 
     @property
+    def running_count(self) -> int:
+        return len(self._running)
+
+    @property
+    def used_blocks(self) -> int:
+        return self._used_blocks
+
+    @property
     def outstanding(self) -> int:
         """Requests this engine owns and has not finished: running, waiting, and sent but not arrived."""
         return len(self._running) + len(self._waiting) + len(self._future)

@@ -369,6 +369,6 @@ class EmulatedFleet:
 
 def _load_key(pod: EmulatedPod) -> tuple[float, float, float, str]:
     """How loaded a pod is, for least-loaded routing: queued requests, batch fill, KV usage, then name."""
-    state = pod.state()
-    queued = pod.engine.outstanding - state.running  # waiting, plus sent in this tick and not arrived yet
-    return (queued, state.running / pod.params.max_num_seqs, state.kv_cache_usage, pod.name)
+    engine, p = pod.engine, pod.params  # O(1) reads: a flushed backlog routes thousands of requests at once
+    queued = engine.outstanding - engine.running_count  # waiting, plus sent in this tick and not arrived yet
+    return (queued, engine.running_count / p.max_num_seqs, engine.used_blocks / p.num_gpu_blocks, pod.name)
