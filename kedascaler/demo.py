@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import grpc
 
 from kedascaler.board import DecisionBoard
-from kedascaler.collect.base import InventoryState
-from kedascaler.collect.files import build_inventory
+from kedascaler.collect.files import StaticInventory, build_inventory
 from kedascaler.collect.scrape import DirectScrapeSource
 from kedascaler.engine.types import VariantSpec
 from kedascaler.proto import externalscaler_pb2 as pb
@@ -63,16 +62,6 @@ def demo_documents() -> list[tuple[str, dict]]:
         })
         for v in VARIANTS
     ]
-
-
-class StaticInventory:
-    """An inventory that never changes: the demo's embedded VariantAutoscalings."""
-
-    def __init__(self, state: InventoryState) -> None:
-        self._state = state
-
-    def current(self) -> InventoryState:
-        return self._state
 
 
 def load_profile(t: float, span: float) -> float:

@@ -129,3 +129,17 @@ class FileInventory:
                 log.info("inventory loaded from %s: %d variants, %d problems",
                          self.folder, len(state.variants), len(all_problems))
             return self._state
+
+
+class StaticInventory:
+    """An inventory that never changes: embedded objects (the demo's), or a test's."""
+
+    def __init__(self, state: InventoryState) -> None:
+        self._state = state
+
+    @classmethod
+    def from_documents(cls, docs: Iterable[tuple[str, Mapping[str, Any]]]) -> StaticInventory:
+        return cls(build_inventory(docs)[0])
+
+    def current(self) -> InventoryState:
+        return self._state
