@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import socket
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -33,6 +35,8 @@ from kedascaler.config import (
     parse_saturation_configmap,
 )
 from kedascaler.engine.types import VariantKey, VariantSpec
+from kedascaler.leader import LeaderElector
+from kedascaler.status import StatusWriter
 
 log = logging.getLogger("kedascaler.kubernetes")
 
@@ -259,21 +263,16 @@ class KubernetesInventory:
 
 
 def kubernetes_sources(kubeconfig: str | None, namespace: str | None, label_selector: str | None,
-                       controller_namespace: str, identity: str | None = None):  # noqa: ANN201 - see below
+                       controller_namespace: str, identity: str | None = None,
+                       ) -> tuple[KubernetesInventory, StatusWriter, LeaderElector]:
     """Everything `serve --kubernetes` needs: (KubernetesInventory, StatusWriter, LeaderElector), not started.
 
     Call `inventory.start()` and `inventory.wait_synced()` before the first cycle; after each cycle call
     `if elector.try_acquire_or_renew(time.time()): writer.write(report.decisions, inventory.current(),
     inventory.missing_targets())`; on shutdown `inventory.stop()` and `elector.release()`.
     """
-    import os
-    import socket
-
-    from kedascaler.leader import LeaderElector
-    from kedascaler.status import StatusWriter
-
     api_client = load_api_client(kubeconfig)
-    inventory = KubernetesInventory(api_client, namespace=namespace, label_selector=label_selector,
+    inventory = KubernetesInventory(api_client, namespace=namespace or None, label_selector=label_selector or None,
                                     controller_namespace=controller_namespace)
     writer = StatusWriter(api_client)
     identity = identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
