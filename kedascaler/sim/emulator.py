@@ -435,6 +435,9 @@ class _MetricsServer(ThreadingHTTPServer):
         self.registry = registry
         super().__init__((host, 0), _MetricsHandler)
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a scraper that gave up mid-answer is its own problem, not a traceback on our stderr
+
 
 class _MetricsHandler(BaseHTTPRequestHandler):
     """GET /metrics (the exposition) and /health, like vLLM's API server."""

@@ -164,8 +164,8 @@ class _FakePrometheus(BaseHTTPRequestHandler):
         if mode == "no-data":
             return self._send(200, b'{"status":"success"}')
         if mode == "hang":
-            time.sleep(3)
-            return self._send(200, b"{}")
+            self.server.release.wait(timeout=5)  # type: ignore[attr-defined]  # set at teardown
+            return
         if "kv_cache_usage" in query:
             rows = [(_pod("a"), "NaN"), (_pod("b"), "0.5"), (_pod("c"), "0.25"), (_pod("d"), "+Inf")]
             rows.append(({"namespace": "ns", "model_name": "m"}, "0.9"))  # no pod label
@@ -191,9 +191,11 @@ def fake_prometheus() -> Iterator[tuple[str, type[_FakePrometheus]]]:
     handler = type("Fake", (_FakePrometheus,), {"mode": "ok", "authorization": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
+    server.release = threading.Event()  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, args=(0.1,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.release.set()  # type: ignore[attr-defined]
     server.shutdown()
     server.server_close()
     thread.join()
