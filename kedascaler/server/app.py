@@ -7,7 +7,7 @@ import inspect
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +68,7 @@ class ScalerServer:
         stale_after: float | None = None,
         clock: Callable[[], float] = time.time,
         grace: float = 5.0,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     ) -> None:
         if stale_after is not None and stale_after <= 0:
             raise ValueError(f"stale_after must be a positive number of seconds or None, got {stale_after!r}")
@@ -75,6 +76,7 @@ class ScalerServer:
         self.host = host
         self.tls = tls
         self.grace = grace
+        self.interceptors = tuple(interceptors)  # e.g. request metrics; they see every RPC
         self._requested_port = port
         self._servicer = ExternalScalerServicer(board, stale_after=stale_after, clock=clock)
         self._health = health.aio.HealthServicer()
@@ -91,7 +93,7 @@ class ScalerServer:
         """Bind and start serving; returns the bound port."""
         if self._server is not None:
             raise RuntimeError("ScalerServer already started")
-        server = grpc.aio.server(options=_SERVER_OPTIONS)
+        server = grpc.aio.server(options=_SERVER_OPTIONS, interceptors=self.interceptors)
         pb_grpc.add_ExternalScalerServicer_to_server(self._servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
