@@ -61,15 +61,16 @@ def plan_model(snapshot: ModelSnapshot, floor: int | None = None) -> ModelPlan:
     goal = max(sat.needed_replicas, floor)
     current = sat.current_replicas
     pairs = [(v.spec, v.current_replicas) for v in snapshot.variants]
+    within_bounds = sum(clamp_replicas(s, c) for s, c in pairs)
+    # A replica added only to reach a variant's min is not running yet: it never stands in for one removed.
+    raised = sum(max(0, clamp_replicas(s, c) - c) for s, c in pairs)
     if goal > current:
-        mode, total = SCALE_UP, goal
+        mode, total = SCALE_UP, max(goal, within_bounds)
     elif goal < current and sat.can_scale_down:
-        # A replica a variant must add to reach its min is not ready yet: it may not stand in for one removed.
-        raised = sum(max(0, clamp_replicas(s, c) - c) for s, c in pairs)
         mode, total = SCALE_DOWN, goal + raised
     else:
         # Hold the model's size; a variant pushed under its max hands its excess to the cheapest with room.
-        mode, total = HOLD, max(current, sum(clamp_replicas(s, c) for s, c in pairs))
+        mode, total = HOLD, max(current, within_bounds)
     return ModelPlan(sat, floor, goal, mode, select_targets(pairs, total))
 
 
