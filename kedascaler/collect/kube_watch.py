@@ -160,6 +160,8 @@ class Reflector:
         self._response = response
         got_any = False
         try:
+            if self._stop.is_set():  # stop() ran while the request was being opened
+                return False
             for line in iter_resp_lines(response):
                 if self._stop.is_set():
                     break
@@ -207,8 +209,15 @@ class Reflector:
                 log.exception("%s: change listener failed", self._what())
 
 
+_HINTS = {
+    403: "the service account may not list/watch this resource: check the chart's RBAC",
+    404: "the resource type is unknown to the API server: is the VariantAutoscaling CRD installed?",
+}
+
+
 def _short(exc: BaseException) -> str:
     if isinstance(exc, ApiException):
-        return f"HTTP {exc.status} {exc.reason}"
+        hint = _HINTS.get(exc.status or 0)
+        return f"HTTP {exc.status} {exc.reason}" + (f" ({hint})" if hint else "")
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}"[:200]

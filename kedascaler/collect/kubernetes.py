@@ -150,6 +150,7 @@ class KubernetesInventory:
         self.extras: dict[VariantKey, VariantExtras] = {}
         self._last_good: dict[str, dict] = {}  # ConfigMap name -> last version that parsed cleanly
         self._reported_bad: set[tuple[str, str]] = set()  # (name, resourceVersion) already logged
+        self._last_counts: tuple[int, int] = (-1, -1)
 
     # -- lifecycle --
     def start(self) -> KubernetesInventory:
@@ -195,7 +196,10 @@ class KubernetesInventory:
         self.extras = extras
         state = InventoryState(state.variants, state.saturation, state.accelerator_costs,
                                tuple(problems) + state.problems, state.static_targets)
-        log.info("inventory: %d variants, %d problems", len(state.variants), len(state.problems))
+        counts = (len(state.variants), len(state.problems))
+        if counts != self._last_counts:
+            log.info("inventory: %d variants, %d problems", *counts)
+            self._last_counts = counts
         return state
 
     @staticmethod

@@ -190,3 +190,50 @@ current-context: fake
         assert apiserver.get("Lease", "kedascaler-system", "kedascaler-leader")["spec"]["holderIdentity"] == "pod-1"
     finally:
         inventory.stop()
+
+
+def test_backoff_is_exponential_capped_and_jittered():
+    import random
+
+    from kedascaler.collect.kube_watch import backoff_delay
+
+    rng = random.Random(7)
+    delays = [backoff_delay(n, 0.5, 8.0, rng) for n in range(1, 10)]
+    assert 0.25 <= delays[0] <= 0.5
+    assert all(4.0 <= d <= 8.0 for d in delays[5:])  # capped at 8 s, never below half of it
+    assert len({round(d, 6) for d in delays[5:]}) > 1  # jittered, not lockstep
+
+
+def test_fixture_speaks_the_official_watch_protocol(apiserver, api_client):
+    """The fixture's 410 is what the official client's own Watch recognises (it raises ApiException 410)."""
+    import kubernetes
+    from kubernetes.client.exceptions import ApiException
+
+    core = kubernetes.client.CoreV1Api(api_client)
+    apiserver.put(configmap("a", {"k": "v"}))
+    old = core.list_namespaced_config_map("kedascaler-system").metadata.resource_version
+    apiserver.put(configmap("b", {"k": "v"}))
+    seen = [e["object"].metadata.name for e in kubernetes.watch.Watch().stream(
+        core.list_namespaced_config_map, "kedascaler-system", resource_version=old, timeout_seconds=1)]
+    assert seen == ["b"]
+    apiserver.compact()
+    with pytest.raises(ApiException) as err:
+        list(kubernetes.watch.Watch().stream(core.list_namespaced_config_map, "kedascaler-system",
+                                             resource_version=old, timeout_seconds=1))
+    assert err.value.status == 410
+
+
+def test_bad_configmap_is_an_event_on_the_configmap(apiserver, api_client, inventory):
+    from kedascaler.status import StatusWriter
+
+    apiserver.put(configmap("saturation-scaling-config", {"default": SAT_DEFAULT}))
+    inventory.start()
+    assert inventory.wait_synced(5)
+    apiserver.put(configmap("saturation-scaling-config", {"default": "kvSpareTrigger: 0.95\n"}))
+    assert eventually(lambda: bool(inventory.current().problems))
+    StatusWriter(api_client).write([], inventory.current())
+    (event,) = apiserver.list("Event", "kedascaler-system")
+    assert event["type"] == "Warning" and event["reason"] == "InvalidConfiguration"
+    assert event["involvedObject"] == {"apiVersion": "v1", "kind": "ConfigMap", "namespace": "kedascaler-system",
+                                       "name": "saturation-scaling-config"}
+    assert "kvSpareTrigger" in event["message"] and "last good" in event["message"]
