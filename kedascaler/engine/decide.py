@@ -5,6 +5,10 @@ The pipeline, each step a small function: stale data → hold the previous decis
 never cause a cascade) → split it over the variants with the selector → one Decision per variant whose
 Reason names the binding signal, its value and threshold.
 
+Missing data never scales down: with no fresh metrics at all, each variant keeps its previous desired (raised to
+current, within min/max), marked stale with the previous `data_at`; with partial data the model may grow but not
+shrink. The floor (v1: max(Σ min_replicas, 1)) is `model_floor`, or the caller's `floor=` (for scale to zero).
+
 Thresholds: `snapshot.config` sizes the model; a variant's `VariantSpec.saturation` override only changes how
 its own pods are classified (saturated or not, their spare) — see `kedascaler.engine.saturation`.
 """
@@ -54,7 +58,7 @@ def has_fresh_data(snapshot: ModelSnapshot) -> bool:
     return analysed > 0 or sum(v.ready_replicas for v in snapshot.variants) == 0
 
 
-def plan_model(snapshot: ModelSnapshot, floor: int | None = None) -> ModelPlan:
+def plan_model(snapshot: ModelSnapshot, *, floor: int | None = None) -> ModelPlan:
     """Needed N against Σ current: more → up by the difference; fewer and safe → down; else hold within bounds."""
     sat = analyze(snapshot)
     floor = model_floor(snapshot) if floor is None else max(0, floor)
@@ -187,14 +191,14 @@ def _stale_decisions(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Deci
     return tuple(out)
 
 
-def decide(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision],
+def decide(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision], *,
            floor: int | None = None) -> tuple[Decision, ...]:
     """One Decision per variant of the snapshot, in snapshot order; `floor` overrides model_floor (scale to zero)."""
     if not snapshot.variants:
         return ()
     if not has_fresh_data(snapshot):
         return _stale_decisions(snapshot, previous)
-    plan = plan_model(snapshot, floor)
+    plan = plan_model(snapshot, floor=floor)
     message = _model_message(plan, snapshot)
     data_at = _data_at(snapshot)
     return tuple(
