@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from typing import Any
 
@@ -37,6 +38,30 @@ class LeaderElector:
         self.is_leader = False
         self._observed: tuple[Any, ...] | None = None  # the other holder's record as last seen
         self._observed_at = 0.0  # when (our clock) that record last changed
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, renew_every_s: float | None = None) -> LeaderElector:
+        """Try and renew in a daemon thread every `renew_every_s` (default a third of the lease); read `is_leader`."""
+        period = renew_every_s or self.lease_seconds / 3
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                self.try_acquire_or_renew(time.time())
+                self._stop.wait(period)
+
+        if self._thread is None:
+            self._thread = threading.Thread(target=loop, name="leader-election", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop renewing and give the lease up."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+            self._thread = None
+        self.release()
 
     def _read(self) -> dict | None:
         try:

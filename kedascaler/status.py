@@ -11,7 +11,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import kubernetes.client
@@ -141,9 +141,13 @@ class EventRecorder:
 class StatusWriter:
     """Patches VariantAutoscaling status when it changed, and records Events; keeps what it last wrote."""
 
-    def __init__(self, api_client: kubernetes.client.ApiClient, *, events: EventRecorder | None = None) -> None:
+    def __init__(self, api_client: kubernetes.client.ApiClient, *, events: EventRecorder | None = None,
+                 existing: Callable[[VariantKey], Mapping[str, Any] | None] | None = None) -> None:
+        """`existing(key)` gives a VA's status as the cluster holds it (from the watch), so that a new leader
+        neither re-patches unchanged statuses nor resets condition transition times."""
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
         self.events = events or EventRecorder(api_client)
+        self.existing = existing
         self.written: dict[VariantKey, dict[str, Any]] = {}  # the full status last written per VA
         self._transitions: dict[tuple[VariantKey, str], tuple[str, str]] = {}  # (va, type) -> (status, time)
         self._problems_seen: set[str] = set()
@@ -196,7 +200,20 @@ class StatusWriter:
                 patches += 1
         return patches
 
+    def _adopt(self, key: VariantKey) -> None:
+        """First sight of a VA: take what the cluster holds as what was last written."""
+        if key in self.written or self.existing is None:
+            return
+        held = self.existing(key)
+        if not held:
+            return
+        self.written[key] = dict(held)
+        for cond in held.get("conditions") or []:
+            if cond.get("type") and cond.get("lastTransitionTime"):
+                self._transitions[(key, cond["type"])] = (cond.get("status"), cond["lastTransitionTime"])
+
     def _patch(self, key: VariantKey, status: dict[str, Any], now: float) -> bool:
+        self._adopt(key)
         previous = self.written.get(key)
         if previous is not None and comparable(previous) == comparable(status):
             return False

@@ -260,6 +260,11 @@ class KubernetesInventory:
                 targets.append(ScrapeTarget(spec.key, meta["name"], metrics_url(pod)))
         return WorkloadStatus(current, ready, tuple(sorted(targets, key=lambda t: t.pod)))
 
+    def va_status(self, key: VariantKey) -> dict | None:
+        """A VariantAutoscaling's status as last seen by the watch."""
+        obj = self.variantautoscalings.get(key.namespace, key.name)
+        return (obj or {}).get("status")
+
     def missing_targets(self, state: InventoryState | None = None) -> frozenset[VariantKey]:
         """Variants whose scaleTargetRef names a Deployment that does not exist."""
         state = state or self.current()
@@ -271,14 +276,15 @@ def kubernetes_sources(kubeconfig: str | None, namespace: str | None, label_sele
                        ) -> tuple[KubernetesInventory, StatusWriter, LeaderElector]:
     """Everything `serve --kubernetes` needs: (KubernetesInventory, StatusWriter, LeaderElector), not started.
 
-    Call `inventory.start()` and `inventory.wait_synced()` before the first cycle; after each cycle call
-    `if elector.try_acquire_or_renew(time.time()): writer.write(report.decisions, inventory.current(),
-    inventory.missing_targets())`; on shutdown `inventory.stop()` and `elector.release()`.
+    Before the first cycle: `inventory.start()`, `inventory.wait_synced(30)`, `elector.start()` (renews the
+    Lease in its own thread). After each cycle: `if elector.is_leader: writer.write(report.decisions,
+    inventory.current(), inventory.missing_targets())`. On shutdown: `elector.stop()` (releases the Lease)
+    and `inventory.stop()`. The inventory is both the Reconciler's `inventory` and its `workloads`.
     """
     api_client = load_api_client(kubeconfig)
     inventory = KubernetesInventory(api_client, namespace=namespace or None, label_selector=label_selector or None,
                                     controller_namespace=controller_namespace)
-    writer = StatusWriter(api_client)
+    writer = StatusWriter(api_client, existing=inventory.va_status)
     identity = identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     elector = LeaderElector(api_client, controller_namespace, "kedascaler-leader", identity)
     return inventory, writer, elector

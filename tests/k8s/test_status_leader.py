@@ -166,3 +166,28 @@ def test_end_to_end_reconciler_writes_desired_replicas_to_status(apiserver, api_
         assert eventually(lambda: any(e["reason"] == "ScaleUp" for e in apiserver.list("Event", "demo")))
     finally:
         inventory.stop()
+
+
+def test_a_new_leader_adopts_the_status_the_cluster_holds(apiserver, api_client):
+    apiserver.put(va("llama-h100", "meta/llama"))
+    StatusWriter(api_client).write([decision(2)], InventoryState(variants=(SPEC,)))
+    held = apiserver.get("VariantAutoscaling", "demo", "llama-h100")["status"]
+    successor = StatusWriter(api_client, existing=lambda key: apiserver.get(
+        "VariantAutoscaling", key.namespace, key.name)["status"])
+    assert successor.write([decision(2, at=5000.0)], InventoryState(variants=(SPEC,))) == 0
+    assert successor.write([decision(2, stale=True, at=6000.0)], InventoryState(variants=(SPEC,))) == 1
+    now = conditions(apiserver.get("VariantAutoscaling", "demo", "llama-h100"))
+    before = {c["type"]: c for c in held["conditions"]}
+    assert now["OptimizationReady"]["lastTransitionTime"] == before["OptimizationReady"]["lastTransitionTime"]
+
+
+def test_elector_thread_renews_and_releases(apiserver, api_client):
+    a = LeaderElector(api_client, "kedascaler-system", "bg", "a", lease_seconds=3).start(renew_every_s=0.05)
+    try:
+        assert eventually(lambda: a.is_leader)
+        first = apiserver.get("Lease", "kedascaler-system", "bg")["metadata"]["resourceVersion"]
+        assert eventually(lambda: apiserver.get("Lease", "kedascaler-system", "bg")["metadata"]["resourceVersion"] != first)
+    finally:
+        a.stop()
+    assert apiserver.get("Lease", "kedascaler-system", "bg")["spec"]["holderIdentity"] == ""
+    assert not a.is_leader
