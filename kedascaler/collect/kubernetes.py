@@ -139,7 +139,7 @@ class KubernetesInventory:
             WatchedResource(VA_KIND, API_VERSION, va_list, f"VariantAutoscalings in {where}"), self._invalidate, **options)
         self.deployments = Reflector(WatchedResource("Deployment", "apps/v1", deploy_list, f"Deployments in {where}"),
                                      None, **options)
-        self.pods = Reflector(WatchedResource("Pod", "v1", pod_list, f"Pods in {where}"), None, **options)
+        self.pods = Reflector(WatchedResource("Pod", "v1", pod_list, f"Pods in {where}"), self._pods_changed, **options)
         self.configmaps = Reflector(
             WatchedResource("ConfigMap", "v1", functools.partial(core.list_namespaced_config_map, controller_namespace),
                             f"ConfigMaps in {controller_namespace}"), self._invalidate, **options)
@@ -151,6 +151,8 @@ class KubernetesInventory:
         self._last_good: dict[str, dict] = {}  # ConfigMap name -> last version that parsed cleanly
         self._reported_bad: set[tuple[str, str]] = set()  # (name, resourceVersion) already logged
         self._last_counts: tuple[int, int] = (-1, -1)
+        self._pods_generation = 0
+        self._pods_index: tuple[int, dict[str, list[dict]]] = (-1, {})
 
     # -- lifecycle --
     def start(self) -> KubernetesInventory:
@@ -170,6 +172,21 @@ class KubernetesInventory:
 
     def _invalidate(self) -> None:
         self._dirty = True
+
+    def _pods_changed(self) -> None:
+        self._pods_generation += 1
+
+    def _pods_in(self, namespace: str) -> list[dict]:
+        """Ready pods of a namespace, from an index rebuilt only after a pod changed."""
+        generation, index = self._pods_index
+        if generation != self._pods_generation:
+            generation = self._pods_generation  # read before listing: a change while listing rebuilds again
+            index = {}
+            for pod in self.pods.items():
+                if pod_is_ready(pod):
+                    index.setdefault((pod.get("metadata") or {}).get("namespace") or "", []).append(pod)
+            self._pods_index = (generation, index)
+        return index.get(namespace, [])
 
     # -- Inventory --
     def current(self) -> InventoryState:
@@ -252,10 +269,8 @@ class KubernetesInventory:
         ready = int(dstatus.get("readyReplicas") or 0)
         selector = dspec.get("selector")
         targets = []
-        for pod in self.pods.items():
+        for pod in self._pods_in(spec.key.namespace):
             meta = pod.get("metadata") or {}
-            if meta.get("namespace") != spec.key.namespace or not pod_is_ready(pod):
-                continue
             if selector_matches(selector, meta.get("labels") or {}):
                 targets.append(ScrapeTarget(spec.key, meta["name"], metrics_url(pod)))
         return WorkloadStatus(current, ready, tuple(sorted(targets, key=lambda t: t.pod)))
