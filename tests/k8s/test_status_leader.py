@@ -191,3 +191,22 @@ def test_elector_thread_renews_and_releases(apiserver, api_client):
         a.stop()
     assert apiserver.get("Lease", "kedascaler-system", "bg")["spec"]["holderIdentity"] == ""
     assert not a.is_leader
+
+
+def test_written_status_matches_the_crd_status_schema():
+    from pathlib import Path
+
+    import jsonschema
+    import yaml
+
+    from kedascaler.collect.base import Problem
+    from kedascaler.status import invalid_status, status_for
+
+    crd = yaml.safe_load((Path(__file__).resolve().parents[2] / "charts/kedascaler/crds/variantautoscalings.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    validator = jsonschema.Draft4Validator(schema, format_checker=jsonschema.FormatChecker())
+    for status in (status_for(decision(3)), status_for(decision(1, stale=True), target_missing=True),
+                   invalid_status([Problem("s", "VariantAutoscaling demo/x", "spec.minReplicas", "bad")])):
+        for cond in status["conditions"]:
+            cond["lastTransitionTime"] = "2026-01-01T00:00:00Z"
+        validator.validate(status)
