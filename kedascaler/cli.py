@@ -109,6 +109,7 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     tls = _tls_config(args, parser)
     after_cycle = None
     workloads = None
+    cleanups: list = []
     if args.inventory is not None:
         from kedascaler.collect.files import FileInventory
 
@@ -120,8 +121,15 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
         inventory, status_writer, elector = kubernetes_sources(
             args.kubeconfig, args.namespace, args.label_selector, args.controller_namespace)
+        inventory.start()
+        if not inventory.wait_synced(30):
+            log.warning("the Kubernetes inventory is not synced after 30 s (is the VariantAutoscaling CRD installed, "
+                        "and may this ServiceAccount list it?); serving what is known and retrying")
+        elector.start()
         workloads = inventory
         after_cycle = (status_writer, elector)
+        cleanups.append(elector.stop)
+        cleanups.append(inventory.stop)
     if args.prometheus_url:
         from kedascaler.collect.prometheus import PrometheusSource
 
@@ -141,8 +149,8 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     def on_cycle(report) -> None:
         if after_cycle is not None:
             writer, elector = after_cycle
-            if elector.try_acquire_or_renew():
-                writer.write(report.decisions, inventory.current())
+            if elector.is_leader:  # every replica answers KEDA; only the leader writes status and events
+                writer.write(report.decisions, inventory.current(), inventory.missing_targets())
 
     loop_task = asyncio.create_task(reconciler.run_forever(args.interval, on_cycle=on_cycle))
     try:
@@ -150,6 +158,8 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     finally:
         loop_task.cancel()
         metrics.close()
+        for cleanup in cleanups:
+            cleanup()
     return 0
 
 
