@@ -1,0 +1,316 @@
+"""Scaling policies compared by the simulator, all fed the same arrivals and the same cluster model.
+
+* `kedascaler`: the real engine, `kedascaler.engine.decide(snapshot, previous)` called exactly as
+  `kedascaler/reconcile.py` calls it (snapshot of the ready pods' worst metrics over 1 min, variants sorted
+  by name, the previous decisions kept between cycles); its desired replicas (value, target 1) and active
+  flag go through KEDA + HPA per variant, as `GetMetrics` / `IsActive` answer them.
+* `wva`: WVA's saturation scaling (reference/wva.md): +1 replica per cycle to the cheapest variant without
+  pending replicas when the average spare KV or queue falls under its trigger, −1 from the most expensive
+  when the N → N−1 check passes, a previous desired that differs from current is kept; every 60 s; through
+  HPA with target 1 (KEDA reading `wva_desired_replicas`).
+* `keda-queue`: KEDA's Prometheus scaler on the model's total queue (waiting in all pods + the gateway),
+  threshold 5 per replica, AverageValue, on the cheapest variant only (minReplicaCount 1).
+* `hpa-util`: HPA on a utilisation-like metric, running / max_num_seqs averaged over the pods, target 70%,
+  on the cheapest variant only (min 1).
+* `static-peak`: the oracle's fleet for the peak rate, ready from the start, never changed.
+* `oracle`: knows the arrival rate of the next 30 s and starts pods instantly; each 15 s it runs the
+  cheapest mix of variants whose capacity at the SLO (`replica_capacity`) covers that rate: the cost floor.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from kedascaler.engine import decide
+from kedascaler.engine.types import (
+    Decision,
+    ModelSnapshot,
+    SaturationConfig,
+    VariantKey,
+    VariantSpec,
+    VariantState,
+)
+from kedascaler.sim.emulator import PerfParams
+from kedascaler.sim.simulator import SLO, Observation, SimConfig, Target, VariantConfig
+from kedascaler.sim.workloads import Workload
+
+NAMESPACE = "sim"
+
+
+def cheapest(variants: tuple[VariantConfig, ...]) -> VariantConfig:
+    """The variant new replicas go to first: lowest cost, then name (the engine's scale-up order)."""
+    return min(variants, key=lambda v: (v.cost, v.name))
+
+
+def replica_capacity(params: PerfParams, prompt_mean: float, output_mean: float, slo: SLO,
+                     kv_tokens: float | None = None, utilization: float = 0.75) -> float:
+    """Requests/s one replica carries within the SLO, from the performance model.
+
+    The batch n is the largest that fits max_num_seqs, 90% of the KV cache (`kv_tokens` per request in
+    flight, default prompt + output/2) and keeps a decode step under the ITL target; WVA's
+    μ(n) = n / (prefill(n) + (out − 1)·ITL(n)) at that n, times `utilization` for queueing headroom (TTFT).
+    """
+    kv = kv_tokens if kv_tokens is not None else prompt_mean + output_mean / 2
+    n_kv = 0.9 * params.num_gpu_blocks * params.block_size / (kv + params.block_size / 2)
+    n_itl = (slo.itl * 1000.0 - params.alpha) / params.beta if params.beta > 0 else math.inf
+    n = max(1, int(min(params.max_num_seqs, n_kv, n_itl)))
+    return utilization * params.max_throughput(max(1, round(prompt_mean)), max(1, round(output_mean)), n)
+
+
+def workload_capacity(workload: Workload, variants: tuple[VariantConfig, ...], slo: SLO) -> dict[str, float]:
+    """Per variant: requests/s per replica for this workload's lengths (KV weighted by time in flight)."""
+    p = workload.prompt_tokens.astype(float)
+    o = workload.output_tokens.astype(float)
+    if len(p) == 0:
+        p, o = np.array([230.0]), np.array([203.0])
+    kv = float(np.sum((p + o / 2) * o) / np.sum(o))
+    return {v.name: replica_capacity(v.params, float(p.mean()), float(o.mean()), slo, kv) for v in variants}
+
+
+def cheapest_mix(rate: float, variants: tuple[VariantConfig, ...], capacity: Mapping[str, float]) -> dict[str, int]:
+    """The replicas per variant of least cost whose capacity covers `rate` (0 for none when rate is 0)."""
+    if rate <= 0:
+        return {v.name: 0 for v in variants}
+    ranges = [range(0, min(v.max_replicas, math.ceil(rate / capacity[v.name])) + 1) for v in variants]
+    best, best_key = None, None
+    for combo in itertools.product(*ranges):
+        cap = sum(n * capacity[v.name] for n, v in zip(combo, variants))
+        if cap < rate:
+            continue
+        key = (sum(n * v.cost for n, v in zip(combo, variants)), sum(combo))
+        if best_key is None or key < best_key:
+            best, best_key = combo, key
+    if best is None:  # the limits cannot carry it: everything
+        best = tuple(v.max_replicas for v in variants)
+    return {v.name: n for n, v in zip(best, variants)}
+
+
+def future_rates(workload: Workload, interval: float, lookahead: float = 30.0) -> np.ndarray:
+    """Per control interval k: the highest arrival rate over `lookahead`-second windows starting in it."""
+    n = max(1, math.ceil(workload.duration / interval) + 1)
+    out = np.zeros(n)
+    t = workload.times
+    for k in range(n):
+        start = k * interval
+        rates = []
+        for s in (start, start + interval / 2, start + interval):
+            lo, hi = np.searchsorted(t, s), np.searchsorted(t, s + lookahead)
+            rates.append((hi - lo) / lookahead)
+        out[k] = max(rates)
+    return out
+
+
+class _Base:
+    """Shared defaults: KEDA+HPA actuation, one warm replica of the cheapest variant at the start."""
+
+    name = "base"
+    interval = 15.0
+    direct = False
+    instant_start = False
+    last_note: str | None = None
+
+    def initial(self, config: SimConfig) -> dict[str, int]:
+        return {cheapest(config.variants).name: 1}
+
+    def keda_min_replicas(self, variant: VariantConfig) -> int:
+        return max(0, variant.min_replicas)
+
+
+class KedascalerPolicy(_Base):
+    """The real engine, as the reconcile loop calls it; previous decisions are the only state kept."""
+
+    name = "kedascaler"
+
+    def __init__(self, model_id: str = "meta/llama-3.1-8b", interval: float = 15.0,
+                 config: SaturationConfig | None = None) -> None:
+        self.model_id = model_id
+        self.interval = interval
+        self.config = config or SaturationConfig()
+        self.previous: dict[VariantKey, Decision] = {}
+        self._specs: dict[str, VariantSpec] = {}
+
+    def _spec(self, v: VariantConfig) -> VariantSpec:
+        if v.name not in self._specs:
+            self._specs[v.name] = VariantSpec(
+                key=VariantKey(NAMESPACE, v.name), model_id=self.model_id, target_name=v.name,
+                accelerator=v.accelerator, cost=v.cost, min_replicas=v.min_replicas, max_replicas=v.max_replicas)
+        return self._specs[v.name]
+
+    def decide(self, obs: Observation) -> dict[str, Target]:
+        states = sorted((VariantState(self._spec(v.config), v.current, v.ready, v.pods) for v in obs.variants),
+                        key=lambda s: s.spec.key.name)
+        snapshot = ModelSnapshot(NAMESPACE, self.model_id, tuple(states), self.config, obs.now)
+        decisions = decide(snapshot, self.previous)
+        self.previous = {d.key: d for d in decisions}
+        changed = [d for d in decisions if d.desired_replicas != d.current_replicas]
+        self.last_note = str(changed[0].reason) if changed else None
+        return {d.key.name: Target(float(d.desired_replicas), d.active) for d in decisions}
+
+
+class WVAPolicy(_Base):
+    """WVA's saturation scaling: one replica up or down per cycle (reference/wva.md, steps 1-5)."""
+
+    name = "wva"
+
+    def __init__(self, interval: float = 60.0, config: SaturationConfig | None = None) -> None:
+        self.interval = interval
+        self.config = config or SaturationConfig()
+        self.previous: dict[str, int] = {}
+
+    def decide(self, obs: Observation) -> dict[str, Target]:
+        cfg = self.config
+        current = {v.config.name: v.current for v in obs.variants}
+        pods = [p for v in obs.variants for p in v.pods]
+        free = [p for p in pods if p.kv_cache_usage < cfg.kv_cache_threshold and p.queue_length < cfg.queue_length_threshold]
+        targets = dict(current)
+        preserved = any(self.previous.get(n, c) != c for n, c in current.items())
+        action = "hold"
+        if preserved:
+            targets = {n: self.previous.get(n, c) for n, c in current.items()}
+            action = "preserve"
+        elif pods:
+            up = not free
+            if free:
+                spare_kv = sum(cfg.kv_cache_threshold - p.kv_cache_usage for p in free) / len(free)
+                spare_q = sum(cfg.queue_length_threshold - p.queue_length for p in free) / len(free)
+                up = spare_kv < cfg.kv_spare_trigger or spare_q < cfg.queue_spare_trigger
+            if up:
+                for v in sorted(obs.variants, key=lambda v: (v.config.cost, v.config.name)):
+                    if v.current == v.ready and v.current < v.config.max_replicas:
+                        targets[v.config.name] += 1
+                        action = f"+1 {v.config.name}"
+                        break
+            elif len(free) >= 2 and sum(current.values()) >= 2:
+                kv = sum(p.kv_cache_usage for p in free) / (len(free) - 1)
+                q = sum(p.queue_length for p in free) / (len(free) - 1)
+                if (cfg.kv_cache_threshold - kv >= cfg.kv_spare_trigger
+                        and cfg.queue_length_threshold - q >= cfg.queue_spare_trigger):
+                    for v in sorted(obs.variants, key=lambda v: (v.config.cost, v.config.name), reverse=True):
+                        if targets[v.config.name] > v.config.min_replicas:
+                            targets[v.config.name] -= 1
+                            action = f"-1 {v.config.name}"
+                            break
+        if sum(targets.values()) == 0:
+            targets[cheapest(tuple(v.config for v in obs.variants)).name] = 1
+        self.previous = dict(targets)
+        self.last_note = action if action not in ("hold", "preserve") else None
+        return {n: Target(float(t), t > 0) for n, t in targets.items()}
+
+
+class KedaQueuePolicy(_Base):
+    """KEDA's Prometheus scaler on the model's total waiting requests, `threshold` per replica."""
+
+    name = "keda-queue"
+
+    def __init__(self, threshold: float = 5.0, interval: float = 15.0) -> None:
+        self.threshold = threshold
+        self.interval = interval
+
+    def keda_min_replicas(self, variant: VariantConfig) -> int:
+        return max(1, variant.min_replicas)
+
+    def decide(self, obs: Observation) -> dict[str, Target]:
+        queue = sum(p.queue_length for v in obs.variants for p in v.latest) + obs.gateway_queue
+        target = cheapest(tuple(v.config for v in obs.variants))
+        return {target.name: Target(queue / self.threshold, queue > 0)}
+
+
+class HPAUtilPolicy(_Base):
+    """HPA on running / max_num_seqs averaged over the cheapest variant's pods, target `target`."""
+
+    name = "hpa-util"
+
+    def __init__(self, target: float = 0.70, interval: float = 15.0) -> None:
+        self.target = target
+        self.interval = interval
+
+    def keda_min_replicas(self, variant: VariantConfig) -> int:
+        return max(1, variant.min_replicas)
+
+    def decide(self, obs: Observation) -> dict[str, Target]:
+        v = min(obs.variants, key=lambda v: (v.config.cost, v.config.name))
+        util = sum(min(1.0, p.running / v.config.params.max_num_seqs) for p in v.latest)
+        # Pods without a sample yet count at the average (HPA skips them; the average is what it uses).
+        if v.latest and v.ready > len(v.latest):
+            util *= v.ready / len(v.latest)
+        return {v.config.name: Target(util / self.target, True)}
+
+
+class StaticPolicy(_Base):
+    """A fixed fleet, ready from the start: `replicas` per variant."""
+
+    name = "static-peak"
+    direct = True
+    interval = 3600.0 * 24
+
+    def __init__(self, replicas: Mapping[str, int]) -> None:
+        self.replicas = dict(replicas)
+
+    def initial(self, config: SimConfig) -> dict[str, int]:
+        return dict(self.replicas)
+
+    def decide(self, obs: Observation) -> dict[str, int]:
+        return dict(self.replicas)
+
+
+class OraclePolicy(_Base):
+    """Knows the next `lookahead` seconds' arrival rate; pods start instantly; cheapest mix that covers it."""
+
+    name = "oracle"
+    direct = True
+    instant_start = True
+
+    def __init__(self, workload: Workload, config: SimConfig, interval: float = 15.0, lookahead: float = 30.0) -> None:
+        self.interval = interval
+        self.capacity = workload_capacity(workload, config.variants, config.slo)
+        self.rates = future_rates(workload, interval, lookahead)
+        self.plans = [cheapest_mix(r, config.variants, self.capacity) for r in self.rates]
+
+    def plan_at(self, now: float) -> dict[str, int]:
+        k = min(len(self.plans) - 1, int(now // self.interval))
+        return self.plans[k]
+
+    def initial(self, config: SimConfig) -> dict[str, int]:
+        return self.plan_at(0.0)
+
+    def decide(self, obs: Observation) -> dict[str, int]:
+        plan = self.plan_at(obs.now)
+        busy = {v.config.name: sum(1 for p in v.latest if p.running + p.queue_length > 0) for v in obs.variants}
+        if sum(plan.values()) == 0 and any(busy.values()):  # let the last requests finish where they are
+            return {n: max(plan[n], 1 if busy[n] else 0) for n in plan}
+        return plan
+
+    def peak(self, config: SimConfig) -> dict[str, int]:
+        """The oracle's mix for the highest rate it ever sees: the static fleet."""
+        return cheapest_mix(float(np.max(self.rates)) if len(self.rates) else 0.0, config.variants, self.capacity)
+
+
+POLICY_NAMES = ("kedascaler", "wva", "keda-queue", "hpa-util", "static-peak", "oracle")
+
+
+def make_policies(names: list[str] | tuple[str, ...], workload: Workload, config: SimConfig,
+                  model_id: str = "meta/llama-3.1-8b") -> list:
+    """Fresh policy objects (they hold per-run state) for the given names, in order."""
+    out = []
+    oracle = OraclePolicy(workload, config)
+    for name in names:
+        if name == "kedascaler":
+            out.append(KedascalerPolicy(model_id))
+        elif name == "wva":
+            out.append(WVAPolicy())
+        elif name == "keda-queue":
+            out.append(KedaQueuePolicy())
+        elif name == "hpa-util":
+            out.append(HPAUtilPolicy())
+        elif name == "static-peak":
+            out.append(StaticPolicy(oracle.peak(config)))
+        elif name == "oracle":
+            out.append(OraclePolicy(workload, config))
+        else:
+            raise ValueError(f"unknown policy {name!r}; known: {', '.join(POLICY_NAMES)}")
+    return out

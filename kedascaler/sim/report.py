@@ -1,0 +1,240 @@
+"""Scores of simulator runs, and the report: a terminal table, summary.md, results.json and PNG plots.
+
+Per policy: SLO attainment (a request meets the SLO when its TTFT and its mean ITL are both within the
+service class's targets; requests that never finish miss), p50/p95/p99 TTFT and ITL, GPU cost (replica-seconds
+× cost per hour / 3600, per variant), cost ratio to the oracle, time to reach the capacity needed after
+each load step, scaling actions, time at zero ready replicas, and the cold-start penalty (requests that
+waited at the gateway for a pod, and for how long).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kedascaler.sim.simulator import RunResult
+from kedascaler.sim.workloads import Workload
+
+
+@dataclass(frozen=True)
+class Score:
+    policy: str
+    requests: int
+    slo_attainment: float  # percent
+    ttft_p50: float
+    ttft_p95: float
+    ttft_p99: float
+    itl_p50: float
+    itl_p95: float
+    itl_p99: float
+    cost: float
+    cost_by_variant: dict[str, float]
+    cost_ratio: float | None  # to the oracle's cost
+    reaction_times: list[float | None]  # per load step: seconds to reach the needed capacity (None: never)
+    scaling_actions: int
+    actions_by_variant: dict[str, int]
+    zero_time: float
+    cold_requests: int  # requests that waited at the gateway
+    cold_wait_s: float  # their total wait at the gateway
+    preemptions: int
+    unfinished: int
+    max_replicas: dict[str, int]
+
+
+def _pct(x: np.ndarray, q: float) -> float:
+    return float(np.percentile(x, q)) if len(x) else math.nan
+
+
+def reaction_times(run: RunResult, workload: Workload, capacity: dict[str, float], window: float = 60.0
+                   ) -> list[float | None]:
+    """Per load step at s: seconds until the ready pods' capacity covers the rate of [s, s + window)."""
+    out: list[float | None] = []
+    caps = np.array([capacity[v.name] for v in run.variants])
+    ready_cap = run.series["ready"] @ caps if len(run.times) else np.zeros(0)
+    for s in workload.steps:
+        lo, hi = np.searchsorted(workload.times, s), np.searchsorted(workload.times, s + window)
+        need = (hi - lo) / window
+        idx = np.nonzero((run.times >= s) & (ready_cap >= need))[0]
+        out.append(float(run.times[idx[0]] - s) if len(idx) else None)
+    return out
+
+
+def score(run: RunResult, workload: Workload, capacity: dict[str, float], oracle_cost: float | None = None) -> Score:
+    slo = run.slo
+    ok = (run.ttft <= slo.ttft) & (run.itl <= slo.itl)
+    cost = run.cost
+    names = [v.name for v in run.variants]
+    cold = run.gateway_wait > 1e-9
+    total = float(cost.sum())
+    return Score(
+        policy=run.policy,
+        requests=len(run.ttft),
+        slo_attainment=100.0 * float(ok.mean()) if len(ok) else 100.0,
+        ttft_p50=_pct(run.ttft, 50), ttft_p95=_pct(run.ttft, 95), ttft_p99=_pct(run.ttft, 99),
+        itl_p50=_pct(run.itl, 50), itl_p95=_pct(run.itl, 95), itl_p99=_pct(run.itl, 99),
+        cost=total,
+        cost_by_variant={n: float(c) for n, c in zip(names, cost)},
+        cost_ratio=(total / oracle_cost) if oracle_cost else None,
+        reaction_times=reaction_times(run, workload, capacity),
+        scaling_actions=int(run.scaling_actions.sum()),
+        actions_by_variant={n: int(a) for n, a in zip(names, run.scaling_actions)},
+        zero_time=float(run.zero_time),
+        cold_requests=int(cold.sum()),
+        cold_wait_s=float(run.gateway_wait[cold].sum()),
+        preemptions=int(run.preemptions.sum()),
+        unfinished=int(np.sum(~np.isfinite(run.itl))),
+        max_replicas={n: int(m) for n, m in zip(names, run.series["replicas"].max(axis=0))} if len(run.times) else {},
+    )
+
+
+def _fmt_s(x: float) -> str:
+    if not math.isfinite(x):
+        return "∞"
+    return f"{x * 1000:.0f} ms" if x < 1 else f"{x:.1f} s"
+
+
+def _fmt_react(r: list[float | None]) -> str:
+    if not r:
+        return "–"
+    return " / ".join("never" if x is None else f"{x:.0f} s" for x in r)
+
+
+def table(scores: list[Score]) -> str:
+    """A Markdown table (reads fine on a terminal too)."""
+    head = ("| policy | SLO met | TTFT p50 / p95 / p99 | ITL p50 / p95 / p99 | cost | × oracle | "
+            "max replicas | actions | to capacity after steps | at zero | cold-start waits |")
+    rule = "|" + "---|" * 11
+    rows = [head, rule]
+    for s in scores:
+        ratio = f"{s.cost_ratio:.2f}" if s.cost_ratio is not None else "–"
+        reps = ", ".join(f"{k.split('-')[-1]} {v}" for k, v in s.max_replicas.items())
+        cold = f"{s.cold_requests} req, {s.cold_wait_s:.0f} s" if s.cold_requests else "0"
+        rows.append(
+            f"| {s.policy} | {s.slo_attainment:.1f}% | {_fmt_s(s.ttft_p50)} / {_fmt_s(s.ttft_p95)} / {_fmt_s(s.ttft_p99)} | "
+            f"{_fmt_s(s.itl_p50)} / {_fmt_s(s.itl_p95)} / {_fmt_s(s.itl_p99)} | {s.cost:.2f} | {ratio} | {reps} | "
+            f"{s.scaling_actions} | {_fmt_react(s.reaction_times)} | {s.zero_time:.0f} s | {cold} |")
+    return "\n".join(rows)
+
+
+def _json_safe(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def write_report(out: Path, workload: Workload, runs: list[RunResult], scores: list[Score], capacity: dict[str, float],
+                 settings: dict, runtime_s: dict[str, float]) -> list[Path]:
+    """summary.md, results.json and the plots under `out`; returns the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = plot(out, workload, runs, scores)
+    results = {
+        "workload": {"name": workload.name, "requests": len(workload), "duration_s": workload.duration,
+                     "steps_s": list(workload.steps), "description": workload.description},
+        "settings": settings,
+        "capacity_req_s_per_replica": capacity,
+        "runtime_s": runtime_s,
+        "scores": [asdict(s) for s in scores],
+        "series": {r.policy: {"t": r.times.tolist(), **{k: v.tolist() for k, v in r.series.items()}} for r in runs},
+    }
+    (out / "results.json").write_text(json.dumps(_json_safe(results), indent=1))
+    slo = runs[0].slo if runs else None
+    lines = [f"# Simulation: {workload.name}", "",
+             f"{len(workload)} requests over {workload.duration:.0f} s. {workload.description}", ""]
+    if slo:
+        lines += [f"SLO class {slo.name}: TTFT ≤ {slo.ttft * 1000:.0f} ms and mean ITL ≤ {slo.itl * 1000:.0f} ms per request.",
+                  ""]
+    lines += ["Settings: " + ", ".join(f"{k} = {v}" for k, v in settings.items()), "",
+              "Capacity per replica at the SLO (req/s, the oracle's and the reaction-time yardstick): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in capacity.items()), "", table(scores), "",
+              "Cost: replica-seconds × cost per hour / 3600 (pods billed while starting, serving and draining). "
+              "'to capacity after steps': seconds after each load step until the ready pods' capacity covers the "
+              "next minute's rate. Cold-start waits: requests queued at the gateway with no ready pod.", "",
+              "Plots: " + ", ".join(f"`{p.name}`" for p in files), ""]
+    (out / "summary.md").write_text("\n".join(lines))
+    return files + [out / "summary.md", out / "results.json"]
+
+
+def plot(out: Path, workload: Workload, runs: list[RunResult], scores: list[Score]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    bt, rate = workload.rate(10.0)
+    n = len(runs)
+    names = [v.name for v in runs[0].variants] if runs else []
+    # 1. load and replicas over time, per policy, per variant
+    fig, axes = plt.subplots(n, 1, figsize=(11, 2.2 * n + 0.6), sharex=True, squeeze=False)
+    for ax, run in zip(axes[:, 0], runs):
+        ax2 = ax.twinx()
+        ax2.fill_between(bt, rate, step="post", color="0.85", label="arrivals (req/s)")
+        ax2.set_ylabel("req/s", color="0.5")
+        ax.set_zorder(ax2.get_zorder() + 1)
+        ax.patch.set_visible(False)
+        for v, name in enumerate(names):
+            ax.step(run.times, run.series["replicas"][:, v], where="post", label=f"{name} desired")
+            ax.step(run.times, run.series["ready"][:, v], where="post", linestyle=":", label=f"{name} ready")
+        ax.set_ylabel("replicas")
+        ax.set_title(run.policy, fontsize=9, loc="left")
+    axes[0, 0].legend(fontsize=7, ncol=4, loc="upper right")
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.tight_layout()
+    files.append(out / "replicas.png")
+    fig.savefig(files[-1], dpi=90)
+    plt.close(fig)
+    # 2. KV cache and queue
+    fig, axes = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
+    for run in runs:
+        ready = run.series["ready"]
+        kv = (run.series["kv"] * ready).sum(axis=1) / np.maximum(1, ready.sum(axis=1))
+        axes[0].plot(run.times, kv, label=run.policy, linewidth=1)
+        axes[1].plot(run.times, run.series["waiting"].sum(axis=1) + run.series["gateway"], label=run.policy, linewidth=1)
+    axes[0].set_ylabel("mean KV-cache usage")
+    axes[1].set_ylabel("waiting (pods + gateway)")
+    axes[1].set_yscale("symlog")
+    axes[1].set_xlabel("time (s)")
+    axes[0].legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    files.append(out / "kv_queue.png")
+    fig.savefig(files[-1], dpi=90)
+    plt.close(fig)
+    # 3. latency percentiles with the SLO lines
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    x = np.arange(len(scores))
+    for ax, (label, keys, line) in zip(axes, [("TTFT (s)", ("ttft_p50", "ttft_p95", "ttft_p99"), runs[0].slo.ttft),
+                                              ("ITL (s)", ("itl_p50", "itl_p95", "itl_p99"), runs[0].slo.itl)]):
+        for j, k in enumerate(keys):
+            vals = [min(getattr(s, k), 1e4) for s in scores]
+            ax.bar(x + (j - 1) * 0.27, vals, 0.27, label=k.split("_")[1])
+        ax.axhline(line, color="red", linestyle="--", label="SLO")
+        ax.set_yscale("log")
+        ax.set_xticks(x, [s.policy for s in scores], rotation=30, fontsize=8)
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    files.append(out / "latency.png")
+    fig.savefig(files[-1], dpi=90)
+    plt.close(fig)
+    # 4. cost vs SLO attainment
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for s in scores:
+        ax.scatter(s.cost, s.slo_attainment, s=40)
+        ax.annotate(s.policy, (s.cost, s.slo_attainment), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("GPU cost (cost units)")
+    ax.set_ylabel("SLO attainment (%)")
+    ax.set_xscale("log")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    files.append(out / "cost_vs_slo.png")
+    fig.savefig(files[-1], dpi=90)
+    plt.close(fig)
+    return files
