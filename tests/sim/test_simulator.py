@@ -41,7 +41,7 @@ def test_a_full_batch_reaches_the_throughput_of_the_performance_model():
     steps = -(-32 * 200 // p.max_num_batched_tokens)
     expected = 32 / p.max_throughput(200, 100, 32) + (steps - 1) * p.gamma / 1000
     assert makespan == pytest.approx(expected, rel=0.01)
-    assert min(q.itl for q in reqs) == pytest.approx(p.itl_seconds(32))  # the last admitted: pure decode steps
+    assert min(q.itl for q in reqs) == pytest.approx(p.itl_seconds(32), rel=0.01)  # the last admitted: pure decodes
 
 
 def test_steady_load_below_capacity_keeps_latency_at_the_model_s_numbers():

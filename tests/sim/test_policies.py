@@ -1,0 +1,119 @@
+"""Each policy behaves as documented; the oracle is the cost floor at its SLO."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kedascaler.engine.types import PodMetrics
+from kedascaler.sim.policies import (
+    POLICY_NAMES,
+    HPAUtilPolicy,
+    KedaQueuePolicy,
+    KedascalerPolicy,
+    OraclePolicy,
+    StaticPolicy,
+    WVAPolicy,
+    cheapest_mix,
+    make_policies,
+)
+from kedascaler.sim.report import score
+from kedascaler.sim.simulator import Observation, SimConfig, VariantView, default_variants, simulate
+from kedascaler.sim.workloads import steps
+
+H100, A100 = default_variants()
+
+
+def _obs(now: float, a100: tuple[int, int, list[tuple[float, float]]], h100=(0, 0, [])) -> Observation:
+    """(current, ready, [(kv, queue) per ready pod]) for each variant."""
+    views = []
+    for cfg, (current, ready, pods) in ((H100, h100), (A100, a100)):
+        metrics = tuple(PodMetrics(f"{cfg.name}-{i}", kv, q, 10, now) for i, (kv, q) in enumerate(pods))
+        views.append(VariantView(cfg, current, ready, metrics, metrics))
+    return Observation(now, tuple(views), 0)
+
+
+def test_wva_adds_one_replica_per_cycle_to_the_cheapest_variant():
+    wva = WVAPolicy()
+    out = wva.decide(_obs(0, (2, 2, [(0.95, 30), (0.95, 30)])))
+    assert out["llama-a100"].value == 3 and out["llama-h100"].value == 0  # +1 only, however saturated
+
+
+def test_wva_skips_a_variant_with_pending_replicas_and_keeps_its_previous_desired():
+    wva = WVAPolicy()
+    wva.decide(_obs(0, (2, 2, [(0.95, 30)] * 2)))
+    out = wva.decide(_obs(60, (2, 2, [(0.95, 30)] * 2)))  # HPA has not applied 3 yet: preserved, no +1 more
+    assert out["llama-a100"].value == 3
+    out = wva.decide(_obs(120, (3, 2, [(0.95, 30)] * 2)))  # the third is loading: the next +1 goes to H100
+    assert out["llama-a100"].value == 3 and out["llama-h100"].value == 1
+
+
+def test_wva_removes_one_from_the_most_expensive_when_n_minus_one_is_safe():
+    wva = WVAPolicy()
+    out = wva.decide(_obs(0, (2, 2, [(0.1, 0), (0.1, 0)]), h100=(1, 1, [(0.1, 0)])))
+    assert out["llama-h100"].value == 0 and out["llama-a100"].value == 2
+    out = WVAPolicy().decide(_obs(0, (2, 2, [(0.6, 0), (0.6, 0)])))  # 1.2 KV on one replica: not safe
+    assert out["llama-a100"].value == 2
+
+
+def test_kedascaler_asks_for_the_whole_size_in_one_cycle():
+    out = KedascalerPolicy().decide(_obs(0, (2, 2, [(0.95, 30), (0.95, 30)])))
+    assert out["llama-a100"].value + out["llama-h100"].value > 3
+
+
+def test_keda_queue_and_hpa_util_scale_the_cheapest_variant_by_their_metric():
+    out = KedaQueuePolicy(threshold=5).decide(_obs(0, (2, 2, [(0.5, 20), (0.5, 10)])))
+    assert set(out) == {"llama-a100"} and out["llama-a100"].value == pytest.approx(6)
+    out = HPAUtilPolicy(target=0.7).decide(_obs(0, (2, 2, [(0.5, 0), (0.5, 0)])))
+    assert out["llama-a100"].value == pytest.approx(2 * (10 / 32) / 0.7)
+
+
+def test_cheapest_mix_covers_the_rate_at_least_cost():
+    cap = {"llama-h100": 3.0, "llama-a100": 1.0}
+    assert cheapest_mix(0, (H100, A100), cap) == {"llama-h100": 0, "llama-a100": 0}
+    assert cheapest_mix(1, (H100, A100), cap) == {"llama-h100": 0, "llama-a100": 1}
+    assert cheapest_mix(5.5, (H100, A100), cap) == {"llama-h100": 2, "llama-a100": 0}
+
+
+def _step_runs():
+    w = steps([(0, 3.0), (120, 20.0)], 420, seed=7)
+    cfg = SimConfig(tail=180)
+    return w, cfg, {p.name: simulate(w, p, cfg) for p in make_policies(POLICY_NAMES, w, cfg)}
+
+
+@pytest.fixture(scope="module")
+def step_runs():
+    return _step_runs()
+
+
+def test_static_never_changes(step_runs):
+    _, _, runs = step_runs
+    run = runs["static-peak"]
+    assert run.scaling_actions.sum() == 0
+    assert np.all(run.series["replicas"] == run.series["replicas"][0])
+
+
+def test_wva_total_rises_by_at_most_one_per_cycle(step_runs):
+    _, _, runs = step_runs
+    run = runs["wva"]
+    total = run.series["replicas"].sum(axis=1)
+    per_cycle = total[:: int(60 / 5)]  # samples every 5 s, WVA cycles every 60 s
+    assert np.max(np.diff(per_cycle)) <= 1
+    assert total.max() > total[0]  # it did scale up on the step
+
+
+def test_baselines_scale_up_on_the_step(step_runs):
+    _, _, runs = step_runs
+    for name in ("kedascaler", "keda-queue", "hpa-util"):
+        total = runs[name].series["replicas"].sum(axis=1)
+        assert total.max() > total[0], name
+
+
+def test_oracle_is_the_cost_floor_at_its_slo(step_runs):
+    w, cfg, runs = step_runs
+    scores = {n: score(r, w, {"llama-h100": 1.0, "llama-a100": 1.0}) for n, r in runs.items()}
+    floor = scores["oracle"]
+    assert floor.slo_attainment >= 95.0
+    for name, s in scores.items():
+        if s.slo_attainment >= floor.slo_attainment:
+            assert floor.cost <= s.cost + 1e-9, name
