@@ -1,0 +1,272 @@
+"""Decision records: one structured JSON object per decision, for logs, JSONL files and `kedascaler analyze`.
+
+A record carries everything that made the decision (per-pod KV cache, queue and running requests, replica
+counts, the thresholds of the model's config), the result (desired replicas, active) and the reason. Its
+shape is the JSON schema `schema/decision-record.schema.json` (version `SCHEMA_ID`), loaded with
+`load_schema()`.
+
+Also here: `configure_logging(level, fmt)` with a JSON formatter for every log line, and `SecretFilter`, which
+scrubs Authorization headers, bearer tokens and `token=`-style secrets from every record before it is written.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import IO, Any
+
+from kedascaler.engine.types import Decision, ModelSnapshot, VariantState
+
+SCHEMA_ID = "kedascaler.decision-record/v1"
+
+
+@cache
+def load_schema() -> dict[str, Any]:
+    """The decision-record JSON schema shipped with the package."""
+    text = resources.files("kedascaler.observe").joinpath("schema/decision-record.schema.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def _num(x: float | None) -> float | None:
+    """JSON has no NaN/inf: a non-finite reading is written as null."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def iso_time(ts: float) -> str:
+    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def decision_record(decision: Decision, variant: VariantState | None, snapshot: ModelSnapshot | None, *,
+                    cycle: int, now: float, predicted_itl_ms: float | None = None,
+                    predicted_ttft_ms: float | None = None) -> dict[str, Any]:
+    """The record of one decision, joined with the variant's state and the model's thresholds in the snapshot."""
+    ts = decision.decided_at or now
+    config = snapshot.config if snapshot is not None else None
+    if variant is not None and variant.spec.saturation is not None:
+        config = variant.spec.saturation
+    pods = [] if variant is None else [
+        {"pod": p.pod, "kv_cache_usage": _num(p.kv_cache_usage), "queue_length": _num(p.queue_length),
+         "running": _num(p.running), "timestamp": _num(p.timestamp)}
+        for p in variant.pods
+    ]
+    record: dict[str, Any] = {
+        "schema": SCHEMA_ID,
+        "time": iso_time(ts),
+        "ts": ts,
+        "cycle": cycle,
+        "namespace": decision.key.namespace,
+        "variant": decision.key.name,
+        "model": decision.model_id,
+        "accelerator": variant.spec.accelerator if variant is not None else "",
+        "variant_cost": _num(variant.spec.cost) if variant is not None else None,
+        "inputs": {
+            "pods": pods,
+            "replicas": {"current": decision.current_replicas, "ready": decision.ready_replicas,
+                         "pending": max(0, decision.current_replicas - decision.ready_replicas)},
+            "metrics_fresh": True if variant is None else variant.metrics_fresh,
+            "min_replicas": variant.spec.min_replicas if variant is not None else 0,
+            "max_replicas": variant.spec.max_replicas if variant is not None else None,
+        },
+        "thresholds": None if config is None else {
+            "kv_cache_threshold": config.kv_cache_threshold, "queue_length_threshold": config.queue_length_threshold,
+            "kv_spare_trigger": config.kv_spare_trigger, "queue_spare_trigger": config.queue_spare_trigger,
+        },
+        "result": {"desired_replicas": decision.desired_replicas, "active": decision.active},
+        "reason": {"action": decision.reason.action, "signal": decision.reason.signal,
+                   "value": _num(decision.reason.value), "threshold": _num(decision.reason.threshold),
+                   "message": decision.reason.message},
+        "stale": decision.stale,
+        "data_at": decision.data_at,
+        "data_age_s": max(0.0, ts - decision.data_at) if decision.data_at > 0 else None,
+    }
+    if predicted_itl_ms is not None:
+        record["predicted_itl_ms"] = _num(predicted_itl_ms)
+    if predicted_ttft_ms is not None:
+        record["predicted_ttft_ms"] = _num(predicted_ttft_ms)
+    return record
+
+
+class DecisionRecorder:
+    """Numbers the cycles and turns each CycleReport into its decision records."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.cycle = 0
+
+    def records(self, report) -> list[dict[str, Any]]:  # report: kedascaler.reconcile.CycleReport
+        self.cycle += 1
+        now = self.clock()
+        states = {v.spec.key: (v, snap) for snap in report.snapshots for v in snap.variants}
+        out = []
+        for d in report.decisions:
+            variant, snap = states.get(d.key, (None, None))
+            out.append(decision_record(d, variant, snap, cycle=self.cycle, now=now))
+        return out
+
+
+class RecordWriter:
+    """Appends decision records to a JSONL file, one object per line, flushed after each record."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: IO[str] | None = self.path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, separators=(",", ":"), allow_nan=False)
+        with self._lock:
+            if self._file is None:
+                raise ValueError(f"RecordWriter for {self.path} is closed")
+            self._file.write(line + "\n")
+            self._file.flush()
+
+    def write_all(self, records: Iterable[dict[str, Any]]) -> None:
+        for record in records:
+            self.write(record)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------- logging
+
+REDACTED = "[REDACTED]"
+_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # Authorization: Bearer abc / 'Authorization': 'Basic abc' / authorization=abc (the whole credential)
+    (re.compile(r"""(?i)(\bauthorization\b["']?\s*[:=]\s*["']?)(?:(bearer|basic)\s+)?[^\s"',;}]+"""),
+     r"\1\2 " + REDACTED),
+    # a bearer token wherever it appears
+    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9\-._~+/]+=*"), r"\1 " + REDACTED),
+    # token=..., access_token: ..., "api_key": "...", password=..., secret=..., client_secret=...
+    (re.compile(r"""(?i)(\b[a-z0-9_\-]*(?:token|api[_-]?key|password|passwd|secret)["']?\s*[:=]\s*["']?)"""
+                r"""[^\s"'&,;}]+"""), r"\1" + REDACTED),
+    # user:password@ in URLs
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@]+:)[^@\s/]+@"), r"\1" + REDACTED + "@"),
+)
+
+
+def scrub(text: str) -> str:
+    """The text with credentials replaced by [REDACTED]."""
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text.replace(" " + " " + REDACTED, " " + REDACTED)
+
+
+def _scrub_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: (REDACTED if _secret_key(k) else _scrub_value(v)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub_value(v) for v in value]
+    return value
+
+
+def _secret_key(key: Any) -> bool:
+    return isinstance(key, str) and re.search(r"(?i)authorization|token|api[_-]?key|password|secret", key) is not None
+
+
+class SecretFilter(logging.Filter):
+    """Scrubs credentials from a log record's message, arguments, exception text and structured extras.
+
+    Attach it to handlers (it is, by `configure_logging`): filters on a handler see the records of every logger.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string must still be logged, scrubbed
+            message = f"{record.msg} {record.args}"
+        record.msg, record.args = scrub(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
+        for name in _EXTRA_FIELDS:
+            if hasattr(record, name):
+                setattr(record, name, _scrub_value(getattr(record, name)))
+        return True
+
+
+_EXTRA_FIELDS = ("decision", "fields")
+_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, exception; plus a `decision` record when given,
+    and any other `extra=` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": iso_time(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RESERVED and not key.startswith("_"):
+                out[key] = value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            out["exception"] = record.exc_text
+        if record.stack_info:
+            out["stack"] = record.stack_info
+        return scrub(json.dumps(out, default=str, separators=(",", ":")))
+
+
+class PlainFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(super().format(record))
+
+
+_HANDLER_MARK = "_kedascaler_handler"
+
+
+def configure_logging(level: str | int = "INFO", fmt: str = "plain", stream: IO[str] | None = None) -> logging.Handler:
+    """Send every log line to `stream` (stderr) as JSON (`fmt="json"`) or text, with secrets scrubbed.
+
+    Replaces a handler this function installed earlier (so calling it twice is safe) and leaves others alone.
+    """
+    if fmt not in ("json", "plain"):
+        raise ValueError(f"log format must be 'json' or 'plain', got {fmt!r}")
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, _HANDLER_MARK, False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else PlainFormatter())
+    handler.addFilter(SecretFilter())
+    setattr(handler, _HANDLER_MARK, True)
+    root.addHandler(handler)
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+    return handler
