@@ -4,6 +4,13 @@
 reports and tests.
 """
 
+from kedascaler.engine.activation import (
+    DEFAULT_IDLE_WINDOW,
+    INACTIVE,
+    Activation,
+    activation,
+    can_scale_to_zero,
+)
 from kedascaler.engine.decide import (
     BOUNDS,
     HOLD,
@@ -48,6 +55,7 @@ from kedascaler.engine.types import (
 )
 
 __all__ = [
+    "DEFAULT_IDLE_WINDOW", "INACTIVE", "Activation", "activation", "can_scale_to_zero",
     "BOUNDS", "HOLD", "KV_SIGNAL", "QUEUE_SIGNAL", "SCALE_DOWN", "SCALE_UP", "STALE",
     "Decision", "ModelPlan", "ModelSaturation", "ModelSnapshot", "PodMetrics", "Reason", "ReplicaSaturation",
     "SaturationConfig", "VariantKey", "VariantSpec", "VariantState",

@@ -16,8 +16,9 @@ its own pods are classified (saturated or not, their spare) — see `kedascaler.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from kedascaler.engine.activation import INACTIVE, Activation, activation
 from kedascaler.engine.saturation import ModelSaturation, analysed_pods, analyze
 from kedascaler.engine.selector import clamp_replicas, min_total, scale_down_order, scale_up_order, select_targets
 from kedascaler.engine.types import Decision, ModelSnapshot, Reason, VariantKey, VariantSpec, VariantState
@@ -191,13 +192,60 @@ def _stale_decisions(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Deci
     return tuple(out)
 
 
+def _inactive_decisions(snapshot: ModelSnapshot, act: Activation) -> tuple[Decision, ...]:
+    """The model is idle past its window: zero replicas for every variant, inactive."""
+    message = f"model {snapshot.model_id} {act.message}; every variant to 0"
+    reason = Reason(INACTIVE, act.signal, act.idle_for, act.window, message)
+    return tuple(
+        Decision(key=v.spec.key, model_id=v.spec.model_id, desired_replicas=0, active=False, reason=reason,
+                 current_replicas=v.current_replicas, ready_replicas=v.ready_replicas, decided_at=snapshot.taken_at,
+                 data_at=_data_at(snapshot), last_activity_at=act.last_activity_at)
+        for v in snapshot.variants
+    )
+
+
+def _with_activation(decisions: tuple[Decision, ...], act: Activation) -> tuple[Decision, ...]:
+    """Scale-to-zero models: a variant is active exactly when it is asked to run (KEDA 0→1 agrees with HPA 1→N)."""
+    out = []
+    for d in decisions:
+        reason = d.reason
+        if act.waking and d.desired_replicas > 0:
+            reason = Reason(SCALE_UP, act.signal, act.value, None, f"woken from zero, {act.message}; {reason.message}")
+        else:
+            reason = replace(reason, message=f"{reason.message}; {act.message}")
+        out.append(replace(d, active=d.desired_replicas > 0, reason=reason, last_activity_at=act.last_activity_at))
+    return tuple(out)
+
+
 def decide(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision], *,
            floor: int | None = None) -> tuple[Decision, ...]:
-    """One Decision per variant of the snapshot, in snapshot order; `floor` overrides model_floor (scale to zero)."""
+    """One Decision per variant of the snapshot, in snapshot order; `floor` overrides model_floor.
+
+    With `snapshot.idle_window` set and every minReplicas 0, the model may go to zero: see
+    `kedascaler.engine.activation` (inactive → 0 everywhere; active → at least one replica, cheapest first).
+    """
     if not snapshot.variants:
         return ()
+    act = activation(snapshot, previous)
+    if act is None:
+        return _decide_warm(snapshot, previous, floor)
+    if not act.active:
+        return _inactive_decisions(snapshot, act)
+    if act.waking or has_fresh_data(snapshot):  # coming back from zero needs no metrics: there are no pods
+        return _with_activation(_planned(snapshot, floor), act)
+    return _with_activation(_stale_decisions(snapshot, previous), act)
+
+
+def _decide_warm(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision],
+                 floor: int | None) -> tuple[Decision, ...]:
+    """v1: the model is always kept warm (floor ≥ 1 unless the caller says otherwise)."""
     if not has_fresh_data(snapshot):
         return _stale_decisions(snapshot, previous)
+    return _planned(snapshot, floor)
+
+
+def _planned(snapshot: ModelSnapshot, floor: int | None) -> tuple[Decision, ...]:
+    """Plan the model and split it over its variants."""
     plan = plan_model(snapshot, floor=floor)
     message = _model_message(plan, snapshot)
     data_at = _data_at(snapshot)
@@ -210,5 +258,5 @@ def decide(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision], *,
     )
 
 
-__all__ = ["BOUNDS", "HOLD", "SCALE_DOWN", "SCALE_UP", "STALE", "ModelPlan", "decide", "has_fresh_data",
+__all__ = ["BOUNDS", "HOLD", "INACTIVE", "SCALE_DOWN", "SCALE_UP", "STALE", "ModelPlan", "decide", "has_fresh_data",
            "model_floor", "plan_model"]

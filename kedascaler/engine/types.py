@@ -83,6 +83,10 @@ class ModelSnapshot:
     variants: tuple[VariantState, ...]
     config: SaturationConfig = field(default_factory=SaturationConfig)
     taken_at: float = 0.0
+    # Scale to zero (see kedascaler.engine.activation). None everywhere: v1, the model is always kept warm.
+    idle_window: float | None = None  # seconds without requests before the model may go to zero; None: never
+    gateway_queue: float | None = None  # requests waiting at the gateway for this model; None: not known
+    last_request_at: float | None = None  # newest request pushed for this model (POST /v1/activate); None: none
 
 
 @dataclass(frozen=True)
@@ -119,3 +123,4 @@ class Decision:
     decided_at: float = 0.0  # the snapshot's taken_at
     data_at: float = 0.0  # time of the last fresh metrics behind this decision
     stale: bool = False  # True when held from an earlier cycle because metrics were missing
+    last_activity_at: float | None = None  # scale to zero: when the model last had a request anywhere
