@@ -46,7 +46,11 @@ class Score:
 
 
 def _pct(x: np.ndarray, q: float) -> float:
-    return float(np.percentile(x, q)) if len(x) else math.nan
+    """Percentile where inf (never served) sorts last and is returned as inf, without numpy's warnings."""
+    if not len(x):
+        return math.nan
+    v = float(np.percentile(np.where(np.isfinite(x), x, 1e300), q, method="higher"))
+    return math.inf if v >= 1e300 else v
 
 
 def reaction_times(run: RunResult, workload: Workload, capacity: dict[str, float], window: float = 60.0

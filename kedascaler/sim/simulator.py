@@ -8,8 +8,8 @@ One run is a fixed-step loop (`tick`, default 0.25 s) over a simulated cluster:
    direct reads), the policy reconciles every `policy.interval` s, KEDA polls activation every
    `keda.polling_interval` s and HPA syncs every `hpa.sync_period` s (`kedascaler.sim.keda_hpa`);
    policies marked `direct` (oracle, static) set replicas themselves;
-3. the tick's arrivals are routed to the least-loaded ready pod (outstanding requests over
-   `max_num_seqs`, across all variants of the model), or queue at the gateway when no pod is ready;
+3. the tick's arrivals are routed to the least-loaded ready pod (queued requests, then batch fill,
+   then KV usage, as `fleet.py` ranks pods; across all variants of the model), or queue at the gateway when no pod is ready;
 4. every pod's `FastReplica` runs to the end of the tick (steps inside are exact, not tick-bound).
 
 Scale-down removes pods that are not ready first, then the newest ready ones; a removed pod hands its
@@ -234,19 +234,22 @@ class Cluster:
             self.gateway = deque(sorted(list(self.gateway) + back, key=lambda r: (r.arrival, r.id)))
 
     def route(self, reqs: list[SimRequest] | deque, now: float) -> None:
-        """Least-loaded ready pod (outstanding / max_num_seqs, then name); the gateway when none is ready."""
+        """Least-loaded ready pod, as `fleet.py` ranks them: queued requests, then batch fill, then KV usage,
+        then name; the gateway when no pod is ready."""
         cands = [p for pods in self.pods for p in pods if p.ready_at <= now]
         if not cands:
             self.gateway.extend(reqs)
             return
-        load = [p.replica.outstanding / p.replica.params.max_num_seqs for p in cands]
-        inc = [1.0 / p.replica.params.max_num_seqs for p in cands]
+        keys = []
+        for p in cands:
+            r = p.replica
+            keys.append([r.outstanding - r.num_running, r.num_running / r.params.max_num_seqs, r.kv_cache_usage, p.name])
         for req in reqs:
-            i = min(range(len(cands)), key=load.__getitem__)
+            i = min(range(len(cands)), key=keys.__getitem__)
             pod = cands[i]
             req.variant = pod.variant
             pod.replica.submit(req, now)
-            load[i] += inc[i]
+            keys[i][0] += 1
 
     def advance(self, now: float, end: float) -> None:
         tick = end - now
