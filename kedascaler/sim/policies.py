@@ -179,7 +179,12 @@ class KedascalerPolicy(_Base):
     name = "kedascaler"
 
     def __init__(self, model_id: str = "meta/llama-3.1-8b", interval: float = 15.0,
-                 config: SaturationConfig | None = None) -> None:
+                 config: SaturationConfig | None = None, active_per_variant: bool = False) -> None:
+        # active_per_variant: a what-if, not the server's behaviour — report a variant active only when its own
+        # desired replicas > 0 (the engine's flag is true for every variant of a model that has load).
+        self.active_per_variant = active_per_variant
+        if active_per_variant:
+            self.name = "kedascaler-va"
         self.model_id = model_id
         self.interval = interval
         self.config = config or SaturationConfig()
@@ -201,6 +206,8 @@ class KedascalerPolicy(_Base):
         self.previous = {d.key: d for d in decisions}
         changed = [d for d in decisions if d.desired_replicas != d.current_replicas]
         self.last_note = str(changed[0].reason) if changed else None
+        if self.active_per_variant:
+            return {d.key.name: Target(float(d.desired_replicas), d.desired_replicas > 0) for d in decisions}
         return {d.key.name: Target(float(d.desired_replicas), d.active) for d in decisions}
 
 
