@@ -35,7 +35,7 @@ class SimRequest:
 
     __slots__ = ("id", "arrival", "prompt", "output", "generated", "computed", "target", "blocks", "offset",
                  "d_join", "g_join", "d_finish", "seq", "phase", "first_token", "finished", "preemptions",
-                 "variant", "dispatched")
+                 "variant", "dispatched", "restarts")
 
     def __init__(self, rid: int, arrival: float, prompt: int, output: int) -> None:
         self.id = rid
@@ -57,6 +57,7 @@ class SimRequest:
         self.preemptions = 0
         self.variant = -1
         self.dispatched = arrival  # when it reached a replica (later than arrival if it waited at the gateway)
+        self.restarts = 0  # times handed back by a terminating pod and started over
 
     @property
     def ttft(self) -> float:

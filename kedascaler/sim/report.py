@@ -41,6 +41,7 @@ class Score:
     cold_requests: int  # requests that waited at the gateway
     cold_wait_s: float  # their total wait at the gateway
     preemptions: int
+    restarts: int  # requests handed back by terminating pods, started over elsewhere
     unfinished: int
     max_replicas: dict[str, int]
 
@@ -72,7 +73,7 @@ def score(run: RunResult, workload: Workload, capacity: dict[str, float], oracle
     ok = (run.ttft <= slo.ttft) & (run.itl <= slo.itl)
     cost = run.cost
     names = [v.name for v in run.variants]
-    cold = run.gateway_wait > 1e-9
+    cold = (run.gateway_wait > 1e-9) & (run.restarts == 0)  # waited for a ready pod (not a restart)
     total = float(cost.sum())
     return Score(
         policy=run.policy,
@@ -90,6 +91,7 @@ def score(run: RunResult, workload: Workload, capacity: dict[str, float], oracle
         cold_requests=int(cold.sum()),
         cold_wait_s=float(run.gateway_wait[cold].sum()),
         preemptions=int(run.preemptions.sum()),
+        restarts=int(run.restarts.sum()),
         unfinished=int(np.sum(~np.isfinite(run.itl))),
         max_replicas={n: int(m) for n, m in zip(names, run.series["replicas"].max(axis=0))} if len(run.times) else {},
     )
@@ -110,8 +112,8 @@ def _fmt_react(r: list[float | None]) -> str:
 def table(scores: list[Score]) -> str:
     """A Markdown table (reads fine on a terminal too)."""
     head = ("| policy | SLO met | TTFT p50 / p95 / p99 | ITL p50 / p95 / p99 | cost | × oracle | "
-            "max replicas | actions | to capacity after steps | at zero | cold-start waits |")
-    rule = "|" + "---|" * 11
+            "max replicas | actions | restarts | to capacity after steps | at zero | cold-start waits |")
+    rule = "|" + "---|" * 12
     rows = [head, rule]
     for s in scores:
         ratio = f"{s.cost_ratio:.2f}" if s.cost_ratio is not None else "–"
@@ -120,7 +122,7 @@ def table(scores: list[Score]) -> str:
         rows.append(
             f"| {s.policy} | {s.slo_attainment:.1f}% | {_fmt_s(s.ttft_p50)} / {_fmt_s(s.ttft_p95)} / {_fmt_s(s.ttft_p99)} | "
             f"{_fmt_s(s.itl_p50)} / {_fmt_s(s.itl_p95)} / {_fmt_s(s.itl_p99)} | {s.cost:.2f} | {ratio} | {reps} | "
-            f"{s.scaling_actions} | {_fmt_react(s.reaction_times)} | {s.zero_time:.0f} s | {cold} |")
+            f"{s.scaling_actions} | {s.restarts} | {_fmt_react(s.reaction_times)} | {s.zero_time:.0f} s | {cold} |")
     return "\n".join(rows)
 
 
@@ -160,7 +162,8 @@ def write_report(out: Path, workload: Workload, runs: list[RunResult], scores: l
               + ", ".join(f"{k} {v:.2f}" for k, v in capacity.items()), "", table(scores), "",
               "Cost: replica-seconds × cost per hour / 3600 (pods billed while starting, serving and draining). "
               "'to capacity after steps': seconds after each load step until the ready pods' capacity covers the "
-              "next minute's rate. Cold-start waits: requests queued at the gateway with no ready pod.", "",
+              "next minute's rate. Restarts: waiting requests handed back by a terminating pod and started over elsewhere. "
+              "Cold-start waits: requests queued at the gateway with no ready pod.", "",
               "Plots: " + ", ".join(f"`{p.name}`" for p in files), ""]
     (out / "summary.md").write_text("\n".join(lines))
     return files + [out / "summary.md", out / "results.json"]

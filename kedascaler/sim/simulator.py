@@ -152,7 +152,8 @@ class RunResult:
     itl: np.ndarray  # per request mean ITL; inf: not finished
     served_by: np.ndarray  # variant index, -1: never served
     preemptions: np.ndarray
-    gateway_wait: np.ndarray  # seconds spent at the gateway before reaching a pod
+    gateway_wait: np.ndarray  # seconds from arrival to the pod that served it (gateway queue, and any restart)
+    restarts: np.ndarray  # times a request was handed back by a terminating pod
     times: np.ndarray  # sample times
     series: dict[str, np.ndarray]  # name → (samples,) or (samples, variants)
     replica_seconds: np.ndarray  # per variant
@@ -174,6 +175,7 @@ def _restart(req: SimRequest) -> None:
     req.target = req.prompt
     req.first_token = math.nan
     req.variant = -1
+    req.restarts += 1
 
 
 def _every(interval: float, tick: float) -> int:
@@ -402,6 +404,7 @@ def simulate(workload: Workload, policy: Policy, config: SimConfig | None = None
         served_by=np.array([r.variant if r.finished == r.finished else -1 for r in reqs], dtype=np.int64),
         preemptions=np.array([r.preemptions for r in reqs], dtype=np.int64),
         gateway_wait=np.array([r.dispatched - r.arrival for r in reqs]),
+        restarts=np.array([r.restarts for r in reqs], dtype=np.int64),
         times=np.array(sample_t), series=series, replica_seconds=cluster.replica_seconds.copy(),
         scaling_actions=cluster.actions.copy(), zero_time=zero_time, duration=workload.duration,
         decisions=decisions,
