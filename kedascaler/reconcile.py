@@ -2,6 +2,12 @@
 
 The imperative shell around the pure engine. One `run_once` is one cycle; the caller decides when
 (every interval, or at once on a wake-up signal). One model's failure never loses another model's decision.
+
+Scale to zero: with an `idle_window` (or a VA's `spec.scaleToZero.idleWindowSeconds`) and something that can
+wake a model at zero — an `ActivationSource` (the gateway queue) and/or an `ActivationInbox` (pushed requests)
+— each snapshot carries the model's idle window, gateway queue and last pushed request, and the engine
+decides activation. A pushed request wakes `run_forever` at once for a cycle of just that model
+(`run_once(models=...)`): no pods to scrape at zero, so the push reaches the board in milliseconds.
 """
 
 from __future__ import annotations
@@ -10,8 +16,9 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 from kedascaler.board import DecisionBoard
 from kedascaler.collect.base import (
@@ -23,6 +30,7 @@ from kedascaler.collect.base import (
     WorkloadStatus,
     Workloads,
 )
+from kedascaler.collect.activation import ActivationInbox, ActivationReading, ActivationSource, ModelRef
 from kedascaler.engine import decide
 from kedascaler.engine.types import Decision, ModelSnapshot, PodMetrics, VariantKey, VariantSpec, VariantState
 
@@ -38,6 +46,36 @@ class CycleReport:
     collect: CollectResult
     errors: tuple[str, ...]
     duration_s: float
+    models: tuple[ModelRef, ...] | None = None  # a wake-up cycle's models; None: a full cycle
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number >= 0 and number == number and number != float("inf") else None
+
+
+def scale_to_zero_settings(specs: Sequence[VariantSpec], extras: Mapping[VariantKey, Any], default_window: float | None
+                           ) -> tuple[float | None, str | None]:
+    """A model's (idle window, activation query) from its VAs' `spec.scaleToZero` over the global default.
+
+    `enabled: false` on any variant turns it off (window None); `idleWindowSeconds`: the largest of the
+    variants' wins (the most careful); `activationQuery`: the first variant's (by name) that sets one.
+    """
+    windows: list[float] = []
+    query = None
+    for spec in sorted(specs, key=lambda s: s.key.name):
+        s2z = getattr(extras.get(spec.key), "scale_to_zero", None) or {}
+        if s2z.get("enabled") is False:
+            return None, None
+        window = _number(s2z.get("idleWindowSeconds"))
+        if window is not None:
+            windows.append(window)
+        if query is None and isinstance(s2z.get("activationQuery"), str) and s2z["activationQuery"].strip():
+            query = s2z["activationQuery"]
+    return (max(windows) if windows else default_window), query
 
 
 def static_status(spec: VariantSpec, urls: Sequence[str]) -> WorkloadStatus:
@@ -103,22 +141,77 @@ class Reconciler:
     """Runs cycles and keeps the only state between them: the previous decision per variant."""
 
     def __init__(self, inventory: Inventory, metrics: MetricsSource, board: DecisionBoard,
-                 workloads: Workloads | None = None, clock: Callable[[], float] = time.time) -> None:
+                 workloads: Workloads | None = None, clock: Callable[[], float] = time.time, *,
+                 idle_window: float | None = None, activation: ActivationSource | None = None,
+                 inbox: ActivationInbox | None = None,
+                 extras: Mapping[VariantKey, Any] | Callable[[], Mapping[VariantKey, Any]] | None = None) -> None:
+        """`idle_window` (s): scale idle models to zero (None: only VAs with scaleToZero.idleWindowSeconds);
+        `activation`: reads gateway queues; `inbox`: pushed requests; `extras`: VariantExtras per VA (default:
+        the inventory's `extras` attribute, as FileInventory and the Kubernetes inventory have)."""
         self.inventory = inventory
         self.metrics = metrics
         self.workloads = workloads
         self.board = board
         self.clock = clock
+        self.idle_window = idle_window
+        self.activation = activation
+        self.inbox = inbox
+        self._extras = extras
         self.previous: dict[VariantKey, Decision] = {}
         self.cycles = 0
 
-    def run_once(self) -> CycleReport:
+    def extras(self) -> Mapping[VariantKey, Any]:
+        if callable(self._extras):
+            return self._extras()
+        if self._extras is not None:
+            return self._extras
+        return getattr(self.inventory, "extras", None) or {}
+
+    def _with_activation(self, snapshots: list[ModelSnapshot], specs: Sequence[VariantSpec], wake_cycle: bool,
+                         errors: list[str]) -> tuple[list[ModelSnapshot], ActivationReading]:
+        """Give each snapshot its idle window, gateway queue and last pushed request (scale to zero)."""
+        if self.activation is None and self.inbox is None:
+            return snapshots, ActivationReading()  # nothing could wake a model at zero: keep every model warm
+        extras = self.extras()
+        by_model: dict[ModelRef, list[VariantSpec]] = defaultdict(list)
+        for spec in specs:
+            by_model[(spec.key.namespace, spec.model_id)].append(spec)
+        settings = {m: scale_to_zero_settings(vs, extras, self.idle_window) for m, vs in by_model.items()}
+        enabled = [m for m, (window, _) in settings.items() if window is not None]
+        reading = ActivationReading()
+        if self.activation is not None and enabled and not wake_cycle:
+            overrides = {m: q for m, (_, q) in settings.items() if q and m in enabled}
+            try:
+                reading = self.activation.read(enabled, overrides)
+            except Exception as exc:  # noqa: BLE001 - "not known" for every model, never "idle"
+                reading = ActivationReading({}, (f"activation source failed: {exc}",), 0)
+            errors += reading.errors
+        out = []
+        for snap in snapshots:
+            model = (snap.namespace, snap.model_id)
+            window = settings.get(model, (None, None))[0]
+            if window is None:
+                out.append(snap)
+                continue
+            if self.activation is None:
+                queue = 0.0  # push-only: nothing waits at a gateway we could read
+            else:
+                queue = reading.queue(model)  # None on a wake-up cycle: the push is the signal
+            pushed = self.inbox.last_request_at(*model) if self.inbox is not None else None
+            out.append(replace(snap, idle_window=window, gateway_queue=queue, last_request_at=pushed))
+        return out, reading
+
+    def run_once(self, models: Collection[ModelRef] | None = None) -> CycleReport:
+        """One cycle for every model, or (a wake-up cycle) for `models` only: (namespace, modelID) pairs."""
         started = time.perf_counter()
         state = self.inventory.current()
+        wanted = None if models is None else set(models)
+        variants = state.variants if wanted is None else tuple(
+            s for s in state.variants if (s.key.namespace, s.model_id) in wanted)
         errors: list[str] = []
         static = dict(state.static_targets)
         statuses: dict[VariantKey, WorkloadStatus | None] = {}
-        for spec in state.variants:
+        for spec in variants:
             try:
                 if spec.key in static:
                     statuses[spec.key] = static_status(spec, static[spec.key])
@@ -130,10 +223,15 @@ class Reconciler:
                 errors.append(f"workload {spec.key}: {exc}")
                 statuses[spec.key] = None
         targets = [t for s in statuses.values() if s is not None for t in s.pods]
-        collect = self.metrics.collect(targets)
+        at_zero = all(s is not None and s.current_replicas == 0 for s in statuses.values())
+        if wanted is not None and at_zero:
+            collect = CollectResult()  # waking models at zero: no pod to read, answer at once
+        else:
+            collect = self.metrics.collect(targets)
         now = self.clock()
-        samples = assign_samples(collect.samples, state.variants)
-        snapshots = build_snapshots(state.variants, statuses, samples, collect, state.saturation.for_model, now)
+        samples = assign_samples(collect.samples, variants)
+        snapshots = build_snapshots(variants, statuses, samples, collect, state.saturation.for_model, now)
+        snapshots, _ = self._with_activation(snapshots, variants, wanted is not None, errors)
         decisions: list[Decision] = []
         for snap in snapshots:
             try:
@@ -142,30 +240,59 @@ class Reconciler:
                 log.exception("engine failed for model %s/%s; holding its last decisions", snap.namespace, snap.model_id)
                 errors.append(f"engine {snap.namespace}/{snap.model_id}: {exc}")
                 decisions += [self.previous[v.spec.key] for v in snap.variants if v.spec.key in self.previous]
-        self.previous = {d.key: d for d in decisions}
-        self.board.publish(decisions, state.variants)
+        if wanted is None:
+            self.previous = {d.key: d for d in decisions}
+            self.board.publish(decisions, state.variants)
+        else:
+            self.previous.update({d.key: d for d in decisions})
+            self.board.publish(decisions)  # merge: the other models' decisions stay
         self.cycles += 1
         for d in decisions:
             log.debug("decision %s model=%s desired=%d active=%s reason=%s", d.key, d.model_id,
                       d.desired_replicas, d.active, d.reason)
         return CycleReport(tuple(decisions), tuple(snapshots), collect, tuple(errors) + collect.errors,
-                           time.perf_counter() - started)
+                           time.perf_counter() - started, None if wanted is None else tuple(sorted(wanted)))
 
     async def run_forever(self, interval: float, wake: asyncio.Event | None = None,
                           on_cycle: Callable[[CycleReport], None] | None = None) -> None:
-        """Cycle every `interval` seconds, or at once when `wake` is set; I/O runs in a worker thread."""
+        """Cycle every `interval` seconds, or at once when `wake` is set; I/O runs in a worker thread.
+
+        With an inbox, a wake-up that brings pushed requests runs a cycle of just those models, without moving
+        the next full cycle (so a stream of pushes never starves the others); a bare wake runs a full cycle.
+        """
+        loop = asyncio.get_running_loop()
+        if wake is None and self.inbox is not None:
+            wake = asyncio.Event()
+        if wake is not None and self.inbox is not None:
+            self.inbox.attach(wake, loop)
+        full_due, next_full = True, loop.time()
         while True:
+            models = None
+            if not full_due and self.inbox is not None:
+                models = self.inbox.take_pending() or None
+            if models is None and self.inbox is not None:
+                self.inbox.take_pending()  # a full cycle reads every pushed time anyway
             try:
-                report = await asyncio.to_thread(self.run_once)
+                report = await asyncio.to_thread(self.run_once, models)
                 if on_cycle is not None:
                     on_cycle(report)
             except Exception:  # noqa: BLE001 - the loop must outlive any one cycle
                 log.exception("reconcile cycle failed; decisions on the board are kept")
+            if models is None:
+                next_full = loop.time() + interval
+            timeout = max(0.0, next_full - loop.time())
             if wake is None:
-                await asyncio.sleep(interval)
-            else:
-                try:
-                    await asyncio.wait_for(wake.wait(), timeout=interval)
-                except asyncio.TimeoutError:
-                    pass
-                wake.clear()
+                await asyncio.sleep(timeout)
+                full_due = True
+                continue
+            if self.inbox is not None and self.inbox.has_pending and timeout > 0:
+                full_due = False  # pushes arrived during the cycle: serve them at once
+                continue
+            try:
+                await asyncio.wait_for(wake.wait(), timeout=timeout)
+                woke = True
+            except asyncio.TimeoutError:
+                woke = False
+            wake.clear()
+            pending = self.inbox is not None and self.inbox.has_pending
+            full_due = not woke or not pending or loop.time() >= next_full
