@@ -8,6 +8,10 @@ replicas and scrape targets from it as it would from Kubernetes.
 Scaling down: a removed pod leaves the Deployment at once (not counted, not a scrape target), hands its
 waiting requests back to the fleet to be routed again, finishes the requests it is running (graceful
 termination), then closes. Pods not ready yet are removed first, then the most recently started.
+
+The fleet is also the gateway: `inference_extension_flow_control_queue_size{target_model_name=...}` (the
+requests it queues per model while no pod is ready, `queued_for`) is exposed on a /metrics endpoint of its
+own registry (`gateway_url` once started), as the llm-d EndpointPicker does: the scale-from-zero signal.
 """
 
 from __future__ import annotations
@@ -16,12 +20,17 @@ import math
 import random
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from kedascaler.collect.base import ScrapeTarget, WorkloadStatus
 from kedascaler.engine.types import VariantKey, VariantSpec
-from kedascaler.sim.emulator import EmulatedPod, FinishedRequest, PerfParams, Request, perf_params_for
+from kedascaler.sim.emulator import EmulatedPod, FinishedRequest, PerfParams, Request, _MetricsServer, perf_params_for
+
+GATEWAY_QUEUE_METRIC = "inference_extension_flow_control_queue_size"  # llm-d EndpointPicker flow control
 
 _EPS = 1e-9  # float slack on time comparisons, so that t accumulated by ticks still reaches ready_at
 _SUFFIX_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' pod-name alphabet
@@ -172,6 +181,23 @@ class _Arrivals:
             self.next_at += self._gap()
 
 
+class _GatewayCollector:
+    """The fleet's per-model queue under the inference gateway's name, labelled target_model_name."""
+
+    def __init__(self, fleet: EmulatedFleet) -> None:
+        self._fleet = fleet
+
+    def collect(self) -> Iterator[Metric]:
+        g = GaugeMetricFamily(GATEWAY_QUEUE_METRIC, "Requests queued in flow control, waiting for a ready endpoint.",
+                              labels=["target_model_name"])
+        with self._fleet._lock:
+            models = sorted(self._fleet._queue)
+            sizes = [len(self._fleet._queue[m]) for m in models]
+        for model, size in zip(models, sizes):
+            g.add_metric([model], float(size))
+        yield g
+
+
 class EmulatedFleet:
     """Deployments of emulated vLLM pods under offered load, with an explicit clock; a `Workloads`.
 
@@ -194,6 +220,10 @@ class EmulatedFleet:
         self._finished: deque[FinishedRequest] = deque(maxlen=keep_finished)
         self._next_id = 0
         self._started = False
+        self.gateway_registry = CollectorRegistry(auto_describe=False)  # the gateway's own, not the global one
+        self.gateway_registry.register(_GatewayCollector(self))
+        self._gateway: _MetricsServer | None = None
+        self._gateway_thread: threading.Thread | None = None
 
     # --- set-up ---
 
@@ -309,12 +339,17 @@ class EmulatedFleet:
         return self._started
 
     def start(self) -> None:
-        """Serve /metrics for every ready pod (and for pods as they get ready)."""
+        """Serve /metrics for every ready pod (and for pods as they get ready), and the gateway's /metrics."""
         with self._lock:
             self._started = True
             for dep in self._deployments.values():
                 for pod in dep.ready_pods + dep.draining_pods:
                     pod.start()
+            if self._gateway is None:
+                self._gateway = _MetricsServer(self.gateway_registry, "127.0.0.1")
+                self._gateway_thread = threading.Thread(target=self._gateway.serve_forever, args=(0.1,),
+                                                        name="fleet-gateway", daemon=True)
+                self._gateway_thread.start()
 
     def close(self) -> None:
         """Stop every pod's HTTP server; the model state stays, so a closed fleet can still be inspected."""
@@ -322,6 +357,22 @@ class EmulatedFleet:
             self._started = False
             for dep in self._deployments.values():
                 dep._close()
+            gateway, thread, self._gateway, self._gateway_thread = self._gateway, self._gateway_thread, None, None
+        if gateway is not None:
+            gateway.shutdown()
+            gateway.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    @property
+    def gateway_url(self) -> str | None:
+        """`http://127.0.0.1:PORT/metrics` of the emulated gateway while started, else None."""
+        gateway = self._gateway
+        return f"http://127.0.0.1:{gateway.server_address[1]}/metrics" if gateway else None
+
+    def gateway_exposition(self) -> str:
+        """What a scrape of the gateway's /metrics returns (no HTTP needed)."""
+        return generate_latest(self.gateway_registry).decode()
 
     def __enter__(self) -> EmulatedFleet:
         self.start()
