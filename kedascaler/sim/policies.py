@@ -13,8 +13,9 @@
 * `hpa-util`: HPA on a utilisation-like metric, running / max_num_seqs averaged over the pods, target 70%,
   on the cheapest variant only (min 1).
 * `static-peak`: the oracle's fleet for the peak rate, ready from the start, never changed.
-* `oracle`: knows the arrival rate of the next 30 s and starts pods instantly; each 15 s it runs the
-  cheapest mix of variants whose capacity at the SLO covers that rate (+10% headroom): the cost floor. A variant's capacity
+* `oracle`: knows the arrival rate of the next 30 s (the busiest 15 s window in it) and starts pods instantly;
+  each 15 s it runs the cheapest mix of variants whose capacity at the SLO covers that rate (+10% headroom)
+  and any backlog within 30 s: the cost floor. A variant's capacity
   is measured, not assumed: the highest Poisson rate at which one simulated replica keeps 99.5% of this
   workload's requests (its own length distribution) within the SLO (`calibrated_capacity`).
 """
@@ -142,18 +143,19 @@ def cheapest_mix(rate: float, variants: tuple[VariantConfig, ...], capacity: Map
     return {v.name: n for n, v in zip(best, variants)}
 
 
-def future_rates(workload: Workload, interval: float, lookahead: float = 30.0) -> np.ndarray:
-    """Per control interval k: the highest arrival rate over `lookahead`-second windows starting in it."""
+def future_rates(workload: Workload, interval: float, lookahead: float = 30.0, window: float | None = None,
+                 stride: float = 5.0) -> np.ndarray:
+    """Per control interval k: the highest arrival rate over `window`-second windows (default: the interval)
+    that start between the interval's start and `lookahead` seconds later, every `stride` seconds."""
+    window = window or interval
     n = max(1, math.ceil(workload.duration / interval) + 1)
     out = np.zeros(n)
     t = workload.times
+    offsets = np.arange(0.0, lookahead + 1e-9, stride)
     for k in range(n):
-        start = k * interval
-        rates = []
-        for s in (start, start + interval / 2, start + interval):
-            lo, hi = np.searchsorted(t, s), np.searchsorted(t, s + lookahead)
-            rates.append((hi - lo) / lookahead)
-        out[k] = max(rates)
+        starts = k * interval + offsets
+        counts = np.searchsorted(t, starts + window) - np.searchsorted(t, starts)
+        out[k] = counts.max() / window
     return out
 
 
@@ -327,6 +329,7 @@ class OraclePolicy(_Base):
     def __init__(self, workload: Workload, config: SimConfig, interval: float = 15.0, lookahead: float = 30.0,
                  headroom: float = 1.1) -> None:
         self.interval = interval
+        self.lookahead = lookahead
         self.capacity = workload_capacity(workload, config.variants, config.slo)
         # headroom: a mixed fleet behind a least-loaded router does not split load in proportion to capacity
         self.rates = headroom * future_rates(workload, interval, lookahead)
@@ -341,6 +344,11 @@ class OraclePolicy(_Base):
 
     def decide(self, obs: Observation) -> dict[str, int]:
         plan = self.plan_at(obs.now)
+        waiting = sum(p.queue_length for v in obs.variants for p in v.latest) + obs.gateway_queue
+        if waiting > 0:  # a backlog is load too: clear it within the lookahead, on top of the arrivals
+            k = min(len(self.rates) - 1, int(obs.now // self.interval))
+            configs = tuple(v.config for v in obs.variants)
+            plan = cheapest_mix(self.rates[k] + waiting / self.lookahead, configs, self.capacity)
         busy = {v.config.name: sum(1 for p in v.latest if p.running + p.queue_length > 0) for v in obs.variants}
         if sum(plan.values()) == 0 and any(busy.values()):  # let the last requests finish where they are
             return {n: max(plan[n], 1 if busy[n] else 0) for n in plan}
