@@ -36,11 +36,12 @@ ACTIONS = ("scale-up", "scale-down", "hold", "stale", "bounds", "inactive")
 MAX_EVENTS_LISTED = 40
 ROUND = 4
 
+_QUANTILE = "histogram_quantile({q}, sum by (le, model_name) (rate({metric}_bucket[1m])))"
 LATENCY_QUERIES = {
-    "ttft_p50_s": 'histogram_quantile(0.5, sum by (le, model_name) (rate(vllm:time_to_first_token_seconds_bucket[1m])))',
-    "ttft_p90_s": 'histogram_quantile(0.9, sum by (le, model_name) (rate(vllm:time_to_first_token_seconds_bucket[1m])))',
-    "itl_p50_s": 'histogram_quantile(0.5, sum by (le, model_name) (rate(vllm:inter_token_latency_seconds_bucket[1m])))',
-    "itl_p90_s": 'histogram_quantile(0.9, sum by (le, model_name) (rate(vllm:inter_token_latency_seconds_bucket[1m])))',
+    "ttft_p50_s": _QUANTILE.format(q=0.5, metric="vllm:time_to_first_token_seconds"),
+    "ttft_p90_s": _QUANTILE.format(q=0.9, metric="vllm:time_to_first_token_seconds"),
+    "itl_p50_s": _QUANTILE.format(q=0.5, metric="vllm:inter_token_latency_seconds"),
+    "itl_p90_s": _QUANTILE.format(q=0.9, metric="vllm:inter_token_latency_seconds"),
 }
 
 
@@ -232,7 +233,8 @@ def prediction_rows(records: Sequence[dict[str, Any]], aggregate: Sequence[dict[
     for variant, seq in sorted(by_variant.items()):
         for now, nxt in zip(seq, seq[1:]):
             for quantity in ("itl_ms", "ttft_ms"):
-                predicted, observed = _finite(now.get(f"predicted_{quantity}")), _finite(nxt.get(f"observed_{quantity}"))
+                predicted = _finite(now.get(f"predicted_{quantity}"))
+                observed = _finite(nxt.get(f"observed_{quantity}"))
                 if predicted is not None and observed is not None:
                     rows.append(_prediction(now["ts"], nxt["ts"], _mkey(now), variant, quantity, predicted, observed))
     return rows
@@ -260,7 +262,8 @@ def slo_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------ summary
 
-def summarize(records: Sequence[dict[str, Any]], bad_lines: int, tables: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def summarize(records: Sequence[dict[str, Any]], bad_lines: int,
+              tables: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Every number of ANALYSIS_SUMMARY.md, computed from the records and the tables built from them."""
     ts = [r["ts"] for r in records]
     by_variant: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -298,7 +301,8 @@ def summarize(records: Sequence[dict[str, Any]], bad_lines: int, tables: dict[st
             "p90_abs_error": _r(_percentile([abs(e) for e in errors], 90)),
         }
     slo_checked = sum(1 for r in records for q in ("itl_ms", "ttft_ms")
-                      if _finite((r.get("slo") or {}).get(q)) is not None and _finite(r.get(f"observed_{q}")) is not None)
+                      if _finite((r.get("slo") or {}).get(q)) is not None
+                      and _finite(r.get(f"observed_{q}")) is not None)
     return {
         "records": len(records), "invalid_lines": bad_lines,
         "cycles": len({r["ts"] for r in records}),
@@ -350,7 +354,8 @@ def render_summary(summary: dict[str, Any], tables: dict[str, list[dict[str, Any
         a = v["actions"]
         lines.append(
             f"| {key} | {v['accelerator']} | {v['decisions']} | {a.get('scale-up', 0)} | {a.get('scale-down', 0)} | "
-            f"{a.get('hold', 0)} | {a.get('stale', 0)} | {v['desired_min']}–{v['desired_max']} ({v['desired_last']}) | "
+            f"{a.get('hold', 0)} | {a.get('stale', 0)} | "
+            f"{v['desired_min']}–{v['desired_max']} ({v['desired_last']}) | "
             f"{v['current_max']} | {_fmt(v['kv_mean'])} | {_fmt(v['kv_max'])} | {_fmt(v['queue_max'])} | "
             f"{v['saturation_events']} | {_fmt(v['active_fraction'])} |")
     lines += ["", "## Saturation", "",
@@ -370,9 +375,9 @@ def render_summary(summary: dict[str, Any], tables: dict[str, list[dict[str, Any
         lines.append("No prediction could be checked (fewer than two cycles with metrics, or no predicted_* fields).")
     lines += ["", "## SLO", ""]
     if s["slo"]["checked"]:
+        by_metric = ", ".join(f"{k}: {n}" for k, n in sorted(s["slo"]["by_metric"].items()))
         lines.append(f"Observed latencies checked against their service class: {s['slo']['checked']}; violations: "
-                     f"{s['slo']['violations']}" + (f" ({', '.join(f'{k}: {n}' for k, n in sorted(s['slo']['by_metric'].items()))})"
-                                                    if s["slo"]["by_metric"] else "") + ".")
+                     f"{s['slo']['violations']}" + (f" ({by_metric})" if by_metric else "") + ".")
     else:
         lines.append("The records carry no SLO targets with observed latencies: nothing to check.")
     events = [d for d in tables["decisions"] if d["action"] in ("scale-up", "scale-down")]
@@ -518,7 +523,8 @@ def plot_all(out: Path, tables: dict[str, list[dict[str, Any]]], latency: Sequen
     t0 = min((d["ts"] for d in tables["decisions"]), default=0.0)
     written.append(_plot_decisions(plt, out / "decisions.png", tables["decisions"], t0))
     written.append(_plot_pods(plt, out / "kv_cache.png", tables["pods"], tables["aggregate"], t0,
-                              "kv_cache_usage", "kv_mean", "KV-cache usage (fraction)", "KV cache per pod and model mean"))
+                              "kv_cache_usage", "kv_mean", "KV-cache usage (fraction)",
+                              "KV cache per pod and model mean"))
     written.append(_plot_pods(plt, out / "queue.png", tables["pods"], tables["aggregate"], t0,
                               "queue_length", "queue_total", "waiting requests", "Queue per pod and model total"))
     written.append(_plot_replicas(plt, out / "replicas.png", tables["aggregate"], t0))

@@ -50,8 +50,11 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         self.metrics = metrics
         self.clock = clock
 
-    async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-                                handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         if handler is None:  # UNIMPLEMENTED, answered by grpc itself
             self._done(UNKNOWN_METHOD, grpc.StatusCode.UNIMPLEMENTED.name, 0.0)

@@ -16,7 +16,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
@@ -356,5 +356,5 @@ def variant_label_sets(registry: CollectorRegistry, name: str = "wva_desired_rep
     return out
 
 
-__all__: Iterable[str] = ("Observer", "MetricsServer", "InstrumentedSource", "ScalerMetrics", "VARIANT_LABELS",
+__all__ = ("Observer", "MetricsServer", "InstrumentedSource", "ScalerMetrics", "VARIANT_LABELS",
                           "log_decision", "variant_label_sets")

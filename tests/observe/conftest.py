@@ -51,4 +51,5 @@ def scraper():
 
 
 def make_reconciler(fleet, source, docs=None) -> Reconciler:
-    return Reconciler(StaticInventory.from_documents(documents() if docs is None else docs), source, DecisionBoard(), workloads=fleet)
+    inventory = StaticInventory.from_documents(documents() if docs is None else docs)
+    return Reconciler(inventory, source, DecisionBoard(), workloads=fleet)

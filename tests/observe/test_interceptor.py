@@ -99,3 +99,35 @@ async def test_bidirectional_reflection_and_unknown_methods_are_counted(served):
         await bogus(b"")
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert count(observer, "kedascaler_grpc_requests_total", method="unknown", code="UNIMPLEMENTED") == 1
+
+
+async def test_health_watch_is_a_stream_too(served):
+    observer, channel, _ = served
+    method = "/grpc.health.v1.Health/Watch"
+    call = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+    assert (await call.read()).status == health_pb2.HealthCheckResponse.SERVING
+    assert count(observer, "kedascaler_grpc_open_streams", method=method) == 1
+    call.cancel()
+    for _ in range(100):
+        if count(observer, "kedascaler_grpc_open_streams", method=method) == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert count(observer, "kedascaler_grpc_open_streams", method=method) == 0
+    assert count(observer, "kedascaler_grpc_requests_total", method=method, code="CANCELLED") == 1
+
+
+async def test_a_stream_ended_by_graceful_stop_counts_ok():
+    board = DecisionBoard()
+    board.publish([decision(A100, 0, active=False)], [spec(A100)])
+    observer = Observer(log_decisions=False)
+    server = ScalerServer(board, port=0, host="127.0.0.1", grace=1.0, interceptors=[observer.interceptor()])
+    await server.start()
+    method = ES + "StreamIsActive"
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        call = pb_grpc.ExternalScalerStub(channel).StreamIsActive(ref(A100.name))
+        await call.read()
+        assert count(observer, "kedascaler_grpc_open_streams", method=method) == 1
+        await server.stop(1.0)
+        assert await call.code() == grpc.StatusCode.OK
+    assert count(observer, "kedascaler_grpc_open_streams", method=method) == 0
+    assert count(observer, "kedascaler_grpc_requests_total", method=method, code="OK") == 1

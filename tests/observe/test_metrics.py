@@ -12,7 +12,6 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from kedascaler.collect.files import StaticInventory
 from kedascaler.observe import MetricsServer, Observer
 from kedascaler.observe.metrics import VARIANT_LABELS, variant_label_sets
 from tests.observe.conftest import MODEL, NS, documents, make_reconciler
