@@ -17,6 +17,8 @@ from kedascaler.observe.records import (
     load_schema,
     scrub,
 )
+from kedascaler.observe.wiring import Observability, add_observe_arguments
 
 __all__ = ["Observer", "MetricsServer", "MetricsInterceptor", "InstrumentedSource", "ScalerMetrics", "RecordWriter",
-           "configure_logging", "JsonFormatter", "SecretFilter", "scrub", "load_schema", "SCHEMA_ID"]
+           "configure_logging", "JsonFormatter", "SecretFilter", "scrub", "load_schema", "SCHEMA_ID",
+           "Observability", "add_observe_arguments"]

@@ -186,3 +186,14 @@ def test_staleness_is_infinite_without_any_data():
     observer = Observer(log_decisions=False, clock=lambda: 100.0)
     observer.on_cycle(fake_report(desired=1, at=100.0, data_at=0.0))
     assert math.isinf(value(observer.exposition().decode(), "kedascaler_metrics_staleness_seconds"))
+
+
+def test_error_stages_and_signal_labels_are_bounded():
+    from kedascaler.observe.metrics import signal_label, stage_of
+
+    assert stage_of("workload llm/llama-a100: deployment not found") == "workload"
+    assert stage_of("engine llm/meta/llama: ValueError: ...") == "engine"
+    assert stage_of("something else") == "other"
+    assert signal_label("kv_cache_usage") == "kv_cache_usage"
+    assert signal_label("a signal with spaces {and} braces") == "other"
+    assert signal_label("") == "other"
