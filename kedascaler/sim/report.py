@@ -149,6 +149,8 @@ def write_report(out: Path, workload: Workload, runs: list[RunResult], scores: l
         "runtime_s": runtime_s,
         "scores": [asdict(s) for s in scores],
         "series": {r.policy: {"t": r.times.tolist(), **{k: v.tolist() for k, v in r.series.items()}} for r in runs},
+        # the policy's reasons when it changed something (kedascaler: the engine's Reason), first 500 per policy
+        "decisions": {r.policy: [{"t": t, "reason": text} for t, text in r.decisions[:500]] for r in runs},
     }
     (out / "results.json").write_text(json.dumps(_json_safe(results), indent=1))
     slo = runs[0].slo if runs else None
