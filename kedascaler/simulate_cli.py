@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from kedascaler.sim.policies import POLICY_NAMES, make_policies, workload_capacity
+from kedascaler.sim.policies import EXTRA_POLICY_NAMES, POLICY_NAMES, make_policies, workload_capacity
 from kedascaler.sim.report import score, table, write_report
 from kedascaler.sim.simulator import PROFILES, SLO, SimConfig, default_variants, simulate
 from kedascaler.sim.workloads import SCENARIOS, load_file, rescale, scenario
@@ -48,8 +48,8 @@ def add_simulate_parser(subparsers) -> argparse.ArgumentParser:
     src.add_argument("--scenario", choices=sorted(SCENARIOS), help="a built-in workload")
     src.add_argument("--trace", type=Path, help="CSV (time_s,prompt_tokens,output_tokens or Azure's TIMESTAMP,"
                                                 "ContextTokens,GeneratedTokens) or JSONL with the same keys")
-    p.add_argument("--policy", action="append", choices=POLICY_NAMES, dest="policies",
-                   help="a policy to run (repeat; default: all)")
+    p.add_argument("--policy", action="append", choices=POLICY_NAMES + EXTRA_POLICY_NAMES, dest="policies",
+                   help=f"a policy to run (repeat; default: {', '.join(POLICY_NAMES)})")
     p.add_argument("--out", type=Path, help="folder for summary.md, results.json and plots (default: none)")
     p.add_argument("--seed", type=int, default=0, help="seed for generated arrivals and rate scaling (default 0)")
     p.add_argument("--speedup", type=_positive, default=1.0, help="compress the workload's time by this factor")

@@ -2,8 +2,10 @@
 
 * `kedascaler`: the real engine, `kedascaler.engine.decide(snapshot, previous)` called exactly as
   `kedascaler/reconcile.py` calls it (snapshot of the ready pods' worst metrics over 1 min, variants sorted
-  by name, the previous decisions kept between cycles); its desired replicas (value, target 1) and active
-  flag go through KEDA + HPA per variant, as `GetMetrics` / `IsActive` answer them.
+  by name, the previous decisions kept between cycles, idle window and gateway queue from the activation
+  source); its desired replicas (value, target 1) and active flag go through KEDA + HPA per variant, as
+  `GetMetrics` / `IsActive` / `StreamIsActive` answer them. `kedascaler-warm`: the same without an
+  activation source (v1: never to zero, every variant of a busy model active).
 * `wva`: WVA's saturation scaling (reference/wva.md): +1 replica per cycle to the cheapest variant without
   pending replicas when the average spare KV or queue falls under its trigger, −1 from the most expensive
   when the N → N−1 check passes, a previous desired that differs from current is kept; every 60 s; through
@@ -25,11 +27,11 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 
-from kedascaler.engine import decide
+from kedascaler.engine import DEFAULT_IDLE_WINDOW, decide
 from kedascaler.engine.types import (
     Decision,
     ModelSnapshot,
@@ -176,17 +178,27 @@ class _Base:
 
 
 class KedascalerPolicy(_Base):
-    """The real engine, as the reconcile loop calls it; previous decisions are the only state kept."""
+    """The real engine, as the reconcile loop calls it; previous decisions are the only state kept.
+
+    `scale_to_zero` (default): the reconcile loop has an activation source — the simulated gateway's queue —
+    so each snapshot carries `idle_window` and `gateway_queue` as `Reconciler._with_activation` sets them;
+    the engine then marks a variant active exactly when it asks for replicas, may take the model to zero
+    after the idle window, and KEDA gets the flag pushed (`external-push`: acted on at once) and a wake-up
+    cycle runs as soon as a request waits at the gateway with no pod. Without it (`kedascaler-warm`, v1,
+    no activation source) the model is kept warm and every variant of a model with load reports active.
+    """
 
     name = "kedascaler"
 
     def __init__(self, model_id: str = "meta/llama-3.1-8b", interval: float = 15.0,
-                 config: SaturationConfig | None = None, active_per_variant: bool = False) -> None:
-        # active_per_variant: a what-if, not the server's behaviour — report a variant active only when its own
-        # desired replicas > 0 (the engine's flag is true for every variant of a model that has load).
-        self.active_per_variant = active_per_variant
-        if active_per_variant:
-            self.name = "kedascaler-va"
+                 config: SaturationConfig | None = None, scale_to_zero: bool = True,
+                 idle_window: float = DEFAULT_IDLE_WINDOW) -> None:
+        self.scale_to_zero = scale_to_zero
+        self.idle_window = idle_window
+        self.push_activation = scale_to_zero
+        self.wake_on_gateway = scale_to_zero
+        if not scale_to_zero:
+            self.name = "kedascaler-warm"
         self.model_id = model_id
         self.interval = interval
         self.config = config or SaturationConfig()
@@ -204,12 +216,12 @@ class KedascalerPolicy(_Base):
         states = sorted((VariantState(self._spec(v.config), v.current, v.ready, v.pods) for v in obs.variants),
                         key=lambda s: s.spec.key.name)
         snapshot = ModelSnapshot(NAMESPACE, self.model_id, tuple(states), self.config, obs.now)
+        if self.scale_to_zero:
+            snapshot = replace(snapshot, idle_window=self.idle_window, gateway_queue=float(obs.gateway_queue))
         decisions = decide(snapshot, self.previous)
         self.previous = {d.key: d for d in decisions}
         changed = [d for d in decisions if d.desired_replicas != d.current_replicas]
         self.last_note = str(changed[0].reason) if changed else None
-        if self.active_per_variant:
-            return {d.key.name: Target(float(d.desired_replicas), d.desired_replicas > 0) for d in decisions}
         return {d.key.name: Target(float(d.desired_replicas), d.active) for d in decisions}
 
 
@@ -359,7 +371,8 @@ class OraclePolicy(_Base):
         return cheapest_mix(float(np.max(self.rates)) if len(self.rates) else 0.0, config.variants, self.capacity)
 
 
-POLICY_NAMES = ("kedascaler", "wva", "keda-queue", "hpa-util", "static-peak", "oracle")
+POLICY_NAMES = ("kedascaler", "kedascaler-warm", "wva", "keda-queue", "hpa-util", "static-peak", "oracle")
+EXTRA_POLICY_NAMES: tuple[str, ...] = ()  # run on request (--policy), not by default
 
 
 def make_policies(names: list[str] | tuple[str, ...], workload: Workload, config: SimConfig,
@@ -370,6 +383,8 @@ def make_policies(names: list[str] | tuple[str, ...], workload: Workload, config
     for name in names:
         if name == "kedascaler":
             out.append(KedascalerPolicy(model_id))
+        elif name == "kedascaler-warm":
+            out.append(KedascalerPolicy(model_id, scale_to_zero=False))
         elif name == "wva":
             out.append(WVAPolicy())
         elif name == "keda-queue":
@@ -381,5 +396,5 @@ def make_policies(names: list[str] | tuple[str, ...], workload: Workload, config
         elif name == "oracle":
             out.append(OraclePolicy(workload, config))
         else:
-            raise ValueError(f"unknown policy {name!r}; known: {', '.join(POLICY_NAMES)}")
+            raise ValueError(f"unknown policy {name!r}; known: {', '.join(POLICY_NAMES + EXTRA_POLICY_NAMES)}")
     return out

@@ -5,8 +5,10 @@ One run is a fixed-step loop (`tick`, default 0.25 s) over a simulated cluster:
 1. pods whose start-up delay has passed become ready and take the requests queued at the gateway;
 2. control, on its own clocks (multiples of the tick): Prometheus scrapes every `scrape_interval` s (the
    scaler reads the worst value of each pod over `metrics_window`, as `max_over_time[1m]` does; 0 means
-   direct reads), the policy reconciles every `policy.interval` s, KEDA polls activation every
-   `keda.polling_interval` s and HPA syncs every `hpa.sync_period` s (`kedascaler.sim.keda_hpa`);
+   direct reads), the policy reconciles every `policy.interval` s (and at once, a wake-up cycle, when a
+   policy with `wake_on_gateway` has requests waiting at the gateway and no replica), KEDA polls activation
+   every `keda.polling_interval` s (a policy with `push_activation` is acted on at once, as external-push
+   is) and HPA syncs every `hpa.sync_period` s (`kedascaler.sim.keda_hpa`);
    policies marked `direct` (oracle, static) set replicas themselves;
 3. the tick's arrivals are routed to the least-loaded ready pod (queued requests, then batch fill,
    then KV usage, as `fleet.py` ranks pods; across all variants of the model), or queue at the gateway when no pod is ready;
@@ -344,7 +346,9 @@ def simulate(workload: Workload, policy: Policy, config: SimConfig | None = None
             cluster.route(pending, now)
         if every_scrape and step % every_scrape == 0:
             cluster.scrape(now, config.metrics_window)
-        if step % every_policy == 0:
+        wake = (getattr(policy, "wake_on_gateway", False) and bool(cluster.gateway)
+                and all(cluster.replicas(v) == 0 for v in range(nv)))
+        if step % every_policy == 0 or wake:
             obs = Observation(now, cluster.view(now, direct=every_scrape == 0), len(cluster.gateway))
             out = policy.decide(obs)
             note = getattr(policy, "last_note", None)
@@ -356,6 +360,12 @@ def simulate(workload: Workload, policy: Policy, config: SimConfig | None = None
                         cluster.set_replicas(v, int(out[name]), now)
             else:
                 board.update(out)
+                if getattr(policy, "push_activation", False):  # external-push: KEDA acts on the flag at once
+                    for v, name in enumerate(names):
+                        target = board.get(name)
+                        if target is not None and target.active and states[v].replicas == 0:
+                            states[v] = keda_step(states[v], True, target.value, now, config.hpa, kedas[v])
+                            cluster.set_replicas(v, states[v].replicas, now)
         if not policy.direct:
             poll = step % every_poll == 0
             sync = step % every_hpa == 0
