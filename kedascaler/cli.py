@@ -1,4 +1,4 @@
-"""The `kedascaler` command: serve, demo, validate.
+"""The `kedascaler` command: serve, demo, analyze, validate.
 
 Thin: it parses flags, builds the edges (inventory, metrics, server) and hands them to the reconcile loop.
 Bad command-line input exits with code 2 and a message naming the flag.
@@ -11,6 +11,10 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+
+from kedascaler.analyze_cli import add_analyze_parser, cmd_analyze
+from kedascaler.observe.records import configure_logging
+from kedascaler.observe.wiring import Observability, add_observe_arguments
 
 log = logging.getLogger("kedascaler")
 
@@ -64,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=_positive, help="run this many seconds, then exit 0 (default: until Ctrl-C)")
     demo.add_argument("--interval", type=_positive, default=2.0, help="seconds between reconcile cycles (default 2)")
     demo.add_argument("--speed", type=_positive, default=1.0, help="emulated seconds per real second (default 1)")
+
+    add_observe_arguments(serve)
+    add_observe_arguments(demo, metrics_port=0)
+    add_analyze_parser(sub)
 
     validate = sub.add_parser("validate", help="check an inventory folder; exit 2 when anything is invalid")
     validate.add_argument("folder", type=Path)
@@ -140,13 +148,20 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         from kedascaler.collect.scrape import DirectScrapeSource
 
         metrics = DirectScrapeSource()
+    obs = Observability.from_args(args, configure_logs=False)
+    metrics_port = obs.start()
+    if metrics_port:
+        log.info("/metrics on port %d", metrics_port)
+    cleanups.append(obs.stop)
+    metrics = obs.instrument(metrics)
     board = DecisionBoard()
     reconciler = Reconciler(inventory, metrics, board, workloads)
-    server = ScalerServer(board, port=args.port, tls=tls, stale_after=args.stale_after)
+    server = ScalerServer(board, port=args.port, tls=tls, stale_after=args.stale_after, interceptors=obs.interceptors)
     port = await server.start()
     log.info("kedascaler serving ExternalScaler on port %d (%s)", port, "TLS" if tls else "plaintext")
 
     def on_cycle(report) -> None:
+        obs.on_cycle(report)
         if after_cycle is not None:
             writer, elector = after_cycle
             if elector.is_leader:  # every replica answers KEDA; only the leader writes status and events
@@ -166,7 +181,9 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, getattr(args, "log_format", "plain"))
+    if args.command == "analyze":
+        return cmd_analyze(args)
     if args.command == "validate":
         return cmd_validate(args)
     if args.command == "serve":
@@ -178,7 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from kedascaler.demo import run_demo
 
-        return asyncio.run(run_demo(port=args.port, duration=args.duration, interval=args.interval, speed=args.speed))
+        observability = Observability(metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+                                      records=args.records, log_decisions=False)  # the demo prints its own lines
+        return asyncio.run(run_demo(port=args.port, duration=args.duration, interval=args.interval, speed=args.speed,
+                                    observability=observability))
     parser.error(f"unknown command {args.command}")
     return 2
 

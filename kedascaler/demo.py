@@ -19,6 +19,7 @@ from kedascaler.board import DecisionBoard
 from kedascaler.collect.files import StaticInventory, build_inventory
 from kedascaler.collect.scrape import DirectScrapeSource
 from kedascaler.engine.types import VariantSpec
+from kedascaler.observe.wiring import Observability
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
 from kedascaler.reconcile import CycleReport, Reconciler
@@ -179,25 +180,30 @@ def format_cycle(report: CycleReport, fleet: EmulatedFleet) -> list[str]:
 
 
 async def run_demo(port: int = 9090, duration: float | None = None, interval: float = 2.0, speed: float = 1.0,
-                   out=print) -> int:
+                   out=print, observability: Observability | None = None) -> int:
     """Run the demo until `duration` seconds pass (then return 0) or until cancelled (Ctrl-C)."""
     state, _ = build_inventory(demo_documents())
     fleet = build_fleet()
     span = (duration * speed) if duration else 240.0
     board = DecisionBoard()
     scraper = DirectScrapeSource(timeout=1.0)
-    reconciler = Reconciler(StaticInventory(state), scraper, board, workloads=fleet)
-    server = ScalerServer(board, port=port, host="127.0.0.1", grace=2.0)
+    obs = observability or Observability(metrics_port=0, log_decisions=False)
+    metrics_port = obs.start()
+    reconciler = Reconciler(StaticInventory(state), obs.instrument(scraper), board, workloads=fleet)
+    server = ScalerServer(board, port=port, host="127.0.0.1", grace=2.0, interceptors=obs.interceptors)
     bound = await server.start()
     out(f"kedascaler demo: gRPC ExternalScaler on 127.0.0.1:{bound}; model {MODEL} on "
         + ", ".join(f"{v.name} ({v.accelerator}, cost {v.cost:g})" for v in VARIANTS))
     out(f"try: .venv/bin/grpcurl -plaintext 127.0.0.1:{bound} list")
+    if metrics_port:
+        out(f"/metrics: http://127.0.0.1:{metrics_port}/metrics")
     fleet.start()
     clock = FleetClock(fleet, speed, span)
     clock.start()
     stand_in = KedaStandIn(fleet, f"127.0.0.1:{bound}", list(state.variants), sync=interval)
 
     def on_cycle(report: CycleReport) -> None:
+        obs.on_cycle(report)
         for line in format_cycle(report, fleet):
             out(line)
 
@@ -216,5 +222,6 @@ async def run_demo(port: int = 9090, duration: float | None = None, interval: fl
         clock.stop()
         scraper.close()
         fleet.close()
+        obs.stop()
         out("kedascaler demo: stopped")
     return 0

@@ -92,7 +92,7 @@ spec:
 """)
         port = free_port()
         proc = subprocess.Popen([*KEDASCALER, "serve", "--inventory", str(inventory), "--port", str(port),
-                                 "--interval", "0.5"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                 "--interval", "0.5", "--metrics-port", "0"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             answer = None
             request = json.dumps({"scaledObjectRef": {"name": "llama-a100", "namespace": "llm"},
