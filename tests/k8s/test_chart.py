@@ -18,7 +18,7 @@ NOT_IN_CORE_SCHEMAS = {"ServiceMonitor"}  # prometheus-operator's CRD kind
 VARIANTS = {
     "defaults": {},
     "everything-on": {"tls.enabled": True, "metrics.serviceMonitor.enabled": True, "watch.namespace": "llm",
-                      "watch.labelSelector": "team=a"},
+                      "watch.labelSelector": "team=a", "grafanaDashboard.enabled": True},
 }
 
 

@@ -70,19 +70,12 @@ def test_every_expression_is_valid_promql(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_configmap_template_is_guarded_and_reads_the_json_file():
-    text = (CHART / "dashboards" / "dashboard-configmap.yaml").read_text()
-    body = text.split("*/}}", 1)[1]
-    assert body.strip().startswith("{{- if .Values.grafanaDashboard.enabled }}")
-    assert body.strip().endswith("{{- end }}")
-    assert '.Files.Get "dashboards/kedascaler.json"' in body
-    # Rendered as Helm would with the dashboard inlined: valid YAML holding the same JSON.
-    rendered = (body.replace("{{- if .Values.grafanaDashboard.enabled }}", "").replace("{{- end }}", "")
-                .replace("{{ .Release.Name }}", "kedascaler").replace("{{ .Release.Namespace }}", "kedascaler-system")
-                .replace("{{ .Values.grafanaDashboard.sidecarLabel }}", "grafana_dashboard")
-                .replace("{{ .Values.grafanaDashboard.sidecarLabelValue }}", "1")
-                .replace('{{ .Files.Get "dashboards/kedascaler.json" | indent 4 }}',
-                         "\n".join("    " + line for line in DASHBOARD.read_text().splitlines())))
-    obj = yaml.safe_load(rendered)
-    assert obj["kind"] == "ConfigMap" and obj["metadata"]["labels"]["grafana_dashboard"] == "1"
+def test_chart_ships_the_dashboard_as_a_sidecar_configmap_when_enabled():
+    from tests.support.chart_render import render_chart
+
+    off, _ = render_chart(CHART)
+    assert not any(obj["metadata"]["name"].endswith("-dashboard") for _, obj in off if obj["kind"] == "ConfigMap")
+    on, _ = render_chart(CHART, {"grafanaDashboard.enabled": True})
+    (obj,) = [obj for _, obj in on if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == "kedascaler-dashboard"]
+    assert obj["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(obj["data"]["kedascaler.json"]) == load()

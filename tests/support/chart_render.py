@@ -1,6 +1,7 @@
 """A tiny renderer for the Helm templates of charts/kedascaler: exactly the constructs the chart uses.
 
 `{{ .Values.a.b }}`, `{{ .Release.Name }}`, `{{ .Release.Namespace }}`, `{{ .Values.x | nindent N }}`,
+`{{ .Files.Get "path" | indent N }}` (a file of the chart, never itself a template),
 `{{- if .Values.x }} ... {{- end }}` (nestable), and Go's `{{-` / `-}}` whitespace trimming. Anything else
 is an error, so the chart stays renderable by this and by Helm alike. A missing values key is an error too.
 """
@@ -29,6 +30,7 @@ class Renderer:
     release_name: str = "kedascaler"
     namespace: str = "kedascaler-system"
     used: set[str] = field(default_factory=set)  # dotted values keys read
+    chart_dir: Path | None = None  # for .Files.Get
 
     def lookup(self, ref: str) -> Any:
         m = _REF.match(ref)
@@ -50,13 +52,19 @@ class Renderer:
 
     def evaluate(self, expr: str) -> str:
         parts = [p.strip() for p in expr.split("|")]
-        value = self.lookup(parts[0])
+        files = re.fullmatch(r'\.Files\.Get "([^"]+)"', parts[0])
+        if files:
+            if self.chart_dir is None or not (self.chart_dir / files.group(1)).is_file():
+                raise TemplateError(f"chart file {files.group(1)!r} does not exist")
+            value: Any = (self.chart_dir / files.group(1)).read_text()
+        else:
+            value = self.lookup(parts[0])
         for fn in parts[1:]:
-            m = re.fullmatch(r"nindent (\d+)", fn)
+            m = re.fullmatch(r"(n?)indent (\d+)", fn)
             if not m:
                 raise TemplateError(f"unsupported function {fn!r}")
-            pad = " " * int(m.group(1))
-            value = "\n" + pad + str(value).replace("\n", "\n" + pad)
+            pad = " " * int(m.group(2))
+            value = ("\n" if m.group(1) else "") + pad + str(value).replace("\n", "\n" + pad)
         return format_value(value)
 
     def render(self, text: str) -> str:
@@ -123,7 +131,7 @@ def render_chart(chart: Path, overrides: Mapping[str, Any] | None = None, *, rel
         if last not in node:
             raise TemplateError(f"override {dotted!r} is not a values key")
         node[last] = value
-    renderer = Renderer(values, release_name, namespace)
+    renderer = Renderer(values, release_name, namespace, chart_dir=chart)
     objects: list[tuple[str, dict]] = []
     for path in sorted((chart / "crds").glob("*.yaml")):
         objects += [(str(path), d) for d in yaml.safe_load_all(path.read_text()) if d]
