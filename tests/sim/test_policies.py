@@ -117,3 +117,21 @@ def test_oracle_is_the_cost_floor_at_its_slo(step_runs):
     for name, s in scores.items():
         if s.slo_attainment >= floor.slo_attainment:
             assert floor.cost <= s.cost + 1e-9, name
+
+
+def test_kedascaler_goes_to_zero_when_idle_and_wakes_on_the_gateway_queue():
+    w = steps([(0, 2.0), (60, 0.0), (900, 2.0)], 960, seed=3)
+    cfg = SimConfig(tail=200)
+    run = simulate(w, KedascalerPolicy(), cfg)  # scale to zero: idle window 300 s, then KEDA's cooldown 300 s
+    total = run.series["replicas"].sum(axis=1)
+    assert total[(run.times > 700) & (run.times < 900)].max() == 0
+    assert run.zero_time > 0
+    woke = run.times[(run.times >= 900) & (total > 0)]
+    late = run.arrival >= 900
+    first = run.arrival[late].min()
+    # a wake-up cycle, pushed to KEDA: by the next 5 s sample, not a 15 s reconcile or a 30 s poll later
+    assert len(woke) and woke[0] <= first + cfg.sample_interval + cfg.tick
+    assert np.all(np.isfinite(run.ttft[late]))
+    assert run.gateway_wait[late].max() >= cfg.variants[1].startup_delay - 1  # the cold start is paid
+    warm = simulate(w, KedascalerPolicy(scale_to_zero=False), cfg)
+    assert warm.series["replicas"].sum(axis=1).min() >= 1
