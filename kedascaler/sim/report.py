@@ -235,13 +235,19 @@ def plot(out: Path, workload: Workload, runs: list[RunResult], scores: list[Scor
     plt.close(fig)
     # 4. cost vs SLO attainment
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for s in scores:
+    for i, s in enumerate(sorted(scores, key=lambda s: s.cost)):  # labels alternate above/below by cost rank
         ax.scatter(s.cost, s.slo_attainment, s=40)
-        ax.annotate(s.policy, (s.cost, s.slo_attainment), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        ax.annotate(s.policy, (s.cost, s.slo_attainment), fontsize=8, xytext=(4, 4 if i % 2 else -10),
+                    textcoords="offset points")
     ax.set_xlabel("GPU cost (cost units)")
     ax.set_ylabel("SLO attainment (%)")
     ax.set_xscale("log")
-    ax.grid(alpha=0.3)
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     files.append(out / "cost_vs_slo.png")
     fig.savefig(files[-1], dpi=90)
