@@ -140,7 +140,10 @@ def write_report(out: Path, workload: Workload, runs: list[RunResult], scores: l
                  settings: dict, runtime_s: dict[str, float]) -> list[Path]:
     """summary.md, results.json and the plots under `out`; returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
-    files = plot(out, workload, runs, scores)
+    try:
+        files = plot(out, workload, runs, scores)
+    except ImportError:  # matplotlib is the optional extra `plots`: the numbers are still worth writing
+        files = []
     results = {
         "workload": {"name": workload.name, "requests": len(workload), "duration_s": workload.duration,
                      "steps_s": list(workload.steps), "description": workload.description},
