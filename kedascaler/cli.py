@@ -1,4 +1,4 @@
-"""The `kedascaler` command: serve, demo, analyze, validate.
+"""The `kedascaler` command: serve, demo, simulate, analyze, validate.
 
 Thin: it parses flags, builds the edges (inventory, metrics, server) and hands them to the reconcile loop.
 Bad command-line input exits with code 2 and a message naming the flag.
@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from kedascaler.analyze_cli import add_analyze_parser, cmd_analyze
+from kedascaler.simulate_cli import add_simulate_parser, cmd_simulate
 from kedascaler.observe.records import configure_logging
 from kedascaler.observe.wiring import Observability, add_observe_arguments
 
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_observe_arguments(serve)
     add_observe_arguments(demo, metrics_port=0)
     add_analyze_parser(sub)
+    add_simulate_parser(sub)
 
     validate = sub.add_parser("validate", help="check an inventory folder; exit 2 when anything is invalid")
     validate.add_argument("folder", type=Path)
@@ -184,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_level, getattr(args, "log_format", "plain"))
     if args.command == "analyze":
         return cmd_analyze(args)
+    if args.command == "simulate":
+        return cmd_simulate(args)
     if args.command == "validate":
         return cmd_validate(args)
     if args.command == "serve":
