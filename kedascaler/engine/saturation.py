@@ -65,7 +65,7 @@ class ModelSaturation:
     pending_replicas: int  # Σ (current − ready): capacity on its way
     missing_replicas: int  # ready pods without usable metrics (including those of stale variants)
     stale_variants: tuple[VariantKey, ...]  # variants whose metrics are not fresh
-    needed_replicas: int  # the smallest N that carries the estimated load within the spare triggers
+    needed_replicas: int  # the smallest N that carries the load, waiting requests admitted, within the budgets
     binding_signal: str  # KV_SIGNAL or QUEUE_SIGNAL: the one that asks for the most replicas
     can_scale_down: bool  # WVA's safety rule holds and the data is complete
 
@@ -133,6 +133,23 @@ def fits_on(kv_total: float, queue_total: float, replicas: int, config: Saturati
     return replicas_needed(kv_total, queue_total, config) <= replicas
 
 
+def demand_replicas(kv_total: float, queue_total: float, running_total: float, full_batch: float,
+                    config: SaturationConfig) -> tuple[int, str]:
+    """Replicas for the load once the waiting requests are admitted, and the signal that binds.
+
+    A waiting request will need the KV cache of a running one and a batch slot, and a pod that queues holds
+    as many running requests as it can (`full_batch`): sizing for that, not for the queue length spread
+    over N, keeps a backlog from asking for one replica per two waiting requests.
+    """
+    _check_config(config)
+    if queue_total <= 0 or running_total < 1 or full_batch < 1:  # no batch to learn from: the queue spread rule
+        return replicas_needed(kv_total, queue_total, config), binding_signal(kv_total, queue_total, config)
+    kv_per_request = min(1.0, kv_total / running_total)  # one request never holds more than a whole cache
+    by_kv = _ceil((kv_total + queue_total * kv_per_request) / kv_budget(config))
+    by_batch = _ceil((running_total + queue_total) / (full_batch + queue_budget(config)))
+    return max(by_kv, by_batch, 1), (QUEUE_SIGNAL if by_batch > by_kv else KV_SIGNAL)
+
+
 def binding_signal(kv_total: float, queue_total: float, config: SaturationConfig) -> str:
     """The signal that asks for more replicas (ties and no load: KV cache)."""
     _check_config(config)
@@ -169,19 +186,24 @@ def analyze(snapshot: ModelSnapshot) -> ModelSaturation:
     _check_config(config)
     replicas: list[ReplicaSaturation] = []
     running = 0.0
+    full_batch = 0.0  # the most requests a queueing pod runs: what one replica holds when full
     missing = 0
     for variant in snapshot.variants:
         own = variant.spec.saturation or config
         pods = analysed_pods(variant)
         replicas += [replica_saturation(variant.spec.key, p, own) for p in pods]
         running += sum(max(0.0, p.running) for p in pods)
+        full_batch = max([full_batch] + [max(0.0, p.running) for p in pods if p.queue_length > 0])
         missing += max(0, variant.ready_replicas - len(pods))
     kv_total = sum(r.kv_cache_usage for r in replicas)
     queue_total = sum(r.queue_length for r in replicas)
     scale = (len(replicas) + missing) / len(replicas) if replicas else 1.0
     est_kv, est_queue = kv_total * scale, queue_total * scale
-    free = [r for r in replicas if not r.saturated]
+    needed, signal = demand_replicas(est_kv, est_queue, running * scale, full_batch, config)
     current = sum(v.current_replicas for v in snapshot.variants)
+    if needed < current:  # going down, the load must also fit spread as it is now (WVA's conservative rule)
+        needed = min(current, max(needed, replicas_needed(est_kv, est_queue, config)))
+    free = [r for r in replicas if not r.saturated]
     stale = tuple(v.spec.key for v in snapshot.variants if not v.metrics_fresh)
     complete = missing == 0 and not stale
     # WVA's rule: the load of the current replicas fits on one fewer, with at least two to start from.
@@ -202,7 +224,7 @@ def analyze(snapshot: ModelSnapshot) -> ModelSaturation:
         pending_replicas=sum(v.pending_replicas for v in snapshot.variants),
         missing_replicas=missing,
         stale_variants=stale,
-        needed_replicas=replicas_needed(est_kv, est_queue, config),
-        binding_signal=binding_signal(est_kv, est_queue, config),
+        needed_replicas=needed,
+        binding_signal=signal,
         can_scale_down=can_down,
     )
