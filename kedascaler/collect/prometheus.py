@@ -9,7 +9,6 @@ in `CollectResult.errors`, never raised: the reconcile loop holds its last decis
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,7 +17,7 @@ from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
 from kedascaler.collect.base import CollectResult, PodSample, ScrapeTarget
-from kedascaler.collect.scrape import KV_USAGE, KV_USAGE_V0, RUNNING, WAITING
+from kedascaler.collect.scrape import KV_USAGE, KV_USAGE_V0, RUNNING, WAITING, implausible
 
 log = logging.getLogger("kedascaler.collect.prometheus")
 
@@ -86,8 +85,9 @@ class PrometheusSource:
                     unlabelled += 1
                     continue
                 key = (labels.get("namespace", ""), labels["pod"], labels.get("model_name", ""))
-                if not math.isfinite(value) or value < 0:
-                    bad[key] = f"{query.signal} is {value}"
+                why = implausible(query.signal, value)
+                if why is not None:
+                    bad[key] = why
                     continue
                 values.setdefault(key, {})[query.signal] = (ts, value)
             if unlabelled:
@@ -132,6 +132,10 @@ def _rows(result: object) -> list[tuple[dict[str, str], float, float]]:
         try:
             labels = item["metric"]
             ts, raw = item["value"]
+            if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+                raise TypeError(f"labels are not a map of strings: {labels!r:.100}")
+            if isinstance(raw, bool) or isinstance(ts, bool) or not isinstance(raw, (str, int, float)):
+                raise TypeError(f"sample value is not a number: {raw!r:.100}")
             rows.append((dict(labels), float(ts), float(raw)))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"malformed series in the answer: {e!r}") from None

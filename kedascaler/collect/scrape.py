@@ -27,6 +27,18 @@ KV_USAGE_V0 = "vllm:gpu_cache_usage_perc"
 WAITING = "vllm:num_requests_waiting"
 RUNNING = "vllm:num_requests_running"
 _WANTED = frozenset({KV_USAGE, KV_USAGE_V0, WAITING, RUNNING})
+MAX_KV_USAGE = 1.0 + 1e-6  # a fraction of the KV cache: 1 means 100 %; more is a broken exporter
+MAX_REQUESTS = 1_000_000  # waiting or running requests on one pod; more is a broken exporter, not load
+
+
+def implausible(signal: str, value: float) -> str | None:
+    """Why a signal's value cannot be real (NaN, infinite, negative, above its range), or None when it can."""
+    if not math.isfinite(value) or value < 0:
+        return f"{signal} is {value}: not a finite number >= 0"
+    limit = MAX_KV_USAGE if signal == "kv_cache_usage" else MAX_REQUESTS
+    if value > limit:
+        return f"{signal} is {value}: above the largest plausible value {limit:g}"
+    return None
 
 
 class ScrapeError(Exception):
@@ -78,7 +90,12 @@ def parse_vllm_metrics(text: str) -> VLLMReading:
     for name, found in values.items():
         if any(not math.isfinite(v) or v < 0 for v in found):
             raise ScrapeError(f"{name} has a value that is not a finite number >= 0: {found}")
-    return VLLMReading(max(kv), sum(values[WAITING]), sum(values[RUNNING]), min(models) if models else "")
+    reading = VLLMReading(max(kv), sum(values[WAITING]), sum(values[RUNNING]), min(models) if models else "")
+    for signal in ("kv_cache_usage", "queue_length", "running"):
+        why = implausible(signal, getattr(reading, signal))
+        if why is not None:
+            raise ScrapeError(why)
+    return reading
 
 
 class DirectScrapeSource:

@@ -1,0 +1,268 @@
+"""Metrics faults, end to end: a real Reconciler and a real ScalerServer across cycles, with a fault injected.
+
+For each fault: no scale-down or deactivation is caused by the missing data (desired never drops below
+the last good decision), the decision is held and marked stale, KEDA's `GetMetrics` keeps the held value
+until the decision is older than `stale_after` and then answers UNAVAILABLE (so KEDA's `fallback` takes
+over), and the first cycle after the fault ends is fresh again. Time is a fake clock shared by the
+reconciler, the fake Prometheus' sample timestamps and the server, so a cycle is 30 "seconds" and the
+tests run in about a second of real time per fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from collections.abc import Callable
+
+import grpc
+import pytest
+
+from kedascaler.board import DecisionBoard
+from kedascaler.collect.base import ScrapeTarget, WorkloadStatus
+from kedascaler.collect.files import StaticInventory
+from kedascaler.collect.prometheus import PrometheusSource
+from kedascaler.collect import scrape
+from kedascaler.collect.scrape import DirectScrapeSource
+from kedascaler.engine.types import Decision, VariantKey, VariantSpec
+from kedascaler.proto import externalscaler_pb2 as pb
+from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
+from kedascaler.reconcile import Reconciler
+from kedascaler.server.app import ScalerServer
+
+from .faults import BlackHole, FakeMetrics
+
+NS = "llm"
+A100 = VariantKey(NS, "llama-a100")
+H100 = VariantKey(NS, "llama-h100")
+CURRENT = {A100: 3, H100: 2}
+INTERVAL = 30.0  # seconds of fake time per cycle
+STALE_AFTER = 90.0
+FAULT_CYCLES = 5  # 150 s of fault: crosses stale_after
+T0 = 1_000_000.0
+
+# Moderately loaded pods: the engine holds them as they are. A cycle that read "no load" would scale down.
+LOAD = (0.55, 0.0, 6.0)
+FAULT_TABLE: list[tuple[str, str, int]] = []
+
+
+def documents():
+    def va(name, accelerator, cost):
+        return ("test", {
+            "apiVersion": "llmd.ai/v1alpha1", "kind": "VariantAutoscaling",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"scaleTargetRef": {"kind": "Deployment", "name": name}, "modelID": "meta/llama",
+                     "accelerator": accelerator, "variantCost": str(cost), "minReplicas": 1, "maxReplicas": 8},
+        })
+    return [va("llama-h100", "H100", 40), va("llama-a100", "A100", 20)]
+
+
+def pod_names(key: VariantKey) -> list[str]:
+    return [f"{key.name}-7d9f8c6b5-p{i}" for i in range(CURRENT[key])]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Workloads:
+    """The Deployments as they stand: fixed replicas, pods scraped at `url_for(pod)`."""
+
+    def __init__(self, url_for: Callable[[str], str]) -> None:
+        self.url_for = url_for
+
+    def status(self, spec: VariantSpec) -> WorkloadStatus:
+        pods = tuple(ScrapeTarget(spec.key, p, self.url_for(p)) for p in pod_names(spec.key))
+        return WorkloadStatus(CURRENT[spec.key], CURRENT[spec.key], pods)
+
+
+class Rig:
+    """Fake Prometheus/pods + Reconciler + ScalerServer on one fake clock."""
+
+    def __init__(self, direct: bool) -> None:
+        self.clock = Clock()
+        self.metrics = FakeMetrics({p: LOAD for k in CURRENT for p in pod_names(k)}, self.clock).start()
+        self.hole = BlackHole()
+        self.pod_url: dict[str, str] = {}
+        self.board = DecisionBoard()
+        if direct:
+            self.source = DirectScrapeSource(timeout=0.3)
+        else:
+            self.source = PrometheusSource(self.metrics.url, timeout=0.5, window="5s")
+        self.reconciler = Reconciler(StaticInventory.from_documents(documents()), self.source, self.board,
+                                     workloads=Workloads(lambda p: self.pod_url.get(p, self.metrics.pod_url(p))),
+                                     clock=self.clock)
+        self.server = ScalerServer(self.board, port=0, host="127.0.0.1", stale_after=STALE_AFTER, clock=self.clock,
+                                   grace=0.5)
+        self.channel: grpc.aio.Channel | None = None
+
+    async def __aenter__(self) -> Rig:
+        port = await self.server.start()
+        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        self.stub = pb_grpc.ExternalScalerStub(self.channel)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        assert self.channel is not None
+        await self.channel.close()
+        await self.server.stop(0)
+        self.source.close()
+        self.metrics.stop()
+        self.hole.close()
+
+    async def cycle(self) -> dict[VariantKey, Decision]:
+        self.clock.now += INTERVAL
+        report = await asyncio.to_thread(self.reconciler.run_once)
+        return {d.key: d for d in report.decisions}
+
+    async def keda_reads(self, key: VariantKey) -> tuple[grpc.StatusCode, int | None]:
+        ref = pb.ScaledObjectRef(name=key.name, namespace=key.namespace, scalerMetadata={"scalerAddress": "x"})
+        try:
+            spec = await self.stub.GetMetricSpec(ref, timeout=5)
+            reply = await self.stub.GetMetrics(
+                pb.GetMetricsRequest(scaledObjectRef=ref, metricName=spec.metricSpecs[0].metricName), timeout=5)
+        except grpc.aio.AioRpcError as e:
+            return e.code(), None
+        return grpc.StatusCode.OK, reply.metricValues[0].metricValue
+
+
+# -- faults: (name, direct scraping?, start, end) --
+def _stop(rig: Rig) -> None:
+    rig.metrics.stop()
+
+
+def _restart(rig: Rig) -> None:
+    rig.metrics.start()  # the same port
+
+
+def _hang(rig: Rig) -> None:
+    rig.source.url = rig.hole.url  # the same client, now pointed at a server that never answers
+    rig.source._client.url = rig.hole.url
+
+
+def _unhang(rig: Rig) -> None:
+    rig.source.url = rig.metrics.url
+    rig.source._client.url = rig.metrics.url
+
+
+def _mode(mode: str) -> Callable[[Rig], None]:
+    def set_mode(rig: Rig) -> None:
+        rig.metrics.mode = mode
+    return set_mode
+
+
+def _garbage_values(rig: Rig) -> None:
+    pods = sorted(rig.metrics.pods)
+    absurd = [("NaN", 0, 1), (0.5, "-3", 1), ("7.0", 0, 1), (0.5, "1e12", 1), ("+Inf", 0, 1), (0.5, 0, "-1")]
+    rig.metrics.garbage = {pod: absurd[i % len(absurd)] for i, pod in enumerate(pods)}
+    rig.metrics.mode = "garbage-values"
+
+
+def _wrong_types(payload) -> Callable[[Rig], None]:
+    def set_payload(rig: Rig) -> None:
+        rig.metrics.garbage_json = payload
+        rig.metrics.mode = "garbage-json"
+    return set_payload
+
+
+def _missing_subset(rig: Rig) -> None:
+    rig.metrics.missing = {pod_names(A100)[0], pod_names(H100)[1]}
+    rig.metrics.mode = "missing-pods"
+
+
+def _pods_hang(rig: Rig) -> None:
+    for key in CURRENT:
+        for pod in pod_names(key):
+            rig.pod_url[pod] = rig.hole.url + "/metrics"
+
+
+def _pods_answer(rig: Rig) -> None:
+    rig.pod_url.clear()
+
+
+OK = _mode("ok")
+WRONG_TYPES = {
+    "data-not-a-dict": {"status": "success", "data": [1, 2, 3]},
+    "result-not-a-list": {"status": "success", "data": {"resultType": "vector", "result": {"a": 1}}},
+    "value-an-object": {"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": {"namespace": NS, "pod": "llama-a100-7d9f8c6b5-p0", "model_name": "m"}, "value": [1, {"x": 1}]}]}},
+    "labels-not-strings": {"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": {"namespace": NS, "pod": 12345, "model_name": ["m"]}, "value": [1, "0.5"]}]}},
+    "value-a-bool": {"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": {"namespace": NS, "pod": "llama-a100-7d9f8c6b5-p0", "model_name": "m"}, "value": [1, True]}]}},
+    "top-level-null": None,
+}
+
+# name, direct scraping?, inject, heal, held as stale (else: partial data, may only grow)
+FAULTS = [
+    ("prometheus stopped (connection refused, restarted on the same port)", False, _stop, _restart, True),
+    ("prometheus hangs past the query timeout (accepts, never answers)", False, _hang, _unhang, True),
+    ("prometheus answers HTTP 500", False, _mode("500"), OK, True),
+    ("prometheus answers NaN / negative / kv 7.0 / queue 1e12 / +Inf", False, _garbage_values, OK, True),
+    *[(f"prometheus answers wrong JSON types ({name})", False, _wrong_types(payload), OK, True)
+      for name, payload in WRONG_TYPES.items()],
+    ("prometheus: a subset of pods missing", False, _missing_subset, OK, False),
+    ("direct scrape: every pod times out", True, _pods_hang, _pods_answer, True),
+    ("direct scrape: pods answer HTTP 503", True, _mode("500"), OK, True),
+    ("direct scrape: NaN / negative / kv 7.0 / queue 1e12 values", True, _garbage_values, OK, True),
+    ("direct scrape: a subset of pods missing (404)", True, _missing_subset, OK, False),
+]
+
+
+@pytest.mark.parametrize("name,direct,inject,heal,held", FAULTS, ids=[f[0] for f in FAULTS])
+async def test_metrics_fault_holds_then_goes_unavailable_then_recovers(name, direct, inject, heal, held, monkeypatch):
+    rig = Rig(direct)
+    # direct scraping stamps samples with the wall clock: give it the rig's fake one
+    monkeypatch.setattr(scrape, "time", SimpleNamespace(time=rig.clock))
+    async with rig:
+        good = await rig.cycle()
+        for key in CURRENT:
+            assert not good[key].stale and good[key].active, good[key].reason
+            assert await rig.keda_reads(key) == (grpc.StatusCode.OK, good[key].desired_replicas)
+        good_at = rig.clock.now
+
+        inject(rig)
+        answered_unavailable = False
+        for _ in range(FAULT_CYCLES):
+            held_now = await rig.cycle()
+            age = rig.clock.now - good_at
+            for key in CURRENT:
+                d = held_now[key]
+                assert d.desired_replicas >= good[key].desired_replicas, (name, d.reason)
+                assert d.active, (name, d.reason)
+                if not held:
+                    continue
+                assert d.stale and d.reason.action == "stale", (name, d.reason)
+                assert d.data_at == good[key].data_at
+                code, value = await rig.keda_reads(key)
+                if age > STALE_AFTER:
+                    assert code == grpc.StatusCode.UNAVAILABLE, (name, age)
+                    answered_unavailable = True
+                else:
+                    assert (code, value) == (grpc.StatusCode.OK, d.desired_replicas), (name, age)
+        assert answered_unavailable or not held
+
+        heal(rig)
+        cycles = 0
+        while True:
+            cycles += 1
+            after = await rig.cycle()
+            if all(not after[k].stale for k in CURRENT) or cycles == 3:
+                break
+        for key in CURRENT:
+            assert not after[key].stale, (name, after[key].reason)
+            assert await rig.keda_reads(key) == (grpc.StatusCode.OK, after[key].desired_replicas)
+        assert cycles == 1, f"{name}: recovered in {cycles} cycles"
+        what = ("held the last good decision, marked stale; GetMetrics served it until "
+                f"{STALE_AFTER:g}s old, then UNAVAILABLE") if held else (
+            "decided on the pods that reported: could grow, never shrank; not stale (data is fresh)")
+        FAULT_TABLE.append((name, what, cycles))
+
+
+def test_print_fault_table():
+    """The table docs/hardening.md shows (run with -s to see it)."""
+    for name, what, cycles in FAULT_TABLE:
+        print(f"| {name} | {what} | {cycles} |")
