@@ -1,0 +1,55 @@
+"""The performance model: units, batch limits, and the reasons to fall back when parameters are unusable."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from kedascaler.config import PerfParams
+from kedascaler.engine.perfmodel import DEFAULT_MAX_BATCH_SIZE, PerfModel, check_perf_model, perf_model
+from kedascaler.sim.emulator import PerfParams as EmulatorParams
+
+H100 = PerfModel(7.0, 0.035, 15.4, 0.00034, max_batch_size=1024)
+
+
+def test_itl_and_prefill_are_linear_in_ms():
+    assert H100.itl_ms(1) == pytest.approx(7.035)
+    assert H100.itl_ms(64) == pytest.approx(7.0 + 0.035 * 64)
+    assert H100.prefill_ms(128) == pytest.approx(15.4 + 0.00034 * 128)
+    assert H100.prefill_ms(128, batch=4) == pytest.approx(15.4 + 0.00034 * 512)
+
+
+def test_service_rate_matches_the_emulators_max_throughput():
+    emulator = EmulatorParams(7.0, 0.035, 15.4, 0.00034, max_num_seqs=1024)
+    for batch in (1, 8, 256, 1024):
+        assert H100.service_rate(batch, 230, 200) == pytest.approx(emulator.max_throughput(230, 200, batch))
+
+
+def test_kv_capacity_bounds_the_batch():
+    model = PerfModel(7.0, 0.035, 15.4, 0.00034, max_batch_size=1024, kv_capacity_tokens=150_000)
+    assert model.batch_limit(230, 200) == 150_000 // 430
+    assert model.batch_limit(10, 10) == 1024  # max-num-seqs binds first for short requests
+    assert PerfModel(7, 0.03, 15, 0.0003, 8, kv_capacity_tokens=100).batch_limit(1000, 100) == 0
+
+
+def test_missing_parameters_fall_back_with_a_reason():
+    model, reason = perf_model(None, 256)
+    assert model is None and "perfParms" in reason
+
+
+@pytest.mark.parametrize("params, words", [
+    (PerfParams(-1.0, 0.03, 15.0, 0.0003), "alpha must be ≥ 0"),
+    (PerfParams(math.nan, 0.03, 15.0, 0.0003), "alpha is not a finite number"),
+    (PerfParams(0.0, 0.0, 15.0, 0.0003), "alpha + beta must be > 0"),
+    (PerfParams(7.0, 0.03, 0.0, 0.0), "gamma + delta must be > 0"),
+])
+def test_bad_parameters_fall_back_with_a_reason(params, words):
+    model, reason = perf_model(params, 256)
+    assert model is None and words in reason
+
+
+def test_good_parameters_give_a_model_with_the_default_batch_when_none_is_given():
+    model, reason = perf_model(PerfParams(7.0, 0.03, 15.0, 0.0003), None)
+    assert reason == "" and model is not None and model.max_batch_size == DEFAULT_MAX_BATCH_SIZE
+    assert check_perf_model(PerfModel(7.0, 0.03, 15.0, 0.0003, max_batch_size=0)) is not None
