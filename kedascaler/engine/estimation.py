@@ -1,0 +1,214 @@
+"""Online estimation of a variant's performance parameters from what its pods report. Pure numpy.
+
+Two straight lines, fitted robustly over a sliding window of observations per variant:
+- decode: ITL (ms) against the running batch → α (intercept), β (slope). One pair per pod and scrape window:
+  mean `vllm:num_requests_running` and mean ITL (rate of `inter_token_latency_seconds_sum / _count`).
+- prefill: prefill time (ms) against prompt tokens prefilled → γ (intercept), δ (slope). One pair per pod and
+  window: mean prompt tokens (`request_prompt_tokens`) and mean prefill time (`request_prefill_time_seconds`,
+  or TTFT minus `request_queue_time_seconds` when the prefill histogram is missing).
+The fit is Theil–Sen (median of pairwise slopes: robust to 29 % outliers) refined by Huber IRLS (efficient
+on clean data), both in numpy. Each fit carries its quality and a `usable` flag. Usable when all hold:
+- n ≥ MIN_SAMPLES (20) and at least MIN_DISTINCT_X (3) distinct x values (else the slope is not identified);
+- intercept > 0, and slope ≥ −2 standard errors (a slope a little below 0 is noise: it is clipped to 0);
+- relative spread ≤ MAX_RELATIVE_SPREAD (0.25): the robust σ of residuals (1.4826·MAD) over the median |y|;
+- R² ≥ MIN_R2 (0.5), or relative spread ≤ TIGHT_RELATIVE_SPREAD (0.05) (a flat but tight cloud is well
+  described even though R² is low).
+Non-dense models (MoE, hybrid state-space) fail these checks more often: that is the point — sizing then
+falls back to saturation. User-given parameters (the VA's `variantProfile`) win unless the caller prefers
+the estimate (`choose_perf`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from kedascaler.config import PerfParams
+
+MIN_SAMPLES = 20
+MIN_DISTINCT_X = 3
+MAX_RELATIVE_SPREAD = 0.25
+TIGHT_RELATIVE_SPREAD = 0.05
+MIN_R2 = 0.5
+HUBER_K = 1.345  # in robust σ units: 95 % efficiency on Gaussian noise
+DEFAULT_MAX_SAMPLES = 512
+DEFAULT_MAX_AGE = 1800.0  # seconds
+_MAX_PAIRS_POINTS = 400  # Theil–Sen on at most this many points (evenly spaced subsample): O(n²) pairs
+
+
+@dataclass(frozen=True)
+class LinearFit:
+    """y ≈ intercept + slope·x with its quality."""
+
+    intercept: float
+    slope: float
+    n: int
+    r2: float
+    spread: float  # robust σ of the residuals (1.4826·MAD), units of y
+    relative_spread: float  # spread / median |y|
+    slope_se: float  # standard error of the slope (from `spread`)
+    usable: bool
+    reason: str  # why not usable ("" when usable)
+
+
+def _theil_sen(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    if len(x) > _MAX_PAIRS_POINTS:
+        pick = np.linspace(0, len(x) - 1, _MAX_PAIRS_POINTS).astype(int)
+        x, y = x[pick], y[pick]
+    i, j = np.triu_indices(len(x), k=1)
+    dx = x[j] - x[i]
+    keep = dx != 0
+    slope = float(np.median((y[j] - y[i])[keep] / dx[keep])) if keep.any() else 0.0
+    return float(np.median(y - slope * x)), slope
+
+
+def _mad_sigma(r: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(r - np.median(r))))
+
+
+def _huber(x: np.ndarray, y: np.ndarray, start: tuple[float, float], iterations: int = 50) -> tuple[float, float]:
+    intercept, slope = start
+    design = np.column_stack([np.ones_like(x), x])
+    for _ in range(iterations):
+        r = y - intercept - slope * x
+        scale = _mad_sigma(r)
+        if scale <= 0:
+            break
+        u = np.abs(r) / (HUBER_K * scale)
+        w = np.where(u <= 1.0, 1.0, 1.0 / np.maximum(u, 1e-300))
+        sw = np.sqrt(w)
+        coef, *_ = np.linalg.lstsq(design * sw[:, None], y * sw, rcond=None)
+        new = (float(coef[0]), float(coef[1]))
+        done = abs(new[0] - intercept) <= 1e-10 * (1 + abs(intercept)) and abs(new[1] - slope) <= 1e-10 * (1 + abs(slope))
+        intercept, slope = new
+        if done:
+            break
+    return intercept, slope
+
+
+def robust_line(x: object, y: object) -> LinearFit:
+    """Fit y = a + b·x robustly (Theil–Sen start, Huber IRLS) and judge whether it can be used."""
+    xs = np.asarray(x, dtype=np.float64).ravel()
+    ys = np.asarray(y, dtype=np.float64).ravel()
+    finite = np.isfinite(xs) & np.isfinite(ys)
+    xs, ys = xs[finite], ys[finite]
+    n = int(len(xs))
+    if n < 2 or len(np.unique(xs)) < 2:
+        return LinearFit(math.nan, math.nan, n, 0.0, math.nan, math.nan, math.nan, False,
+                         f"{n} samples with {len(np.unique(xs)) if n else 0} distinct x: need ≥ {MIN_SAMPLES} "
+                         f"and ≥ {MIN_DISTINCT_X}")
+    intercept, slope = _huber(xs, ys, _theil_sen(xs, ys))
+    residuals = ys - intercept - slope * xs
+    spread = _mad_sigma(residuals)
+    level = float(np.median(np.abs(ys)))
+    relative = spread / level if level > 0 else math.inf
+    ss_tot = float(np.sum((ys - ys.mean()) ** 2))
+    ss_res = float(np.sum(residuals ** 2))
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res == 0 else 0.0)
+    sxx = float(np.sum((xs - xs.mean()) ** 2))
+    slope_se = spread / math.sqrt(sxx) if sxx > 0 else math.inf
+    reason = _judge(n, len(np.unique(xs)), intercept, slope, slope_se, relative, r2)
+    if not reason and slope < 0:
+        slope = 0.0  # within noise of 0 (checked by _judge): a step cannot get faster with more work
+    return LinearFit(intercept, slope, n, r2, spread, relative, slope_se, not reason, reason)
+
+
+def _judge(n: int, distinct: int, intercept: float, slope: float, slope_se: float, relative: float, r2: float) -> str:
+    if n < MIN_SAMPLES:
+        return f"{n} samples: need ≥ {MIN_SAMPLES}"
+    if distinct < MIN_DISTINCT_X:
+        return f"{distinct} distinct x values: need ≥ {MIN_DISTINCT_X} (the load has not varied enough)"
+    if not intercept > 0:
+        return f"intercept {intercept:.3g} ≤ 0: not a physical step time"
+    if slope < -2 * slope_se:
+        return f"slope {slope:.3g} < 0 beyond noise (se {slope_se:.3g})"
+    if relative > MAX_RELATIVE_SPREAD:
+        return f"relative spread {relative:.2f} > {MAX_RELATIVE_SPREAD}: the line does not describe the data"
+    if r2 < MIN_R2 and relative > TIGHT_RELATIVE_SPREAD:
+        return f"R² {r2:.2f} < {MIN_R2} with relative spread {relative:.2f} > {TIGHT_RELATIVE_SPREAD}"
+    return ""
+
+
+@dataclass(frozen=True)
+class Window:
+    """A sliding window of (time, x, y) observations: the newest `max_samples` within `max_age` seconds."""
+
+    at: tuple[float, ...] = ()
+    x: tuple[float, ...] = ()
+    y: tuple[float, ...] = ()
+    max_samples: int = DEFAULT_MAX_SAMPLES
+    max_age: float = DEFAULT_MAX_AGE
+
+    def add(self, now: float, xs: object, ys: object) -> Window:
+        """A new window with these pairs observed at `now`, old ones dropped. Non-finite pairs are ignored."""
+        new_x = np.atleast_1d(np.asarray(xs, dtype=np.float64))
+        new_y = np.atleast_1d(np.asarray(ys, dtype=np.float64))
+        keep = np.isfinite(new_x) & np.isfinite(new_y)
+        at = self.at + (float(now),) * int(keep.sum())
+        x = self.x + tuple(float(v) for v in new_x[keep])
+        y = self.y + tuple(float(v) for v in new_y[keep])
+        first = next((i for i, t in enumerate(at) if t >= now - self.max_age), len(at))
+        first = max(first, len(at) - self.max_samples)
+        return Window(at[first:], x[first:], y[first:], self.max_samples, self.max_age)
+
+    def fit(self) -> LinearFit:
+        return robust_line(self.x, self.y)
+
+
+@dataclass(frozen=True)
+class VariantObservations:
+    """What one variant's pods showed recently: decode pairs (batch, ITL ms), prefill pairs (tokens, ms)."""
+
+    decode: Window = Window()
+    prefill: Window = Window()
+
+    def add_decode(self, now: float, batch: object, itl_ms: object) -> VariantObservations:
+        return VariantObservations(self.decode.add(now, batch, itl_ms), self.prefill)
+
+    def add_prefill(self, now: float, prompt_tokens: object, prefill_ms: object) -> VariantObservations:
+        return VariantObservations(self.decode, self.prefill.add(now, prompt_tokens, prefill_ms))
+
+
+@dataclass(frozen=True)
+class PerfEstimate:
+    """α, β from the decode fit and γ, δ from the prefill fit, with their quality."""
+
+    decode: LinearFit
+    prefill: LinearFit
+
+    @property
+    def usable(self) -> bool:
+        return self.decode.usable and self.prefill.usable
+
+    @property
+    def reason(self) -> str:
+        parts = [f"decode: {self.decode.reason}" if self.decode.reason else "",
+                 f"prefill: {self.prefill.reason}" if self.prefill.reason else ""]
+        return "; ".join(p for p in parts if p)
+
+    @property
+    def params(self) -> PerfParams | None:
+        if not self.usable:
+            return None
+        return PerfParams(self.decode.intercept, self.decode.slope, self.prefill.intercept, self.prefill.slope)
+
+
+def estimate(observations: VariantObservations) -> PerfEstimate:
+    """Fit both lines over the window."""
+    return PerfEstimate(observations.decode.fit(), observations.prefill.fit())
+
+
+def choose_perf(user: PerfParams | None, estimated: PerfEstimate | None, *,
+                prefer_estimate: bool = False) -> tuple[PerfParams | None, str]:
+    """The parameters to size with, and where they come from: the user's win unless `prefer_estimate`."""
+    learned = estimated.params if estimated is not None else None
+    if prefer_estimate and learned is not None:
+        return learned, "estimated"
+    if user is not None:
+        return user, "variantProfile"
+    if learned is not None:
+        return learned, "estimated"
+    why = estimated.reason if estimated is not None else "no observations"
+    return None, f"no variantProfile.perfParms and no usable estimate ({why})"

@@ -1,0 +1,103 @@
+"""Online estimation: known parameters recovered from noisy data, and unusable fits said to be unusable."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kedascaler.config import PerfParams
+from kedascaler.engine.estimation import (
+    MIN_SAMPLES,
+    VariantObservations,
+    Window,
+    choose_perf,
+    estimate,
+    robust_line,
+)
+
+ALPHA, BETA, GAMMA, DELTA = 7.0, 0.035, 15.4, 0.018
+
+
+def noisy_decode(rng, n=200, noise=0.02, outliers=0.0):
+    batch = rng.integers(1, 256, n).astype(float)
+    itl = (ALPHA + BETA * batch) * (1 + noise * rng.standard_normal(n))
+    bad = rng.random(n) < outliers
+    itl[bad] *= rng.uniform(2, 5, bad.sum())  # preemption storms, GC pauses: far above the line
+    return batch, itl
+
+
+def noisy_prefill(rng, n=200, noise=0.03):
+    tokens = rng.integers(16, 4096, n).astype(float)
+    return tokens, (GAMMA + DELTA * tokens) * (1 + noise * rng.standard_normal(n))
+
+
+def test_clean_noisy_data_recovers_the_parameters():
+    rng = np.random.default_rng(7)
+    fit = robust_line(*noisy_decode(rng))
+    assert fit.usable and fit.reason == ""
+    assert fit.intercept == pytest.approx(ALPHA, rel=0.03)
+    assert fit.slope == pytest.approx(BETA, rel=0.08)
+    assert fit.r2 > 0.9 and fit.n == 200 and fit.relative_spread < 0.05
+
+
+def test_outliers_do_not_pull_the_fit():
+    rng = np.random.default_rng(3)
+    fit = robust_line(*noisy_decode(rng, outliers=0.15))
+    assert fit.intercept == pytest.approx(ALPHA, rel=0.05)
+    assert fit.slope == pytest.approx(BETA, rel=0.1)
+    ols = np.polyfit(*noisy_decode(np.random.default_rng(3), outliers=0.15), 1)
+    assert abs(ols[0] - BETA) > abs(fit.slope - BETA)  # least squares is pulled, the robust fit is not
+
+
+@pytest.mark.parametrize("x, y, words", [
+    (np.arange(10.0), 7 + 0.03 * np.arange(10.0), f"need ≥ {MIN_SAMPLES}"),
+    (np.repeat([8.0, 16.0], 20), np.full(40, 7.5), "distinct x"),
+    (np.arange(40.0), np.random.default_rng(1).uniform(1, 100, 40), "relative spread"),
+    (np.arange(40.0), -5 + 0.5 * np.arange(40.0), "intercept"),
+    (np.arange(1.0, 41.0), 50 - 0.5 * np.arange(1.0, 41.0), "slope"),
+    ([1.0], [2.0], "need ≥"),
+])
+def test_unusable_fits_say_why(x, y, words):
+    fit = robust_line(x, y)
+    assert not fit.usable and words in fit.reason
+
+
+def test_a_flat_tight_cloud_is_usable_and_a_tiny_negative_slope_is_clipped():
+    rng = np.random.default_rng(5)
+    x = rng.integers(1, 64, 60).astype(float)
+    fit = robust_line(x, 7.0 * (1 + 0.005 * rng.standard_normal(60)))
+    assert fit.usable and fit.slope >= 0 and fit.intercept == pytest.approx(7.0, rel=0.01)
+
+
+def test_the_window_slides_by_age_and_count():
+    w = Window(max_samples=5, max_age=100.0)
+    w = w.add(0.0, [1, 2, 3], [1, 2, 3])
+    w = w.add(50.0, [4, 5], [4, float("nan")])  # the nan pair is ignored
+    assert w.x == (1.0, 2.0, 3.0, 4.0)
+    w = w.add(150.0, [6], [6])  # the samples from t=0 are too old
+    assert w.x == (4.0, 6.0)
+    w = w.add(151.0, [7, 8, 9, 10], [7, 8, 9, 10])
+    assert w.x == (6.0, 7.0, 8.0, 9.0, 10.0)  # the newest five
+
+
+def test_an_estimate_from_observations_gives_params_and_the_user_wins_by_default():
+    rng = np.random.default_rng(11)
+    obs = VariantObservations()
+    for t in range(10):
+        obs = obs.add_decode(60.0 * t, *noisy_decode(rng, n=20))
+        obs = obs.add_prefill(60.0 * t, *noisy_prefill(rng, n=20))
+    est = estimate(obs)
+    assert est.usable
+    p = est.params
+    assert (p.alpha, p.beta, p.gamma, p.delta) == pytest.approx((ALPHA, BETA, GAMMA, DELTA), rel=0.1)
+    user = PerfParams(8.0, 0.04, 20.0, 0.02)
+    assert choose_perf(user, est) == (user, "variantProfile")
+    assert choose_perf(user, est, prefer_estimate=True) == (p, "estimated")
+    assert choose_perf(None, est) == (p, "estimated")
+
+
+def test_no_user_parameters_and_no_usable_estimate_means_fallback():
+    est = estimate(VariantObservations().add_decode(0.0, [1, 2], [7, 7.1]))
+    params, why = choose_perf(None, est)
+    assert params is None and "no usable estimate" in why and "decode:" in why
+    assert choose_perf(None, None) == (None, "no variantProfile.perfParms and no usable estimate (no observations)")
