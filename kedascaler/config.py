@@ -217,9 +217,11 @@ def parse_variant_autoscaling(doc: Mapping[str, Any], source: str,
         if old in spec:
             check.add(f"spec.{old}", f"is no longer supported: use {hint}")
     if "maxBatchSize" in spec:  # seed 001 kept it at the top of spec
-        profile = dict(spec.get("variantProfile") or {})
-        profile.setdefault("maxBatchSize", spec.pop("maxBatchSize"))
-        spec["variantProfile"] = profile
+        raw_profile = spec.get("variantProfile")
+        if raw_profile is None or isinstance(raw_profile, Mapping):  # else: reported as not a mapping below
+            profile = dict(raw_profile or {})
+            profile.setdefault("maxBatchSize", spec.pop("maxBatchSize"))
+            spec["variantProfile"] = profile
 
     target = check.mapping(spec, "scaleTargetRef", "spec.scaleTargetRef")
     target_name = check.string(target, "name", "spec.scaleTargetRef.name", required=True)
@@ -307,7 +309,8 @@ def _load_entry(value: Any, check: _Checker, path: str) -> Any:
 
 def parse_saturation_configmap(doc: Mapping[str, Any], source: str) -> tuple[SaturationSettings, tuple[Problem, ...]]:
     """The saturation ConfigMap: key `default` for everyone, every other key a per-model override."""
-    name = (doc.get("metadata") or {}).get("name", "")
+    meta = doc.get("metadata")
+    name = meta.get("name", "") if isinstance(meta, Mapping) else ""
     check = _Checker(source, f"ConfigMap {name}")
     data = doc.get("data") or {}
     if not isinstance(data, Mapping):
@@ -321,7 +324,7 @@ def parse_saturation_configmap(doc: Mapping[str, Any], source: str) -> tuple[Sat
         elif raw is not None:
             check.add("data.default", "expected a mapping with kvCacheThreshold, queueLengthThreshold, ...")
     overrides = []
-    for key, value in sorted(data.items()):
+    for key, value in sorted(data.items(), key=lambda item: str(item[0])):  # YAML keys may be ints
         if key == "default":
             continue
         raw = _load_entry(value, check, f"data.{key}")
@@ -342,7 +345,8 @@ def parse_saturation_configmap(doc: Mapping[str, Any], source: str) -> tuple[Sat
 
 def parse_cost_configmap(doc: Mapping[str, Any], source: str) -> tuple[dict[str, float], tuple[Problem, ...]]:
     """Accelerator unit costs, in any of the seeds' forms: `costs` map, `accelerators` list, or key per accelerator."""
-    name = (doc.get("metadata") or {}).get("name", "")
+    meta = doc.get("metadata")
+    name = meta.get("name", "") if isinstance(meta, Mapping) else ""
     check = _Checker(source, f"ConfigMap {name}")
     data = doc.get("data") or {}
     costs: dict[str, float] = {}

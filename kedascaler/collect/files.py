@@ -38,7 +38,8 @@ def build_inventory(docs: Iterable[tuple[str, Mapping[str, Any]]]) -> tuple[Inve
     for source, doc in docs:
         if doc.get("kind") != "ConfigMap":
             continue
-        name = (doc.get("metadata") or {}).get("name")
+        meta = doc.get("metadata")
+        name = meta.get("name") if isinstance(meta, Mapping) else None
         if name in SATURATION_CONFIGMAPS:
             saturation, found = parse_saturation_configmap(doc, source)
             problems += found

@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from kedascaler.board import DecisionBoard
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
+from kedascaler.server.malformed import GuardedRegistrar
 from kedascaler.server.servicer import ExternalScalerServicer
 
 log = logging.getLogger("kedascaler.server")
@@ -94,7 +95,7 @@ class ScalerServer:
         if self._server is not None:
             raise RuntimeError("ScalerServer already started")
         server = grpc.aio.server(options=_SERVER_OPTIONS, interceptors=self.interceptors)
-        pb_grpc.add_ExternalScalerServicer_to_server(self._servicer, server)
+        pb_grpc.add_ExternalScalerServicer_to_server(self._servicer, GuardedRegistrar(server))  # garbage: INVALID_ARGUMENT
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         address = f"{self.host}:{self._requested_port}"
