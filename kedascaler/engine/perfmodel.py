@@ -7,8 +7,16 @@ Units, everywhere in the SLO-sizing code:
 - prefill: computing the KV of prompts takes γ + δ·T ms where T is the number of prompt tokens prefilled in
   that step; for `n` requests of `p` tokens prefilled together (WVA's lockstep batch) T = p·n, so
   prefill(n) = γ + δ·p·n; for one request alone prefill(1) = γ + δ·p.
-- service rate of a replica with `n` requests in its running batch (WVA, reference/vllm.md):
-  μ(n) = n / (prefill(n) + (o − 1)·ITL(n)) · 1000 requests/s, for `o` output tokens per request.
+- service rate of a replica with `n` requests in its running batch, for `o` output tokens per request:
+  μ(n) = 1000·n / cycle(n) requests/s, cycle(n) = prefill(n) + (o − 1)·ITL(n) the life of one request (ms).
+  Two ways to count prefill (`prefill_mode`):
+  * `lockstep` — WVA's model (reference/vllm.md): the batch is prefilled together once per cycle,
+    prefill(n) = γ + δ·p·n and ITL(n) = α + β·n;
+  * `mixed` (default) — vLLM v1 with chunked prefill, and our emulator: each arriving request's prefill joins
+    one decode step and stretches it by e = (γ − α)⁺ + δ·p. In steady state about n − 1 other requests arrive
+    during one request's life (Little), so a request sees prefill(n) = max(α, γ) + β·(n − 1) + δ·p and
+    ITL(n) = α + β·n + (n − 1)·e / (o − 1). Checked against `VLLMEngine` (tests/engine/test_queueing.py);
+    lockstep underestimates ITL badly when γ ≫ α (an L40S profile: 29 ms predicted, 49 ms seen).
 - the running batch is bounded by `max_batch_size` (vLLM `--max-num-seqs`) and by the KV cache:
   a request holds up to p + o tokens of KV at its end, so at most ⌊kv_capacity_tokens / (p + o)⌋ requests
   fit (conservative: vLLM admits on the prompt and preempts later, which costs recomputation).
@@ -21,7 +29,34 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from kedascaler.config import PerfParams
+
+LOCKSTEP, MIXED = "lockstep", "mixed"
+PREFILL_MODES = (LOCKSTEP, MIXED)
+
+
+def prefill_seen_ms(alpha, beta, gamma, delta, batch, prompt_tokens, mixed):  # noqa: ANN001, ANN201 (numpy or float)
+    """A request's prefill at running batch `batch` (ms); numpy-broadcasting, `mixed` a bool or bool array."""
+    lockstep = gamma + delta * prompt_tokens * batch
+    joined = np.maximum(alpha, gamma) + beta * np.maximum(batch - 1, 0) + delta * prompt_tokens
+    return np.where(mixed, joined, lockstep)
+
+
+def itl_seen_ms(alpha, beta, gamma, delta, batch, prompt_tokens, output_tokens, mixed):  # noqa: ANN001, ANN201
+    """The inter-token latency a request sees at running batch `batch` (ms), prefill stalls included when mixed."""
+    decode = alpha + beta * batch
+    stall = (np.maximum(gamma - alpha, 0.0) + delta * prompt_tokens) * np.maximum(batch - 1, 0)
+    return np.where(mixed, decode + stall / np.maximum(output_tokens - 1.0, 1.0), decode)
+
+
+def cycle_ms(alpha, beta, gamma, delta, batch, prompt_tokens, output_tokens, mixed):  # noqa: ANN001, ANN201
+    """The life of one request at running batch `batch` (ms): its prefill and (o − 1) inter-token gaps."""
+    return (prefill_seen_ms(alpha, beta, gamma, delta, batch, prompt_tokens, mixed)
+            + np.maximum(output_tokens - 1.0, 0.0)
+            * itl_seen_ms(alpha, beta, gamma, delta, batch, prompt_tokens, output_tokens, mixed))
+
 
 # vLLM's default --max-num-seqs on H100-class GPUs: the batch bound when a VA gives no maxBatchSize.
 DEFAULT_MAX_BATCH_SIZE = 256
@@ -37,6 +72,7 @@ class PerfModel:
     delta: float  # prefill, per prompt token in the step (ms)
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE  # vLLM --max-num-seqs
     kv_capacity_tokens: int | None = None  # tokens of KV the replica holds (num_gpu_blocks × block_size); None: unknown
+    prefill_mode: str = MIXED  # LOCKSTEP (WVA) or MIXED (vLLM v1 chunked prefill)
 
     def itl_ms(self, batch: float) -> float:
         """Inter-token latency with `batch` requests decoding together."""
@@ -55,11 +91,12 @@ class PerfModel:
         return max(0, limit)
 
     def service_rate(self, batch: int, prompt_tokens: float, output_tokens: float) -> float:
-        """μ(n) in requests/s: n requests completed per lockstep cycle of one prefill and (o − 1) decodes."""
+        """μ(n) in requests/s: n requests completed per cycle(n) (see the module docstring)."""
         if batch <= 0:
             return 0.0
-        cycle_ms = self.prefill_ms(prompt_tokens, batch) + max(0.0, output_tokens - 1.0) * self.itl_ms(batch)
-        return 1000.0 * batch / cycle_ms if cycle_ms > 0 else math.inf
+        cycle = float(cycle_ms(self.alpha, self.beta, self.gamma, self.delta, batch, prompt_tokens,
+                               max(1.0, output_tokens), self.prefill_mode == MIXED))
+        return 1000.0 * batch / cycle if cycle > 0 else math.inf
 
     def max_throughput(self, prompt_tokens: float, output_tokens: float) -> float:
         """μ at the batch limit (requests/s): what a saturated replica completes."""
@@ -80,18 +117,21 @@ def check_perf_model(model: PerfModel) -> str | None:
         return "gamma + delta must be > 0: a prefill cannot take no time"
     if not isinstance(model.max_batch_size, int) or model.max_batch_size < 1:
         return f"maxBatchSize must be an integer ≥ 1, got {model.max_batch_size!r}"
+    if model.prefill_mode not in PREFILL_MODES:
+        return f"prefill_mode must be one of {', '.join(PREFILL_MODES)}, got {model.prefill_mode!r}"
     if model.kv_capacity_tokens is not None and model.kv_capacity_tokens < 1:
         return f"kv_capacity_tokens must be ≥ 1, got {model.kv_capacity_tokens!r}"
     return None
 
 
 def perf_model(perf: PerfParams | None, max_batch_size: int | None = None, *,
-               kv_capacity_tokens: int | None = None) -> tuple[PerfModel | None, str]:
+               kv_capacity_tokens: int | None = None, prefill_mode: str = MIXED) -> tuple[PerfModel | None, str]:
     """A checked PerfModel from a VariantAutoscaling's variantProfile, or None and the reason to fall back."""
     if perf is None:
         return None, "no spec.variantProfile.perfParms (alpha, beta, gamma, delta)"
     model = PerfModel(perf.alpha, perf.beta, perf.gamma, perf.delta,
-                      max_batch_size if max_batch_size is not None else DEFAULT_MAX_BATCH_SIZE, kv_capacity_tokens)
+                      max_batch_size if max_batch_size is not None else DEFAULT_MAX_BATCH_SIZE, kv_capacity_tokens,
+                      prefill_mode)
     problem = check_perf_model(model)
     if problem is not None:
         return None, f"unusable perfParms: {problem}"

@@ -2,17 +2,19 @@
 
 The replica is a birth–death chain on n = requests in the replica (running + waiting), arrivals Poisson at λ:
 - n ≤ B (B: the batch limit, max_batch_size or the KV bound): all n run; they complete at
-  μ(n) = 1000·n / (prefill(n) + (o − 1)·ITL(n)) requests/s (`kedascaler.engine.perfmodel` for the units);
+  μ(n) = 1000·n / (prefill(n) + (o − 1)·ITL(n)) requests/s (`kedascaler.engine.perfmodel` for the units and
+  the two prefill modes: `lockstep` as WVA, `mixed` as vLLM v1 — the default);
 - B < n ≤ B + Q: B run at μ(B), n − B wait; Q is the bound of the waiting queue (arrivals beyond are lost —
   vLLM's queue is unbounded; a large Q stands for it and keeps every λ computable).
 Stationary distribution: π_n ∝ λⁿ / Π_{k≤n} μ(k), computed in log space (cumulative sums of log μ), and the
 geometric tail beyond B in closed form, so Q costs nothing. From it:
 - `mean_running` E[min(n, B)], `mean_waiting` E[(n − B)⁺], `blocking` π_{B+Q}, `throughput` λ(1 − blocking);
-- `itl_ms`: the ITL a token sees, α + β·E[b²]/E[b] over the running batch b (tokens are emitted in
-  proportion to b, so the token-weighted mean; → α + β at light load);
+- `itl_ms`: the ITL a token sees, ITL(b̂) at b̂ = E[b²]/E[b] over the running batch b (tokens are emitted in
+  proportion to b, so the token-weighted mean of a linear ITL(b); → α + β at light load);
 - `wait_ms`: queueing delay by Little's law, E[waiting] / throughput;
-- `prefill_ms`: γ + δ·p·b̂ with b̂ = E[b²]/E[b] the batch a request shares its prefill with (WVA's
-  lockstep prefill(n), → γ + δ·p at light load); `ttft_ms` = wait_ms + prefill_ms (vLLM's TTFT includes the queue).
+- `prefill_ms`: prefill(b̂), the batch a request shares its prefill with (→ γ + δ·p at light load, γ ≥ α);
+  `step_wait_ms`: the rest of the engine step in progress when a request arrives, P(busy)·(α + β·b̂)/2;
+  `ttft_ms` = wait_ms + step_wait_ms + prefill_ms (vLLM's TTFT includes the queue).
 `max_arrival_rate` bisects, for all rows together, the largest λ whose ITL and TTFT meet the targets.
 Rows are grouped by B (sorted) into blocks of bounded size so the padding to a common grid stays small.
 """
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kedascaler.engine.perfmodel import PerfModel
+from kedascaler.engine.perfmodel import MIXED, PerfModel, cycle_ms, itl_seen_ms, prefill_seen_ms
 
 DEFAULT_MAX_QUEUE = 1000  # requests waiting per replica in the model (vLLM: unbounded)
 DEFAULT_REL_TOL = 1e-4  # bisection stops when the bracket is this fraction of μ(B)
@@ -50,12 +52,14 @@ class ReplicaArrays:
     prompt_tokens: np.ndarray  # mean prompt length p
     output_tokens: np.ndarray  # mean output length o (≥ 1)
     max_queue: np.ndarray  # int ≥ 0: Q
+    mixed: np.ndarray  # bool: prefill mode MIXED (True) or LOCKSTEP (False)
 
     @classmethod
     def of(cls, *, alpha: object, beta: object, gamma: object, delta: object, max_batch: object,
-           prompt_tokens: object, output_tokens: object, max_queue: object = DEFAULT_MAX_QUEUE) -> ReplicaArrays:
+           prompt_tokens: object, output_tokens: object, max_queue: object = DEFAULT_MAX_QUEUE,
+           mixed: object = True) -> ReplicaArrays:
         """Broadcast scalars and arrays to one length; B and Q become integers, B ≥ 1, o ≥ 1."""
-        parts = [alpha, beta, gamma, delta, max_batch, prompt_tokens, output_tokens, max_queue]
+        parts = [alpha, beta, gamma, delta, max_batch, prompt_tokens, output_tokens, max_queue, mixed]
         shape = np.broadcast_shapes(*(np.shape(p) for p in parts))
         size = int(np.prod(shape)) if shape else 1
         return cls(
@@ -65,6 +69,7 @@ class ReplicaArrays:
             prompt_tokens=np.maximum(0.0, _array(prompt_tokens, size, np.float64)),
             output_tokens=np.maximum(1.0, _array(output_tokens, size, np.float64)),
             max_queue=np.maximum(0, _array(max_queue, size, np.int64)),
+            mixed=_array(mixed, size, bool),
         )
 
     @classmethod
@@ -77,7 +82,8 @@ class ReplicaArrays:
         limits = [m.batch_limit(float(p), float(o)) for m, p, o in zip(models, prompt, output)]
         return cls.of(alpha=[m.alpha for m in models], beta=[m.beta for m in models],
                       gamma=[m.gamma for m in models], delta=[m.delta for m in models],
-                      max_batch=limits, prompt_tokens=prompt, output_tokens=output, max_queue=max_queue)
+                      max_batch=limits, prompt_tokens=prompt, output_tokens=output, max_queue=max_queue,
+                      mixed=[m.prefill_mode == MIXED for m in models])
 
     def __len__(self) -> int:
         return int(self.alpha.shape[0])
@@ -89,8 +95,8 @@ class ReplicaArrays:
     def service_rate(self, batch: object) -> np.ndarray:
         """μ(n) in requests/s for each row (n broadcast against the rows, capped at B; n ≤ 0 gives 0)."""
         n = np.minimum(np.asarray(batch, dtype=np.float64), self.max_batch)
-        cycle = (self.gamma + self.delta * self.prompt_tokens * n
-                 + (self.output_tokens - 1.0) * (self.alpha + self.beta * n))
+        cycle = cycle_ms(self.alpha, self.beta, self.gamma, self.delta, n, self.prompt_tokens, self.output_tokens,
+                         self.mixed)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(n > 0, 1000.0 * n / cycle, 0.0)
 
@@ -99,7 +105,7 @@ class ReplicaArrays:
         return self.service_rate(self.max_batch)
 
 
-_FIELDS = ("alpha", "beta", "gamma", "delta", "max_batch", "prompt_tokens", "output_tokens", "max_queue")
+_FIELDS = ("alpha", "beta", "gamma", "delta", "max_batch", "prompt_tokens", "output_tokens", "max_queue", "mixed")
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,8 +119,9 @@ class QueueMetrics:
     blocking: np.ndarray  # probability that the waiting queue is full (arrivals lost)
     itl_ms: np.ndarray  # token-weighted mean inter-token latency
     prefill_ms: np.ndarray  # a request's prefill
-    wait_ms: np.ndarray  # mean time in the waiting queue
-    ttft_ms: np.ndarray  # wait_ms + prefill_ms
+    wait_ms: np.ndarray  # mean time in the waiting queue (Little's law)
+    step_wait_ms: np.ndarray  # mean rest of the engine step in progress at arrival
+    ttft_ms: np.ndarray  # wait_ms + step_wait_ms + prefill_ms
 
     def row(self, i: int) -> dict[str, float]:
         """One row as plain floats (for reasons and logs)."""
@@ -164,13 +171,14 @@ class _Block:
 
     def _mu(self, k: np.ndarray) -> np.ndarray:
         p = self.p
-        cycle = (p.gamma[:, None] + (p.delta * p.prompt_tokens)[:, None] * k
-                 + (p.output_tokens - 1.0)[:, None] * (p.alpha[:, None] + p.beta[:, None] * k))
+        col = (p.alpha, p.beta, p.gamma, p.delta)
+        cycle = cycle_ms(*(c[:, None] for c in col), k, p.prompt_tokens[:, None], p.output_tokens[:, None],
+                         p.mixed[:, None])
         with np.errstate(divide="ignore"):
             return 1000.0 * k / cycle
 
     def metrics(self, rate: np.ndarray) -> tuple[np.ndarray, ...]:
-        """(throughput, mean_running, mean_waiting, blocking, itl_ms, prefill_ms, wait_ms, ttft_ms) at λ = rate."""
+        """(throughput, running, waiting, blocking, itl_ms, prefill_ms, wait_ms, step_wait_ms, ttft_ms) at λ = rate."""
         p = self.p
         lam = np.maximum(rate, _TINY_RATE)
         log_lam = np.log(lam)
@@ -196,10 +204,12 @@ class _Block:
             seen = np.where(running > 0, running2 / running, 1.0)
             seen = np.where(np.isfinite(seen), np.maximum(seen, 1.0), 1.0)
             wait_s = np.where(throughput > 0, waiting / throughput, 0.0)
-        itl = p.alpha + p.beta * seen
-        prefill = p.gamma + p.delta * p.prompt_tokens * seen
+        itl = itl_seen_ms(p.alpha, p.beta, p.gamma, p.delta, seen, p.prompt_tokens, p.output_tokens, p.mixed)
+        prefill = prefill_seen_ms(p.alpha, p.beta, p.gamma, p.delta, seen, p.prompt_tokens, p.mixed)
         wait_ms = 1000.0 * wait_s
-        return throughput, running, waiting, blocking, itl, prefill, wait_ms, wait_ms + prefill
+        busy = 1.0 - weights[:, 0] / z
+        step_wait = busy * (p.alpha + p.beta * seen) / 2.0
+        return throughput, running, waiting, blocking, itl, prefill, wait_ms, step_wait, wait_ms + step_wait + prefill
 
 
 def _blocks(params: ReplicaArrays) -> list[_Block]:
@@ -217,7 +227,7 @@ def _blocks(params: ReplicaArrays) -> list[_Block]:
 
 
 def _evaluate(blocks: list[_Block], size: int, rate: np.ndarray) -> list[np.ndarray]:
-    outs = [np.empty(size) for _ in range(8)]
+    outs = [np.empty(size) for _ in range(9)]
     for block in blocks:
         for out, value in zip(outs, block.metrics(rate[block.rows])):
             out[block.rows] = value
@@ -230,7 +240,7 @@ def replica_metrics(params: ReplicaArrays, arrival_rate: object) -> QueueMetrics
     rate = np.maximum(0.0, _array(arrival_rate, size, np.float64))
     if size == 0:
         empty = np.empty(0)
-        return QueueMetrics(*([empty] * 9))
+        return QueueMetrics(*([empty] * 10))
     return QueueMetrics(rate, *_evaluate(_blocks(params), size, rate))
 
 
@@ -252,7 +262,7 @@ def max_arrival_rate(params: ReplicaArrays, itl_target_ms: object, ttft_target_m
 
     def feasible(rate: np.ndarray) -> np.ndarray:
         out = _evaluate(blocks, size, rate)
-        itl, ttft = out[4], out[7]
+        itl, ttft = out[4], out[8]
         return (itl <= itl_t * (1 + 1e-12)) & (ttft <= ttft_t * (1 + 1e-12))
 
     hi = params.peak_rate()

@@ -7,7 +7,15 @@ import math
 import pytest
 
 from kedascaler.config import PerfParams
-from kedascaler.engine.perfmodel import DEFAULT_MAX_BATCH_SIZE, PerfModel, check_perf_model, perf_model
+from kedascaler.engine.perfmodel import (
+    DEFAULT_MAX_BATCH_SIZE,
+    LOCKSTEP,
+    PerfModel,
+    check_perf_model,
+    itl_seen_ms,
+    perf_model,
+    prefill_seen_ms,
+)
 from kedascaler.sim.emulator import PerfParams as EmulatorParams
 
 H100 = PerfModel(7.0, 0.035, 15.4, 0.00034, max_batch_size=1024)
@@ -20,10 +28,23 @@ def test_itl_and_prefill_are_linear_in_ms():
     assert H100.prefill_ms(128, batch=4) == pytest.approx(15.4 + 0.00034 * 512)
 
 
-def test_service_rate_matches_the_emulators_max_throughput():
+def test_lockstep_service_rate_is_wvas_as_the_emulator_computes_it():
+    lockstep = PerfModel(7.0, 0.035, 15.4, 0.00034, max_batch_size=1024, prefill_mode=LOCKSTEP)
     emulator = EmulatorParams(7.0, 0.035, 15.4, 0.00034, max_num_seqs=1024)
     for batch in (1, 8, 256, 1024):
-        assert H100.service_rate(batch, 230, 200) == pytest.approx(emulator.max_throughput(230, 200, batch))
+        assert lockstep.service_rate(batch, 230, 200) == pytest.approx(emulator.max_throughput(230, 200, batch))
+
+
+def test_mixed_prefill_stretches_one_step_per_arrival():
+    e = (15.4 - 7.0) + 0.00034 * 230  # the extra of a step that carries one prefill
+    assert itl_seen_ms(7.0, 0.035, 15.4, 0.00034, 1, 230, 200, True) == pytest.approx(7.035)  # alone: no stalls
+    assert itl_seen_ms(7.0, 0.035, 15.4, 0.00034, 64, 230, 200, True) == pytest.approx(7.0 + 0.035 * 64 + 63 * e / 199)
+    assert prefill_seen_ms(7.0, 0.035, 15.4, 0.00034, 64, 230, True) == pytest.approx(15.4 + 0.035 * 63 + 0.00034 * 230)
+    assert prefill_seen_ms(7.0, 0.035, 15.4, 0.00034, 1, 230, False) == pytest.approx(15.4 + 0.00034 * 230)
+    cycle = prefill_seen_ms(7.0, 0.035, 15.4, 0.00034, 64, 230, True) + 199 * (7.0 + 0.035 * 64 + 63 * e / 199)
+    assert H100.service_rate(64, 230, 200) == pytest.approx(1000 * 64 / cycle)
+    assert H100.service_rate(64, 230, 200) < PerfModel(7.0, 0.035, 15.4, 0.00034, 1024, prefill_mode=LOCKSTEP
+                                                       ).service_rate(64, 230, 200)
 
 
 def test_kv_capacity_bounds_the_batch():
@@ -53,3 +74,4 @@ def test_good_parameters_give_a_model_with_the_default_batch_when_none_is_given(
     model, reason = perf_model(PerfParams(7.0, 0.03, 15.0, 0.0003), None)
     assert reason == "" and model is not None and model.max_batch_size == DEFAULT_MAX_BATCH_SIZE
     assert check_perf_model(PerfModel(7.0, 0.03, 15.0, 0.0003, max_batch_size=0)) is not None
+    assert "prefill_mode" in check_perf_model(PerfModel(7.0, 0.03, 15.0, 0.0003, prefill_mode="chunky"))
