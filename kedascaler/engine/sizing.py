@@ -298,6 +298,29 @@ def _fmt(value: float | None, unit: str) -> str:
     return "unbounded" if value is None else f"{value:g} {unit}"
 
 
+def _arrays(rows: Sequence[tuple[ModelDemand, VariantOption]]) -> ReplicaArrays:
+    """Queueing-model rows for (model, variant) pairs: the variant's performance, the model's workload."""
+    workloads = [d.workload for d, _ in rows]
+    return ReplicaArrays.from_models([v.perf for _, v in rows],  # type: ignore[misc]
+                                     [w.prompt_tokens for w in workloads],  # type: ignore[union-attr]
+                                     [w.output_tokens for w in workloads],  # type: ignore[union-attr]
+                                     [d.max_queue for d, _ in rows])
+
+
+def _target(value: float | None) -> float:
+    return np.inf if value is None else float(value)
+
+
+def _share(rate: float, capacities: Sequence[float], counts: Sequence[int], j: int) -> float:
+    """The load of one replica of variant j: the model's load spread in proportion to capacity."""
+    if counts[j] == 0:
+        return 0.0
+    total = sum(n * c for n, c in zip(counts, capacities))
+    if total > 0:
+        return rate * capacities[j] / total
+    return rate / sum(counts)  # nothing meets the targets: spread per replica, to predict the miss
+
+
 def size_models(demands: Sequence[ModelDemand], available: Mapping[str, int] | None = None) -> tuple[ModelSizing, ...]:
     """Plans for all models at once (one vectorised capacity computation), in the order given.
 
@@ -305,51 +328,32 @@ def size_models(demands: Sequence[ModelDemand], available: Mapping[str, int] | N
     including those they already run on; types not listed are unlimited. Shared in priority order.
     """
     checks = [_usable(d) for d in demands]
-    rows = [(m, j) for m, d in enumerate(demands) if not checks[m] for j in range(len(d.variants))]
-    capacities: dict[tuple[int, int], float] = {}
+    sizable = [m for m in range(len(demands)) if not checks[m]]
+    pairs = [(m, j) for m in sizable for j in range(len(demands[m].variants))]
+    rows = [(demands[m], demands[m].variants[j]) for m, j in pairs]
+    caps: dict[int, list[float]] = {m: [] for m in sizable}
     if rows:
-        models = [demands[m].variants[j].perf for m, j in rows]
-        work = [demands[m].workload for m, _ in rows]
-        arrays = ReplicaArrays.from_models(models, [w.prompt_tokens for w in work],  # type: ignore[union-attr]
-                                           [w.output_tokens for w in work],  # type: ignore[union-attr]
-                                           [demands[m].max_queue for m, _ in rows])
-        itl = [demands[m].slo.itl_ms for m, _ in rows]  # type: ignore[union-attr]
-        ttft = [demands[m].slo.ttft_ms for m, _ in rows]  # type: ignore[union-attr]
-        caps = max_arrival_rate(arrays, np.array([np.inf if t is None else t for t in itl]),
-                                np.array([np.inf if t is None else t for t in ttft]))
-        no_room = np.array([demands[m].variants[j].perf.batch_limit(  # type: ignore[union-attr]
-            w.prompt_tokens, w.output_tokens) < 1 for (m, j), w in zip(rows, work)])  # type: ignore[union-attr]
-        caps = np.where(no_room, 0.0, caps)
-        capacities = {row: float(c) for row, c in zip(rows, caps)}
+        found = max_arrival_rate(_arrays(rows), np.array([_target(d.slo.itl_ms) for d, _ in rows]),  # type: ignore[union-attr]
+                                 np.array([_target(d.slo.ttft_ms) for d, _ in rows]))  # type: ignore[union-attr]
+        for (m, _), (d, v), cap in zip(pairs, rows, found):
+            w = d.workload
+            fits = v.perf.batch_limit(w.prompt_tokens, w.output_tokens) >= 1  # type: ignore[union-attr]
+            caps[m].append(float(cap) if fits else 0.0)
 
     pool = dict(available or {})
     plans: dict[int, tuple[list[int], str, bool]] = {}
-    order = sorted((m for m in range(len(demands)) if not checks[m]),
-                   key=lambda m: (demands[m].priority, demands[m].namespace, demands[m].model_id))
-    for m in order:
-        caps_m = np.array([capacities[(m, j)] for j in range(len(demands[m].variants))])
-        plans[m] = _allocate(demands[m], caps_m, pool)
+    for m in sorted(sizable, key=lambda m: (demands[m].priority, demands[m].namespace, demands[m].model_id)):
+        plans[m] = _allocate(demands[m], np.array(caps[m]), pool)
 
-    # Predicted latencies of every chosen variant at its share, in one vectorised call.
-    shares: list[tuple[int, int, float]] = []
-    for m, (counts, _, _) in plans.items():
-        d = demands[m]
-        total = sum(n * capacities[(m, j)] for j, n in enumerate(counts))
-        for j, n in enumerate(counts):
-            if n > 0:
-                share = d.workload.arrival_rate * capacities[(m, j)] / total if total > 0 else 0.0  # type: ignore[union-attr]
-                if total <= 0 and d.workload.arrival_rate > 0:  # type: ignore[union-attr]
-                    share = d.workload.arrival_rate / sum(counts)  # type: ignore[union-attr]
-                shares.append((m, j, share))
+    # Predicted latencies of every variant at its share, in one vectorised call.
+    loads = {(m, j): _share(demands[m].workload.arrival_rate, caps[m], plans[m][0], j)  # type: ignore[union-attr]
+             for m, j in pairs}
+    running = [(m, j) for m, j in pairs if plans[m][0][j] > 0]
     predicted: dict[tuple[int, int], tuple[float, float]] = {}
-    if shares:
-        models = [demands[m].variants[j].perf for m, j, _ in shares]
-        arrays = ReplicaArrays.from_models(models, [demands[m].workload.prompt_tokens for m, _, _ in shares],  # type: ignore[union-attr]
-                                           [demands[m].workload.output_tokens for m, _, _ in shares],  # type: ignore[union-attr]
-                                           [demands[m].max_queue for m, _, _ in shares])
-        metrics = replica_metrics(arrays, [s for _, _, s in shares])
-        for i, (m, j, _) in enumerate(shares):
-            predicted[(m, j)] = (float(metrics.itl_ms[i]), float(metrics.ttft_ms[i]))
+    if running:
+        metrics = replica_metrics(_arrays([(demands[m], demands[m].variants[j]) for m, j in running]),
+                                  [loads[mj] for mj in running])
+        predicted = {mj: (float(itl), float(ttft)) for mj, itl, ttft in zip(running, metrics.itl_ms, metrics.ttft_ms)}
 
     out = []
     for m, d in enumerate(demands):
@@ -357,18 +361,14 @@ def size_models(demands: Sequence[ModelDemand], available: Mapping[str, int] | N
             out.append(ModelSizing(d.namespace, d.model_id, True, f"fallback to saturation: {checks[m]}"))
             continue
         counts, note, short = plans[m]
+        sized = [VariantSizing(v.key, n, caps[m][j], loads[(m, j)], *predicted.get((m, j), (math.nan, math.nan)),
+                               n * v.cost) for j, (v, n) in enumerate(zip(d.variants, counts))]
         rate = d.workload.arrival_rate  # type: ignore[union-attr]
-        total = sum(n * capacities[(m, j)] for j, n in enumerate(counts))
-        sized = []
-        for j, (v, n) in enumerate(zip(d.variants, counts)):
-            cap = capacities[(m, j)]
-            load = (rate * cap / total if total > 0 else (rate / sum(counts) if sum(counts) else 0.0)) if n else 0.0
-            itl, ttft = predicted.get((m, j), (math.nan, math.nan))
-            sized.append(VariantSizing(v.key, n, cap, load, itl, ttft, n * v.cost))
-        cost = sum(s.cost for s in sized)
-        short = short or total < rate * (1 - _COVERED)
-        out.append(ModelSizing(d.namespace, d.model_id, False, _reason(d, sized, total, cost, short, note),
-                               tuple(sized), rate, total, cost, short))
+        capacity = sum(n * c for n, c in zip(counts, caps[m]))
+        cost = sum(v.cost for v in sized)
+        short = short or capacity < rate * (1 - _COVERED)
+        out.append(ModelSizing(d.namespace, d.model_id, False, _reason(d, sized, capacity, cost, short, note),
+                               tuple(sized), rate, capacity, cost, short))
     return tuple(out)
 
 
