@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kedascaler.config import PerfParams
+from kedascaler.engine.perfmodel import Coefficients, Estimated
 
 MIN_SAMPLES = 20
 MIN_DISTINCT_X = 3
@@ -189,10 +189,10 @@ class PerfEstimate:
         return "; ".join(p for p in parts if p)
 
     @property
-    def params(self) -> PerfParams | None:
+    def params(self) -> Estimated | None:
         if not self.usable:
             return None
-        return PerfParams(self.decode.intercept, self.decode.slope, self.prefill.intercept, self.prefill.slope)
+        return Estimated(self.decode.intercept, self.decode.slope, self.prefill.intercept, self.prefill.slope)
 
 
 def estimate(observations: VariantObservations) -> PerfEstimate:
@@ -200,8 +200,8 @@ def estimate(observations: VariantObservations) -> PerfEstimate:
     return PerfEstimate(observations.decode.fit(), observations.prefill.fit())
 
 
-def choose_perf(user: PerfParams | None, estimated: PerfEstimate | None, *,
-                prefer_estimate: bool = False) -> tuple[PerfParams | None, str]:
+def choose_perf(user: Coefficients | None, estimated: PerfEstimate | None, *,
+                prefer_estimate: bool = False) -> tuple[Coefficients | None, str]:
     """The parameters to size with, and where they come from: the user's win unless `prefer_estimate`."""
     learned = estimated.params if estimated is not None else None
     if prefer_estimate and learned is not None:

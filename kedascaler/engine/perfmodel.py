@@ -21,17 +21,40 @@ Units, everywhere in the SLO-sizing code:
   a request holds up to p + o tokens of KV at its end, so at most ⌊kv_capacity_tokens / (p + o)⌋ requests
   fit (conservative: vLLM admits on the prompt and preempts later, which costs recomputation).
 
-The emulator's `kedascaler.sim.emulator.PerfParams` uses the same coefficients (it works in seconds).
+The emulator's `kedascaler.sim.emulator.PerfParams` takes the same coefficients in ms (its step times come out in s).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from kedascaler.config import PerfParams
+class Coefficients(Protocol):
+    """Anything with the four coefficients in ms: `kedascaler.config.PerfParams` (a VA's variantProfile),
+    `PerfModel`, or an estimate (`kedascaler.engine.estimation`). The engine does not import the config layer."""
+
+    @property
+    def alpha(self) -> float: ...
+    @property
+    def beta(self) -> float: ...
+    @property
+    def gamma(self) -> float: ...
+    @property
+    def delta(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class Estimated:
+    """Coefficients learned online (ms), see `kedascaler.engine.estimation`."""
+
+    alpha: float
+    beta: float
+    gamma: float
+    delta: float
+
 
 LOCKSTEP, MIXED = "lockstep", "mixed"
 PREFILL_MODES = (LOCKSTEP, MIXED)
@@ -124,7 +147,7 @@ def check_perf_model(model: PerfModel) -> str | None:
     return None
 
 
-def perf_model(perf: PerfParams | None, max_batch_size: int | None = None, *,
+def perf_model(perf: Coefficients | None, max_batch_size: int | None = None, *,
                kv_capacity_tokens: int | None = None, prefill_mode: str = MIXED) -> tuple[PerfModel | None, str]:
     """A checked PerfModel from a VariantAutoscaling's variantProfile, or None and the reason to fall back."""
     if perf is None:
