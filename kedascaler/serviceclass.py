@@ -25,6 +25,7 @@ from typing import Any
 
 from kedascaler.collect.base import Problem
 from kedascaler.config import SERVICECLASS_CONFIGMAP, _Checker, _load_entry
+from kedascaler.engine.sizing import SloTargets
 
 DEFAULT_PRIORITY = 100  # a class without a priority comes after every class that has one
 _ITL_KEYS = ("slo-tpot", "slo-itl")
@@ -154,3 +155,28 @@ def parse_serviceclass_configmap(doc: Mapping[str, Any], source: str) -> tuple[S
             classes.append(found)
     classes.sort(key=lambda c: (c.priority, c.key))
     return ServiceClasses(name, tuple(classes)), tuple(check.problems)
+
+
+def model_targets(classes: ServiceClasses, refs: list[tuple[str, str] | None], model: str
+                  ) -> tuple[SloTargets | None, int, str]:
+    """One model's targets and priority from its variants' sloClassRefs: (targets, priority, reason when None).
+
+    Variants of a model should name the same class; when they differ, the highest-priority class that has
+    targets for the model wins and the reason says so (the model is decided as a whole).
+    """
+    found = []
+    reasons = []
+    for ref in dict.fromkeys(refs):  # unique, in order
+        cls, slo, reason = classes.resolve(ref, model)
+        if cls is not None and slo is not None:
+            found.append((cls.priority, cls.key, cls, slo))
+        elif reason:
+            reasons.append(reason)
+    if not found:
+        return None, DEFAULT_PRIORITY, "; ".join(dict.fromkeys(reasons)) or "no spec.sloClassRef"
+    found.sort(key=lambda item: (item[0], item[1]))
+    _, _, cls, slo = found[0]
+    note = ""
+    if len(found) > 1:
+        note = f"variants name {len(found)} classes: using {cls.name!r} (priority {cls.priority})"
+    return SloTargets(slo.itl_ms, slo.ttft_ms), cls.priority, note

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import yaml
 
-from kedascaler.serviceclass import DEFAULT_PRIORITY, parse_serviceclass_configmap
+from kedascaler.engine.sizing import SloTargets
+from kedascaler.serviceclass import DEFAULT_PRIORITY, model_targets, parse_serviceclass_configmap
 
 CM = """
 apiVersion: v1
@@ -91,3 +92,13 @@ def test_problems_name_the_key_and_field_and_the_rest_is_kept():
     assert classes.by_key("bad-priority").priority == DEFAULT_PRIORITY
     bad = classes.by_key("bad-target").slo_for("m")
     assert bad.itl_ms is None and bad.ttft_ms == 100  # the bad target is dropped, not the class
+
+
+def test_a_models_targets_come_from_its_variants_references():
+    classes, _ = parse(CM)
+    model = "meta/llama-3.1-8b"
+    assert model_targets(classes, [("serviceclass", "freemium")] * 2, model) == (SloTargets(100, 2000), 10, "")
+    slo, priority, note = model_targets(classes, [("serviceclass", "freemium"), ("serviceclass", "premium")], model)
+    assert (slo, priority) == (SloTargets(24, 500), 1) and "using 'Premium'" in note
+    slo, priority, reason = model_targets(classes, [None, ("serviceclass", "gold")], model)
+    assert slo is None and priority == DEFAULT_PRIORITY and "no such class" in reason

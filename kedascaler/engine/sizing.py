@@ -26,7 +26,7 @@ import numpy as np
 
 from kedascaler.engine.perfmodel import PerfModel
 from kedascaler.engine.queueing import DEFAULT_MAX_QUEUE, ReplicaArrays, max_arrival_rate, replica_metrics
-from kedascaler.engine.types import VariantKey, VariantSpec
+from kedascaler.engine.types import ModelSnapshot, VariantKey, VariantSpec
 
 SATURATION, MODEL, HYBRID = "saturation", "model", "hybrid"
 MODES = (SATURATION, MODEL, HYBRID)
@@ -134,6 +134,15 @@ class ModelSizing:
     @property
     def total(self) -> int:
         return sum(v.replicas for v in self.variants)
+
+
+def model_demand(snapshot: ModelSnapshot, workload: Workload | None, slo: SloTargets | None,
+                 perf: Mapping[VariantKey, tuple[PerfModel | None, str]], *, priority: int = DEFAULT_PRIORITY,
+                 slo_reason: str = "", max_queue: int = DEFAULT_MAX_QUEUE) -> ModelDemand:
+    """The sizing input of one model from its snapshot; `perf` maps each variant to (model, reason when None)."""
+    options = tuple(VariantOption.of(v.spec, *perf.get(v.spec.key, (None, "no performance parameters")))
+                    for v in snapshot.variants)
+    return ModelDemand(snapshot.namespace, snapshot.model_id, workload, slo, options, priority, slo_reason, max_queue)
 
 
 def replicas_for(rate: float, capacity: float) -> int | None:

@@ -21,6 +21,7 @@ from kedascaler.engine.sizing import (
     VariantOption,
     Workload,
     hybrid_targets,
+    model_demand,
     parse_mode,
     replicas_for,
     resolve_mode,
@@ -237,3 +238,16 @@ def test_many_models_in_one_call_match_one_at_a_time():
     together = size_models(demands)
     for d, plan in zip(demands, together):
         assert plan.targets == size_model(d).targets
+
+
+def test_a_snapshot_becomes_a_demand():
+    from tests.engine.builders import snapshot, variant
+
+    snap = snapshot(variant("llama-h100", cost=40.0, accelerator="H100", min_replicas=1, max_replicas=8),
+                    variant("llama-a100", cost=20.0, accelerator="A100"))
+    d = model_demand(snap, Workload(12.0, *CHAT), PREMIUM, {key("llama-h100"): (H100, "")}, priority=2)
+    assert d.model_id == snap.model_id and d.priority == 2
+    h, a = d.variants
+    assert (h.cost, h.accelerator, h.min_replicas, h.max_replicas, h.perf) == (40.0, "H100", 1, 8, H100)
+    assert a.perf is None and a.perf_reason == "no performance parameters"
+    assert size_model(d).fallback  # one variant without a model: the whole model stays with saturation
