@@ -50,6 +50,14 @@ def resolve_mode(variant_mode: str | None, global_mode: str = SATURATION) -> str
     return variant_mode if variant_mode in MODES else global_mode
 
 
+def model_mode(variant_modes: Sequence[str | None], global_mode: str = SATURATION) -> tuple[str, str]:
+    """One mode for a model (its variants are decided together): theirs when they agree, else saturation."""
+    modes = sorted({resolve_mode(m, global_mode) for m in variant_modes} or {global_mode})
+    if len(modes) == 1:
+        return modes[0], ""
+    return SATURATION, f"variants disagree on the scaling mode ({', '.join(modes)}): saturation, the safe default"
+
+
 @dataclass(frozen=True)
 class SloTargets:
     """A model's targets in ms (None: not constrained): mean ITL per output token, mean TTFT including the queue."""

@@ -22,6 +22,7 @@ from kedascaler.engine.sizing import (
     Workload,
     hybrid_targets,
     model_demand,
+    model_mode,
     parse_mode,
     replicas_for,
     resolve_mode,
@@ -229,6 +230,9 @@ def test_modes():
     mode, problem = parse_mode("predictive")
     assert mode == SATURATION and "expected one of saturation, model, hybrid" in problem
     assert resolve_mode(None, MODEL) == MODEL and resolve_mode(HYBRID, MODEL) == HYBRID
+    assert model_mode([None, HYBRID], HYBRID) == (HYBRID, "")
+    mode, why = model_mode([MODEL, HYBRID])
+    assert mode == SATURATION and "disagree" in why
 
 
 def test_many_models_in_one_call_match_one_at_a_time():
