@@ -9,6 +9,7 @@ in `CollectResult.errors`, never raised: the reconcile loop holds its last decis
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from kedascaler.collect.scrape import KV_USAGE, KV_USAGE_V0, RUNNING, WAITING, i
 log = logging.getLogger("kedascaler.collect.prometheus")
 
 _BY = "namespace, pod, model_name"
+_QUERY_STRING = re.compile(r"\?query=[^\s)]*")
 
 
 def _worst(agg: str, metric: str, window: str) -> str:
@@ -115,6 +117,7 @@ class PrometheusSource:
     def _scrub(self, error: Exception) -> str:
         """The error's text, without the bearer token should anything have echoed it."""
         text = f"{type(error).__name__}: {error}"
+        text = _QUERY_STRING.sub("?query=…", text)  # the PromQL is long and known: keep room for the cause
         if self._secret:
             text = text.replace(self._secret, "***")
         return text if len(text) <= 300 else text[:300] + "…"
