@@ -266,3 +266,63 @@ def test_print_fault_table():
     """The table docs/hardening.md shows (run with -s to see it)."""
     for name, what, cycles in FAULT_TABLE:
         print(f"| {name} | {what} | {cycles} |")
+
+
+async def test_a_real_prometheus_stopped_then_restarted(tmp_path):
+    """The same promises against a real Prometheus process, stopped and started again on its port (real time)."""
+    import subprocess
+    import time
+
+    from tests.support.prometheus import run_prometheus, wait_until
+
+    pods = FakeMetrics({p: LOAD for k in CURRENT for p in pod_names(k)}, time.time).start()
+    targets = [(pods.pod_url(p), {"namespace": NS, "pod": p}) for k in CURRENT for p in pod_names(k)]
+    board = DecisionBoard()
+    stale_after = 3.0
+    server = ScalerServer(board, port=0, host="127.0.0.1", stale_after=stale_after, grace=0.5)
+    port = await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    stub = pb_grpc.ExternalScalerStub(channel)
+
+    async def keda_reads(key: VariantKey) -> grpc.StatusCode:
+        ref = pb.ScaledObjectRef(name=key.name, namespace=key.namespace)
+        name = (await stub.GetMetricSpec(ref, timeout=5)).metricSpecs[0].metricName
+        try:
+            await stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref, metricName=name), timeout=5)
+        except grpc.aio.AioRpcError as e:
+            return e.code()
+        return grpc.StatusCode.OK
+
+    try:
+        with run_prometheus(targets, tmp_path) as prom:
+            source = PrometheusSource(prom.url, timeout=1.0, window="5s")
+            reconciler = Reconciler(StaticInventory.from_documents(documents()), source, board,
+                                    workloads=Workloads(pods.pod_url))
+            try:
+                good = {d.key: d for d in (await asyncio.to_thread(reconciler.run_once)).decisions}
+                assert all(not d.stale for d in good.values()), [d.reason for d in good.values()]
+                args = prom.process.args
+                prom.stop()
+                held = {d.key: d for d in (await asyncio.to_thread(reconciler.run_once)).decisions}
+                for key in CURRENT:
+                    assert held[key].stale and held[key].desired_replicas >= good[key].desired_replicas
+                    assert held[key].active
+                await asyncio.sleep(stale_after + 0.5)
+                await asyncio.to_thread(reconciler.run_once)
+                assert {await keda_reads(k) for k in CURRENT} == {grpc.StatusCode.UNAVAILABLE}
+                with prom.log_path.open("ab") as log:  # the same binary, config, data and port
+                    again = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                try:
+                    wait_until(lambda: prom.targets_up() == len(targets), 60, what="restarted prometheus")
+                    after = {d.key: d for d in (await asyncio.to_thread(reconciler.run_once)).decisions}
+                    assert all(not d.stale for d in after.values()), [d.reason for d in after.values()]
+                    assert {await keda_reads(k) for k in CURRENT} == {grpc.StatusCode.OK}
+                finally:
+                    again.terminate()
+                    again.wait(10)
+            finally:
+                source.close()
+    finally:
+        await channel.close()
+        await server.stop(0)
+        pods.stop()

@@ -102,6 +102,7 @@ def test_prometheus_with_an_unknown_ca_is_refused_and_the_token_never_sent(https
     assert handler.seen == []  # the TLS handshake failed before any request, so the token never left
 
 
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_prometheus_insecure_skip_verify_warns(https_prometheus, caplog):
     url, _ = https_prometheus
     caplog.set_level(logging.WARNING, logger="kedascaler.collect.prometheus")
