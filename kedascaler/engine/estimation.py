@@ -35,7 +35,7 @@ MIN_R2 = 0.5
 HUBER_K = 1.345  # in robust σ units: 95 % efficiency on Gaussian noise
 DEFAULT_MAX_SAMPLES = 512
 DEFAULT_MAX_AGE = 1800.0  # seconds
-_MAX_PAIRS_POINTS = 400  # Theil–Sen on at most this many points (evenly spaced subsample): O(n²) pairs
+_MAX_PAIRS_POINTS = 100  # Theil–Sen start on at most this many points (evenly spaced): O(n²) pairs
 
 
 @dataclass(frozen=True)
@@ -68,21 +68,27 @@ def _mad_sigma(r: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(r - np.median(r))))
 
 
-def _huber(x: np.ndarray, y: np.ndarray, start: tuple[float, float], iterations: int = 50) -> tuple[float, float]:
+def _huber(x: np.ndarray, y: np.ndarray, start: tuple[float, float], iterations: int = 30) -> tuple[float, float]:
+    """Huber M-estimate by iteratively reweighted least squares (2 × 2 normal equations in closed form).
+
+    The scale is fixed at the robust σ of the start's residuals (Huber's proposal with a preliminary scale).
+    """
     intercept, slope = start
-    design = np.column_stack([np.ones_like(x), x])
+    scale = _mad_sigma(y - intercept - slope * x)
+    if scale <= 0:
+        return intercept, slope
     for _ in range(iterations):
         r = y - intercept - slope * x
-        scale = _mad_sigma(r)
-        if scale <= 0:
+        w = np.minimum(1.0, HUBER_K * scale / np.maximum(np.abs(r), 1e-300))
+        sw, swx, swy = w.sum(), w @ x, w @ y
+        det = sw * (w @ (x * x)) - swx * swx
+        if det <= 0:
             break
-        u = np.abs(r) / (HUBER_K * scale)
-        w = np.where(u <= 1.0, 1.0, 1.0 / np.maximum(u, 1e-300))
-        sw = np.sqrt(w)
-        coef, *_ = np.linalg.lstsq(design * sw[:, None], y * sw, rcond=None)
-        new = (float(coef[0]), float(coef[1]))
-        done = abs(new[0] - intercept) <= 1e-10 * (1 + abs(intercept)) and abs(new[1] - slope) <= 1e-10 * (1 + abs(slope))
-        intercept, slope = new
+        new_slope = (sw * (w @ (x * y)) - swx * swy) / det
+        new_intercept = (swy - new_slope * swx) / sw
+        done = (abs(new_intercept - intercept) <= 1e-9 * (1 + abs(intercept))
+                and abs(new_slope - slope) <= 1e-9 * (1 + abs(slope)))
+        intercept, slope = float(new_intercept), float(new_slope)
         if done:
             break
     return intercept, slope
