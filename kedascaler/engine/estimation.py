@@ -11,11 +11,17 @@ on clean data), both in numpy. Each fit carries its quality and a `usable` flag.
 - n ≥ MIN_SAMPLES (20) and at least MIN_DISTINCT_X (3) distinct x values (else the slope is not identified);
 - intercept > 0, and slope ≥ −2 standard errors (a slope a little below 0 is noise: it is clipped to 0);
 - relative spread ≤ MAX_RELATIVE_SPREAD (0.25): the robust σ of residuals (1.4826·MAD) over the median |y|;
-- R² ≥ MIN_R2 (0.5), or relative spread ≤ TIGHT_RELATIVE_SPREAD (0.05) (a flat but tight cloud is well
-  described even though R² is low).
+- R² ≥ MIN_R2 (0.5), or the line is pinned down anyway: 2·se(slope)·(x range) ≤ PINNED_FRACTION (0.1) of
+  the median |y| (a flat cloud — an H100's prefill against prompt length, say — has a low R², yet its line
+  is known to within 10 % over the range it was seen on).
 Non-dense models (MoE, hybrid state-space) fail these checks more often: that is the point — sizing then
 falls back to saturation. User-given parameters (the VA's `variantProfile`) win unless the caller prefers
 the estimate (`choose_perf`).
+
+Estimated decode coefficients are *effective* ones: the ITL histogram includes the stalls of prefills
+mixed into decode steps, so α̂ + β̂·n already is the mixed model's ITL(n). Size with them in `lockstep`
+prefill mode (`prefill_mode_for("estimated")`), or the stalls are counted twice; user-given coefficients
+are step times and go with `mixed`. Checked end to end against the emulator in tests/engine/test_estimation.py.
 """
 
 from __future__ import annotations
@@ -25,12 +31,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kedascaler.engine.perfmodel import Coefficients, Estimated
+from kedascaler.engine.perfmodel import LOCKSTEP, MIXED, Coefficients, Estimated
 
 MIN_SAMPLES = 20
 MIN_DISTINCT_X = 3
 MAX_RELATIVE_SPREAD = 0.25
-TIGHT_RELATIVE_SPREAD = 0.05
+PINNED_FRACTION = 0.1
 MIN_R2 = 0.5
 HUBER_K = 1.345  # in robust σ units: 95 % efficiency on Gaussian noise
 DEFAULT_MAX_SAMPLES = 512
@@ -115,13 +121,15 @@ def robust_line(x: object, y: object) -> LinearFit:
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res == 0 else 0.0)
     sxx = float(np.sum((xs - xs.mean()) ** 2))
     slope_se = spread / math.sqrt(sxx) if sxx > 0 else math.inf
-    reason = _judge(n, len(np.unique(xs)), intercept, slope, slope_se, relative, r2)
+    pinned = 2 * slope_se * float(xs.max() - xs.min()) <= PINNED_FRACTION * level
+    reason = _judge(n, len(np.unique(xs)), intercept, slope, slope_se, relative, r2, pinned)
     if not reason and slope < 0:
         slope = 0.0  # within noise of 0 (checked by _judge): a step cannot get faster with more work
     return LinearFit(intercept, slope, n, r2, spread, relative, slope_se, not reason, reason)
 
 
-def _judge(n: int, distinct: int, intercept: float, slope: float, slope_se: float, relative: float, r2: float) -> str:
+def _judge(n: int, distinct: int, intercept: float, slope: float, slope_se: float, relative: float, r2: float,
+           pinned: bool) -> str:
     if n < MIN_SAMPLES:
         return f"{n} samples: need ≥ {MIN_SAMPLES}"
     if distinct < MIN_DISTINCT_X:
@@ -132,8 +140,8 @@ def _judge(n: int, distinct: int, intercept: float, slope: float, slope_se: floa
         return f"slope {slope:.3g} < 0 beyond noise (se {slope_se:.3g})"
     if relative > MAX_RELATIVE_SPREAD:
         return f"relative spread {relative:.2f} > {MAX_RELATIVE_SPREAD}: the line does not describe the data"
-    if r2 < MIN_R2 and relative > TIGHT_RELATIVE_SPREAD:
-        return f"R² {r2:.2f} < {MIN_R2} with relative spread {relative:.2f} > {TIGHT_RELATIVE_SPREAD}"
+    if r2 < MIN_R2 and not pinned:
+        return f"R² {r2:.2f} < {MIN_R2} and the slope is uncertain (se {slope_se:.3g}) over the range seen"
     return ""
 
 
@@ -218,3 +226,8 @@ def choose_perf(user: Coefficients | None, estimated: PerfEstimate | None, *,
         return learned, "estimated"
     why = estimated.reason if estimated is not None else "no observations"
     return None, f"no variantProfile.perfParms and no usable estimate ({why})"
+
+
+def prefill_mode_for(source: str) -> str:
+    """The PerfModel prefill mode that goes with coefficients from `source` (see the module docstring)."""
+    return LOCKSTEP if source == "estimated" else MIXED

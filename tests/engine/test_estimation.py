@@ -12,6 +12,7 @@ from kedascaler.engine.estimation import (
     Window,
     choose_perf,
     estimate,
+    prefill_mode_for,
     robust_line,
 )
 
@@ -53,6 +54,7 @@ def test_outliers_do_not_pull_the_fit():
     (np.arange(10.0), 7 + 0.03 * np.arange(10.0), f"need ≥ {MIN_SAMPLES}"),
     (np.repeat([8.0, 16.0], 20), np.full(40, 7.5), "distinct x"),
     (np.arange(40.0), np.random.default_rng(1).uniform(1, 100, 40), "relative spread"),
+    (np.arange(40.0), 10 + np.random.default_rng(2).normal(0, 2.0, 40) * (np.arange(40.0) % 2 * 2 - 1), "uncertain"),
     (np.arange(40.0), -5 + 0.5 * np.arange(40.0), "intercept"),
     (np.arange(1.0, 41.0), 50 - 0.5 * np.arange(1.0, 41.0), "slope"),
     ([1.0], [2.0], "need ≥"),
@@ -94,6 +96,7 @@ def test_an_estimate_from_observations_gives_params_and_the_user_wins_by_default
     assert choose_perf(user, est) == (user, "variantProfile")
     assert choose_perf(user, est, prefer_estimate=True) == (p, "estimated")
     assert choose_perf(None, est) == (p, "estimated")
+    assert prefill_mode_for("estimated") == "lockstep" and prefill_mode_for("variantProfile") == "mixed"
 
 
 def test_no_user_parameters_and_no_usable_estimate_means_fallback():
@@ -101,3 +104,50 @@ def test_no_user_parameters_and_no_usable_estimate_means_fallback():
     params, why = choose_perf(None, est)
     assert params is None and "no usable estimate" in why and "decode:" in why
     assert choose_perf(None, None) == (None, "no variantProfile.perfParms and no usable estimate (no observations)")
+
+
+def emulated_pairs(accelerator: str, max_batch: int, rate: float, rng, seconds: float = 60.0, window: float = 10.0):
+    """(mean running batch, mean ITL ms) per window, and (prompt tokens, TTFT ms) per request, from VLLMEngine."""
+    from kedascaler.sim.emulator import Request, VLLMEngine, perf_params_for
+
+    engine = VLLMEngine(perf_params_for(accelerator, max_num_seqs=max_batch))
+    times = np.cumsum(rng.exponential(1.0 / rate, int(rate * seconds * 1.5) + 10))
+    prompts = rng.integers(64, 2048, len(times))
+    for i, (t, p) in enumerate(zip(times[times < seconds], prompts)):
+        engine.add_request(Request(i, int(p), 200, float(t)))
+    decode, prefill, running, finished = [], [], [], []
+    while engine.now < seconds:
+        finished += engine.step(0.1)
+        running.append(engine.state().running)
+        if len(running) == int(window / 0.1):
+            done = [f for f in finished if f.output_tokens > 1]
+            if engine.now > window and done:  # skip the first window (warm-up)
+                decode.append((np.mean(running), 1000 * np.mean([f.mean_itl for f in done])))
+            prefill += [(f.prompt_tokens, 1000 * f.ttft) for f in finished]
+            running, finished = [], []
+    return decode, prefill
+
+
+def test_parameters_learned_from_the_emulator_predict_it_at_another_load():
+    from kedascaler.engine.perfmodel import LOCKSTEP, PerfModel
+    from kedascaler.engine.queueing import ReplicaArrays, replica_metrics
+    from kedascaler.sim.emulator import perf_params_for
+
+    rng = np.random.default_rng(2)
+    obs = VariantObservations()
+    for rate in (2.0, 8.0, 15.0, 25.0, 35.0):
+        decode, _ = emulated_pairs("H100", 256, rate, rng)
+        obs = obs.add_decode(0.0, [b for b, _ in decode], [i for _, i in decode])
+    _, prefill = emulated_pairs("H100", 256, 0.5, rng, seconds=120.0)  # light load: TTFT ≈ prefill
+    obs = obs.add_prefill(0.0, [p for p, _ in prefill], [t for _, t in prefill])
+    est = estimate(obs)
+    assert est.usable, est.reason
+    truth = perf_params_for("H100")
+    assert est.params.alpha == pytest.approx(truth.alpha, rel=0.15)
+    assert est.params.gamma == pytest.approx(truth.gamma, rel=0.2)  # δ·p is < 1 ms on an H100: γ dominates
+    # The decode fit sees ITLs with prefill stalls in them ("effective" α, β): size with them in lockstep mode.
+    learned = PerfModel(*(getattr(est.params, f) for f in ("alpha", "beta", "gamma", "delta")), max_batch_size=256,
+                        prefill_mode=LOCKSTEP)
+    emulated_itl = np.mean([i for _, i in emulated_pairs("H100", 256, 20.0, rng)[0]])
+    predicted = replica_metrics(ReplicaArrays.from_models([learned], 1056.0, 200.0), [20.0])
+    assert float(predicted.itl_ms[0]) == pytest.approx(emulated_itl, rel=0.15)
