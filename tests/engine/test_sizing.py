@@ -255,3 +255,16 @@ def test_a_snapshot_becomes_a_demand():
     assert (h.cost, h.accelerator, h.min_replicas, h.max_replicas, h.perf) == (40.0, "H100", 1, 8, H100)
     assert a.perf is None and a.perf_reason == "no performance parameters"
     assert size_model(d).fallback  # one variant without a model: the whole model stays with saturation
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 12), st.floats(0.0, 6.0), st.floats(0.0, 6.0), st.integers(0, 2))
+def test_a_lower_priority_model_never_takes_gpus_a_higher_one_is_short_of(gpus, gold_load, bronze_load, bronze_min):
+    h = capacity(H100)
+    gold = demand(gold_load * h, option("gold-h100"), model="gold", priority=1)
+    bronze = demand(bronze_load * h, option("bronze-h100", min_replicas=bronze_min), model="bronze", priority=2)
+    plans = {p.model_id: p for p in size_models([bronze, gold], available={"H100": gpus})}
+    used = plans["gold"].total + plans["bronze"].total
+    assert used <= gpus
+    if plans["gold"].short:
+        assert plans["bronze"].total == 0 and used == gpus
