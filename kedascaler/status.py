@@ -214,7 +214,10 @@ class StatusWriter:
 
     def _patch(self, key: VariantKey, status: dict[str, Any], now: float) -> bool:
         self._adopt(key)
-        previous = self.written.get(key)
+        # Compare with what the cluster holds (the watch's copy) when known, so that a status overwritten by
+        # someone else, or by another leader while this one was not leading, is repaired; else with our cache.
+        held = self.existing(key) if self.existing is not None else None
+        previous = held if held else self.written.get(key)
         if previous is not None and comparable(previous) == comparable(status):
             return False
         for cond in status.get("conditions", []):

@@ -223,9 +223,6 @@ def test_a_conflicting_status_write_is_repaired(api):
         replica.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (kedascaler/status.py StatusWriter): a status overwritten by another "
-                   "writer stays wrong while the decision does not change: the writer compares with its own cache "
-                   "of what it last wrote, not with the status the cluster holds (inventory.va_status)")
 def test_a_conflicting_status_write_is_repaired_even_when_the_decision_is_unchanged(api):
     load = Load(kv=0.95, queue=8)
     replica = Replica(api, "a", load)
@@ -243,9 +240,6 @@ def test_a_conflicting_status_write_is_repaired_even_when_the_decision_is_unchan
         replica.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (kedascaler/status.py + cli.py glue): a replica that regains leadership "
-                   "keeps its cache of what it wrote before losing it, so a status written meanwhile by the other "
-                   "leader is not corrected while its own decision is unchanged")
 def test_regaining_leadership_rewrites_a_status_the_other_leader_changed(api):
     a_load, b_load = Load(kv=0.95, queue=8), Load(kv=0.2, queue=0)  # a and b see different load (timing)
     a, b = Replica(api, "a", a_load), Replica(api, "b", b_load)
