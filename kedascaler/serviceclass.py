@@ -25,9 +25,8 @@ from typing import Any
 
 from kedascaler.collect.base import Problem
 from kedascaler.config import SERVICECLASS_CONFIGMAP, _Checker, _load_entry
-from kedascaler.engine.sizing import SloTargets
+from kedascaler.engine.sizing import DEFAULT_PRIORITY, SloTargets
 
-DEFAULT_PRIORITY = 100  # a class without a priority comes after every class that has one
 _ITL_KEYS = ("slo-tpot", "slo-itl")
 _TTFT_KEYS = ("slo-ttft", "slo-ttw")
 
