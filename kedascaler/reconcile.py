@@ -267,11 +267,12 @@ class Reconciler:
             self.inbox.attach(wake, loop)
         full_due, next_full = True, loop.time()
         while True:
+            if wake is not None:
+                wake.clear()  # before taking the pending models: a push after this sets it again
             models = None
-            if not full_due and self.inbox is not None:
-                models = self.inbox.take_pending() or None
-            if models is None and self.inbox is not None:
-                self.inbox.take_pending()  # a full cycle reads every pushed time anyway
+            if self.inbox is not None:
+                pending = self.inbox.take_pending()  # a full cycle reads every pushed time anyway
+                models = None if full_due else (pending or None)
             try:
                 report = await asyncio.to_thread(self.run_once, models)
                 if on_cycle is not None:
@@ -283,16 +284,11 @@ class Reconciler:
             timeout = max(0.0, next_full - loop.time())
             if wake is None:
                 await asyncio.sleep(timeout)
-                full_due = True
-                continue
-            if self.inbox is not None and self.inbox.has_pending and timeout > 0:
-                full_due = False  # pushes arrived during the cycle: serve them at once
                 continue
             try:
                 await asyncio.wait_for(wake.wait(), timeout=timeout)
                 woke = True
             except asyncio.TimeoutError:
                 woke = False
-            wake.clear()
             pending = self.inbox is not None and self.inbox.has_pending
             full_due = not woke or not pending or loop.time() >= next_full

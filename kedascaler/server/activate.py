@@ -111,6 +111,7 @@ class ActivationServer:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    block_on_close = False  # close() must not wait for a gateway's idle keep-alive connection
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], handler: type, owner: ActivationServer) -> None:
@@ -124,6 +125,8 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"  # keep-alive: a gateway posting often reuses its connection
+    timeout = 60  # an idle keep-alive connection is closed after a minute
+    disable_nagle_algorithm = True  # headers and body go out at once, not 40 ms apart (Nagle + delayed ACK)
 
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
