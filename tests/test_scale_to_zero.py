@@ -197,3 +197,109 @@ async def test_a_failing_gateway_reader_never_scales_a_model_to_zero(fleet):
         decision = scaler.board.get(L40S)
         assert decision.active and decision.desired_replicas == 1
         assert "missing data never turns a model inactive" in decision.reason.message
+
+
+# --- the gateway reader and the per-VA settings ---
+
+class FakePrometheus:
+    """Answers /api/v1/query from a dict of PromQL → vector rows; anything else is a 400. Counts queries."""
+
+    def __init__(self, answers):
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlsplit
+
+        owner = self
+        self.queries: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                query = parse_qs(urlsplit(self.path).query).get("query", [""])[0]
+                owner.queries.append(query)
+                if query in answers:
+                    rows = [{"metric": labels, "value": [1.0, str(v)]} for labels, v in answers[query]]
+                    body, code = {"status": "success", "data": {"resultType": "vector", "result": rows}}, 200
+                else:
+                    body, code = {"status": "error", "error": "parse error"}, 400
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+def test_one_batched_query_for_all_models_errors_are_not_known_never_idle():
+    from kedascaler.collect.activation import DEFAULT_ACTIVATION_QUERY, PrometheusActivationSource
+
+    override = 'sum(my_queue{model="c"})'
+    prom = FakePrometheus({
+        DEFAULT_ACTIVATION_QUERY: [({"target_model_name": "org/a"}, 3.0), ({"target_model_name": "other"}, 9.0)],
+        override: [({}, 1.0), ({"x": "y"}, 1.0)],
+    })
+    source = PrometheusActivationSource(prom.url)
+    try:
+        models = [("llm", "org/a"), ("llm", "org/b"), ("llm", "c"), ("llm", "d")]
+        reading = source.read(models, {("llm", "c"): override, ("llm", "d"): "broken("})
+        assert reading.queues == {("llm", "org/a"): 3.0, ("llm", "org/b"): 0.0, ("llm", "c"): 2.0, ("llm", "d"): None}
+        assert reading.queries == 3 and len(prom.queries) == 3
+        assert any("broken(" in e for e in reading.errors)
+        prom.queries.clear()
+        many = [("llm", f"org/m-{i}") for i in range(500)]
+        assert source.read(many).queries == 1 and len(prom.queries) == 1  # does not grow with the models
+    finally:
+        source.close()
+        prom.close()
+    down = PrometheusActivationSource(prom.url, timeout=0.5)
+    try:
+        assert down.read([("llm", "org/a")]).queues == {("llm", "org/a"): None}
+    finally:
+        down.close()
+
+
+def test_scale_to_zero_settings_come_from_the_variant_autoscalings():
+    from kedascaler.config import VariantExtras
+    from kedascaler.engine.types import VariantSpec
+    from kedascaler.reconcile import scale_to_zero_settings
+
+    a = VariantSpec(VariantKey(NS, "a"), MODEL, "a")
+    b = VariantSpec(VariantKey(NS, "b"), MODEL, "b")
+
+    def extras(**per):
+        return {VariantKey(NS, k): VariantExtras(scale_to_zero=v) for k, v in per.items()}
+
+    assert scale_to_zero_settings([a, b], {}, 300.0) == (300.0, None)
+    assert scale_to_zero_settings([a, b], {}, None) == (None, None)
+    got = extras(a={"idleWindowSeconds": 60}, b={"idleWindowSeconds": "600", "activationQuery": "q"})
+    assert scale_to_zero_settings([a, b], got, 300.0) == (600.0, "q")
+    assert scale_to_zero_settings([a, b], extras(a={"idleWindowSeconds": 60}), None) == (60.0, None)
+    assert scale_to_zero_settings([a, b], extras(b={"enabled": False}), 300.0) == (None, None)
+    assert scale_to_zero_settings([a], extras(a={"idleWindowSeconds": "soon"}), 300.0) == (300.0, None)
+
+
+def test_without_anything_to_wake_a_model_every_model_stays_warm(fleet):
+    state, extras = build_inventory(documents())
+    scrape = DirectScrapeSource(timeout=1.0)
+    try:
+        reconciler = Reconciler(StaticInventory(state), scrape, DecisionBoard(), fleet, clock=lambda: fleet.now,
+                                idle_window=60.0, extras=extras)  # no activation source, no inbox
+        for _ in range(3):
+            fleet.advance(60.0)
+            report = reconciler.run_once()
+        assert sum(d.desired_replicas for d in report.decisions) == 1
+        assert all(s.idle_window is None for s in report.snapshots)
+    finally:
+        scrape.close()

@@ -184,3 +184,26 @@ async def test_a_thousand_streams_over_a_hundred_models_all_get_their_push_and_l
             await asyncio.sleep(0.1)
         assert s.board.subscriber_count == baseline_subs
         assert threading.active_count() <= baseline_threads
+
+
+async def test_a_push_reconciles_only_its_model_and_never_starves_the_regular_cycles():
+    board, inbox = DecisionBoard(), ActivationInbox()
+    reconciler = Reconciler(inventory(3), NoMetrics(), board, Deployments(), idle_window=300.0, inbox=inbox)
+    reports = []
+    task = asyncio.create_task(reconciler.run_forever(0.2, on_cycle=reports.append))
+    try:
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + SAFETY
+        # a push every 10 ms, far more often than the interval: the full cycles must still come
+        while sum(r.models is None for r in reports) < 3 and loop.time() < give_up:
+            inbox.record(NS, model_id(1))
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    full = [r for r in reports if r.models is None]
+    woken = [r for r in reports if r.models is not None]
+    assert len(full) >= 3
+    assert woken and all(r.models == ((NS, model_id(1)),) and len(r.decisions) == 1 for r in woken)
+    assert all(len(r.decisions) == 3 for r in full)
+    assert board.get(VariantKey(NS, "model-001")).active and not board.get(VariantKey(NS, "model-000")).active
