@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -50,11 +51,14 @@ class CycleReport:
 
 
 def _number(value: Any) -> float | None:
+    """A finite number ≥ 0 from a number or a decimal string; None otherwise (the global default applies)."""
+    if isinstance(value, bool):
+        return None
     try:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    return number if number >= 0 and number == number and number != float("inf") else None
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 def scale_to_zero_settings(specs: Sequence[VariantSpec], extras: Mapping[VariantKey, Any], default_window: float | None
