@@ -251,7 +251,8 @@ def _planned(snapshot: ModelSnapshot, floor: int | None) -> tuple[Decision, ...]
     data_at = _data_at(snapshot)
     return tuple(
         Decision(key=v.spec.key, model_id=v.spec.model_id, desired_replicas=plan.targets[v.spec.key],
-                 active=plan.targets[v.spec.key] > 0 or plan.saturation.has_load,
+                 # per variant: a variant asked for 0 is not woken by KEDA just because its model has load
+                 active=plan.targets[v.spec.key] > 0,
                  reason=_reason(plan, v, message), current_replicas=v.current_replicas,
                  ready_replicas=v.ready_replicas, decided_at=snapshot.taken_at, data_at=data_at)
         for v in snapshot.variants

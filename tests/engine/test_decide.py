@@ -189,9 +189,12 @@ class TestBoundsAndFloor:
         assert by_key(out)["h100"].reason.signal == "max_replicas"
         assert by_key(out)["a100"].reason.action == "bounds"
 
-    def test_a_variant_with_no_replicas_is_active_while_the_model_has_load(self):
+    def test_a_variant_asked_for_no_replicas_stays_inactive_while_its_model_has_load(self):
+        # KEDA would otherwise wake it 0 → 1 against GetMetrics' 0 (the simulator showed the cost of that).
         snap = snapshot(variant("a", cost=10, current=1, loads=[(0.2, 1)]), variant("b", cost=20, current=0))
-        assert by_key(decide(snap, {}))["b"].active
+        decided = by_key(decide(snap, {}))
+        assert decided["a"].active and decided["b"].desired_replicas == 0
+        assert not decided["b"].active
         idle = snapshot(variant("a", cost=10, current=1, loads=[(0.0, 0)]), variant("b", cost=20, current=0))
         assert not by_key(decide(idle, {}))["b"].active
 
