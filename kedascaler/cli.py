@@ -60,6 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--interval", type=_positive, default=15.0, help="seconds between reconcile cycles (default 15)")
     serve.add_argument("--stale-after", type=_positive, default=300.0,
                        help="answer UNAVAILABLE when the metrics behind a decision are older than this (default 300 s)")
+    serve.add_argument("--idle-window", type=_positive, default=300.0,
+                       help="seconds without requests before a model whose variants all have minReplicas 0 goes to zero (default 300)")
+    serve.add_argument("--no-scale-to-zero", action="store_true", help="keep every model warm (never report inactive)")
+    serve.add_argument("--activation-port", type=_port,
+                       help="serve POST /v1/activate/{namespace}/{model} on this port, for gateways to wake a cold model at once")
+    serve.add_argument("--activation-prometheus-url",
+                       help="where to read the gateway's queue for cold models (default: --prometheus-url)")
+    serve.add_argument("--activation-query", help="PromQL for requests waiting per model at the gateway "
+                       "(default: sum by (target_model_name) (inference_extension_flow_control_queue_size))")
     serve.add_argument("--tls-cert", type=Path, help="server certificate (PEM) for TLS")
     serve.add_argument("--tls-key", type=Path, help="server private key (PEM) for TLS")
     serve.add_argument("--tls-client-ca", type=Path, help="CA that client certificates must chain to (mTLS)")
@@ -69,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=_positive, help="run this many seconds, then exit 0 (default: until Ctrl-C)")
     demo.add_argument("--interval", type=_positive, default=2.0, help="seconds between reconcile cycles (default 2)")
     demo.add_argument("--speed", type=_positive, default=1.0, help="emulated seconds per real second (default 1)")
+    demo.add_argument("--idle-window", type=_positive, default=20.0,
+                      help="emulated seconds without requests before the model goes to zero (default 20)")
+    demo.add_argument("--activation-port", type=_port, default=0,
+                      help="port of POST /v1/activate/{namespace}/{model} (default 0: a free one)")
 
     add_observe_arguments(serve)
     add_observe_arguments(demo, metrics_port=0)
@@ -140,10 +153,10 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         after_cycle = (status_writer, elector)
         cleanups.append(elector.stop)
         cleanups.append(inventory.stop)
+    token = args.prometheus_token_file.read_text().strip() if args.prometheus_token_file else None
     if args.prometheus_url:
         from kedascaler.collect.prometheus import PrometheusSource
 
-        token = args.prometheus_token_file.read_text().strip() if args.prometheus_token_file else None
         metrics = PrometheusSource(args.prometheus_url, bearer_token=token,
                                    ca_file=str(args.prometheus_ca_file) if args.prometheus_ca_file else None)
     else:
@@ -156,8 +169,26 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         log.info("/metrics on port %d", metrics_port)
     cleanups.append(obs.stop)
     metrics = obs.instrument(metrics)
+    from kedascaler.collect.activation import DEFAULT_ACTIVATION_QUERY, ActivationInbox, PrometheusActivationSource
+    from kedascaler.server.activate import ActivationServer
+
+    inbox = ActivationInbox() if args.activation_port is not None else None
+    activation_url = args.activation_prometheus_url or args.prometheus_url
+    activation = None
+    if activation_url:
+        activation = PrometheusActivationSource(
+            activation_url, query=args.activation_query or DEFAULT_ACTIVATION_QUERY, bearer_token=token,
+            ca_file=str(args.prometheus_ca_file) if args.prometheus_ca_file else None)
+        cleanups.append(activation.close)
     board = DecisionBoard()
-    reconciler = Reconciler(inventory, metrics, board, workloads)
+    reconciler = Reconciler(inventory, metrics, board, workloads,
+                            idle_window=None if args.no_scale_to_zero else args.idle_window,
+                            activation=activation, inbox=inbox)
+    if inbox is not None:
+        activation_server = ActivationServer(board, inbox, port=args.activation_port)
+        activation_server.start()
+        log.info("activation endpoint on port %d: POST /v1/activate/{namespace}/{model}", activation_server.port)
+        cleanups.append(activation_server.close)
     server = ScalerServer(board, port=args.port, tls=tls, stale_after=args.stale_after, interceptors=obs.interceptors)
     port = await server.start()
     log.info("kedascaler serving ExternalScaler on port %d (%s)", port, "TLS" if tls else "plaintext")
@@ -202,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         observability = Observability(metrics_port=args.metrics_port, metrics_host=args.metrics_host,
                                       records=args.records, log_decisions=False)  # the demo prints its own lines
         return asyncio.run(run_demo(port=args.port, duration=args.duration, interval=args.interval, speed=args.speed,
-                                    observability=observability))
+                                    observability=observability, idle_window=args.idle_window,
+                                    activation_port=args.activation_port))
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import grpc
 
 from kedascaler.board import DecisionBoard
+from kedascaler.collect.activation import ActivationInbox, GatewayMetricsSource
 from kedascaler.collect.files import StaticInventory, build_inventory
 from kedascaler.collect.scrape import DirectScrapeSource
 from kedascaler.engine.types import VariantSpec
@@ -23,6 +24,7 @@ from kedascaler.observe.wiring import Observability
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
 from kedascaler.reconcile import CycleReport, Reconciler
+from kedascaler.server.activate import ActivationServer
 from kedascaler.server.app import ScalerServer
 from kedascaler.sim.emulator import perf_params_for
 from kedascaler.sim.fleet import EmulatedFleet, OfferedLoad
@@ -44,7 +46,7 @@ class DemoVariant:
 
 VARIANTS = (
     DemoVariant("llama-8b-h100", "H100", 40.0, 0, 6, 0),
-    DemoVariant("llama-8b-a100", "A100", 20.0, 1, 4, 1),
+    DemoVariant("llama-8b-a100", "A100", 20.0, 0, 4, 0),
 )
 # Small servers so that a laptop can offer enough load to fill them: the batch and the KV cache bind early.
 SERVER_LIMITS = {"H100": dict(max_num_seqs=48, num_gpu_blocks=1600), "A100": dict(max_num_seqs=32, num_gpu_blocks=1000)}
@@ -66,18 +68,18 @@ def demo_documents() -> list[tuple[str, dict]]:
 
 
 def load_profile(t: float, span: float) -> float:
-    """Offered req/s at emulated time t: quiet, ramp up, peak, ramp down, quiet (one cycle per `span`)."""
+    """Offered req/s at emulated time t: none (the model is cold), quiet, ramp up, peak, ramp down, none again."""
     x = (t % span) / span
     low, peak = 2.0, 60.0
+    if x < 0.04 or x >= 0.85:
+        return 0.0
     if x < 0.1:
         return low
     if x < 0.45:
         return low + (peak - low) * (x - 0.1) / 0.35
     if x < 0.6:
         return peak
-    if x < 0.9:
-        return peak - (peak - low) * (x - 0.6) / 0.3
-    return low
+    return peak - (peak - low) * (x - 0.6) / 0.25
 
 
 def build_fleet(seed: int = 7) -> EmulatedFleet:
@@ -105,7 +107,10 @@ class FleetClock:
         while not self._stop.is_set():
             rate = load_profile(self.fleet.now, self.span)
             current = self.fleet.load(MODEL)
-            if current is None or abs(current.rate - rate) > 0.5:
+            if rate <= 0:
+                if current is not None:
+                    self.fleet.set_load(MODEL, None)
+            elif current is None or abs(current.rate - rate) > 0.5:
                 self.fleet.set_load(MODEL, OfferedLoad(rate))
             self.fleet.advance(self.step * self.speed)
             next_at += self.step
@@ -133,10 +138,15 @@ class KedaStandIn:
         async with grpc.aio.insecure_channel(self.address) as channel:
             stub = pb_grpc.ExternalScalerStub(channel)
             names = {}
-            for spec in self.specs:
-                ref = pb.ScaledObjectRef(name=spec.key.name, namespace=spec.key.namespace)
-                specs = await stub.GetMetricSpec(ref)
-                names[spec.key] = specs.metricSpecs[0].metricName
+            while len(names) < len(self.specs):  # as KEDA does, retry until the scaler has decided once
+                for spec in self.specs:
+                    ref = pb.ScaledObjectRef(name=spec.key.name, namespace=spec.key.namespace)
+                    try:
+                        specs = await stub.GetMetricSpec(ref)
+                    except grpc.aio.AioRpcError:
+                        await asyncio.sleep(0.5)
+                        break
+                    names[spec.key] = specs.metricSpecs[0].metricName
             while True:
                 await asyncio.sleep(self.sync)
                 for spec in self.specs:
@@ -162,6 +172,7 @@ class KedaStandIn:
 def format_cycle(report: CycleReport, fleet: EmulatedFleet) -> list[str]:
     """One line per variant: load, KV cache, queue, current → desired replicas, and the reason."""
     rate = fleet.load(MODEL).rate if fleet.load(MODEL) else 0.0
+    gateway = fleet.queued_for(MODEL)
     decisions = {d.key: d for d in report.decisions}
     lines = []
     for snap in report.snapshots:
@@ -171,33 +182,41 @@ def format_cycle(report: CycleReport, fleet: EmulatedFleet) -> list[str]:
             queue = sum(p.queue_length for p in v.pods)
             desired = "?" if d is None else str(d.desired_replicas)
             reason = "" if d is None else str(d.reason)
+            active = "" if d is None else ("active  " if d.active else "inactive")
             lines.append(
-                f"t={fleet.now:6.0f}s load {rate:5.1f} req/s | {v.spec.key.name:<14} {v.spec.accelerator:<4} "
+                f"t={fleet.now:6.0f}s load {rate:5.1f} req/s gw {gateway:3d} | {v.spec.key.name:<14} {v.spec.accelerator:<4} "
                 f"cost {v.spec.cost:>4g} | kv max {kv:4.2f} queue {queue:4.0f} | replicas {v.current_replicas} "
-                f"({v.ready_replicas} ready) -> {desired:<2} | {reason}"
+                f"({v.ready_replicas} ready) -> {desired:<2} {active} | {reason}"
             )
     return lines
 
 
 async def run_demo(port: int = 9090, duration: float | None = None, interval: float = 2.0, speed: float = 1.0,
-                   out=print, observability: Observability | None = None) -> int:
+                   out=print, observability: Observability | None = None, idle_window: float = 20.0,
+                   activation_port: int = 0) -> int:
     """Run the demo until `duration` seconds pass (then return 0) or until cancelled (Ctrl-C)."""
-    state, _ = build_inventory(demo_documents())
+    state, extras = build_inventory(demo_documents())
     fleet = build_fleet()
+    fleet.start()  # pods' /metrics and the gateway's queue metric
     span = (duration * speed) if duration else 240.0
     board = DecisionBoard()
     scraper = DirectScrapeSource(timeout=1.0)
     obs = observability or Observability(metrics_port=0, log_decisions=False)
     metrics_port = obs.start()
-    reconciler = Reconciler(StaticInventory(state), obs.instrument(scraper), board, workloads=fleet)
+    gateway = GatewayMetricsSource(fleet.gateway_url)
+    inbox = ActivationInbox()
+    reconciler = Reconciler(StaticInventory(state), obs.instrument(scraper), board, workloads=fleet,
+                            idle_window=idle_window, activation=gateway, inbox=inbox, extras=extras)
+    activation_server = ActivationServer(board, inbox, host="127.0.0.1", port=activation_port)
+    activation_server.start()
     server = ScalerServer(board, port=port, host="127.0.0.1", grace=2.0, interceptors=obs.interceptors)
     bound = await server.start()
     out(f"kedascaler demo: gRPC ExternalScaler on 127.0.0.1:{bound}; model {MODEL} on "
         + ", ".join(f"{v.name} ({v.accelerator}, cost {v.cost:g})" for v in VARIANTS))
     out(f"try: .venv/bin/grpcurl -plaintext 127.0.0.1:{bound} list")
+    out(f"wake a cold model: curl -X POST {activation_server.url}/v1/activate/{NAMESPACE}/{MODEL}")
     if metrics_port:
         out(f"/metrics: http://127.0.0.1:{metrics_port}/metrics")
-    fleet.start()
     clock = FleetClock(fleet, speed, span)
     clock.start()
     stand_in = KedaStandIn(fleet, f"127.0.0.1:{bound}", list(state.variants), sync=interval)
@@ -221,6 +240,8 @@ async def run_demo(port: int = 9090, duration: float | None = None, interval: fl
         await server.stop(1.0)
         clock.stop()
         scraper.close()
+        activation_server.close()
+        gateway.close()
         fleet.close()
         obs.stop()
         out("kedascaler demo: stopped")

@@ -133,3 +133,48 @@ def test_demo_runs_for_its_duration_scales_and_exits_0():
     # The stand-in applied the answers: some variant ran more than one replica at some point.
     assert any(int(line.split("| replicas ")[1].split()[0]) > 1 for line in cycles)
     assert lines[-1] == "kedascaler demo: stopped"
+
+
+def test_serve_wakes_a_cold_model_when_a_gateway_posts_to_the_activation_endpoint(tmp_path):
+    import urllib.request
+
+    tool = grpcurl()
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    (inventory / "va.yaml").write_text("""
+apiVersion: llmd.ai/v1alpha1
+kind: VariantAutoscaling
+metadata: {name: llama-a100, namespace: llm}
+spec:
+  scaleTargetRef: {kind: Deployment, name: llama-a100}
+  modelID: meta/llama-3.1-8b
+  minReplicas: 0
+""")
+    port, activation_port = free_port(), free_port()
+    proc = subprocess.Popen([*KEDASCALER, "serve", "--inventory", str(inventory), "--port", str(port),
+                             "--interval", "30", "--metrics-port", "0", "--activation-port", str(activation_port)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def is_active():
+        got = subprocess.run([tool, "-plaintext", "-d", '{"name": "llama-a100", "namespace": "llm"}',
+                              f"127.0.0.1:{port}", "externalscaler.ExternalScaler/IsActive"], capture_output=True, text=True)
+        return json.loads(got.stdout).get("result", False) if got.returncode == 0 else None
+
+    try:
+        deadline = time.monotonic() + 30
+        while is_active() is None and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert is_active() is False, "a model with no replicas and no requests starts cold"
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{activation_port}/v1/activate/llm/meta/llama-3.1-8b", method="POST", data=b"")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 202
+        # The reconcile interval is 30 s: only the push-triggered cycle can flip it this soon.
+        deadline = time.monotonic() + 10
+        while is_active() is not True and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert is_active() is True
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "Traceback" not in output, output[-3000:]
