@@ -1,6 +1,7 @@
 """GetMetrics throughput and latency of a real ScalerServer on loopback, as many KEDA clients would load it.
 
-The server runs in this process; the clients run in separate processes (spawned, each with its own channels)
+Side by side with a no-op grpcio servicer in the same run (same clients, same machine): the ratio of the
+two throughputs is the cost of kedascaler's own RPC path. The server runs in this process; the clients run in separate processes (spawned, each with its own channels)
 so that the client side does not share the server's GIL. Prints: clients, calls/s, p50 ms, p99 ms.
 
     uv run python benchmarks/bench_getmetrics.py [--clients 1 16 64] [--duration 3] [--variants 1000]
@@ -19,11 +20,32 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from kedascaler.board import DecisionBoard  # noqa: E402
 from kedascaler.engine.types import Decision, Reason, VariantKey, VariantSpec  # noqa: E402
+from kedascaler.proto import externalscaler_pb2 as pb  # noqa: E402
+from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc  # noqa: E402
 from kedascaler.server.app import ScalerServer  # noqa: E402
+
+
+class NoopScaler(pb_grpc.ExternalScalerServicer):
+    """The floor: grpcio's own cost of one GetMetrics, answering a constant without reading anything."""
+
+    _ANSWER = pb.GetMetricsResponse(metricValues=[pb.MetricValue(metricName="noop", metricValue=1, metricValueFloat=1.0)])
+
+    async def GetMetrics(self, request, context):  # noqa: N802 - grpc's naming
+        return self._ANSWER
+
+
+async def start_noop() -> tuple[grpc.aio.Server, int]:
+    server = grpc.aio.server()
+    pb_grpc.add_ExternalScalerServicer_to_server(NoopScaler(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, port
 
 NAMESPACES = 10
 
@@ -135,16 +157,22 @@ async def main_async(args) -> int:
     cpus = os.cpu_count() or 1
     print(f"GetMetrics on 127.0.0.1:{port}: {args.variants} variants, {args.duration:g}s per row "
           f"(+{args.warmup:g}s warm-up), up to {args.processes} client process(es), {cpus} CPU(s) shared with the server")
-    print(f"{'clients':>8} {'calls/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    noop, noop_port = await start_noop()
+    print(f"{'clients':>8} {'calls/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} | {'no-op calls/s':>13} "
+          f"{'no-op p50':>9} {'no-op p99':>9} | {'cost ratio':>10}")
     failed = False
     try:
         with ProcessPoolExecutor(max_workers=args.processes, mp_context=multiprocessing.get_context("spawn")) as pool:
             for clients in args.clients:
                 rate, p50, p99, errors = await measure(port, pool, args.processes, clients, args)
-                failed |= errors > 0
-                print(f"{clients:>8} {rate:>10.0f} {p50:>8.2f} {p99:>8.2f} {errors:>7}", flush=True)
+                n_rate, n_p50, n_p99, n_errors = await measure(noop_port, pool, args.processes, clients, args)
+                failed |= errors > 0 or n_errors > 0
+                # cost ratio: time per call of the real servicer over the no-op's (1.00 = no cost of our own)
+                print(f"{clients:>8} {rate:>10.0f} {p50:>8.2f} {p99:>8.2f} {errors:>7} | {n_rate:>13.0f} "
+                      f"{n_p50:>9.2f} {n_p99:>9.2f} | {n_rate / rate:>10.2f}", flush=True)
     finally:
         await server.stop(grace=1)
+        await noop.stop(grace=1)
     return 1 if failed else 0
 
 
