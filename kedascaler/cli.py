@@ -13,31 +13,12 @@ import sys
 from pathlib import Path
 
 from kedascaler.analyze_cli import add_analyze_parser, cmd_analyze
+from kedascaler.cli_types import port, positive
 from kedascaler.simulate_cli import add_simulate_parser, cmd_simulate
 from kedascaler.observe.records import configure_logging
 from kedascaler.observe.wiring import Observability, add_observe_arguments
 
 log = logging.getLogger("kedascaler")
-
-
-def _positive(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value!r}")
-    return number
-
-
-def _port(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {value!r}") from None
-    if not 0 <= number <= 65535:
-        raise argparse.ArgumentTypeError(f"must be within 0-65535, got {value}")
-    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,14 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--prometheus-url", help="read vLLM metrics from Prometheus (default: scrape pods directly)")
     serve.add_argument("--prometheus-token-file", type=Path, help="bearer token file for Prometheus")
     serve.add_argument("--prometheus-ca-file", type=Path, help="CA bundle for Prometheus over TLS")
-    serve.add_argument("--port", type=_port, default=9090, help="gRPC port (default 9090)")
-    serve.add_argument("--interval", type=_positive, default=15.0, help="seconds between reconcile cycles (default 15)")
-    serve.add_argument("--stale-after", type=_positive, default=300.0,
+    serve.add_argument("--port", type=port, default=9090, help="gRPC port (default 9090)")
+    serve.add_argument("--interval", type=positive, default=15.0, help="seconds between reconcile cycles (default 15)")
+    serve.add_argument("--stale-after", type=positive, default=300.0,
                        help="answer UNAVAILABLE when the metrics behind a decision are older than this (default 300 s)")
-    serve.add_argument("--idle-window", type=_positive, default=300.0,
+    serve.add_argument("--idle-window", type=positive, default=300.0,
                        help="seconds without requests before a model whose variants all have minReplicas 0 goes to zero (default 300)")
     serve.add_argument("--no-scale-to-zero", action="store_true", help="keep every model warm (never report inactive)")
-    serve.add_argument("--activation-port", type=_port,
+    serve.add_argument("--activation-port", type=port,
                        help="serve POST /v1/activate/{namespace}/{model} on this port, for gateways to wake a cold model at once")
     serve.add_argument("--activation-prometheus-url",
                        help="where to read the gateway's queue for cold models (default: --prometheus-url)")
@@ -74,13 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-client-ca", type=Path, help="CA that client certificates must chain to (mTLS)")
 
     demo = sub.add_parser("demo", help="emulated vLLM fleet + the real gRPC server + a KEDA/HPA stand-in")
-    demo.add_argument("--port", type=_port, default=9090, help="gRPC port (default 9090; 0 picks a free one)")
-    demo.add_argument("--duration", type=_positive, help="run this many seconds, then exit 0 (default: until Ctrl-C)")
-    demo.add_argument("--interval", type=_positive, default=2.0, help="seconds between reconcile cycles (default 2)")
-    demo.add_argument("--speed", type=_positive, default=1.0, help="emulated seconds per real second (default 1)")
-    demo.add_argument("--idle-window", type=_positive, default=20.0,
+    demo.add_argument("--port", type=port, default=9090, help="gRPC port (default 9090; 0 picks a free one)")
+    demo.add_argument("--duration", type=positive, help="run this many seconds, then exit 0 (default: until Ctrl-C)")
+    demo.add_argument("--interval", type=positive, default=2.0, help="seconds between reconcile cycles (default 2)")
+    demo.add_argument("--speed", type=positive, default=1.0, help="emulated seconds per real second (default 1)")
+    demo.add_argument("--idle-window", type=positive, default=20.0,
                       help="emulated seconds without requests before the model goes to zero (default 20)")
-    demo.add_argument("--activation-port", type=_port, default=0,
+    demo.add_argument("--activation-port", type=port, default=0,
                       help="port of POST /v1/activate/{namespace}/{model} (default 0: a free one)")
 
     add_observe_arguments(serve)

@@ -12,30 +12,11 @@ import sys
 import time
 from pathlib import Path
 
+from kedascaler.cli_types import non_negative, positive
 from kedascaler.sim.policies import EXTRA_POLICY_NAMES, POLICY_NAMES, make_policies, workload_capacity
 from kedascaler.sim.report import score, table, write_report
 from kedascaler.sim.simulator import PROFILES, SLO, SimConfig, default_variants, simulate
 from kedascaler.sim.workloads import SCENARIOS, load_file, rescale, scenario
-
-
-def _positive(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value!r}")
-    return number
-
-
-def _non_negative(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {value!r}")
-    return number
 
 
 def add_simulate_parser(subparsers) -> argparse.ArgumentParser:
@@ -52,16 +33,16 @@ def add_simulate_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"a policy to run (repeat; default: {', '.join(POLICY_NAMES)})")
     p.add_argument("--out", type=Path, help="folder for summary.md, results.json and plots (default: none)")
     p.add_argument("--seed", type=int, default=0, help="seed for generated arrivals and rate scaling (default 0)")
-    p.add_argument("--speedup", type=_positive, default=1.0, help="compress the workload's time by this factor")
-    p.add_argument("--rate-scale", type=_positive, default=1.0, help="multiply (or thin) the requests by this factor")
+    p.add_argument("--speedup", type=positive, default=1.0, help="compress the workload's time by this factor")
+    p.add_argument("--rate-scale", type=positive, default=1.0, help="multiply (or thin) the requests by this factor")
     p.add_argument("--profile", choices=sorted(PROFILES), default="demo",
                    help="server limits per accelerator (default demo: 48/32 seqs, 1600/1000 KV blocks)")
-    p.add_argument("--startup-delay", type=_non_negative, default=90.0, help="pod start-up delay in seconds (default 90)")
-    p.add_argument("--scrape-interval", type=_non_negative, default=15.0,
+    p.add_argument("--startup-delay", type=non_negative, default=90.0, help="pod start-up delay in seconds (default 90)")
+    p.add_argument("--scrape-interval", type=non_negative, default=15.0,
                    help="Prometheus scrape interval in seconds; 0 reads pods directly (default 15)")
-    p.add_argument("--slo-ttft", type=_positive, default=1000.0, help="TTFT target in ms (default 1000, Standard)")
-    p.add_argument("--slo-itl", type=_positive, default=50.0, help="ITL target in ms (default 50, Standard)")
-    p.add_argument("--tick", type=_positive, default=0.25, help="control granularity in seconds (default 0.25)")
+    p.add_argument("--slo-ttft", type=positive, default=1000.0, help="TTFT target in ms (default 1000, Standard)")
+    p.add_argument("--slo-itl", type=positive, default=50.0, help="ITL target in ms (default 50, Standard)")
+    p.add_argument("--tick", type=positive, default=0.25, help="control granularity in seconds (default 0.25)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=cmd_simulate)
     return p

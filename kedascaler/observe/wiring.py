@@ -15,26 +15,17 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from kedascaler.cli_types import port
 from kedascaler.collect.base import MetricsSource
 from kedascaler.observe.metrics import MetricsServer, Observer
 from kedascaler.observe.records import RecordWriter, configure_logging
 from kedascaler.reconcile import CycleReport
 
 
-def _port_or_zero(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port {port} is out of range 0-65535 (0 turns /metrics off)")
-    return port
-
-
 def add_observe_arguments(parser: argparse.ArgumentParser, *, metrics_port: int = 8080) -> None:
     """Add --metrics-port, --metrics-host, --log-format and --records to a subcommand's parser."""
     group = parser.add_argument_group("observability")
-    group.add_argument("--metrics-port", type=_port_or_zero, default=metrics_port,
+    group.add_argument("--metrics-port", type=port, default=metrics_port,
                        help=f"port of /metrics (wva_* gauges and scaler health; default {metrics_port}; 0: off)")
     group.add_argument("--metrics-host", default="0.0.0.0", help="address /metrics listens on (default 0.0.0.0)")
     group.add_argument("--log-format", choices=("plain", "json"), default="plain",
