@@ -535,6 +535,14 @@ def plot_all(out: Path, tables: dict[str, list[dict[str, Any]]], latency: Sequen
     return written
 
 
+
+def _save(plt, fig, path: Path) -> Path:
+    """Write a finished figure and free it (matplotlib keeps every open figure otherwise)."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
 def _plot_decisions(plt, path: Path, rows: Sequence[dict[str, Any]], t0: float) -> Path:
     by: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for d in rows:
@@ -557,10 +565,7 @@ def _plot_decisions(plt, path: Path, rows: Sequence[dict[str, Any]], t0: float) 
         ax.legend(fontsize=7, loc="upper left")
     axes[-1, 0].set_xlabel("seconds since first record")
     fig.suptitle("Scaling decisions (markers: actions; reasons in decisions.csv)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def _plot_pods(plt, path: Path, pods: Sequence[dict[str, Any]], aggregate: Sequence[dict[str, Any]], t0: float,
@@ -582,10 +587,7 @@ def _plot_pods(plt, path: Path, pods: Sequence[dict[str, Any]], aggregate: Seque
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def _plot_replicas(plt, path: Path, aggregate: Sequence[dict[str, Any]], t0: float) -> Path:
@@ -602,10 +604,7 @@ def _plot_replicas(plt, path: Path, aggregate: Sequence[dict[str, Any]], t0: flo
     ax.set_ylabel("replicas (all variants)")
     ax.set_title("Replicas per model")
     ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def _plot_predictions(plt, path: Path, rows: Sequence[dict[str, Any]]) -> Path:
@@ -619,10 +618,7 @@ def _plot_predictions(plt, path: Path, rows: Sequence[dict[str, Any]]) -> Path:
         ax.set_title(f"{quantity}: predicted(N) − observed(N+1)", fontsize=9)
         ax.set_xlabel("error")
         ax.set_ylabel("cycles")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def _plot_latency(plt, path: Path, rows: Sequence[dict[str, Any]], t0: float) -> Path:
@@ -636,7 +632,4 @@ def _plot_latency(plt, path: Path, rows: Sequence[dict[str, Any]], t0: float) ->
     ax.set_ylabel("seconds")
     ax.set_title("vLLM latency (Prometheus)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
