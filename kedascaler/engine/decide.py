@@ -11,6 +11,9 @@ shrink. The floor (v1: max(Σ min_replicas, 1)) is `model_floor`, or the caller'
 
 Thresholds: `snapshot.config` sizes the model; a variant's `VariantSpec.saturation` override only changes how
 its own pods are classified (saturated or not, their spare) — see `kedascaler.engine.saturation`.
+
+Hybrid (`sizing=`, a `ModelSizing` from `kedascaler.engine.sizing`): the model-based plan is the plan and the
+saturation plan the guard-rail (`hybrid_targets`); the stale and scale-to-zero paths keep priority.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass, replace
 from kedascaler.engine.activation import INACTIVE, Activation, activation
 from kedascaler.engine.saturation import ModelSaturation, analysed_pods, analyze
 from kedascaler.engine.selector import clamp_replicas, min_total, scale_down_order, scale_up_order, select_targets
+from kedascaler.engine.sizing import MODEL, ModelSizing, hybrid_targets
 from kedascaler.engine.types import Decision, ModelSnapshot, Reason, VariantKey, VariantSpec, VariantState
 
 SCALE_UP = "scale-up"
@@ -218,36 +222,89 @@ def _with_activation(decisions: tuple[Decision, ...], act: Activation) -> tuple[
 
 
 def decide(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision], *,
-           floor: int | None = None) -> tuple[Decision, ...]:
+           floor: int | None = None, sizing: ModelSizing | None = None) -> tuple[Decision, ...]:
     """One Decision per variant of the snapshot, in snapshot order; `floor` overrides model_floor.
 
     With `snapshot.idle_window` set and every minReplicas 0, the model may go to zero: see
     `kedascaler.engine.activation` (inactive → 0 everywhere; active → at least one replica, cheapest first).
+
+    `sizing` (hybrid mode, `kedascaler.engine.sizing`): the model-based plan is the plan and saturation the
+    safety net (`hybrid_targets`: never fewer than saturation asks, down only when both agree). A fallback
+    sizing keeps the saturation decision, its reason appended. Stale data and scale to zero come first.
     """
     if not snapshot.variants:
         return ()
     act = activation(snapshot, previous)
     if act is None:
-        return _decide_warm(snapshot, previous, floor)
+        return _decide_warm(snapshot, previous, floor, sizing)
     if not act.active:
         return _inactive_decisions(snapshot, act)
     if act.waking or has_fresh_data(snapshot):  # coming back from zero needs no metrics: there are no pods
-        return _with_activation(_planned(snapshot, floor), act)
+        return _with_activation(_planned(snapshot, floor, sizing), act)
     return _with_activation(_stale_decisions(snapshot, previous), act)
 
 
 def _decide_warm(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision],
-                 floor: int | None) -> tuple[Decision, ...]:
+                 floor: int | None, sizing: ModelSizing | None = None) -> tuple[Decision, ...]:
     """v1: the model is always kept warm (floor ≥ 1 unless the caller says otherwise)."""
     if not has_fresh_data(snapshot):
         return _stale_decisions(snapshot, previous)
-    return _planned(snapshot, floor)
+    return _planned(snapshot, floor, sizing)
 
 
-def _planned(snapshot: ModelSnapshot, floor: int | None) -> tuple[Decision, ...]:
-    """Plan the model and split it over its variants."""
+SLO_CAPACITY = "slo_capacity"
+
+
+def _model_targets(plan: ModelPlan, snapshot: ModelSnapshot, sizing: ModelSizing) -> dict[VariantKey, int]:
+    """The sizing's replicas per variant within min/max (a variant it does not name keeps its current),
+    raised to the model's floor (cheapest first)."""
+    planned = sizing.targets
+    pairs = [(v.spec, clamp_replicas(v.spec, planned.get(v.spec.key, v.current_replicas))) for v in snapshot.variants]
+    targets = {spec.key: n for spec, n in pairs}
+    if sum(targets.values()) < plan.floor:
+        targets = select_targets(pairs, plan.floor)
+    return targets
+
+
+def _hybrid(plan: ModelPlan, snapshot: ModelSnapshot, sizing: ModelSizing) -> tuple[Decision, ...]:
+    """Hybrid: the model plan, saturation as the guard-rail; per-variant reasons name the plan taken."""
+    current = {v.spec.key: v.current_replicas for v in snapshot.variants}
+    model = _model_targets(plan, snapshot, sizing)
+    hybrid = hybrid_targets(model, plan.targets, current)
+    targets = {k: hybrid.targets[k] for k in current}
+    total, now = sum(targets.values()), sum(current.values())
+    mode = SCALE_UP if total > now else SCALE_DOWN if total < now else HOLD
+    taken = replace(plan, mode=mode, targets=targets)
+    sat_message = _model_message(plan, snapshot)
+    message = f"hybrid, {hybrid.source} plan taken ({hybrid.reason}); slo: {sizing.reason}; saturation: {sat_message}"
+    moves = _changes(taken, snapshot)
+    if moves:
+        message += f"; hybrid moves: {moves}"
+    data_at = _data_at(snapshot)
+    out = []
+    for v in snapshot.variants:
+        target = targets[v.spec.key]
+        action = SCALE_UP if target > v.current_replicas else SCALE_DOWN if target < v.current_replicas else HOLD
+        if hybrid.source == MODEL:
+            reason = Reason(action, SLO_CAPACITY, sizing.arrival_rate, sizing.capacity, message)
+        else:
+            sat = plan.saturation
+            reason = Reason(action, sat.binding_signal, sat.binding_load_per_replica(sat.current_replicas),
+                            sat.binding_threshold, message)
+        out.append(Decision(key=v.spec.key, model_id=v.spec.model_id, desired_replicas=target, active=target > 0,
+                            reason=reason, current_replicas=v.current_replicas, ready_replicas=v.ready_replicas,
+                            decided_at=snapshot.taken_at, data_at=data_at))
+    return tuple(out)
+
+
+def _planned(snapshot: ModelSnapshot, floor: int | None, sizing: ModelSizing | None = None) -> tuple[Decision, ...]:
+    """Plan the model and split it over its variants (hybrid with the model-based plan when `sizing` is usable)."""
     plan = plan_model(snapshot, floor=floor)
+    if sizing is not None and not sizing.fallback:
+        return _hybrid(plan, snapshot, sizing)
     message = _model_message(plan, snapshot)
+    if sizing is not None:
+        message += f"; {sizing.reason}"
     data_at = _data_at(snapshot)
     return tuple(
         Decision(key=v.spec.key, model_id=v.spec.model_id, desired_replicas=plan.targets[v.spec.key],
@@ -259,5 +316,5 @@ def _planned(snapshot: ModelSnapshot, floor: int | None) -> tuple[Decision, ...]
     )
 
 
-__all__ = ["BOUNDS", "HOLD", "INACTIVE", "SCALE_DOWN", "SCALE_UP", "STALE", "ModelPlan", "decide", "has_fresh_data",
-           "model_floor", "plan_model"]
+__all__ = ["BOUNDS", "HOLD", "INACTIVE", "SCALE_DOWN", "SCALE_UP", "SLO_CAPACITY", "STALE", "ModelPlan", "decide",
+           "has_fresh_data", "model_floor", "plan_model"]

@@ -6,6 +6,11 @@
   source); its desired replicas (value, target 1) and active flag go through KEDA + HPA per variant, as
   `GetMetrics` / `IsActive` / `StreamIsActive` answer them. `kedascaler-warm`: the same without an
   activation source (v1: never to zero, every variant of a busy model active).
+* `kedascaler-hybrid` (on request, `--policy`): the same engine in hybrid mode, `decide(..., sizing=...)`:
+  each reconcile measures the model's arrival rate and mean prompt/output tokens over the last 60 s (what
+  the collector reads from vLLM's counters), sizes it with the engine's queueing model (`size_model`) from
+  each variant's true step-time coefficients as a user-given `variantProfile` (batch limit max_num_seqs, KV
+  capacity num_gpu_blocks × block_size), under the run's SLO (Standard by default); saturation is the safety net.
 * `wva`: WVA's saturation scaling (reference/wva.md): +1 replica per cycle to the cheapest variant without
   pending replicas when the average spare KV or queue falls under its trigger, −1 from the most expensive
   when the N → N−1 check passes, a previous desired that differs from current is kept; every 60 s; through
@@ -32,6 +37,10 @@ from dataclasses import replace
 import numpy as np
 
 from kedascaler.engine import DEFAULT_IDLE_WINDOW, decide
+from kedascaler.engine.estimation import prefill_mode_for
+from kedascaler.engine.perfmodel import perf_model
+from kedascaler.engine.sizing import ModelSizing, SloTargets, model_demand, size_model
+from kedascaler.engine.sizing import Workload as SizingWorkload
 from kedascaler.engine.types import (
     Decision,
     ModelSnapshot,
@@ -218,11 +227,54 @@ class KedascalerPolicy(_Base):
         snapshot = ModelSnapshot(NAMESPACE, self.model_id, tuple(states), self.config, obs.now)
         if self.scale_to_zero:
             snapshot = replace(snapshot, idle_window=self.idle_window, gateway_queue=float(obs.gateway_queue))
-        decisions = decide(snapshot, self.previous)
+        decisions = decide(snapshot, self.previous, sizing=self.sizing(snapshot, obs))
         self.previous = {d.key: d for d in decisions}
         changed = [d for d in decisions if d.desired_replicas != d.current_replicas]
         self.last_note = str(changed[0].reason) if changed else None
         return {d.key.name: Target(float(d.desired_replicas), d.active) for d in decisions}
+
+
+    def sizing(self, snapshot: ModelSnapshot, obs: Observation) -> ModelSizing | None:
+        """The model-based plan for this cycle (None: saturation only)."""
+        return None
+
+
+class KedascalerHybridPolicy(KedascalerPolicy):
+    """The engine in hybrid mode: the model-based plan from the last `window` seconds' arrivals, saturation as
+    the guard-rail. The workload is read only up to `now` (arrivals already seen, as a collector counts them)."""
+
+    name = "kedascaler-hybrid"
+
+    def __init__(self, workload: Workload, slo: SLO, model_id: str = "meta/llama-3.1-8b", window: float = 60.0,
+                 **kw) -> None:
+        super().__init__(model_id, **kw)
+        self.name = "kedascaler-hybrid"
+        self.workload = workload
+        self.window = window
+        self.slo = SloTargets(itl_ms=slo.itl * 1000.0, ttft_ms=slo.ttft * 1000.0)
+        self.last_sizing: ModelSizing | None = None
+
+    def measured(self, now: float) -> SizingWorkload:
+        """Arrival rate and mean prompt/output tokens of the requests that arrived in (now − window, now]."""
+        t = self.workload.times
+        lo, hi = np.searchsorted(t, now - self.window, side="right"), np.searchsorted(t, now, side="right")
+        span = min(self.window, max(now, 1e-9))
+        if hi <= lo:
+            return SizingWorkload(0.0, 0.0, 0.0)
+        return SizingWorkload((hi - lo) / span, float(self.workload.prompt_tokens[lo:hi].mean()),
+                              float(self.workload.output_tokens[lo:hi].mean()))
+
+    def sizing(self, snapshot: ModelSnapshot, obs: Observation) -> ModelSizing | None:
+        source = "variantProfile"
+        perf = {}
+        for v in obs.variants:
+            p = v.config.params
+            perf[self._spec(v.config).key] = perf_model(
+                p, p.max_num_seqs, kv_capacity_tokens=p.num_gpu_blocks * p.block_size,
+                prefill_mode=prefill_mode_for(source))
+        demand = model_demand(snapshot, self.measured(obs.now), self.slo, perf)
+        self.last_sizing = size_model(demand)
+        return self.last_sizing
 
 
 class WVAPolicy(_Base):
@@ -372,7 +424,7 @@ class OraclePolicy(_Base):
 
 
 POLICY_NAMES = ("kedascaler", "kedascaler-warm", "wva", "keda-queue", "hpa-util", "static-peak", "oracle")
-EXTRA_POLICY_NAMES: tuple[str, ...] = ()  # run on request (--policy), not by default
+EXTRA_POLICY_NAMES: tuple[str, ...] = ("kedascaler-hybrid",)  # run on request (--policy), not by default
 
 
 def make_policies(names: list[str] | tuple[str, ...], workload: Workload, config: SimConfig,
@@ -383,6 +435,8 @@ def make_policies(names: list[str] | tuple[str, ...], workload: Workload, config
     for name in names:
         if name == "kedascaler":
             out.append(KedascalerPolicy(model_id))
+        elif name == "kedascaler-hybrid":
+            out.append(KedascalerHybridPolicy(workload, config.slo, model_id))
         elif name == "kedascaler-warm":
             out.append(KedascalerPolicy(model_id, scale_to_zero=False))
         elif name == "wva":
