@@ -87,6 +87,23 @@ class Workloads(Protocol):
 
 
 @dataclass(frozen=True)
+class PodUsage:
+    """What one pod did over the collector's window, from vLLM's counters and histograms (SLO sizing and
+    online estimation). A field is None when the pod does not export the metric or nothing happened in the
+    window (no request finished, no token produced): never 0 for "unknown"."""
+
+    window_s: float  # the span the rates and means cover (s)
+    completed_rate: float | None = None  # req/s: rate of vllm:request_success_total
+    prompt_tokens_rate: float | None = None  # tokens/s: rate of vllm:prompt_tokens_total
+    output_tokens_rate: float | None = None  # tokens/s: rate of vllm:generation_tokens_total
+    backlog_growth_rate: float | None = None  # req/s: change of running + waiting over the window ÷ its span
+    mean_running: float | None = None  # mean of vllm:num_requests_running over the window
+    itl_ms: float | None = None  # mean ITL of the window: Δ inter_token_latency_seconds _sum ÷ Δ _count, in ms
+    prefill_ms: float | None = None  # mean prefill time (request_prefill_time_seconds; else TTFT − queue time)
+    prompt_tokens_mean: float | None = None  # mean request_prompt_tokens of the requests finished in the window
+
+
+@dataclass(frozen=True)
 class PodSample:
     """One pod's vLLM metrics as a collector read them."""
 
@@ -98,6 +115,7 @@ class PodSample:
     running: float
     timestamp: float
     variant: VariantKey | None = None  # known when scraped directly; else matched by pod name
+    usage: PodUsage | None = None  # rates and means over the window; None when the source could not tell
 
 
 @dataclass(frozen=True)
