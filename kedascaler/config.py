@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from kedascaler.collect.base import Problem, SaturationSettings
+from kedascaler.engine.sizing import parse_mode
 from kedascaler.engine.types import SaturationConfig, VariantKey, VariantSpec
 
 API_GROUP = "llmd.ai"
@@ -73,6 +74,8 @@ class VariantExtras:
     slo_class_ref: tuple[str, str] | None = None  # (ConfigMap name, key)
     scale_to_zero: Mapping[str, Any] = field(default_factory=dict)
     metrics_endpoints: tuple[str, ...] = ()  # local mode: pod metrics URLs from an annotation
+    scaling_mode: str | None = None  # spec.scalingMode: saturation | model | hybrid; None: the global mode
+    prefer_estimate: bool = False  # spec.variantProfile.preferEstimated: learned parameters win over perfParms
 
 
 @dataclass(frozen=True)
@@ -259,6 +262,19 @@ def parse_variant_autoscaling(doc: Mapping[str, Any], source: str,
         values += [check.number(prefill, k, f"{p}.prefillParms.{k}", default=None, minimum=0.0) for k in ("gamma", "delta")]
         if all(v is not None for v in values):
             perf = PerfParams(*values)  # type: ignore[arg-type]
+    prefer_estimate = False
+    if "preferEstimated" in profile:
+        if isinstance(profile["preferEstimated"], bool):
+            prefer_estimate = profile["preferEstimated"]
+        else:
+            check.add("spec.variantProfile.preferEstimated",
+                      f"expected true or false, got {profile['preferEstimated']!r}")
+    scaling_mode = None
+    if spec.get("scalingMode") is not None:
+        scaling_mode, why = parse_mode(spec.get("scalingMode"))
+        if why:
+            check.add("spec.scalingMode", why + " (or leave it out for the global --scaling-mode)")
+            scaling_mode = None
     slo_ref = None
     slo = check.mapping(spec, "sloClassRef", "spec.sloClassRef")
     if slo:
@@ -277,7 +293,7 @@ def parse_variant_autoscaling(doc: Mapping[str, Any], source: str,
                           f"expected comma-separated http(s) URLs, got {url!r}")
     labels = meta.get("labels") if isinstance(meta.get("labels"), Mapping) else {}
 
-    extras = VariantExtras(max_batch, perf, slo_ref, dict(scale_to_zero), endpoints)
+    extras = VariantExtras(max_batch, perf, slo_ref, dict(scale_to_zero), endpoints, scaling_mode, prefer_estimate)
     if check.problems:
         return ParsedVariant(None, extras, tuple(check.problems))
     variant = VariantSpec(

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from kedascaler.engine.types import SaturationConfig, VariantKey, VariantSpec
+
+if TYPE_CHECKING:
+    from kedascaler.serviceclass import ServiceClasses
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class InventoryState:
     accelerator_costs: tuple[tuple[str, float], ...] = ()  # accelerator name -> unit cost
     problems: tuple[Problem, ...] = ()
     static_targets: tuple[tuple[VariantKey, tuple[str, ...]], ...] = ()  # local mode: metrics URLs per VA
+    service_classes: ServiceClasses | None = None  # the `serviceclass` ConfigMap (SLO sizing); None: absent
 
 
 class Inventory(Protocol):

@@ -18,6 +18,7 @@ from kedascaler.collect.base import InventoryState, Problem, SaturationSettings
 from kedascaler.config import (
     COST_CONFIGMAP,
     SATURATION_CONFIGMAPS,
+    SERVICECLASS_CONFIGMAP,
     VA_KIND,
     VariantExtras,
     parse_cost_configmap,
@@ -35,6 +36,7 @@ def build_inventory(docs: Iterable[tuple[str, Mapping[str, Any]]]) -> tuple[Inve
     problems: list[Problem] = []
     saturation = SaturationSettings()
     costs: dict[str, float] = {}
+    classes = None
     for source, doc in docs:
         if doc.get("kind") != "ConfigMap":
             continue
@@ -45,6 +47,11 @@ def build_inventory(docs: Iterable[tuple[str, Mapping[str, Any]]]) -> tuple[Inve
             problems += found
         elif name == COST_CONFIGMAP:
             costs, found = parse_cost_configmap(doc, source)
+            problems += found
+        elif name == SERVICECLASS_CONFIGMAP:
+            from kedascaler.serviceclass import parse_serviceclass_configmap  # imports config: not at module level
+
+            classes, found = parse_serviceclass_configmap(doc, source)
             problems += found
     variants: dict[VariantKey, VariantSpec] = {}
     extras: dict[VariantKey, VariantExtras] = {}
@@ -67,6 +74,7 @@ def build_inventory(docs: Iterable[tuple[str, Mapping[str, Any]]]) -> tuple[Inve
         accelerator_costs=tuple(sorted(costs.items())),
         problems=tuple(problems),
         static_targets=tuple((k, e.metrics_endpoints) for k, e in extras.items() if e.metrics_endpoints),
+        service_classes=classes,
     )
     return state, extras
 

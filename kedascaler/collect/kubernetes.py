@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import kubernetes.client
@@ -201,7 +202,7 @@ class KubernetesInventory:
         problems: list[Problem] = []
         for cm in sorted(self.configmaps.items(), key=lambda o: o["metadata"]["name"]):
             name = cm["metadata"]["name"]
-            if name not in (*SATURATION_CONFIGMAPS, COST_CONFIGMAP):
+            if name not in (*SATURATION_CONFIGMAPS, COST_CONFIGMAP, SERVICECLASS_CONFIGMAP):
                 continue
             chosen, found = self._good_or_last_good(cm)
             problems += found
@@ -211,8 +212,7 @@ class KubernetesInventory:
             docs.append((self._source(va), va))
         state, extras = build_inventory(docs)
         self.extras = extras
-        state = InventoryState(state.variants, state.saturation, state.accelerator_costs,
-                               tuple(problems) + state.problems, state.static_targets)
+        state = replace(state, problems=tuple(problems) + state.problems)
         counts = (len(state.variants), len(state.problems))
         if counts != self._last_counts:
             log.info("inventory: %d variants, %d problems", *counts)
@@ -230,6 +230,10 @@ class KubernetesInventory:
         source = self._source(cm)
         if name == COST_CONFIGMAP:
             _, found = parse_cost_configmap(cm, source)
+        elif name == SERVICECLASS_CONFIGMAP:
+            from kedascaler.serviceclass import parse_serviceclass_configmap
+
+            _, found = parse_serviceclass_configmap(cm, source)
         else:
             _, found = parse_saturation_configmap(cm, source)
         if not found:

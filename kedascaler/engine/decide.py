@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from kedascaler.engine.activation import INACTIVE, Activation, activation
 from kedascaler.engine.saturation import ModelSaturation, analysed_pods, analyze
 from kedascaler.engine.selector import clamp_replicas, min_total, scale_down_order, scale_up_order, select_targets
-from kedascaler.engine.sizing import MODEL, ModelSizing, hybrid_targets
+from kedascaler.engine.sizing import HYBRID, MODEL, SATURATION, HybridPlan, ModelSizing, hybrid_targets
 from kedascaler.engine.types import Decision, ModelSnapshot, Reason, VariantKey, VariantSpec, VariantState
 
 SCALE_UP = "scale-up"
@@ -222,7 +222,7 @@ def _with_activation(decisions: tuple[Decision, ...], act: Activation) -> tuple[
 
 
 def decide(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision], *,
-           floor: int | None = None, sizing: ModelSizing | None = None) -> tuple[Decision, ...]:
+           floor: int | None = None, sizing: ModelSizing | None = None, mode: str = HYBRID) -> tuple[Decision, ...]:
     """One Decision per variant of the snapshot, in snapshot order; `floor` overrides model_floor.
 
     With `snapshot.idle_window` set and every minReplicas 0, the model may go to zero: see
@@ -231,28 +231,35 @@ def decide(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision], *,
     `sizing` (hybrid mode, `kedascaler.engine.sizing`): the model-based plan is the plan and saturation the
     safety net (`hybrid_targets`: never fewer than saturation asks, down only when both agree). A fallback
     sizing keeps the saturation decision, its reason appended. Stale data and scale to zero come first.
+    `mode`: HYBRID (as above), MODEL (the model-based plan alone, within min/max and the floor) or SATURATION
+    (`sizing` ignored).
     """
     if not snapshot.variants:
         return ()
+    if mode == SATURATION:
+        sizing = None
+    model_only = mode == MODEL
     act = activation(snapshot, previous)
     if act is None:
-        return _decide_warm(snapshot, previous, floor, sizing)
+        return _decide_warm(snapshot, previous, floor, sizing, model_only)
     if not act.active:
         return _inactive_decisions(snapshot, act)
     if act.waking or has_fresh_data(snapshot):  # coming back from zero needs no metrics: there are no pods
-        return _with_activation(_planned(snapshot, floor, sizing), act)
+        return _with_activation(_planned(snapshot, floor, sizing, model_only), act)
     return _with_activation(_stale_decisions(snapshot, previous), act)
 
 
 def _decide_warm(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision],
-                 floor: int | None, sizing: ModelSizing | None = None) -> tuple[Decision, ...]:
+                 floor: int | None, sizing: ModelSizing | None = None, model_only: bool = False
+                 ) -> tuple[Decision, ...]:
     """v1: the model is always kept warm (floor ≥ 1 unless the caller says otherwise)."""
     if not has_fresh_data(snapshot):
         return _stale_decisions(snapshot, previous)
-    return _planned(snapshot, floor, sizing)
+    return _planned(snapshot, floor, sizing, model_only)
 
 
 SLO_CAPACITY = "slo_capacity"
+
 
 
 def _model_targets(plan: ModelPlan, snapshot: ModelSnapshot, sizing: ModelSizing) -> dict[VariantKey, int]:
@@ -266,20 +273,26 @@ def _model_targets(plan: ModelPlan, snapshot: ModelSnapshot, sizing: ModelSizing
     return targets
 
 
-def _hybrid(plan: ModelPlan, snapshot: ModelSnapshot, sizing: ModelSizing) -> tuple[Decision, ...]:
-    """Hybrid: the model plan, saturation as the guard-rail; per-variant reasons name the plan taken."""
+def _hybrid(plan: ModelPlan, snapshot: ModelSnapshot, sizing: ModelSizing, model_only: bool = False
+            ) -> tuple[Decision, ...]:
+    """Hybrid: the model plan, saturation as the guard-rail (none with `model_only`); reasons name the plan taken."""
     current = {v.spec.key: v.current_replicas for v in snapshot.variants}
     model = _model_targets(plan, snapshot, sizing)
-    hybrid = hybrid_targets(model, plan.targets, current)
+    if model_only:
+        hybrid = HybridPlan(model, MODEL, "model mode: saturation is not consulted")
+    else:
+        hybrid = hybrid_targets(model, plan.targets, current)
+    predicted = {v.key: (v.itl_ms, v.ttft_ms) for v in sizing.variants}
     targets = {k: hybrid.targets[k] for k in current}
     total, now = sum(targets.values()), sum(current.values())
     mode = SCALE_UP if total > now else SCALE_DOWN if total < now else HOLD
     taken = replace(plan, mode=mode, targets=targets)
     sat_message = _model_message(plan, snapshot)
-    message = f"hybrid, {hybrid.source} plan taken ({hybrid.reason}); slo: {sizing.reason}; saturation: {sat_message}"
+    label = "model" if model_only else "hybrid"
+    message = f"{label}, {hybrid.source} plan taken ({hybrid.reason}); slo: {sizing.reason}; saturation: {sat_message}"
     moves = _changes(taken, snapshot)
     if moves:
-        message += f"; hybrid moves: {moves}"
+        message += f"; {label} moves: {moves}"
     data_at = _data_at(snapshot)
     out = []
     for v in snapshot.variants:
@@ -291,17 +304,24 @@ def _hybrid(plan: ModelPlan, snapshot: ModelSnapshot, sizing: ModelSizing) -> tu
             sat = plan.saturation
             reason = Reason(action, sat.binding_signal, sat.binding_load_per_replica(sat.current_replicas),
                             sat.binding_threshold, message)
+        itl, ttft = predicted.get(v.spec.key, (None, None)) if hybrid.source == MODEL and target > 0 else (None, None)
         out.append(Decision(key=v.spec.key, model_id=v.spec.model_id, desired_replicas=target, active=target > 0,
                             reason=reason, current_replicas=v.current_replicas, ready_replicas=v.ready_replicas,
-                            decided_at=snapshot.taken_at, data_at=data_at))
+                            decided_at=snapshot.taken_at, data_at=data_at, predicted_itl_ms=_finite(itl),
+                            predicted_ttft_ms=_finite(ttft)))
     return tuple(out)
 
 
-def _planned(snapshot: ModelSnapshot, floor: int | None, sizing: ModelSizing | None = None) -> tuple[Decision, ...]:
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and value == value and value not in (float("inf"), float("-inf")) else None
+
+
+def _planned(snapshot: ModelSnapshot, floor: int | None, sizing: ModelSizing | None = None,
+             model_only: bool = False) -> tuple[Decision, ...]:
     """Plan the model and split it over its variants (hybrid with the model-based plan when `sizing` is usable)."""
     plan = plan_model(snapshot, floor=floor)
     if sizing is not None and not sizing.fallback:
-        return _hybrid(plan, snapshot, sizing)
+        return _hybrid(plan, snapshot, sizing, model_only)
     message = _model_message(plan, snapshot)
     if sizing is not None:
         message += f"; {sizing.reason}"

@@ -124,3 +124,7 @@ class Decision:
     data_at: float = 0.0  # time of the last fresh metrics behind this decision
     stale: bool = False  # True when held from an earlier cycle because metrics were missing
     last_activity_at: float | None = None  # scale to zero: when the model last had a request anywhere
+    # SLO sizing: the latencies the queueing model predicts for this variant under the plan taken (None when
+    # the decision is not model-based), to compare with what the next cycle observes.
+    predicted_itl_ms: float | None = None
+    predicted_ttft_ms: float | None = None
