@@ -30,6 +30,10 @@ ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.
                40.0, 80.0)
 E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
                480.0, 960.0, 1920.0, 7680.0)
+# Phases of a request (queue, prefill) share the e2e boundaries in vLLM; token counts use 1-2-5 buckets up to
+# the model's length (vLLM's build_1_2_5_buckets(max_model_len); 128k here).
+PHASE_BUCKETS = E2E_BUCKETS
+TOKEN_BUCKETS = tuple(m * 10**e for e in range(6) for m in (1, 2, 5) if m * 10**e <= 131_072)
 FINISHED_REASONS = ("stop", "length", "abort")
 
 
@@ -91,6 +95,7 @@ class Request:
     computed: int = 0  # tokens whose KV is in the cache
     generated: int = 0  # output tokens emitted
     blocks: int = 0  # KV blocks held
+    scheduled_at: float | None = None  # first admitted to the running batch (vLLM ignores later preemptions)
     first_token_at: float | None = None
     last_token_at: float | None = None
     preemptions: int = 0
@@ -108,7 +113,7 @@ class Request:
         """Start over on another engine (a client retry): progress lost, creation time kept."""
         self.arrival = at
         self.computed = self.generated = self.blocks = 0
-        self.first_token_at = self.last_token_at = None
+        self.scheduled_at = self.first_token_at = self.last_token_at = None
 
 
 @dataclass(frozen=True)
@@ -179,10 +184,18 @@ class EngineStats:
     ttft: BucketHistogram = field(default_factory=lambda: BucketHistogram(TTFT_BUCKETS))
     itl: BucketHistogram = field(default_factory=lambda: BucketHistogram(ITL_BUCKETS))
     e2e: BucketHistogram = field(default_factory=lambda: BucketHistogram(E2E_BUCKETS))
+    # Observed once per finished request, as vLLM v1 does: queue = first scheduled − arrival, prefill = first
+    # token − first scheduled, and the request's prompt and generated lengths.
+    queue_time: BucketHistogram = field(default_factory=lambda: BucketHistogram(PHASE_BUCKETS))
+    prefill_time: BucketHistogram = field(default_factory=lambda: BucketHistogram(PHASE_BUCKETS))
+    request_prompt_tokens: BucketHistogram = field(default_factory=lambda: BucketHistogram(TOKEN_BUCKETS))
+    request_generation_tokens: BucketHistogram = field(default_factory=lambda: BucketHistogram(TOKEN_BUCKETS))
 
     def copy(self) -> EngineStats:
         return EngineStats(self.prompt_tokens, self.generation_tokens, self.preemptions, dict(self.finished),
-                           self.ttft.copy(), self.itl.copy(), self.e2e.copy())
+                           self.ttft.copy(), self.itl.copy(), self.e2e.copy(), self.queue_time.copy(),
+                           self.prefill_time.copy(), self.request_prompt_tokens.copy(),
+                           self.request_generation_tokens.copy())
 
 
 @dataclass(frozen=True)
@@ -282,6 +295,9 @@ class VLLMEngine:
             if work:
                 decodes = sum(1 for r, n in work if n == 1 and r.generated > 0)
                 prefill = sum(n for r, n in work) - decodes
+                for req, _ in work:
+                    if req.scheduled_at is None:
+                        req.scheduled_at = self._free_at
                 self._step = _Step(self._free_at + self.params.step_seconds(decodes, prefill), tuple(work))
                 continue
             if self._future and self._future[0][0] <= end:
@@ -368,6 +384,11 @@ class VLLMEngine:
                 req.blocks = 0
                 stats.finished["stop"] += 1
                 stats.e2e.observe(t - req.arrival)
+                scheduled = req.arrival if req.scheduled_at is None else req.scheduled_at
+                stats.queue_time.observe(scheduled - req.arrival)
+                stats.prefill_time.observe(req.first_token_at - scheduled)
+                stats.request_prompt_tokens.observe(req.prompt_tokens)
+                stats.request_generation_tokens.observe(req.generated)
                 done.append(FinishedRequest(req.id, req.prompt_tokens, req.output_tokens, req.created, req.arrival,
                                             req.first_token_at, t, req.preemptions))
         if done:
@@ -421,6 +442,14 @@ class _VLLMCollector:
                         "Histogram of time per output token in seconds (deprecated name of ITL).", stats.itl)
         yield histogram("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.",
                         stats.e2e)
+        yield histogram("vllm:request_queue_time_seconds",
+                        "Histogram of time spent in WAITING phase for request.", stats.queue_time)
+        yield histogram("vllm:request_prefill_time_seconds",
+                        "Histogram of time spent in PREFILL phase for request.", stats.prefill_time)
+        yield histogram("vllm:request_prompt_tokens", "Number of prefill tokens processed.",
+                        stats.request_prompt_tokens)
+        yield histogram("vllm:request_generation_tokens", "Number of generation tokens processed.",
+                        stats.request_generation_tokens)
         info = GaugeMetricFamily("vllm:cache_config_info", "Information of the LLMEngine CacheConfig",
                                  labels=["block_size", "cache_dtype", "enable_prefix_caching",
                                          "gpu_memory_utilization", "num_gpu_blocks", "engine"])
