@@ -105,6 +105,7 @@ class PodUsage:
     itl_ms: float | None = None  # mean ITL of the window: Δ inter_token_latency_seconds _sum ÷ Δ _count, in ms
     prefill_ms: float | None = None  # mean prefill time (request_prefill_time_seconds; else TTFT − queue time)
     prompt_tokens_mean: float | None = None  # mean request_prompt_tokens of the requests finished in the window
+    ttft_ms: float | None = None  # mean time_to_first_token_seconds of the window, in ms (observed, for records)
 
 
 @dataclass(frozen=True)
