@@ -14,6 +14,7 @@ from pathlib import Path
 
 from kedascaler.analyze_cli import add_analyze_parser, cmd_analyze
 from kedascaler.cli_types import port, positive
+from kedascaler.engine.sizing import HYBRID, MODES
 from kedascaler.simulate_cli import add_simulate_parser, cmd_simulate
 from kedascaler.observe.records import configure_logging
 from kedascaler.observe.wiring import Observability, add_observe_arguments
@@ -50,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where to read the gateway's queue for cold models (default: --prometheus-url)")
     serve.add_argument("--activation-query", help="PromQL for requests waiting per model at the gateway "
                        "(default: sum by (target_model_name) (inference_extension_flow_control_queue_size))")
+    serve.add_argument("--scaling-mode", choices=MODES, default=HYBRID,
+                       help="for VAs without spec.scalingMode: saturation (KV cache and queue only), model (size for "
+                       "the service class's ITL/TTFT with the queueing model) or hybrid (the model plan, never below "
+                       "what saturation asks; default). Model and hybrid fall back to saturation, per model, until "
+                       "it has a service class, workload statistics and performance parameters (given or learned)")
+    serve.add_argument("--refit-interval", type=positive, default=60.0,
+                       help="seconds between two fits of a variant's performance parameters (default 60)")
     serve.add_argument("--tls-cert", type=Path, help="server certificate (PEM) for TLS")
     serve.add_argument("--tls-key", type=Path, help="server private key (PEM) for TLS")
     serve.add_argument("--tls-client-ca", type=Path, help="CA that client certificates must chain to (mTLS)")
@@ -162,9 +170,12 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
             ca_file=str(args.prometheus_ca_file) if args.prometheus_ca_file else None)
         cleanups.append(activation.close)
     board = DecisionBoard()
+    from kedascaler.slo_planner import SloPlanner
+
+    planner = SloPlanner(args.scaling_mode, refit_interval=args.refit_interval)
     reconciler = Reconciler(inventory, metrics, board, workloads,
                             idle_window=None if args.no_scale_to_zero else args.idle_window,
-                            activation=activation, inbox=inbox)
+                            activation=activation, inbox=inbox, planner=planner)
     if inbox is not None:
         activation_server = ActivationServer(board, inbox, port=args.activation_port)
         activation_server.start()
@@ -179,7 +190,8 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         if after_cycle is not None:
             writer, elector = after_cycle
             if elector.is_leader:  # every replica answers KEDA; only the leader writes status and events
-                writer.write(report.decisions, inventory.current(), inventory.missing_targets())
+                writer.write(report.decisions, inventory.current(), inventory.missing_targets(),
+                             plans=reconciler.plans, parameters=planner.parameters)  # wake-up cycles: the last full one's
 
     loop_task = asyncio.create_task(reconciler.run_forever(args.interval, on_cycle=on_cycle))
     try:

@@ -18,12 +18,13 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kedascaler.board import DecisionBoard
 from kedascaler.collect.base import (
     CollectResult,
+    PodUsage,
     Inventory,
     MetricsSource,
     PodSample,
@@ -34,6 +35,7 @@ from kedascaler.collect.base import (
 from kedascaler.collect.activation import ActivationInbox, ActivationReading, ActivationSource, ModelRef
 from kedascaler.engine import decide
 from kedascaler.engine.types import Decision, ModelSnapshot, PodMetrics, VariantKey, VariantSpec, VariantState
+from kedascaler.slo_planner import SloPlan, SloPlanner, VariantParameters
 
 log = logging.getLogger("kedascaler.reconcile")
 
@@ -48,6 +50,9 @@ class CycleReport:
     errors: tuple[str, ...]
     duration_s: float
     models: tuple[ModelRef, ...] | None = None  # a wake-up cycle's models; None: a full cycle
+    usage: Mapping[VariantKey, tuple[PodUsage, ...]] = field(default_factory=dict)  # per-pod window usage
+    plans: Mapping[ModelRef, SloPlan] = field(default_factory=dict)  # SLO sizing per model (with a planner)
+    parameters: Mapping[VariantKey, VariantParameters] = field(default_factory=dict)  # per variant (with a planner)
 
 
 def _number(value: Any) -> float | None:
@@ -148,10 +153,12 @@ class Reconciler:
                  workloads: Workloads | None = None, clock: Callable[[], float] = time.time, *,
                  idle_window: float | None = None, activation: ActivationSource | None = None,
                  inbox: ActivationInbox | None = None,
-                 extras: Mapping[VariantKey, Any] | Callable[[], Mapping[VariantKey, Any]] | None = None) -> None:
+                 extras: Mapping[VariantKey, Any] | Callable[[], Mapping[VariantKey, Any]] | None = None,
+                 planner: SloPlanner | None = None) -> None:
         """`idle_window` (s): scale idle models to zero (None: only VAs with scaleToZero.idleWindowSeconds);
         `activation`: reads gateway queues; `inbox`: pushed requests; `extras`: VariantExtras per VA (default:
-        the inventory's `extras` attribute, as FileInventory and the Kubernetes inventory have)."""
+        the inventory's `extras` attribute, as FileInventory and the Kubernetes inventory have); `planner`: SLO
+        sizing (modes, learned parameters), once per full cycle — None: saturation only."""
         self.inventory = inventory
         self.metrics = metrics
         self.workloads = workloads
@@ -161,6 +168,8 @@ class Reconciler:
         self.activation = activation
         self.inbox = inbox
         self._extras = extras
+        self.planner = planner
+        self.plans: dict[ModelRef, SloPlan] = {}  # the last full cycle's, reused by wake-up cycles
         self.previous: dict[VariantKey, Decision] = {}
         self.cycles = 0
 
@@ -236,10 +245,17 @@ class Reconciler:
         samples = assign_samples(collect.samples, variants)
         snapshots = build_snapshots(variants, statuses, samples, collect, state.saturation.for_model, now)
         snapshots, _ = self._with_activation(snapshots, variants, wanted is not None, errors)
+        usage = {key: tuple(s.usage for s in found if s.usage is not None) for key, found in samples.items()}
+        if self.planner is not None and wanted is None:
+            self.plans = self._plan(snapshots, usage, state, now, errors)
         decisions: list[Decision] = []
         for snap in snapshots:
+            plan = self.plans.get((snap.namespace, snap.model_id)) if wanted is None else None
             try:
-                decisions += decide(snap, self.previous)
+                if plan is not None:
+                    decisions += decide(snap, self.previous, sizing=plan.sizing, mode=plan.mode)
+                else:
+                    decisions += decide(snap, self.previous)
             except Exception as exc:  # noqa: BLE001 - keep the other models' decisions
                 log.exception("engine failed for model %s/%s; holding its last decisions", snap.namespace, snap.model_id)
                 errors.append(f"engine {snap.namespace}/{snap.model_id}: {exc}")
@@ -255,7 +271,21 @@ class Reconciler:
             log.debug("decision %s model=%s desired=%d active=%s reason=%s", d.key, d.model_id,
                       d.desired_replicas, d.active, d.reason)
         return CycleReport(tuple(decisions), tuple(snapshots), collect, tuple(errors) + collect.errors,
-                           time.perf_counter() - started, None if wanted is None else tuple(sorted(wanted)))
+                           time.perf_counter() - started, None if wanted is None else tuple(sorted(wanted)),
+                           usage, dict(self.plans) if self.planner is not None and wanted is None else {},
+                           dict(self.planner.parameters) if self.planner is not None and wanted is None else {})
+
+    def _plan(self, snapshots: Sequence[ModelSnapshot], usage: Mapping[VariantKey, tuple[PodUsage, ...]],
+              state: Any, now: float, errors: list[str]) -> dict[ModelRef, SloPlan]:
+        """SLO sizing for every model at once; a failure leaves every model on saturation for this cycle."""
+        assert self.planner is not None
+        try:
+            self.planner.forget({s.key for s in state.variants})
+            return self.planner.plan(snapshots, usage, self.extras(), state.service_classes, now)
+        except Exception as exc:  # noqa: BLE001 - sizing is an improvement on saturation, never a reason to stop
+            log.exception("SLO sizing failed; every model is decided by saturation this cycle")
+            errors.append(f"slo sizing: {exc}")
+            return {}
 
     async def run_forever(self, interval: float, wake: asyncio.Event | None = None,
                           on_cycle: Callable[[CycleReport], None] | None = None) -> None:

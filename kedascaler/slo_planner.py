@@ -31,6 +31,7 @@ from kedascaler.engine.sizing import (
     HYBRID,
     SATURATION,
     ModelSizing,
+    SloTargets,
     Workload,
     model_demand,
     model_mode,
@@ -68,6 +69,7 @@ class SloPlan:
     sizing: ModelSizing | None
     workload: Workload | None
     note: str = ""  # about the mode (variants that disagree)
+    slo: SloTargets | None = None  # the service class's targets, when the model has one
 
     @property
     def model_based(self) -> bool:
@@ -241,10 +243,10 @@ class SloPlanner:
                                   slo_reason=slo_note if slo is None else "")
             demands.append((model, mode, note, why, demand))
         sized = size_models([d for *_, d in demands], self.available) if demands else ()
-        for (model, mode, note, why, _), sizing in zip(demands, sized, strict=True):
+        for (model, mode, note, why, demand), sizing in zip(demands, sized, strict=True):
             if sizing.fallback and workloads.get(model) is None and why:
                 sizing = replace(sizing, reason=f"fallback to saturation: {why}")
-            plans[model] = SloPlan(model[0], model[1], mode, sizing, workloads.get(model), note)
+            plans[model] = SloPlan(model[0], model[1], mode, sizing, workloads.get(model), note, demand.slo)
         self.plans = plans
         return plans
 

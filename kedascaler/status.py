@@ -8,6 +8,7 @@ Event when a variant's desired replicas change and when a configuration problem 
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 import uuid
@@ -62,10 +63,45 @@ def decision_conditions(d: Decision, target_missing: bool) -> list[dict[str, Any
     return [metrics, optimization, ready]
 
 
-def status_for(d: Decision, target_missing: bool = False) -> dict[str, Any]:
-    """The VA status for a decision: kedascaler's fields plus the WVA-compatible desiredOptimizedAlloc."""
+def _round(value: float, digits: int = 4) -> float | None:
+    """A number for the status (stable across cycles when the fit does not change; None when not finite)."""
+    return float(f"{value:.{digits}g}") if value == value and value not in (float("inf"), float("-inf")) else None
+
+
+def performance_estimate(params: Any) -> dict[str, Any] | None:
+    """`status.performanceEstimate`: the parameters learned online and their quality (a VariantParameters)."""
+    if params is None or params.estimate is None:
+        return None
+    est = params.estimate
+    line = lambda fit: {k: v for k, v in (("r2", _round(fit.r2, 3)), ("samples", fit.n),  # noqa: E731
+                                          ("usable", fit.usable), ("reason", fit.reason[:256] or None))
+                        if v is not None}
+    values = {"alpha": _round(est.decode.intercept), "beta": _round(est.decode.slope),
+              "gamma": _round(est.prefill.intercept), "delta": _round(est.prefill.slope)}
+    out: dict[str, Any] = {k: v for k, v in values.items() if v is not None}
+    out.update({"usable": est.usable, "decode": line(est.decode), "prefill": line(est.prefill),
+                "source": params.source or "none"})
+    return out
+
+
+def sizing_condition(plan: Any, params: Any) -> dict[str, Any]:
+    """`ModelBasedSizing`: True when the queueing model sizes the variant's model, else False and why."""
+    if plan.model_based:
+        source = params.source if params is not None and params.source else "parameters"
+        return condition("ModelBasedSizing", True, "ModelBased",
+                         f"{plan.mode} mode, {source} parameters: {plan.sizing.reason}")
+    if plan.mode == "saturation":
+        return condition("ModelBasedSizing", False, "SaturationMode", plan.why_not)
+    return condition("ModelBasedSizing", False, "FallbackToSaturation", plan.why_not)
+
+
+def status_for(d: Decision, target_missing: bool = False, *, plan: Any = None, params: Any = None) -> dict[str, Any]:
+    """The VA status for a decision: kedascaler's fields plus the WVA-compatible desiredOptimizedAlloc.
+
+    With SLO sizing (`plan`: the model's SloPlan, `params`: the variant's VariantParameters) also the
+    `ModelBasedSizing` condition, `performanceEstimate` and the predicted latencies of the plan taken."""
     when = rfc3339(d.decided_at or time.time())
-    return {
+    status = {
         "currentReplicas": d.current_replicas,
         "desiredReplicas": d.desired_replicas,
         "active": d.active,
@@ -74,6 +110,17 @@ def status_for(d: Decision, target_missing: bool = False) -> dict[str, Any]:
         "currentAlloc": {"numReplicas": d.current_replicas},
         "conditions": decision_conditions(d, target_missing),
     }
+    if plan is not None:
+        status["scalingMode"] = plan.mode
+        status["conditions"].append(sizing_condition(plan, params))
+        if d.predicted_itl_ms is not None or d.predicted_ttft_ms is not None:
+            status["predicted"] = {k: v for k, v in (("itlMs", _round(d.predicted_itl_ms or math.nan, 3)),
+                                                     ("ttftMs", _round(d.predicted_ttft_ms or math.nan, 3)))
+                                   if v is not None}
+    estimate = performance_estimate(params)
+    if estimate is not None:
+        status["performanceEstimate"] = estimate
+    return status
 
 
 def invalid_status(problems: Sequence[Problem]) -> dict[str, Any]:
@@ -154,15 +201,21 @@ class StatusWriter:
         self.patches = 0
 
     def write(self, decisions: Iterable[Decision], state: InventoryState,
-              missing_targets: Collection[VariantKey] = ()) -> int:
-        """Write every decision's status that changed; Events for desired changes and new problems. Returns patches made."""
+              missing_targets: Collection[VariantKey] = (), *, plans: Mapping[tuple[str, str], Any] | None = None,
+              parameters: Mapping[VariantKey, Any] | None = None) -> int:
+        """Write every decision's status that changed; Events for desired changes and new problems. Returns patches made.
+
+        `plans` (per (namespace, model)) and `parameters` (per VA): SLO sizing's outcome (CycleReport.plans and
+        .parameters), written as the ModelBasedSizing condition and status.performanceEstimate."""
         known = {s.key for s in state.variants}
         patches = 0
         for d in decisions:
             if d.key not in known:
                 continue
             previous = self.written.get(d.key)
-            if self._patch(d.key, status_for(d, d.key in missing_targets), d.decided_at or time.time()):
+            body = status_for(d, d.key in missing_targets, plan=(plans or {}).get((d.key.namespace, d.model_id)),
+                              params=(parameters or {}).get(d.key))
+            if self._patch(d.key, body, d.decided_at or time.time()):
                 patches += 1
                 old = previous.get("desiredReplicas") if previous else None
                 changed = old is not None and old != d.desired_replicas

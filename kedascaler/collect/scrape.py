@@ -175,7 +175,7 @@ def usage_between(before: VLLMReading, after: VLLMReading, span_s: float) -> Pod
 
 @dataclass(frozen=True)
 class _Scraped:
-    """One pod's answer: its sample (usage not yet known), the reading, and when it was read (monotonic)."""
+    """One pod's answer: its sample (usage not yet known), the reading, and when it was read (the sample's clock)."""
 
     sample: PodSample
     reading: VLLMReading
@@ -220,7 +220,7 @@ class DirectScrapeSource:
                 errors.append(f"{pod}: {target.url}: {e}")
                 continue
             samples.append(self._with_usage(target, scraped))
-        self._forget(time.monotonic() - self.forget_after)
+        self._forget(time.time() - self.forget_after)
         if errors:
             log.debug("scrape: %d of %d pods failed: %s", len(failed), len(futures), "; ".join(errors))
         return CollectResult(tuple(samples), tuple(errors), queries=len(futures), failed_pods=tuple(failed))
@@ -248,12 +248,12 @@ class DirectScrapeSource:
             raise ScrapeError(f"{type(e).__name__}: {e}") from None
         if response.status_code != 200:
             raise ScrapeError(f"HTTP {response.status_code}")
-        read_at, at = time.time(), time.monotonic()
+        read_at = time.time()
         reading = parse_vllm_metrics(response.text)
         sample = PodSample(namespace=target.variant.namespace, pod=target.pod, model_name=reading.model_name,
                            kv_cache_usage=reading.kv_cache_usage, queue_length=reading.queue_length,
                            running=reading.running, timestamp=read_at, variant=target.variant)
-        return _Scraped(sample, reading, at)
+        return _Scraped(sample, reading, read_at)
 
     def close(self) -> None:
         """Stop the threads and close the connections; pods still hanging are not waited for."""

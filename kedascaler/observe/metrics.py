@@ -31,7 +31,7 @@ log = logging.getLogger("kedascaler.observe")
 VARIANT_LABELS = ("variant", "namespace", "model", "accelerator")
 ACTIONS = ("scale-up", "scale-down", "hold", "stale", "bounds", "inactive")
 _SIGNAL = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-STAGES = ("workload", "collect", "engine", "other")
+STAGES = ("workload", "collect", "engine", "slo", "other")
 
 # Reconcile cycles take milliseconds (emulated) to seconds (a big fleet behind a slow Prometheus).
 CYCLE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -61,6 +61,28 @@ class ScalerMetrics:
         self.decision_stale = g("wva_decision_stale", "1 when the variant's decision is held on stale metrics.")
         self.decisions = Counter("wva_scaling_decisions", "Decisions per variant by action and binding signal.",
                                  (*VARIANT_LABELS, "action", "signal"), registry=registry)
+        # -- SLO sizing: the performance parameters learned online, and what the model plan predicts --
+        self.perf_estimate = Gauge("kedascaler_perf_estimate_ms",
+                                   "Performance parameter fitted online (ms): alpha, beta (decode), gamma, delta "
+                                   "(prefill).", (*VARIANT_LABELS, "parameter"), registry=registry)
+        self.perf_fit_r2 = Gauge("kedascaler_perf_estimate_r2", "R² of the online fit, by line (decode, prefill).",
+                                 (*VARIANT_LABELS, "line"), registry=registry)
+        self.perf_fit_samples = Gauge("kedascaler_perf_estimate_samples",
+                                      "Observations in the fit's sliding window, by line.", (*VARIANT_LABELS, "line"),
+                                      registry=registry)
+        self.perf_fit_usable = Gauge("kedascaler_perf_estimate_usable",
+                                     "1 when both fitted lines pass the quality checks, else 0.", VARIANT_LABELS,
+                                     registry=registry)
+        self.model_based = Gauge("kedascaler_model_based_sizing",
+                                 "1 when the variant's model is sized by the queueing model this cycle (model or "
+                                 "hybrid mode with usable inputs), 0 when it falls back to saturation.",
+                                 (*VARIANT_LABELS, "source"), registry=registry)
+        self.predicted_itl = Gauge("kedascaler_predicted_itl_ms",
+                                   "ITL the queueing model predicts for the variant under the plan taken (ms).",
+                                   VARIANT_LABELS, registry=registry)
+        self.predicted_ttft = Gauge("kedascaler_predicted_ttft_ms",
+                                    "TTFT the queueing model predicts for the variant under the plan taken (ms).",
+                                    VARIANT_LABELS, registry=registry)
         # -- the scaler's own health --
         self.cycle_duration = Histogram("kedascaler_reconcile_duration_seconds", "Duration of one reconcile cycle.",
                                         buckets=CYCLE_BUCKETS, registry=registry)
@@ -98,7 +120,7 @@ class ScalerMetrics:
 def stage_of(error: str) -> str:
     """The stage an error string of a CycleReport comes from, by the prefix the reconciler gives it."""
     head = error.split(" ", 1)[0].rstrip(":").lower()
-    return head if head in ("workload", "engine") else "other"
+    return head if head in ("workload", "engine", "slo") else "other"
 
 
 def signal_label(signal: str) -> str:
@@ -239,6 +261,45 @@ class Observer:
                     self._last_desired.pop(key, None)
         self._variant_series = seen
         m.variants.set(len(seen))
+        self._update_sizing(report, seen)
+
+    def _update_sizing(self, report: CycleReport, labels_of: dict[VariantKey, tuple[str, str, str, str]]) -> None:
+        """The SLO-sizing families, rebuilt each full cycle (a wake-up cycle carries no plans: keep them)."""
+        plans = getattr(report, "plans", None)
+        params = getattr(report, "parameters", None)
+        if not plans and not params:
+            return
+        m = self.metrics
+        for family in (m.perf_estimate, m.perf_fit_r2, m.perf_fit_samples, m.perf_fit_usable, m.model_based,
+                       m.predicted_itl, m.predicted_ttft):
+            family.clear()
+        for d in report.decisions:
+            labels = labels_of.get(d.key)
+            if labels is None:
+                continue
+            plan = plans.get((d.key.namespace, d.model_id)) if plans else None
+            if plan is not None:
+                m.model_based.labels(*labels, params[d.key].source if params and d.key in params and
+                                     params[d.key].source else "none").set(1 if plan.model_based else 0)
+            if d.predicted_itl_ms is not None:
+                m.predicted_itl.labels(*labels).set(_finite(d.predicted_itl_ms))
+            if d.predicted_ttft_ms is not None:
+                m.predicted_ttft.labels(*labels).set(_finite(d.predicted_ttft_ms))
+            p = params.get(d.key) if params else None
+            if p is None:
+                continue
+            m.perf_fit_samples.labels(*labels, "decode").set(p.decode_samples)
+            m.perf_fit_samples.labels(*labels, "prefill").set(p.prefill_samples)
+            if p.estimate is None:
+                continue
+            m.perf_fit_usable.labels(*labels).set(1 if p.estimate.usable else 0)
+            fits = {"decode": p.estimate.decode, "prefill": p.estimate.prefill}
+            for line, fit in fits.items():
+                m.perf_fit_r2.labels(*labels, line).set(_finite(fit.r2))
+            for name, value in (("alpha", fits["decode"].intercept), ("beta", fits["decode"].slope),
+                                ("gamma", fits["prefill"].intercept), ("delta", fits["prefill"].slope)):
+                if value == value:  # not NaN: a fit with too few points has no line
+                    m.perf_estimate.labels(*labels, name).set(_finite(value))
 
     def _remove_variant(self, labels: tuple[str, str, str, str]) -> None:
         m = self.metrics

@@ -110,11 +110,35 @@ class DecisionRecorder:
         self.cycle += 1
         now = self.clock()
         states = {v.spec.key: (v, snap) for snap in report.snapshots for v in snap.variants}
+        usage = getattr(report, "usage", None) or {}
+        plans = getattr(report, "plans", None) or {}
         out = []
         for d in report.decisions:
             variant, snap = states.get(d.key, (None, None))
-            out.append(decision_record(d, variant, snap, cycle=self.cycle, now=now))
+            record = decision_record(d, variant, snap, cycle=self.cycle, now=now,
+                                     predicted_itl_ms=d.predicted_itl_ms, predicted_ttft_ms=d.predicted_ttft_ms)
+            observed = observed_latencies(usage.get(d.key, ()))
+            for name, value in observed.items():
+                record[f"observed_{name}"] = value
+            plan = plans.get((d.key.namespace, d.model_id))
+            if plan is not None:
+                record["scaling_mode"] = plan.mode
+                if plan.slo is not None:
+                    record["slo"] = {"itl_ms": _num(plan.slo.itl_ms), "ttft_ms": _num(plan.slo.ttft_ms)}
+            out.append(record)
         return out
+
+
+def observed_latencies(usage: Iterable[Any]) -> dict[str, float]:
+    """Mean ITL and TTFT (ms) a variant's pods showed over the window (weighted by pod throughput when known)."""
+    out: dict[str, float] = {}
+    for name in ("itl_ms", "ttft_ms"):
+        pairs = [(getattr(u, name), u.completed_rate or 0.0) for u in usage if _num(getattr(u, name)) is not None]
+        if not pairs:
+            continue
+        weight = sum(w for _, w in pairs)
+        out[name] = (sum(v * w for v, w in pairs) / weight) if weight > 0 else sum(v for v, _ in pairs) / len(pairs)
+    return out
 
 
 class RecordWriter:
