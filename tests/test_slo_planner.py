@@ -211,3 +211,51 @@ def test_workload_without_counters_or_lengths_says_why():
     assert workload.arrival_rate == 2.0 and workload.prompt_tokens == 300.0
     draining, _ = workload_from_usage([usage(1.0, -5.0, prompt=100.0, output=100.0)])
     assert draining.arrival_rate == 0.0  # a queue draining faster than requests finish is no negative load
+
+
+def test_estimates_and_predictions_reach_metrics_and_decision_records(rig_factory, tmp_path):
+    import json
+
+    import jsonschema
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from kedascaler.observe import Observer, RecordWriter, load_schema
+
+    rig = rig_factory([va("llama-a100", "A100", 20), SERVICECLASS])
+    path = tmp_path / "decisions.jsonl"
+    with RecordWriter(path) as writer:
+        observer = Observer(records=writer, log_decisions=False)
+        reports = []
+        for rate in [1, 2, 3, 4, 5, 6, 7, 8] * 4:
+            reports.append(rig.cycle(float(rate)))
+            observer.on_cycle(reports[-1])
+    last = reports[-1]
+    decision = last.decisions[0]
+    params = last.parameters[A100]
+    series = {(s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k in ("parameter", "source", "line")))):
+              s.value for f in text_string_to_metric_families(observer.exposition().decode()) for s in f.samples}
+    assert series[("kedascaler_perf_estimate_ms", (("parameter", "alpha"),))] == pytest.approx(
+        params.estimate.decode.intercept)
+    assert series[("kedascaler_perf_estimate_ms", (("parameter", "gamma"),))] == pytest.approx(
+        params.estimate.prefill.intercept)
+    assert series[("kedascaler_perf_estimate_usable", ())] == 1.0
+    assert series[("kedascaler_model_based_sizing", (("source", "estimated"),))] == 1.0
+    assert series[("kedascaler_predicted_itl_ms", ())] == pytest.approx(decision.predicted_itl_ms)
+    assert series[("kedascaler_perf_estimate_samples", (("line", "decode"),))] == params.decode_samples
+
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    validator = jsonschema.Draft202012Validator(load_schema())
+    for record in records:
+        validator.validate(record)
+    assert all(r["scaling_mode"] == "hybrid" and r["slo"] == {"itl_ms": 24.0, "ttft_ms": 500.0} for r in records)
+    early, late = records[2], records[-1]
+    assert early.get("predicted_itl_ms") is None and early["observed_itl_ms"] > 0
+    # The prediction at cycle N is comparable with the observation at N+1: both are there, in ms.
+    predicted = [r["predicted_itl_ms"] for r in records[:-1] if r.get("predicted_itl_ms") is not None]
+    observed = [records[i + 1]["observed_itl_ms"] for i, r in enumerate(records[:-1])
+                if r.get("predicted_itl_ms") is not None]
+    assert predicted and len(predicted) == len(observed)
+    assert late["predicted_itl_ms"] == pytest.approx(decision.predicted_itl_ms)
+    # With one replica at these rates the model's ITL prediction is within 25 % of what the pods then showed.
+    errors = sorted(abs(p - o) / o for p, o in zip(predicted, observed, strict=True))
+    assert errors[len(errors) // 2] < 0.25, errors
