@@ -35,7 +35,7 @@ class SimRequest:
 
     __slots__ = ("id", "arrival", "prompt", "output", "generated", "computed", "target", "blocks", "offset",
                  "d_join", "g_join", "d_finish", "seq", "phase", "first_token", "finished", "preemptions",
-                 "variant", "dispatched", "restarts")
+                 "variant", "dispatched", "restarts", "scheduled")
 
     def __init__(self, rid: int, arrival: float, prompt: int, output: int) -> None:
         self.id = rid
@@ -58,6 +58,7 @@ class SimRequest:
         self.variant = -1
         self.dispatched = arrival  # when it reached a replica (later than arrival if it waited at the gateway)
         self.restarts = 0  # times handed back by a terminating pod and started over
+        self.scheduled = math.nan  # start of the step that first admitted it (vLLM's prefill time starts here)
 
     @property
     def ttft(self) -> float:
@@ -67,6 +68,34 @@ class SimRequest:
     def itl(self) -> float:
         """Mean inter-token latency after the first token (0 for one-token outputs)."""
         return (self.finished - self.first_token) / (self.output - 1) if self.output > 1 else 0.0
+
+
+class Counters:
+    """What vLLM's counters and histograms would have accumulated on one replica since it started, kept
+    cheaply as running sums (a few float additions per engine step or run of steps): the simulator reads
+    them at each reconcile and the difference of two reads is the window a collector's `rate()` sees."""
+
+    __slots__ = ("t", "completed", "prompt_tokens", "output_tokens", "running_time", "gap_sum", "gaps",
+                 "prefill_sum", "prefilled", "prefill_prompt", "ttft_sum")
+
+    def __init__(self, t: float = 0.0) -> None:
+        self.t = t  # the replica's clock at the read (integrals run to here)
+        self.completed = 0  # vllm:request_success_total
+        self.prompt_tokens = 0  # vllm:prompt_tokens_total (counted when a prompt's prefill completes)
+        self.output_tokens = 0  # vllm:generation_tokens_total
+        self.running_time = 0.0  # ∫ num_requests_running dt (requests · s)
+        self.gap_sum = 0.0  # inter_token_latency_seconds _sum (s): every decoded token's gap since the last one
+        self.gaps = 0  # inter_token_latency_seconds _count
+        self.prefill_sum = 0.0  # request_prefill_time_seconds _sum (s), observed at the first token
+        self.prefilled = 0  # its _count (requests whose prefill completed)
+        self.prefill_prompt = 0  # Σ prompt tokens of those requests
+        self.ttft_sum = 0.0  # time_to_first_token_seconds _sum (s), from the arrival at this replica
+
+    def copy(self) -> Counters:
+        out = Counters.__new__(Counters)
+        for name in Counters.__slots__:
+            setattr(out, name, getattr(self, name))
+        return out
 
 
 def _blocks(tokens: int, block_size: int) -> int:
@@ -92,6 +121,7 @@ class FastReplica:
         self.finished: list[SimRequest] = []
         self._seq = 0
         self.busy_time = 0.0
+        self.counters = Counters(start)
 
     # --- the gauges the scaler reads ---
 
@@ -112,6 +142,12 @@ class FastReplica:
     def outstanding(self) -> int:
         """Everything this replica owes: running, waiting, and handed over but not arrived."""
         return len(self.running) + len(self.waiting) + len(self.incoming)
+
+    def read_counters(self) -> Counters:
+        """A copy of the counters now (the replica's clock may be a little past the caller's: the last step)."""
+        out = self.counters.copy()
+        out.t = self.t
+        return out
 
     # --- input ---
 
@@ -149,7 +185,9 @@ class FastReplica:
             if n == 0:
                 # Waiting requests that cannot be admitted and nothing running: only possible when the
                 # head needs more blocks than the whole cache (refused at submit), so just wait.
-                self.t = until if not incoming else min(until, incoming[0].dispatched)
+                t = until if not incoming else min(until, incoming[0].dispatched)
+                self.counters.running_time += len(self.running) * max(0.0, t - self.t)
+                self.t = t
                 return
             tau = (p.alpha + p.beta * n) / 1000.0
             heap = self._finish
@@ -166,6 +204,11 @@ class FastReplica:
             self.decode_steps += k
             self.t += k * tau
             self.busy_time += k * tau
+            c = self.counters
+            c.running_time += len(self.running) * k * tau
+            c.gap_sum += n * k * tau
+            c.gaps += n * k
+            c.output_tokens += n * k
             self._pop_finished()
 
     # --- steps ---
@@ -250,6 +293,15 @@ class FastReplica:
             return False
         tokens = sum(c for _, c, _ in chunks)
         dt = p.step_seconds(self.decoding, tokens)
+        counters = self.counters
+        counters.running_time += len(self.running) * dt
+        counters.gap_sum += self.decoding * dt
+        counters.gaps += self.decoding
+        counters.output_tokens += self.decoding
+        start = self.t
+        for req, _, _ in chunks:
+            if req.scheduled != req.scheduled:  # NaN: first admitted in this step
+                req.scheduled = start
         self.used_blocks += need_dec
         self.decode_steps += 1
         self.t += dt
@@ -263,8 +315,14 @@ class FastReplica:
                 continue
             self.prefilling.remove(req)
             req.generated += 1
+            counters.output_tokens += 1
             if req.first_token != req.first_token:  # NaN: the first token of this request
                 req.first_token = t
+                counters.prompt_tokens += req.prompt
+                counters.prefilled += 1
+                counters.prefill_sum += t - req.scheduled
+                counters.prefill_prompt += req.prompt
+                counters.ttft_sum += t - req.dispatched
             if req.generated >= req.output:
                 self._finish_request(req, t, req.blocks)
                 continue
@@ -290,6 +348,7 @@ class FastReplica:
             self._finish_request(req, self.t, _blocks(req.offset + d, bs))
 
     def _finish_request(self, req: SimRequest, t: float, blocks: int) -> None:
+        self.counters.completed += 1
         req.phase = DONE
         req.finished = t
         self.used_blocks -= blocks

@@ -33,7 +33,7 @@ import numpy as np
 from kedascaler.engine.types import PodMetrics
 from kedascaler.sim.emulator import PerfParams, perf_params_for
 from kedascaler.sim.keda_hpa import HPABehavior, KEDAConfig, ScalingState, hpa_step, keda_step
-from kedascaler.sim.replica import FastReplica, SimRequest
+from kedascaler.sim.replica import Counters, FastReplica, SimRequest
 from kedascaler.sim.workloads import Workload
 
 # Server limits of the default profile: the demo's (`kedascaler.demo.SERVER_LIMITS`) — a small share of the
@@ -89,6 +89,17 @@ class SimConfig:
 
 
 @dataclass(frozen=True)
+class PodCounters:
+    """One ready pod's vLLM counters as a collector would read them at a reconcile (cumulative since the pod
+    started: a policy that learns takes the difference with its previous read)."""
+
+    name: str
+    ready_at: float  # when the pod became ready (its counters started at 0 then; 0 for the pods warm at t = 0)
+    counters: Counters
+    backlog: int  # running + waiting now (vllm:num_requests_running + vllm:num_requests_waiting)
+
+
+@dataclass(frozen=True)
 class VariantView:
     """A variant as a policy sees it at a reconcile: Deployment replicas, ready pods, their metrics."""
 
@@ -97,6 +108,7 @@ class VariantView:
     ready: int
     pods: tuple[PodMetrics, ...]  # worst value of each ready pod over the metrics window (kedascaler's, WVA's queries)
     latest: tuple[PodMetrics, ...] = ()  # the last scrape of each ready pod (an instant PromQL query)
+    counters: tuple[PodCounters, ...] = ()  # each ready pod's counters, for policies with `reads_counters`
 
 
 @dataclass(frozen=True)
@@ -163,6 +175,10 @@ class RunResult:
     zero_time: float  # seconds with no ready pod while the workload ran
     duration: float
     decisions: list[tuple[float, str]] = field(default_factory=list)  # (t, reason text) of the policy, if any
+    # policies that predict latencies (model-based sizing): one row per (decision, variant) with an outcome,
+    # (t, variant, predicted ITL ms, observed ITL ms, predicted TTFT ms, observed TTFT ms); see report.py
+    predictions: list[tuple[float, str, float, float, float, float]] = field(default_factory=list)
+    learning: dict = field(default_factory=dict)  # policies that learn: what they learned and when (report.py)
 
     @property
     def cost(self) -> np.ndarray:
@@ -177,6 +193,7 @@ def _restart(req: SimRequest) -> None:
     req.target = req.prompt
     req.first_token = math.nan
     req.variant = -1
+    req.scheduled = math.nan
     req.restarts += 1
 
 
@@ -284,7 +301,7 @@ class Cluster:
                     while pod.samples and pod.samples[0][0] <= now - window:
                         pod.samples.popleft()
 
-    def view(self, now: float, direct: bool) -> tuple[VariantView, ...]:
+    def view(self, now: float, direct: bool, counters: bool = False) -> tuple[VariantView, ...]:
         out = []
         for v, cfg in enumerate(self.config.variants):
             ready = self.ready(v, now)
@@ -298,8 +315,11 @@ class Cluster:
                     metrics.append(PodMetrics(pod.name, max(x[1] for x in s), max(x[2] for x in s),
                                               max(x[3] for x in s), s[-1][0]))
                     latest.append(PodMetrics(pod.name, s[-1][1], s[-1][2], s[-1][3], s[-1][0]))
+            reads = tuple(PodCounters(p.name, max(0.0, p.ready_at), p.replica.read_counters(),
+                                      p.replica.num_running + p.replica.num_waiting)
+                          for p in ready) if counters else ()
             out.append(VariantView(cfg, len(self.pods[v]), len(ready), tuple(metrics),
-                                   tuple(metrics) if direct else tuple(latest)))
+                                   tuple(metrics) if direct else tuple(latest), reads))
         return tuple(out)
 
 
@@ -335,6 +355,7 @@ def simulate(workload: Workload, policy: Policy, config: SimConfig | None = None
     samples: dict[str, list] = {k: [] for k in ("replicas", "ready", "pods", "kv", "waiting", "running")}
     sample_t, gateway_q = [], []
     decisions: list[tuple[float, str]] = []
+    reads_counters = bool(getattr(policy, "reads_counters", False))
     for step in range(n_ticks):
         now = step * tick
         end = now + tick
@@ -349,7 +370,8 @@ def simulate(workload: Workload, policy: Policy, config: SimConfig | None = None
         wake = (getattr(policy, "wake_on_gateway", False) and bool(cluster.gateway)
                 and all(cluster.replicas(v) == 0 for v in range(nv)))
         if step % every_policy == 0 or wake:
-            obs = Observation(now, cluster.view(now, direct=every_scrape == 0), len(cluster.gateway))
+            obs = Observation(now, cluster.view(now, direct=every_scrape == 0, counters=reads_counters),
+                              len(cluster.gateway))
             out = policy.decide(obs)
             note = getattr(policy, "last_note", None)
             if note:
@@ -417,5 +439,6 @@ def simulate(workload: Workload, policy: Policy, config: SimConfig | None = None
         restarts=np.array([r.restarts for r in reqs], dtype=np.int64),
         times=np.array(sample_t), series=series, replica_seconds=cluster.replica_seconds.copy(),
         scaling_actions=cluster.actions.copy(), zero_time=zero_time, duration=workload.duration,
-        decisions=decisions,
+        decisions=decisions, predictions=list(getattr(policy, "predictions", ())),
+        learning=dict(policy.learning()) if hasattr(policy, "learning") else {},
     )
