@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from kedascaler.board import DecisionBoard
 from kedascaler.collect.activation import ActivationInbox, GatewayMetricsSource
 from kedascaler.collect.files import StaticInventory, build_inventory
 from kedascaler.collect.scrape import DirectScrapeSource
+from kedascaler.engine.sizing import HYBRID
 from kedascaler.engine.types import VariantSpec
 from kedascaler.observe.wiring import Observability
 from kedascaler.proto import externalscaler_pb2 as pb
@@ -27,6 +29,7 @@ from kedascaler.reconcile import CycleReport, Reconciler
 from kedascaler.server.activate import ActivationServer
 from kedascaler.server.app import ScalerServer
 from kedascaler.sim.emulator import perf_params_for
+from kedascaler.slo_planner import SloPlanner
 from kedascaler.sim.fleet import EmulatedFleet, OfferedLoad
 from kedascaler.sim.keda_hpa import HPABehavior, KEDAConfig, ScalingState, keda_step
 
@@ -51,6 +54,7 @@ VARIANTS = (
 # Small servers so that a laptop can offer enough load to fill them: the batch and the KV cache bind early.
 SERVER_LIMITS = {"H100": dict(max_num_seqs=48, num_gpu_blocks=1600), "A100": dict(max_num_seqs=32, num_gpu_blocks=1000)}
 STARTUP_DELAY = 6.0  # emulated seconds to load the model
+SLO_ITL_MS, SLO_TTFT_MS = 24.0, 500.0  # the Premium service class the demo's model belongs to
 
 
 def demo_documents() -> list[tuple[str, dict]]:
@@ -61,10 +65,17 @@ def demo_documents() -> list[tuple[str, dict]]:
             "metadata": {"name": v.name, "namespace": NAMESPACE},
             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": v.name},
                      "modelID": MODEL, "accelerator": v.accelerator, "variantCost": str(v.cost),
-                     "minReplicas": v.min_replicas, "maxReplicas": v.max_replicas},
+                     "minReplicas": v.min_replicas, "maxReplicas": v.max_replicas,
+                     # no perfParms: α, β, γ, δ are learned from the pods' metrics (hybrid mode)
+                     "variantProfile": {"maxBatchSize": SERVER_LIMITS[v.accelerator]["max_num_seqs"]},
+                     "sloClassRef": {"name": "serviceclass", "key": "premium"}},
         })
         for v in VARIANTS
-    ]
+    ] + [("demo", {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "serviceclass", "namespace": NAMESPACE},
+        "data": {"premium": f"name: Premium\npriority: 1\ndata:\n  - model: {MODEL}\n"
+                            f"    slo-tpot: {SLO_ITL_MS:g}\n    slo-ttft: {SLO_TTFT_MS:g}\n"},
+    })]
 
 
 def load_profile(t: float, span: float) -> float:
@@ -191,6 +202,25 @@ def format_cycle(report: CycleReport, fleet: EmulatedFleet) -> list[str]:
     return lines
 
 
+def format_sizing(report: CycleReport, said: dict[tuple[str, str], str]) -> list[str]:
+    """A line when a model's SLO sizing changes state: which parameters it uses, or why it falls back."""
+    lines = []
+    for model, plan in report.plans.items():
+        if plan.model_based:
+            learned = [f"{k.name} α={p.coefficients.alpha:.3g} β={p.coefficients.beta:.3g} "
+                       f"γ={p.coefficients.gamma:.3g} δ={p.coefficients.delta:.2g} ({p.source})"
+                       for k, p in sorted(report.parameters.items(), key=lambda kv: kv[0].name)
+                       if p.coefficients is not None]
+            state = "model-based sizing (" + plan.mode + "), " + "; ".join(learned)
+        else:
+            state = "saturation only: " + plan.why_not
+        key = re.sub(r"[\d.]+", "#", state)  # a new line when the state changes, not every refit or count
+        if said.get(model) != key:
+            said[model] = key
+            lines.append(f"   sizing {model[1]}: {state}")
+    return lines
+
+
 async def run_demo(port: int = 9090, duration: float | None = None, interval: float = 2.0, speed: float = 1.0,
                    out=print, observability: Observability | None = None, idle_window: float = 20.0,
                    activation_port: int = 0) -> int:
@@ -200,13 +230,15 @@ async def run_demo(port: int = 9090, duration: float | None = None, interval: fl
     fleet.start()  # pods' /metrics and the gateway's queue metric
     span = (duration * speed) if duration else 240.0
     board = DecisionBoard()
-    scraper = DirectScrapeSource(timeout=1.0)
+    scraper = DirectScrapeSource(timeout=1.0, window_clock=lambda: fleet.now)  # rates per emulated second
+    planner = SloPlanner(HYBRID, refit_interval=10.0)
     obs = observability or Observability(metrics_port=0, log_decisions=False)
     metrics_port = obs.start()
     gateway = GatewayMetricsSource(fleet.gateway_url)
     inbox = ActivationInbox()
     reconciler = Reconciler(StaticInventory(state), obs.instrument(scraper), board, workloads=fleet,
-                            idle_window=idle_window, activation=gateway, inbox=inbox, extras=extras)
+                            idle_window=idle_window, activation=gateway, inbox=inbox, extras=extras,
+                            planner=planner)
     activation_server = ActivationServer(board, inbox, host="127.0.0.1", port=activation_port)
     activation_server.start()
     server = ScalerServer(board, port=port, host="127.0.0.1", grace=2.0, interceptors=obs.interceptors)
@@ -221,9 +253,13 @@ async def run_demo(port: int = 9090, duration: float | None = None, interval: fl
     clock.start()
     stand_in = KedaStandIn(fleet, f"127.0.0.1:{bound}", list(state.variants), sync=interval)
 
+    sizing_said: dict[tuple[str, str], str] = {}
+
     def on_cycle(report: CycleReport) -> None:
         obs.on_cycle(report)
         for line in format_cycle(report, fleet):
+            out(line)
+        for line in format_sizing(report, sizing_said):
             out(line)
 
     tasks = [asyncio.create_task(reconciler.run_forever(interval, on_cycle=on_cycle)),

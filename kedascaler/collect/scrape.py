@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
@@ -175,7 +175,7 @@ def usage_between(before: VLLMReading, after: VLLMReading, span_s: float) -> Pod
 
 @dataclass(frozen=True)
 class _Scraped:
-    """One pod's answer: its sample (usage not yet known), the reading, and when it was read (the sample's clock)."""
+    """One pod's answer: its sample (usage not yet known), the reading, and when it was read (on the window clock)."""
 
     sample: PodSample
     reading: VLLMReading
@@ -188,8 +188,12 @@ class DirectScrapeSource:
     Keeps the last reading of each pod (namespace, pod, URL) for usage; a pod not read for `forget_after`
     seconds is forgotten, so memory follows the pods of the last minutes, not every pod ever seen."""
 
-    def __init__(self, timeout: float = 2.0, max_workers: int = 32, forget_after: float = 600.0) -> None:
+    def __init__(self, timeout: float = 2.0, max_workers: int = 32, forget_after: float = 600.0,
+                 window_clock: Callable[[], float] | None = None) -> None:
+        """`window_clock`: what the usage windows are measured on (default the wall clock; an emulated fleet
+        runs on its own, and its counters' rates are per emulated second)."""
         self.timeout = timeout
+        self.window_clock = window_clock
         self.forget_after = forget_after
         self._previous: dict[tuple[str, str, str], tuple[float, VLLMReading]] = {}
         self._session = requests.Session()
@@ -220,7 +224,7 @@ class DirectScrapeSource:
                 errors.append(f"{pod}: {target.url}: {e}")
                 continue
             samples.append(self._with_usage(target, scraped))
-        self._forget(time.time() - self.forget_after)
+        self._forget(self._now() - self.forget_after)
         if errors:
             log.debug("scrape: %d of %d pods failed: %s", len(failed), len(futures), "; ".join(errors))
         return CollectResult(tuple(samples), tuple(errors), queries=len(futures), failed_pods=tuple(failed))
@@ -234,6 +238,9 @@ class DirectScrapeSource:
             return scraped.sample
         at, reading = previous
         return replace(scraped.sample, usage=usage_between(reading, scraped.reading, scraped.at - at))
+
+    def _now(self) -> float:
+        return self.window_clock() if self.window_clock is not None else time.time()
 
     def _forget(self, before: float) -> None:
         for key in [k for k, (at, _) in self._previous.items() if at < before]:
@@ -249,11 +256,12 @@ class DirectScrapeSource:
         if response.status_code != 200:
             raise ScrapeError(f"HTTP {response.status_code}")
         read_at = time.time()
+        at = self._now()
         reading = parse_vllm_metrics(response.text)
         sample = PodSample(namespace=target.variant.namespace, pod=target.pod, model_name=reading.model_name,
                            kv_cache_usage=reading.kv_cache_usage, queue_length=reading.queue_length,
                            running=reading.running, timestamp=read_at, variant=target.variant)
-        return _Scraped(sample, reading, read_at)
+        return _Scraped(sample, reading, at)
 
     def close(self) -> None:
         """Stop the threads and close the connections; pods still hanging are not waited for."""
