@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -129,8 +130,7 @@ class FileInventory:
                 docs, problems = read_documents(self.folder)
                 state, extras = build_inventory(docs)
                 all_problems = tuple(problems) + state.problems
-                self._state = InventoryState(state.variants, state.saturation, state.accelerator_costs,
-                                             all_problems, state.static_targets)
+                self._state = replace(state, problems=all_problems)
                 self.extras = extras
                 self._fingerprint = fingerprint
                 for problem in all_problems:

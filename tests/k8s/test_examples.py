@@ -162,7 +162,11 @@ def test_local_folder_loads_without_problems():
     assert all(targets for _, targets in state.static_targets)
 
 
-@pytest.mark.xfail(strict=True, reason="FileInventory.current() rebuilds InventoryState without service_classes "
-                   "(kedascaler/collect/files.py), so `serve --inventory` sizes no model by its SLO")
 def test_local_folder_keeps_its_service_classes():
-    assert FileInventory(LOCAL).current().service_classes is not None
+    from kedascaler.serviceclass import model_targets
+
+    inventory = FileInventory(LOCAL)  # `serve --inventory examples/local` sizes models by these
+    state = inventory.current()
+    refs = [e.slo_class_ref for e in inventory.extras.values()]
+    slo, priority, _ = model_targets(state.service_classes, refs, state.variants[0].model_id)
+    assert slo is not None and (slo.itl_ms, slo.ttft_ms, priority) == (24.0, 500.0, 1)
