@@ -36,10 +36,13 @@ from dataclasses import replace
 
 import numpy as np
 
+from kedascaler.collect.base import PodUsage
+from kedascaler.config import SERVICECLASS_CONFIGMAP, VariantExtras
 from kedascaler.engine import DEFAULT_IDLE_WINDOW, decide
+from kedascaler.engine.decide import SLO_CAPACITY
 from kedascaler.engine.estimation import prefill_mode_for
 from kedascaler.engine.perfmodel import perf_model
-from kedascaler.engine.sizing import ModelSizing, SloTargets, model_demand, size_model
+from kedascaler.engine.sizing import HYBRID, MODEL, SATURATION, ModelSizing, SloTargets, model_demand, size_model
 from kedascaler.engine.sizing import Workload as SizingWorkload
 from kedascaler.engine.types import (
     Decision,
@@ -51,7 +54,9 @@ from kedascaler.engine.types import (
 )
 from kedascaler.sim.emulator import PerfParams
 from kedascaler.sim.replica import FastReplica, SimRequest
-from kedascaler.sim.simulator import SLO, Observation, SimConfig, Target, VariantConfig
+from kedascaler.serviceclass import ModelSlo, ServiceClass, ServiceClasses
+from kedascaler.sim.simulator import SLO, Observation, PodCounters, Prediction, SimConfig, Target, VariantConfig
+from kedascaler.slo_planner import SloPlan, SloPlanner
 from kedascaler.sim.workloads import Workload
 
 NAMESPACE = "sim"
@@ -227,28 +232,33 @@ class KedascalerPolicy(_Base):
         snapshot = ModelSnapshot(NAMESPACE, self.model_id, tuple(states), self.config, obs.now)
         if self.scale_to_zero:
             snapshot = replace(snapshot, idle_window=self.idle_window, gateway_queue=float(obs.gateway_queue))
-        decisions = decide(snapshot, self.previous, sizing=self.sizing(snapshot, obs))
+        sizing, mode = self.plan(snapshot, obs)
+        decisions = decide(snapshot, self.previous, sizing=sizing, mode=mode)
         self.previous = {d.key: d for d in decisions}
+        self.decided(obs, decisions)
         changed = [d for d in decisions if d.desired_replicas != d.current_replicas]
         self.last_note = str(changed[0].reason) if changed else None
         return {d.key.name: Target(float(d.desired_replicas), d.active) for d in decisions}
 
+    def plan(self, snapshot: ModelSnapshot, obs: Observation) -> tuple[ModelSizing | None, str]:
+        """The model-based plan for this cycle and the mode to decide it in (None: saturation only)."""
+        return None, HYBRID
 
-    def sizing(self, snapshot: ModelSnapshot, obs: Observation) -> ModelSizing | None:
-        """The model-based plan for this cycle (None: saturation only)."""
-        return None
+    def decided(self, obs: Observation, decisions: tuple[Decision, ...]) -> None:
+        """Hook after each cycle's decisions (the learned policies record predictions)."""
 
 
 class KedascalerHybridPolicy(KedascalerPolicy):
-    """The engine in hybrid mode: the model-based plan from the last `window` seconds' arrivals, saturation as
-    the guard-rail. The workload is read only up to `now` (arrivals already seen, as a collector counts them)."""
+    """The engine in hybrid mode with a user-given profile: the model-based plan from the last `window`
+    seconds' arrivals (read from the workload up to `now`) and each variant's TRUE coefficients as its
+    `variantProfile`, saturation as the guard-rail (`kedascaler-hybrid-profile`)."""
 
-    name = "kedascaler-hybrid"
+    name = "kedascaler-hybrid-profile"
 
     def __init__(self, workload: Workload, slo: SLO, model_id: str = "meta/llama-3.1-8b", window: float = 60.0,
                  **kw) -> None:
         super().__init__(model_id, **kw)
-        self.name = "kedascaler-hybrid"
+        self.name = "kedascaler-hybrid-profile"
         self.workload = workload
         self.window = window
         self.slo = SloTargets(itl_ms=slo.itl * 1000.0, ttft_ms=slo.ttft * 1000.0)
@@ -264,7 +274,7 @@ class KedascalerHybridPolicy(KedascalerPolicy):
         return SizingWorkload((hi - lo) / span, float(self.workload.prompt_tokens[lo:hi].mean()),
                               float(self.workload.output_tokens[lo:hi].mean()))
 
-    def sizing(self, snapshot: ModelSnapshot, obs: Observation) -> ModelSizing | None:
+    def plan(self, snapshot: ModelSnapshot, obs: Observation) -> tuple[ModelSizing | None, str]:
         source = "variantProfile"
         perf = {}
         for v in obs.variants:
@@ -274,7 +284,143 @@ class KedascalerHybridPolicy(KedascalerPolicy):
                 prefill_mode=prefill_mode_for(source))
         demand = model_demand(snapshot, self.measured(obs.now), self.slo, perf)
         self.last_sizing = size_model(demand)
-        return self.last_sizing
+        return self.last_sizing, HYBRID
+
+
+class KedascalerLearnedPolicy(KedascalerPolicy):
+    """The engine sized with parameters LEARNED online, as `serve` runs it with an `SloPlanner` and no
+    `variantProfile`: each reconcile, every ready pod's vLLM counters are differenced with its previous read
+    (`PodCounters.usage_since`: what `collect.scrape.usage_between` makes of two scrapes; a pod's first read
+    gives none), the per-pod `PodUsage` goes to the real `SloPlanner.plan` (variants without perf parameters,
+    `sloClassRef` to a `serviceclass` holding the run's SLO, batch limit max_num_seqs), and
+    `decide(snapshot, previous, sizing=plan.sizing, mode=plan.mode)` as `reconcile.py` calls it. The workload
+    (λ, lengths) is measured from the counters too. Until the fits are usable the plan falls back to
+    saturation. `mode`: HYBRID (`kedascaler-hybrid`, saturation the guard-rail) or MODEL (`kedascaler-model`).
+
+    Records, per model-based decision and variant, the predicted ITL/TTFT and the mean ITL/TTFT its pods show
+    over the next interval (`predictions`), and what was learned when (`learning()`)."""
+
+    reads_counters = True
+    CLASS_KEY = "standard"
+
+    def __init__(self, slo: SLO, model_id: str = "meta/llama-3.1-8b", mode: str = HYBRID, **kw) -> None:
+        super().__init__(model_id, **kw)
+        self.mode = mode
+        self.name = "kedascaler-model" if mode == MODEL else "kedascaler-hybrid"
+        self.planner = SloPlanner(mode)
+        self.classes = ServiceClasses(SERVICECLASS_CONFIGMAP, (ServiceClass(
+            self.CLASS_KEY, slo.name, 1, (ModelSlo(model_id, slo.itl * 1000.0, slo.ttft * 1000.0),)),))
+        self._reads: dict[str, PodCounters] = {}  # each pod's previous read
+        self.last_plan: SloPlan | None = None
+        self.cycles = 0
+        self.model_based_cycles = 0  # the plan was usable (not a fallback)
+        self.model_taken_cycles = 0  # ... and it was the plan taken (hybrid: not overruled by saturation)
+        self.first_model_based: float | None = None
+        self.predictions: list[Prediction] = []
+        self._pending: list[tuple[float, str, float, float, int, bool]] = []  # (t, variant, itl, ttft, replicas, settled)
+        self._usable_at: dict[str, float] = {}
+        self._first_fit: dict[str, tuple[float, float, float, float]] = {}
+        self._true: dict[str, tuple[float, float, float, float]] = {}
+
+    def _extras(self, v: VariantConfig) -> VariantExtras:
+        return VariantExtras(max_batch_size=v.params.max_num_seqs, perf=None,
+                             slo_class_ref=(SERVICECLASS_CONFIGMAP, self.CLASS_KEY), scaling_mode=None)
+
+    def plan(self, snapshot: ModelSnapshot, obs: Observation) -> tuple[ModelSizing | None, str]:
+        usage: dict[VariantKey, tuple[PodUsage, ...]] = {}
+        reads: dict[str, PodCounters] = {}
+        self._observed: dict[str, tuple[float, float, float, float, set[str]]] = {}
+        for v in obs.variants:
+            found = []
+            gap_sum = gaps = ttft_sum = first = 0.0
+            both: set[str] = set()
+            for pod in v.counters:
+                reads[pod.name] = pod
+                before = self._reads.get(pod.name)
+                if before is None:
+                    continue
+                u = pod.usage_since(before)
+                if u is not None:
+                    found.append(u)
+                    both.add(pod.name)
+                a, b = pod.counters, before.counters
+                gap_sum += a.gap_sum - b.gap_sum
+                gaps += a.gaps - b.gaps
+                ttft_sum += a.ttft_sum - b.ttft_sum
+                first += a.first_tokens - b.first_tokens
+            usage[self._spec(v.config).key] = tuple(found)
+            self._observed[v.config.name] = (gap_sum, gaps, ttft_sum, first, both)
+        self._reads = reads
+        self._resolve(obs)
+        extras = {self._spec(v.config).key: self._extras(v.config) for v in obs.variants}
+        self.planner.forget(set(extras))
+        plans = self.planner.plan([snapshot], usage, extras, self.classes, obs.now)
+        plan = plans.get((snapshot.namespace, snapshot.model_id))
+        self.last_plan = plan
+        self._learned(obs)
+        self.cycles += 1
+        if plan is None:
+            return None, SATURATION
+        if plan.model_based:
+            self.model_based_cycles += 1
+            if self.first_model_based is None:
+                self.first_model_based = obs.now
+        return plan.sizing, plan.mode
+
+    def _resolve(self, obs: Observation) -> None:
+        """The previous cycle's predictions against what its variants' pods showed since."""
+        for t, name, itl, ttft, replicas, settled in self._pending:
+            gap_sum, gaps, ttft_sum, first, both = self._observed.get(name, (0.0, 0.0, 0.0, 0.0, set()))
+            view = next((v for v in obs.variants if v.config.name == name), None)
+            settled = (settled and view is not None and view.ready == replicas and len(both) == replicas)
+            self.predictions.append(Prediction(
+                t, name, itl, gap_sum / gaps * 1000.0 if gaps > 0 else math.nan,
+                ttft, ttft_sum / first * 1000.0 if first > 0 else math.nan, settled))
+        self._pending = []
+
+    def _learned(self, obs: Observation) -> None:
+        for v in obs.variants:
+            p = v.config.params
+            self._true[v.config.name] = (p.alpha, p.beta, p.gamma, p.delta)
+            params = self.planner.parameters.get(self._spec(v.config).key)
+            if params is not None and params.coefficients is not None and v.config.name not in self._usable_at:
+                c = params.coefficients
+                self._usable_at[v.config.name] = obs.now
+                self._first_fit[v.config.name] = (c.alpha, c.beta, c.gamma, c.delta)
+
+    def decided(self, obs: Observation, decisions: tuple[Decision, ...]) -> None:
+        if any(d.reason.signal == SLO_CAPACITY for d in decisions):
+            self.model_taken_cycles += 1
+        views = {v.config.name: v for v in obs.variants}
+        for d in decisions:
+            if d.predicted_itl_ms is None and d.predicted_ttft_ms is None:
+                continue
+            view = views[d.key.name]
+            settled = d.desired_replicas == d.current_replicas == view.ready
+            self._pending.append((obs.now, d.key.name,
+                                  d.predicted_itl_ms if d.predicted_itl_ms is not None else math.nan,
+                                  d.predicted_ttft_ms if d.predicted_ttft_ms is not None else math.nan,
+                                  d.desired_replicas, settled))
+
+    def learning(self) -> dict:
+        """Per variant: when its parameters first became usable, the fit then and the last one, the true ones;
+        and the cycles: all, with a usable model plan, with the model plan taken."""
+        variants = {}
+        for name, true in self._true.items():
+            key = VariantKey(NAMESPACE, name)
+            params = self.planner.parameters.get(key)
+            est = params.estimate if params is not None else None
+            last = None
+            if est is not None:
+                last = (est.decode.intercept, est.decode.slope, est.prefill.intercept, est.prefill.slope)
+            variants[name] = {
+                "usable_at": self._usable_at.get(name), "first": self._first_fit.get(name), "last": last,
+                "last_usable": bool(est is not None and est.usable),
+                "why_not": (est.reason if est is not None else "no observations") if est is None or not est.usable else "",
+                "samples": (params.decode_samples, params.prefill_samples) if params is not None else (0, 0),
+                "true": true}
+        return {"variants": variants, "cycles": self.cycles, "model_based_cycles": self.model_based_cycles,
+                "model_taken_cycles": self.model_taken_cycles, "first_model_based": self.first_model_based}
 
 
 class WVAPolicy(_Base):
@@ -424,7 +570,9 @@ class OraclePolicy(_Base):
 
 
 POLICY_NAMES = ("kedascaler", "kedascaler-warm", "wva", "keda-queue", "hpa-util", "static-peak", "oracle")
-EXTRA_POLICY_NAMES: tuple[str, ...] = ("kedascaler-hybrid",)  # run on request (--policy), not by default
+# run on request (--policy), not by default: SLO sizing with learned parameters (hybrid, model) and with the
+# true ones as a user-given profile
+EXTRA_POLICY_NAMES: tuple[str, ...] = ("kedascaler-hybrid", "kedascaler-model", "kedascaler-hybrid-profile")
 
 
 def make_policies(names: list[str] | tuple[str, ...], workload: Workload, config: SimConfig,
@@ -436,6 +584,10 @@ def make_policies(names: list[str] | tuple[str, ...], workload: Workload, config
         if name == "kedascaler":
             out.append(KedascalerPolicy(model_id))
         elif name == "kedascaler-hybrid":
+            out.append(KedascalerLearnedPolicy(config.slo, model_id, mode=HYBRID))
+        elif name == "kedascaler-model":
+            out.append(KedascalerLearnedPolicy(config.slo, model_id, mode=MODEL))
+        elif name == "kedascaler-hybrid-profile":
             out.append(KedascalerHybridPolicy(workload, config.slo, model_id))
         elif name == "kedascaler-warm":
             out.append(KedascalerPolicy(model_id, scale_to_zero=False))

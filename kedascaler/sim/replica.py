@@ -35,7 +35,7 @@ class SimRequest:
 
     __slots__ = ("id", "arrival", "prompt", "output", "generated", "computed", "target", "blocks", "offset",
                  "d_join", "g_join", "d_finish", "seq", "phase", "first_token", "finished", "preemptions",
-                 "variant", "dispatched", "restarts", "scheduled")
+                 "variant", "dispatched", "restarts", "scheduled", "prefill")
 
     def __init__(self, rid: int, arrival: float, prompt: int, output: int) -> None:
         self.id = rid
@@ -59,6 +59,7 @@ class SimRequest:
         self.dispatched = arrival  # when it reached a replica (later than arrival if it waited at the gateway)
         self.restarts = 0  # times handed back by a terminating pod and started over
         self.scheduled = math.nan  # start of the step that first admitted it (vLLM's prefill time starts here)
+        self.prefill = math.nan  # seconds from `scheduled` to the first token (observed by vLLM when it finishes)
 
     @property
     def ttft(self) -> float:
@@ -76,7 +77,7 @@ class Counters:
     them at each reconcile and the difference of two reads is the window a collector's `rate()` sees."""
 
     __slots__ = ("t", "completed", "prompt_tokens", "output_tokens", "running_time", "gap_sum", "gaps",
-                 "prefill_sum", "prefilled", "prefill_prompt", "ttft_sum")
+                 "prefill_sum", "prefilled", "prefill_prompt", "ttft_sum", "first_tokens")
 
     def __init__(self, t: float = 0.0) -> None:
         self.t = t  # the replica's clock at the read (integrals run to here)
@@ -86,10 +87,12 @@ class Counters:
         self.running_time = 0.0  # ∫ num_requests_running dt (requests · s)
         self.gap_sum = 0.0  # inter_token_latency_seconds _sum (s): every decoded token's gap since the last one
         self.gaps = 0  # inter_token_latency_seconds _count
-        self.prefill_sum = 0.0  # request_prefill_time_seconds _sum (s), observed at the first token
-        self.prefilled = 0  # its _count (requests whose prefill completed)
-        self.prefill_prompt = 0  # Σ prompt tokens of those requests
-        self.ttft_sum = 0.0  # time_to_first_token_seconds _sum (s), from the arrival at this replica
+        # vLLM v1 observes its per-request histograms when a request finishes (as `emulator.py` does):
+        self.prefill_sum = 0.0  # request_prefill_time_seconds _sum (s): first token − first scheduled
+        self.prefilled = 0  # its _count = request_prompt_tokens _count (requests finished)
+        self.prefill_prompt = 0  # request_prompt_tokens _sum: Σ prompt tokens of the same requests
+        self.ttft_sum = 0.0  # time_to_first_token_seconds _sum (s), from the arrival at this replica, at the first token
+        self.first_tokens = 0  # its _count
 
     def copy(self) -> Counters:
         out = Counters.__new__(Counters)
@@ -318,11 +321,10 @@ class FastReplica:
             counters.output_tokens += 1
             if req.first_token != req.first_token:  # NaN: the first token of this request
                 req.first_token = t
+                req.prefill = t - req.scheduled
                 counters.prompt_tokens += req.prompt
-                counters.prefilled += 1
-                counters.prefill_sum += t - req.scheduled
-                counters.prefill_prompt += req.prompt
                 counters.ttft_sum += t - req.dispatched
+                counters.first_tokens += 1
             if req.generated >= req.output:
                 self._finish_request(req, t, req.blocks)
                 continue
@@ -348,7 +350,12 @@ class FastReplica:
             self._finish_request(req, self.t, _blocks(req.offset + d, bs))
 
     def _finish_request(self, req: SimRequest, t: float, blocks: int) -> None:
-        self.counters.completed += 1
+        c = self.counters
+        c.completed += 1
+        if req.prefill == req.prefill:  # per-request histograms, observed at the finish as vLLM v1 does
+            c.prefill_sum += req.prefill
+            c.prefilled += 1
+            c.prefill_prompt += req.prompt
         req.phase = DONE
         req.finished = t
         self.used_blocks -= blocks

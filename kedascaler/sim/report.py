@@ -154,6 +154,9 @@ def write_report(out: Path, workload: Workload, runs: list[RunResult], scores: l
         "series": {r.policy: {"t": r.times.tolist(), **{k: v.tolist() for k, v in r.series.items()}} for r in runs},
         # the policy's reasons when it changed something (kedascaler: the engine's Reason), first 500 per policy
         "decisions": {r.policy: [{"t": t, "reason": text} for t, text in r.decisions[:500]] for r in runs},
+        # policies that size by the queueing model: predictions against the next interval, and what they learned
+        "predictions": {r.policy: [x._asdict() for x in r.predictions] for r in runs if r.predictions},
+        "learning": {r.policy: r.learning for r in runs if r.learning},
     }
     (out / "results.json").write_text(json.dumps(_json_safe(results), indent=1))
     slo = runs[0].slo if runs else None
@@ -170,6 +173,13 @@ def write_report(out: Path, workload: Workload, runs: list[RunResult], scores: l
               "next minute's rate. Restarts: waiting requests handed back by a terminating pod and started over elsewhere. "
               "Cold-start waits: requests queued at the gateway with no ready pod.", "",
               "Plots: " + ", ".join(f"`{p.name}`" for p in files), ""]
+    predictions, learned = prediction_table(runs), learning_table(runs)
+    if predictions:
+        lines += ["## Predictions of the model-based plans", "", predictions, ""]
+    if learned:
+        lines += ["## Parameters learned online (α, β, γ, δ in ms)", "", learned, ""]
+    if predictions or learned:
+        lines += [learning_notes(), ""]
     (out / "summary.md").write_text("\n".join(lines))
     return files + [out / "summary.md", out / "results.json"]
 
@@ -256,3 +266,76 @@ def plot(out: Path, workload: Workload, runs: list[RunResult], scores: list[Scor
     fig.savefig(files[-1], dpi=90)
     plt.close(fig)
     return files
+
+
+def _rel_errors(pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
+    ok = np.isfinite(pred) & np.isfinite(obs) & (obs > 0)
+    return np.abs(pred[ok] - obs[ok]) / obs[ok]
+
+
+def _med_p90(errors: np.ndarray) -> str:
+    if not len(errors):
+        return "–"
+    return f"{100 * np.median(errors):.0f}% / {100 * np.percentile(errors, 90):.0f}% (n {len(errors)})"
+
+
+def prediction_table(runs: list[RunResult]) -> str:
+    """Per policy that predicts latencies: model-based cycles, and the median / p90 of |predicted − observed|
+    ÷ observed for ITL and TTFT over the next interval, all rows and rows where the fleet was settled
+    (the variant ran the planned replicas, all ready, through the interval). Empty when no policy predicts."""
+    rows = []
+    for run in runs:
+        learning = run.learning or {}
+        if not run.predictions and not learning:
+            continue
+        p = run.predictions
+        itl_p = np.array([x.itl_pred_ms for x in p], dtype=float)
+        itl_o = np.array([x.itl_obs_ms for x in p], dtype=float)
+        ttft_p = np.array([x.ttft_pred_ms for x in p], dtype=float)
+        ttft_o = np.array([x.ttft_obs_ms for x in p], dtype=float)
+        settled = np.array([x.settled for x in p], dtype=bool)
+        cycles = learning.get("cycles", "–")
+        based = learning.get("model_based_cycles", "–")
+        taken = learning.get("model_taken_cycles", "–")
+        first = learning.get("first_model_based")
+        rows.append(f"| {run.policy} | {cycles} | {based} | {taken} | "
+                    f"{'never' if first is None else f'{first:.0f} s'} | "
+                    f"{_med_p90(_rel_errors(itl_p, itl_o))} | {_med_p90(_rel_errors(ttft_p, ttft_o))} | "
+                    f"{_med_p90(_rel_errors(itl_p[settled], itl_o[settled]))} | "
+                    f"{_med_p90(_rel_errors(ttft_p[settled], ttft_o[settled]))} |")
+    if not rows:
+        return ""
+    head = ("| policy | cycles | model-based | model plan taken | first model-based | ITL error median / p90 | "
+            "TTFT error median / p90 | ITL error, settled | TTFT error, settled |")
+    return "\n".join([head, "|" + "---|" * 9] + rows)
+
+
+def _coeffs(c) -> str:
+    return "–" if c is None else f"{c[0]:.2f} / {c[1]:.3f} / {c[2]:.1f} / {c[3]:.5f}"
+
+
+def learning_table(runs: list[RunResult]) -> str:
+    """Per learning policy and variant: when its parameters first became usable, α / β / γ / δ fitted then and
+    at the end of the run, against the true step-time coefficients. Empty when no policy learns."""
+    rows = []
+    for run in runs:
+        for name, v in (run.learning or {}).get("variants", {}).items():
+            at = v.get("usable_at")
+            last = _coeffs(v.get("last")) + ("" if v.get("last_usable") or v.get("last") is None else " (not usable)")
+            samples = v.get("samples", (0, 0))
+            rows.append(f"| {run.policy} | {name} | {'never' if at is None else f'{at:.0f} s'} | "
+                        f"{_coeffs(v.get('first'))} | {last} | {_coeffs(v.get('true'))} | "
+                        f"{samples[0]} / {samples[1]} |")
+    if not rows:
+        return ""
+    head = ("| policy | variant | usable from | α / β / γ / δ then | at the end | true | "
+            "decode / prefill pairs |")
+    return "\n".join([head, "|" + "---|" * 7] + rows)
+
+
+def learning_notes() -> str:
+    return ("Errors: |predicted − observed| ÷ observed, per model-based decision and variant, observed as the "
+            "mean ITL (token-weighted) and mean TTFT (from the arrival at the pod) of its pods over the next "
+            "reconcile interval; 'settled': the variant ran the planned replicas, all ready, through it. "
+            "Learned decode coefficients are effective ones (prefill stalls included), so α̂, β̂ differ from "
+            "the step times by design.")

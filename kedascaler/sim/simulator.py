@@ -26,10 +26,11 @@ import math
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from kedascaler.collect.base import PodUsage
 from kedascaler.engine.types import PodMetrics
 from kedascaler.sim.emulator import PerfParams, perf_params_for
 from kedascaler.sim.keda_hpa import HPABehavior, KEDAConfig, ScalingState, hpa_step, keda_step
@@ -98,6 +99,28 @@ class PodCounters:
     counters: Counters
     backlog: int  # running + waiting now (vllm:num_requests_running + vllm:num_requests_waiting)
 
+    def usage_since(self, before: PodCounters) -> PodUsage | None:
+        """The pod's usage between an earlier read and this one, with the fields and units that
+        `kedascaler.collect.scrape.usage_between` computes from real vLLM metrics: rates from the counters'
+        deltas, means from the histograms' Δ_sum ÷ Δ_count (None when nothing was observed), except
+        `mean_running`, the exact time average ∫ running dt ÷ span (a scrape only has the two end points).
+        None when the span is not positive."""
+        a, b = self.counters, before.counters
+        span = a.t - b.t
+        if not span > 0:
+            return None
+        gaps, prefilled, first = a.gaps - b.gaps, a.prefilled - b.prefilled, a.first_tokens - b.first_tokens
+        return PodUsage(
+            window_s=span, completed_rate=(a.completed - b.completed) / span,
+            prompt_tokens_rate=(a.prompt_tokens - b.prompt_tokens) / span,
+            output_tokens_rate=(a.output_tokens - b.output_tokens) / span,
+            backlog_growth_rate=(self.backlog - before.backlog) / span,
+            mean_running=(a.running_time - b.running_time) / span,
+            itl_ms=(a.gap_sum - b.gap_sum) / gaps * 1000.0 if gaps > 0 else None,
+            prefill_ms=(a.prefill_sum - b.prefill_sum) / prefilled * 1000.0 if prefilled > 0 else None,
+            prompt_tokens_mean=(a.prefill_prompt - b.prefill_prompt) / prefilled if prefilled > 0 else None,
+            ttft_ms=(a.ttft_sum - b.ttft_sum) / first * 1000.0 if first > 0 else None)
+
 
 @dataclass(frozen=True)
 class VariantView:
@@ -153,6 +176,19 @@ class _Pod:
         self.ended = math.nan
 
 
+class Prediction(NamedTuple):
+    """A model-based decision's predicted latencies for one variant, and what its pods showed over the next
+    reconcile interval (token-weighted mean ITL, mean TTFT from the arrival at the pod; NaN: nothing observed)."""
+
+    t: float  # the decision
+    variant: str
+    itl_pred_ms: float
+    itl_obs_ms: float
+    ttft_pred_ms: float
+    ttft_obs_ms: float
+    settled: bool  # the variant ran the planned replicas, all ready, throughout the interval
+
+
 @dataclass
 class RunResult:
     """Everything one run produced, as arrays (the report scores them)."""
@@ -175,9 +211,8 @@ class RunResult:
     zero_time: float  # seconds with no ready pod while the workload ran
     duration: float
     decisions: list[tuple[float, str]] = field(default_factory=list)  # (t, reason text) of the policy, if any
-    # policies that predict latencies (model-based sizing): one row per (decision, variant) with an outcome,
-    # (t, variant, predicted ITL ms, observed ITL ms, predicted TTFT ms, observed TTFT ms); see report.py
-    predictions: list[tuple[float, str, float, float, float, float]] = field(default_factory=list)
+    # policies that predict latencies (model-based sizing): one row per (decision, variant) with an outcome
+    predictions: list[Prediction] = field(default_factory=list)
     learning: dict = field(default_factory=dict)  # policies that learn: what they learned and when (report.py)
 
     @property
@@ -194,6 +229,7 @@ def _restart(req: SimRequest) -> None:
     req.first_token = math.nan
     req.variant = -1
     req.scheduled = math.nan
+    req.prefill = math.nan
     req.restarts += 1
 
 

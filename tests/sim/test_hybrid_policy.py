@@ -1,19 +1,172 @@
-"""The `kedascaler-hybrid` policy: the engine sized by the queueing model from the measured workload, with
-saturation as the guard-rail, on a small step scenario."""
+"""SLO sizing in the simulator: `kedascaler-hybrid-profile` (true coefficients as a user-given profile, the
+workload read from the trace) and `kedascaler-hybrid` / `kedascaler-model` (coefficients and workload LEARNED
+from the pods' vLLM counters by the real `SloPlanner`), their predictions and what they learned."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
 
-from kedascaler.sim.policies import EXTRA_POLICY_NAMES, POLICY_NAMES, KedascalerHybridPolicy, make_policies
-from kedascaler.sim.simulator import SimConfig, simulate
-from kedascaler.sim.workloads import steps
+from kedascaler.sim.emulator import perf_params_for
+from kedascaler.sim.policies import (
+    EXTRA_POLICY_NAMES,
+    POLICY_NAMES,
+    KedascalerHybridPolicy,
+    KedascalerLearnedPolicy,
+    make_policies,
+)
+from kedascaler.sim.replica import Counters, FastReplica, SimRequest
+from kedascaler.sim.report import learning_table, prediction_table
+from kedascaler.sim.simulator import PodCounters, SimConfig, VariantConfig, simulate
+from kedascaler.sim.workloads import poisson, steps
 
 
-def test_hybrid_is_selectable_but_not_run_by_default():
-    assert "kedascaler-hybrid" in EXTRA_POLICY_NAMES and "kedascaler-hybrid" not in POLICY_NAMES
+def test_names_are_selectable_but_not_run_by_default():
+    for name in ("kedascaler-hybrid", "kedascaler-model", "kedascaler-hybrid-profile"):
+        assert name in EXTRA_POLICY_NAMES and name not in POLICY_NAMES
+    w = poisson(1.0, 10, seed=1)
+    made = make_policies(list(EXTRA_POLICY_NAMES), w, SimConfig())
+    assert [p.name for p in made] == list(EXTRA_POLICY_NAMES)
+    assert isinstance(made[2], KedascalerHybridPolicy)
+    assert all(isinstance(p, KedascalerLearnedPolicy) and p.reads_counters for p in made[:2])
 
+
+# --- counters ---
+
+def test_counters_add_up_to_what_the_replica_did():
+    params = perf_params_for("A100")  # vLLM's default limits: no preemption at this load
+    rng = np.random.default_rng(4)
+    times = np.sort(rng.uniform(0, 60, 200))
+    reqs = [SimRequest(i, float(t), int(rng.integers(20, 600)), int(rng.integers(1, 300)))
+            for i, t in enumerate(times)]
+    rep = FastReplica(params)
+    for r in reqs:
+        rep.advance(r.arrival)
+        rep.submit(r, r.arrival)
+    rep.advance(1000.0)
+    c = rep.read_counters()
+    assert rep.preemptions == 0 and all(r.finished == r.finished for r in reqs)
+    assert c.completed == len(reqs) == c.prefilled == c.first_tokens
+    assert c.prompt_tokens == c.prefill_prompt == sum(r.prompt for r in reqs)
+    assert c.output_tokens == sum(r.output for r in reqs)
+    assert c.gaps == sum(r.output - 1 for r in reqs)
+    assert c.gap_sum == pytest.approx(sum(r.finished - r.first_token for r in reqs), rel=1e-9)
+    assert c.ttft_sum == pytest.approx(sum(r.first_token - r.dispatched for r in reqs), rel=1e-9)
+    assert c.prefill_sum == pytest.approx(sum(r.first_token - r.scheduled for r in reqs), rel=1e-9)
+    # ∫ running dt: each request runs from the step that admitted it to its finish
+    assert c.running_time == pytest.approx(sum(r.finished - r.scheduled for r in reqs), rel=1e-9)
+    assert c.t == rep.t
+
+
+def test_usage_between_two_reads_has_the_collectors_fields_and_units():
+    a, b = Counters(0.0), Counters(0.0)
+    b.t = 15.0
+    b.completed, b.prompt_tokens, b.output_tokens = 30, 6900, 6000
+    b.running_time, b.gap_sum, b.gaps = 150.0, 60.0, 6000
+    b.prefill_sum, b.prefilled, b.prefill_prompt = 0.9, 30, 6900
+    b.ttft_sum, b.first_tokens = 1.5, 30
+    before, after = PodCounters("p", 0.0, a, 4), PodCounters("p", 0.0, b, 10)
+    u = after.usage_since(before)
+    assert u.window_s == 15.0
+    assert u.completed_rate == pytest.approx(2.0) and u.prompt_tokens_rate == pytest.approx(460.0)
+    assert u.output_tokens_rate == pytest.approx(400.0) and u.backlog_growth_rate == pytest.approx(0.4)
+    assert u.mean_running == pytest.approx(10.0) and u.itl_ms == pytest.approx(10.0)
+    assert u.prefill_ms == pytest.approx(30.0) and u.prompt_tokens_mean == pytest.approx(230.0)
+    assert u.ttft_ms == pytest.approx(50.0)
+    assert after.usage_since(after) is None  # no time between the reads
+    idle = PodCounters("p", 0.0, Counters(20.0), 10).usage_since(after)
+    assert idle is None or idle.itl_ms is None  # nothing observed: no mean (a read back in time gives nothing)
+
+
+# --- learning, on one A100 variant (saturation only ever adds replicas of the cheapest variant) ---
+
+def _a100_only() -> SimConfig:
+    return SimConfig(variants=(VariantConfig("llama-a100", "A100", 20.0, perf_params_for("A100", max_num_seqs=32,
+                                                                                         num_gpu_blocks=1000)),),
+                     tail=60)
+
+
+@pytest.fixture(scope="module")
+def learned_runs():
+    w = steps([(0, 1.5), (150, 3.5), (300, 5.5)], 540, seed=5)
+    cfg = _a100_only()
+    out = {}
+    for policy in make_policies(["kedascaler-hybrid", "kedascaler-model"], w, cfg):
+        signals: list[tuple[float, str, str]] = []
+        decide = policy.decide
+
+        def recorded(obs, policy=policy, decide=decide, signals=signals):
+            answer = decide(obs)
+            d = next(iter(policy.previous.values()))
+            signals.append((obs.now, d.reason.signal, d.reason.message))
+            return answer
+
+        policy.decide = recorded
+        out[policy.name] = (policy, simulate(w, policy, cfg), signals)
+    return out
+
+
+def test_the_planner_learns_the_true_coefficients_from_the_counters(learned_runs):
+    policy, run, _ = learned_runs["kedascaler-hybrid"]
+    v = run.learning["variants"]["llama-a100"]
+    assert v["usable_at"] is not None and v["last_usable"]
+    alpha, beta, gamma, delta = v["last"]
+    true = perf_params_for("A100")
+    assert alpha == pytest.approx(true.alpha, rel=0.1)
+    # effective decode slope: the prefill stalls mixed into decode steps come on top of β
+    assert true.beta * 0.8 <= beta <= true.beta * 3.0
+    # the prefill line: γ plus the decode work of the steps a prefill shares, within 20 %
+    assert gamma == pytest.approx(true.gamma, rel=0.2)
+    assert 0 <= delta <= 5 * true.delta
+    # the workload is measured from the counters too: λ close to the last level's 5.5 req/s
+    workload = policy.planner.plans[("sim", "meta/llama-3.1-8b")].workload
+    assert workload is not None and workload.arrival_rate == pytest.approx(5.5, rel=0.35)
+
+
+def test_learned_hybrid_falls_back_until_the_fit_is_usable_then_sizes(learned_runs):
+    for name in ("kedascaler-hybrid", "kedascaler-model"):
+        policy, run, signals = learned_runs[name]
+        first = run.learning["first_model_based"]
+        assert first is not None and first == run.learning["variants"]["llama-a100"]["usable_at"]
+        before = [s for s in signals if s[0] < first]
+        assert before and all(sig != "slo_capacity" and "fallback to saturation" in msg for _, sig, msg in before)
+        assert run.learning["model_based_cycles"] > 0
+        assert run.learning["model_taken_cycles"] > 0
+    # model mode: every model-based cycle takes the model plan
+    _, run, signals = learned_runs["kedascaler-model"]
+    first = run.learning["first_model_based"]
+    assert all(sig == "slo_capacity" for t, sig, _ in signals if t >= first)
+
+
+def test_predictions_are_recorded_and_reported(learned_runs):
+    runs = [r for _, r, _ in learned_runs.values()]
+    for run in runs:
+        assert run.predictions
+        first = run.learning["first_model_based"]
+        assert all(p.t >= first and p.variant == "llama-a100" for p in run.predictions)
+        assert all(p.itl_pred_ms > 0 for p in run.predictions)
+        observed = [p for p in run.predictions if math.isfinite(p.itl_obs_ms)]
+        assert observed and all(p.itl_obs_ms > 0 for p in observed)
+    text = prediction_table(runs)
+    assert "| kedascaler-hybrid |" in text and "| kedascaler-model |" in text and "%" in text
+    learned = learning_table(runs)
+    assert "llama-a100" in learned and "11.00 / 0.060 / 25.0 / 0.00070" in learned
+    assert prediction_table([]) == "" and learning_table([]) == ""
+
+
+def test_two_variants_never_observed_keep_the_learned_plan_on_saturation():
+    # Saturation scales the cheapest variant only: the H100 never runs, so it is never observed, and one
+    # variant without parameters keeps the whole model on saturation (the planner's rule).
+    w = poisson(4.0, 240, seed=2)
+    (policy,) = make_policies(["kedascaler-hybrid"], w, SimConfig(tail=30))
+    run = simulate(w, policy, SimConfig(tail=30))
+    assert run.learning["model_based_cycles"] == 0 and not run.predictions
+    assert run.learning["variants"]["llama-h100"]["usable_at"] is None
+
+
+# --- the profile hybrid (true coefficients as a variantProfile, workload from the trace) ---
 
 def test_the_measured_workload_is_the_last_minute_of_arrivals():
     w = steps([(0, 2.0), (60, 10.0)], 180, seed=3)
@@ -31,7 +184,7 @@ def step_runs():
     w = steps([(0, 3.0), (120, 20.0)], 360, seed=7)
     cfg = SimConfig(tail=120)
     out = {}
-    for policy in make_policies(["kedascaler", "kedascaler-hybrid"], w, cfg):
+    for policy in make_policies(["kedascaler", "kedascaler-hybrid-profile"], w, cfg):
         signals: list[tuple[float, str]] = []
         decide = policy.decide
 
@@ -46,7 +199,7 @@ def step_runs():
 
 
 def test_hybrid_plans_by_slo_capacity_and_saturation_guards_the_step(step_runs):
-    policy, run, signals = step_runs["kedascaler-hybrid"]
+    policy, run, signals = step_runs["kedascaler-hybrid-profile"]
     sizing = policy.last_sizing
     assert sizing is not None and not sizing.fallback  # true perf params and the Standard SLO: a real plan
     # At 3 req/s the model plan decides (one replica carries it); after the step to 20 req/s the queue that
