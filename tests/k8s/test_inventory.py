@@ -132,6 +132,32 @@ def test_configmap_hot_reload_and_bad_configmap_keeps_last_good(apiserver, inven
     assert not inventory.current().problems
 
 
+PREMIUM = "name: Premium\npriority: 1\ndata:\n  - model: m\n    slo-tpot: 24\n    slo-ttft: 500\n"
+
+
+def test_serviceclass_configmap_is_followed_and_a_bad_edit_keeps_the_last_good(apiserver, inventory):
+    from kedascaler.serviceclass import model_targets
+
+    apiserver.put(va("a", "m"))
+    apiserver.put(configmap("serviceclass", {"premium": PREMIUM}))
+    inventory.start()
+    assert inventory.wait_synced(5)
+
+    def targets():
+        slo, priority, _ = model_targets(inventory.current().service_classes, [("serviceclass", "premium")], "m")
+        return None if slo is None else (slo.itl_ms, slo.ttft_ms, priority)
+    assert eventually(lambda: targets() == (24.0, 500.0, 1))
+
+    apiserver.put(configmap("serviceclass", {"premium": PREMIUM.replace("slo-tpot: 24", "slo-tpot: 30")}))
+    assert eventually(lambda: targets() == (30.0, 500.0, 1))
+
+    apiserver.put(configmap("serviceclass", {"premium": PREMIUM.replace("slo-tpot: 24", "slo-tpot: -3")}))
+    assert eventually(lambda: any("last good" in p.message for p in inventory.current().problems))
+    assert targets() == (30.0, 500.0, 1)  # sizing keeps the last good targets
+    bad = [p for p in inventory.current().problems if "serviceclass" in p.obj]
+    assert bad and "slo-tpot" in bad[0].field
+
+
 def test_namespace_and_label_selector_scope(apiserver, api_client):
     apiserver.put(va("mine", "m", labels={"team": "a"}))
     apiserver.put(va("theirs", "m", labels={"team": "b"}))
