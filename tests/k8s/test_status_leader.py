@@ -168,6 +168,33 @@ def test_end_to_end_reconciler_writes_desired_replicas_to_status(apiserver, api_
         inventory.stop()
 
 
+def test_status_says_why_a_model_is_not_sized_by_its_slo(apiserver, api_client):
+    from kedascaler.slo_planner import SloPlanner
+
+    apiserver.put(va("llama-h100", "meta/llama", maxReplicas=8))  # no sloClassRef, no perfParms
+    apiserver.put(deployment("llama-h100", replicas=2, ready=2))
+    apiserver.put(pod("llama-h100-x-1", app="llama-h100", ip="10.1.0.1", port_name="http"))
+    inventory = KubernetesInventory(api_client)
+    inventory.start()
+    try:
+        assert inventory.wait_synced(5)
+        planner = SloPlanner("hybrid")
+        reconciler = Reconciler(inventory, PodMetricsStub(kv=0.5, queue=0), DecisionBoard(), workloads=inventory,
+                                clock=lambda: 1000.0, planner=planner)
+        report = reconciler.run_once()
+        LeaderElector(api_client, "kedascaler-system", "kedascaler-leader", "me").try_acquire_or_renew(1000.0)
+        StatusWriter(api_client).write(report.decisions, inventory.current(), inventory.missing_targets(),
+                                       plans=reconciler.plans, parameters=planner.parameters)
+        status = apiserver.get("VariantAutoscaling", "demo", "llama-h100")["status"]
+        assert status["scalingMode"] == "hybrid"
+        (sizing,) = [c for c in status["conditions"] if c["type"] == "ModelBasedSizing"]
+        assert sizing["status"] == "False" and sizing["reason"] == "FallbackToSaturation"
+        assert "vllm:request_success_total" in sizing["message"]  # the pods gave no request counters yet
+        assert status["desiredReplicas"] == report.decisions[0].desired_replicas
+    finally:
+        inventory.stop()
+
+
 def test_a_new_leader_adopts_the_status_the_cluster_holds(apiserver, api_client):
     apiserver.put(va("llama-h100", "meta/llama"))
     StatusWriter(api_client).write([decision(2)], InventoryState(variants=(SPEC,)))
