@@ -24,13 +24,16 @@ from kedascaler.sim.workloads import poisson, steps
 
 
 def test_names_are_selectable_but_not_run_by_default():
-    for name in ("kedascaler-hybrid", "kedascaler-model", "kedascaler-hybrid-profile"):
+    for name in ("kedascaler-hybrid", "kedascaler-model", "kedascaler-hybrid-profile", "kedascaler-hybrid-known",
+                 "kedascaler-model-known"):
         assert name in EXTRA_POLICY_NAMES and name not in POLICY_NAMES
     w = poisson(1.0, 10, seed=1)
     made = make_policies(list(EXTRA_POLICY_NAMES), w, SimConfig())
     assert [p.name for p in made] == list(EXTRA_POLICY_NAMES)
     assert isinstance(made[2], KedascalerHybridPolicy)
-    assert all(isinstance(p, KedascalerLearnedPolicy) and p.reads_counters for p in made[:2])
+    learned = [p for p in made if p is not made[2]]
+    assert all(isinstance(p, KedascalerLearnedPolicy) and p.reads_counters for p in learned)
+    assert [p.known_only for p in learned] == [False, False, True, True]
 
 
 # --- counters ---
@@ -164,6 +167,19 @@ def test_two_variants_never_observed_keep_the_learned_plan_on_saturation():
     run = simulate(w, policy, SimConfig(tail=30))
     assert run.learning["model_based_cycles"] == 0 and not run.predictions
     assert run.learning["variants"]["llama-h100"]["usable_at"] is None
+
+
+def test_known_only_sizes_with_the_variants_it_has_learned_and_holds_the_others():
+    w = steps([(0, 1.5), (150, 3.5), (300, 5.5)], 540, seed=5)
+    cfg = SimConfig(tail=60)
+    (policy,) = make_policies(["kedascaler-model-known"], w, cfg)
+    run = simulate(w, policy, cfg)
+    assert run.learning["variants"]["llama-h100"]["usable_at"] is None
+    assert run.learning["model_based_cycles"] > 0 and run.predictions
+    assert {p.variant for p in run.predictions} == {"llama-a100"}
+    sizing = policy.last_plan.sizing
+    assert not sizing.fallback and [v.key.name for v in sizing.variants] == ["llama-a100"]
+    assert run.series["replicas"][:, 0].max() == 0  # the H100 (unknown) is held where it was: none
 
 
 # --- the profile hybrid (true coefficients as a variantProfile, workload from the trace) ---
