@@ -41,7 +41,9 @@ from kedascaler.config import SERVICECLASS_CONFIGMAP, VariantExtras
 from kedascaler.engine import DEFAULT_IDLE_WINDOW, decide
 from kedascaler.engine.decide import SLO_CAPACITY
 from kedascaler.engine.estimation import prefill_mode_for
+from kedascaler.engine.perfmodel import MIXED as PREFILL_MIXED
 from kedascaler.engine.perfmodel import perf_model
+from kedascaler.engine.queueing import ReplicaArrays, replica_metrics
 from kedascaler.engine.sizing import (
     HYBRID,
     MODEL,
@@ -343,7 +345,7 @@ class KedascalerLearnedPolicy(KedascalerPolicy):
         self._observed: dict[str, tuple[float, float, float, float, set[str]]] = {}
         for v in obs.variants:
             found = []
-            gap_sum = gaps = ttft_sum = first = 0.0
+            gap_sum = gaps = ttft_sum = first = load = 0.0
             both: set[str] = set()
             for pod in v.counters:
                 reads[pod.name] = pod
@@ -354,13 +356,14 @@ class KedascalerLearnedPolicy(KedascalerPolicy):
                 if u is not None:
                     found.append(u)
                     both.add(pod.name)
+                    load += (u.completed_rate or 0.0) + (u.backlog_growth_rate or 0.0)
                 a, b = pod.counters, before.counters
                 gap_sum += a.gap_sum - b.gap_sum
                 gaps += a.gaps - b.gaps
                 ttft_sum += a.ttft_sum - b.ttft_sum
                 first += a.first_tokens - b.first_tokens
             usage[self._spec(v.config).key] = tuple(found)
-            self._observed[v.config.name] = (gap_sum, gaps, ttft_sum, first, both)
+            self._observed[v.config.name] = (gap_sum, gaps, ttft_sum, first, both, load)
         self._reads = reads
         self._resolve(obs)
         extras = {self._spec(v.config).key: self._extras(v.config) for v in obs.variants}
@@ -402,13 +405,17 @@ class KedascalerLearnedPolicy(KedascalerPolicy):
 
     def _resolve(self, obs: Observation) -> None:
         """The previous cycle's predictions against what its variants' pods showed since."""
-        for t, name, itl, ttft, replicas, settled in self._pending:
-            gap_sum, gaps, ttft_sum, first, both = self._observed.get(name, (0.0, 0.0, 0.0, 0.0, set()))
+        for t, name, itl, ttft, replicas, settled, model in self._pending:
+            gap_sum, gaps, ttft_sum, first, both, load = self._observed.get(name, (0.0, 0.0, 0.0, 0.0, set(), 0.0))
             view = next((v for v in obs.variants if v.config.name == name), None)
             settled = (settled and view is not None and view.ready == replicas and len(both) == replicas)
+            itl_ran = ttft_ran = math.nan
+            if model is not None and both:
+                m = replica_metrics(model, load / len(both))
+                itl_ran, ttft_ran = float(m.itl_ms[0]), float(m.ttft_ms[0])
             self.predictions.append(Prediction(
                 t, name, itl, gap_sum / gaps * 1000.0 if gaps > 0 else math.nan,
-                ttft, ttft_sum / first * 1000.0 if first > 0 else math.nan, settled))
+                ttft, ttft_sum / first * 1000.0 if first > 0 else math.nan, settled, itl_ran, ttft_ran))
         self._pending = []
 
     def _learned(self, obs: Observation) -> None:
@@ -433,7 +440,23 @@ class KedascalerLearnedPolicy(KedascalerPolicy):
             self._pending.append((obs.now, d.key.name,
                                   d.predicted_itl_ms if d.predicted_itl_ms is not None else math.nan,
                                   d.predicted_ttft_ms if d.predicted_ttft_ms is not None else math.nan,
-                                  d.desired_replicas, settled))
+                                  d.desired_replicas, settled, self._replica_model(view)))
+
+    def _replica_model(self, view) -> ReplicaArrays | None:
+        """The queueing model of one replica of this variant as the plan sized it (parameters, batch limit,
+        prefill mode, the measured lengths), to evaluate later at the load the pods actually took."""
+        params = self.planner.parameters.get(self._spec(view.config).key)
+        workload = self.last_plan.workload if self.last_plan is not None else None
+        if params is None or params.coefficients is None or workload is None:
+            return None
+        built, _ = perf_model(params.coefficients, view.config.params.max_num_seqs,
+                              prefill_mode=prefill_mode_for(params.source))
+        if built is None:
+            return None
+        c = params.coefficients
+        return ReplicaArrays.of(alpha=c.alpha, beta=c.beta, gamma=c.gamma, delta=c.delta, max_batch=built.max_batch_size,
+                                prompt_tokens=workload.prompt_tokens, output_tokens=workload.output_tokens,
+                                mixed=built.prefill_mode == PREFILL_MIXED)
 
     def learning(self) -> dict:
         """Per variant: when its parameters first became usable, the fit then and the last one, the true ones;

@@ -281,8 +281,9 @@ def _med_p90(errors: np.ndarray) -> str:
 
 def prediction_table(runs: list[RunResult]) -> str:
     """Per policy that predicts latencies: model-based cycles, and the median / p90 of |predicted − observed|
-    ÷ observed for ITL and TTFT over the next interval, all rows and rows where the fleet was settled
-    (the variant ran the planned replicas, all ready, through the interval). Empty when no policy predicts."""
+    ÷ observed for ITL and TTFT over the next interval: for the planned allocation (all rows, and rows where
+    the fleet was settled: the variant ran the planned replicas, all ready, through the interval), and for
+    the fleet that ran (the model at the load per pod observed). Empty when no policy predicts."""
     rows = []
     for run in runs:
         learning = run.learning or {}
@@ -294,6 +295,8 @@ def prediction_table(runs: list[RunResult]) -> str:
         ttft_p = np.array([x.ttft_pred_ms for x in p], dtype=float)
         ttft_o = np.array([x.ttft_obs_ms for x in p], dtype=float)
         settled = np.array([x.settled for x in p], dtype=bool)
+        itl_r = np.array([x.itl_ran_ms for x in p], dtype=float)
+        ttft_r = np.array([x.ttft_ran_ms for x in p], dtype=float)
         cycles = learning.get("cycles", "–")
         based = learning.get("model_based_cycles", "–")
         taken = learning.get("model_taken_cycles", "–")
@@ -302,12 +305,14 @@ def prediction_table(runs: list[RunResult]) -> str:
                     f"{'never' if first is None else f'{first:.0f} s'} | "
                     f"{_med_p90(_rel_errors(itl_p, itl_o))} | {_med_p90(_rel_errors(ttft_p, ttft_o))} | "
                     f"{_med_p90(_rel_errors(itl_p[settled], itl_o[settled]))} | "
-                    f"{_med_p90(_rel_errors(ttft_p[settled], ttft_o[settled]))} |")
+                    f"{_med_p90(_rel_errors(ttft_p[settled], ttft_o[settled]))} | "
+                    f"{_med_p90(_rel_errors(itl_r, itl_o))} | {_med_p90(_rel_errors(ttft_r, ttft_o))} |")
     if not rows:
         return ""
     head = ("| policy | cycles | model-based | model plan taken | first model-based | ITL error median / p90 | "
-            "TTFT error median / p90 | ITL error, settled | TTFT error, settled |")
-    return "\n".join([head, "|" + "---|" * 9] + rows)
+            "TTFT error median / p90 | ITL error, settled | TTFT error, settled | ITL error, fleet that ran | "
+            "TTFT error, fleet that ran |")
+    return "\n".join([head, "|" + "---|" * 11] + rows)
 
 
 def _coeffs(c) -> str:
@@ -336,6 +341,7 @@ def learning_table(runs: list[RunResult]) -> str:
 def learning_notes() -> str:
     return ("Errors: |predicted − observed| ÷ observed, per model-based decision and variant, observed as the "
             "mean ITL (token-weighted) and mean TTFT (from the arrival at the pod) of its pods over the next "
-            "reconcile interval; 'settled': the variant ran the planned replicas, all ready, through it. "
+            "reconcile interval; 'settled': the variant ran the planned replicas, all ready, through it; "
+            "'fleet that ran': the same model and parameters evaluated at the load per pod actually observed. "
             "Learned decode coefficients are effective ones (prefill stalls included), so α̂, β̂ differ from "
             "the step times by design.")

@@ -187,6 +187,10 @@ class Prediction(NamedTuple):
     ttft_pred_ms: float
     ttft_obs_ms: float
     settled: bool  # the variant ran the planned replicas, all ready, throughout the interval
+    # the same model and parameters evaluated at the load each of the variant's ready pods actually took
+    # over the interval (the fleet that ran, which lags the plan while pods start or HPA holds a scale-down)
+    itl_ran_ms: float = math.nan
+    ttft_ran_ms: float = math.nan
 
 
 @dataclass

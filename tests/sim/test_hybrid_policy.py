@@ -152,8 +152,12 @@ def test_predictions_are_recorded_and_reported(learned_runs):
         assert all(p.itl_pred_ms > 0 for p in run.predictions)
         observed = [p for p in run.predictions if math.isfinite(p.itl_obs_ms)]
         assert observed and all(p.itl_obs_ms > 0 for p in observed)
+        # the model at the load the pods actually took: close to what they showed (loose: no tuning to the test)
+        ran = [p for p in observed if math.isfinite(p.itl_ran_ms)]
+        assert ran and np.median([abs(p.itl_ran_ms - p.itl_obs_ms) / p.itl_obs_ms for p in ran]) < 0.3
     text = prediction_table(runs)
     assert "| kedascaler-hybrid |" in text and "| kedascaler-model |" in text and "%" in text
+    assert "fleet that ran" in text
     learned = learning_table(runs)
     assert "llama-a100" in learned and "11.00 / 0.060 / 25.0 / 0.00070" in learned
     assert prediction_table([]) == "" and learning_table([]) == ""
