@@ -125,12 +125,15 @@ class PodSample:
 
 @dataclass(frozen=True)
 class CollectResult:
-    """The metrics of one cycle, plus how it went: queries made, and errors (empty when all went well)."""
+    """The metrics of one cycle, plus how it went: queries made, errors (empty when all went well), and
+    warnings: what went wrong with usage alone (the saturation signals, and so the decisions, are unaffected)."""
 
     samples: tuple[PodSample, ...] = ()
     errors: tuple[str, ...] = ()
     queries: int = 0
     failed_pods: tuple[str, ...] = ()  # pods (namespace/pod) whose metrics could not be read
+    # Problems with the optional usage signals only (SLO sizing): never make a decision stale, unlike `errors`.
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -1,6 +1,7 @@
 """Fault injectors for the hardening tests: a scriptable Prometheus + vLLM pod endpoint, and a black hole.
 
-`FakeMetrics` answers Prometheus' `/api/v1/query` for the cycle's three queries and each pod's
+`FakeMetrics` answers Prometheus' `/api/v1/query` for the cycle's four queries (the three saturation ones
+and the usage one, from an optional `usage` table: pod -> {signal: value}, empty by default) and each pod's
 `/pods/<name>/metrics` exposition from one table of per-pod values, and can be told to misbehave
 (`mode`), to leave pods out, or be stopped and started again on the same port. `BlackHole` accepts TCP
 connections and never answers: a server hanging longer than any timeout.
@@ -40,6 +41,15 @@ class _Handler(BaseHTTPRequestHandler):
         query = parse_qs(path.query).get("query", [""])[0]
         if mode == "garbage-json":
             return self._send(200, owner.garbage_body(query))
+        if "label_replace" in query:  # the usage query: one row per (pod, signal), labelled `signal`
+            usage = []
+            for pod, signals in sorted(owner.usage.items()):
+                if mode == "missing-pods" and pod in owner.missing:
+                    continue
+                usage += [{"metric": {"namespace": owner.namespace, "pod": pod, "model_name": "m", "signal": name},
+                           "value": [owner.clock(), str(value)]} for name, value in signals.items()]
+            body = {"status": "success", "data": {"resultType": "vector", "result": usage}}
+            return self._send(200, json.dumps(body).encode())
         index = 0 if "kv_cache" in query else 1 if "waiting" in query else 2
         result = []
         for pod, vals in sorted(owner.pods.items()):
@@ -75,6 +85,7 @@ class FakeMetrics:
         self.missing: set[str] = set()
         self.garbage: dict[str, tuple[Any, Any, Any]] = {}
         self.garbage_json: Any = None
+        self.usage: dict[str, dict[str, float]] = {}  # pod -> usage signal -> value (the usage query's answer)
         self.requests = 0
         self.authorization: list[str] = []
         self._port = 0
