@@ -20,7 +20,7 @@ input: problems come back as `Problem`s naming the key and the field, and the re
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kedascaler.collect.base import Problem
@@ -48,10 +48,14 @@ class ServiceClass:
     name: str
     priority: int  # 1 = highest
     models: tuple[ModelSlo, ...]
+    _by_model: dict[str, ModelSlo] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:  # an index: a class may list thousands of models, looked up per model
+        object.__setattr__(self, "_by_model", {m.model: m for m in reversed(self.models)})
 
     def slo_for(self, model: str) -> ModelSlo | None:
         """The targets of `model` in this class (None: the class does not list it)."""
-        return next((m for m in self.models if m.model == model), None)
+        return self._by_model.get(model)
 
 
 @dataclass(frozen=True)
@@ -60,9 +64,13 @@ class ServiceClasses:
 
     configmap: str = SERVICECLASS_CONFIGMAP
     classes: tuple[ServiceClass, ...] = ()
+    _by_key: dict[str, ServiceClass] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_key", {c.key: c for c in reversed(self.classes)})
 
     def by_key(self, key: str) -> ServiceClass | None:
-        return next((c for c in self.classes if c.key == key), None)
+        return self._by_key.get(key)
 
     def resolve(self, ref: tuple[str, str] | None, model: str) -> tuple[ServiceClass | None, ModelSlo | None, str]:
         """A VA's sloClassRef (ConfigMap name, key) and modelID → (class, targets, reason when not found)."""
@@ -124,14 +132,16 @@ def _class(key: str, raw: Any, check: _Checker) -> ServiceClass | None:
     name = check.string(head, "name", f"{path}.name") or key
     priority = check.integer(head, "priority", f"{path}.priority", default=DEFAULT_PRIORITY, minimum=1)
     models: list[ModelSlo] = []
+    seen: set[str] = set()
     for entry, entry_path in zip(entries, paths):
         slo = _model_slo(entry, check, entry_path)
         if slo is None:
             continue
-        if any(m.model == slo.model for m in models):
+        if slo.model in seen:
             check.add(f"{entry_path}.model", f"{slo.model!r} is listed twice: keep one entry per model")
             continue
         models.append(slo)
+        seen.add(slo.model)
     return ServiceClass(key, name, priority if priority is not None else DEFAULT_PRIORITY, tuple(models))
 
 

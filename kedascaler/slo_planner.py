@@ -75,6 +75,10 @@ class SloPlan:
     def model_based(self) -> bool:
         return self.sizing is not None and not self.sizing.fallback
 
+    def sizes(self, key: VariantKey) -> bool:
+        """Whether the plan names this variant (a variant without usable parameters is held, not sized)."""
+        return self.model_based and any(v.key == key for v in self.sizing.variants)
+
     @property
     def why_not(self) -> str:
         """Why this model is decided by saturation alone ("" when it is sized)."""
@@ -134,6 +138,26 @@ def prefill_pairs(usage: Sequence[PodUsage]) -> tuple[list[float], list[float]]:
     return xs, ys
 
 
+def _known_part(snap: ModelSnapshot, workload: Workload | None,
+                perf: Mapping[VariantKey, tuple[PerfModel | None, str]],
+                usage: Mapping[VariantKey, Sequence[PodUsage]]) -> tuple[ModelSnapshot, Workload | None, str]:
+    """Size a model over the variants whose parameters are usable when only some are: the others keep their
+    replicas (decide holds a variant the plan does not name) and the load their pods finish now, so a variant
+    that never ran — and so could never be learned — does not keep the whole model on saturation."""
+    known = [v for v in snap.variants if perf.get(v.spec.key, (None, ""))[0] is not None]
+    if not known or len(known) == len(snap.variants):
+        return snap, workload, ""
+    unknown = [v for v in snap.variants if perf.get(v.spec.key, (None, ""))[0] is None]
+    carried = math.fsum(u.completed_rate for v in unknown for u in usage.get(v.spec.key, ())
+                        if u.completed_rate is not None)
+    if workload is not None and carried > 0:
+        workload = replace(workload, arrival_rate=max(0.0, workload.arrival_rate - carried))
+    names = ", ".join(f"{v.spec.key.name} ({perf.get(v.spec.key, (None, 'no parameters'))[1]})" for v in unknown)
+    held = (f"sized over {', '.join(v.spec.key.name for v in known)}; kept at their replicas and "
+            f"{carried:.3g} req/s they serve: {names}")
+    return replace(snap, variants=tuple(known)), workload, held
+
+
 @dataclass
 class _Learned:
     observations: VariantObservations = field(default_factory=VariantObservations)
@@ -156,6 +180,7 @@ class SloPlanner:
         self.available = available
         self._learned: dict[VariantKey, _Learned] = {}
         self._lengths: dict[tuple[str, str], tuple[float, float]] = {}
+        self._kv_tokens: dict[VariantKey, int] = {}  # KV cache size per replica, from vllm:cache_config_info
         self.parameters: dict[VariantKey, VariantParameters] = {}
         self.plans: dict[tuple[str, str], SloPlan] = {}
 
@@ -173,6 +198,9 @@ class SloPlanner:
             if px:
                 obs = obs.add_prefill(now, px, py)
             learned.observations = obs
+            kv = [u.kv_capacity_tokens for u in pods if getattr(u, "kv_capacity_tokens", None)]
+            if kv:
+                self._kv_tokens[key] = min(kv)  # the smallest pod binds: sizing stays on the safe side
 
     def refit(self, now: float) -> int:
         """Fit the variants most overdue (at most `max_fits_per_cycle`); returns how many were fitted."""
@@ -201,6 +229,8 @@ class SloPlanner:
             del self._learned[key]
         for key in [k for k in self.parameters if k not in keep]:
             del self.parameters[key]
+        for key in [k for k in self._kv_tokens if k not in keep]:
+            del self._kv_tokens[key]
 
     def plan(self, snapshots: Sequence[ModelSnapshot], usage: Mapping[VariantKey, Sequence[PodUsage]],
              extras: Mapping[VariantKey, Any], classes: ServiceClasses | None, now: float
@@ -237,8 +267,12 @@ class SloPlanner:
                     continue
                 extra = extras.get(key)
                 built, problem = perf_model(params.coefficients, getattr(extra, "max_batch_size", None),
+                                            kv_capacity_tokens=self._kv_tokens.get(key),
                                             prefill_mode=prefill_mode_for(params.source))
                 perf[key] = (built, f"{params.source} parameters: {problem}" if built is None else "")
+            snap, workload, held = _known_part(snap, workload, perf, usage)
+            if held:
+                note = "; ".join(filter(None, (note, held)))
             demand = model_demand(snap, workload, slo, perf, priority=priority,
                                   slo_reason=slo_note if slo is None else "")
             demands.append((model, mode, note, why, demand))

@@ -86,6 +86,10 @@ def performance_estimate(params: Any) -> dict[str, Any] | None:
 
 def sizing_condition(plan: Any, params: Any) -> dict[str, Any]:
     """`ModelBasedSizing`: True when the queueing model sizes the variant's model, else False and why."""
+    if plan.model_based and params is not None and params.coefficients is None:
+        return condition("ModelBasedSizing", False, "FallbackToSaturation",
+                         f"this variant has no usable parameters ({params.reason}): it keeps its replicas, "
+                         f"saturation may still add to them; {plan.note}")
     if plan.model_based:
         source = params.source if params is not None and params.source else "parameters"
         return condition("ModelBasedSizing", True, "ModelBased",

@@ -59,11 +59,14 @@ def true_profile(p=TRUE_A100) -> dict:
 class Rig:
     """Emulated A100 pods + direct scraping + Reconciler with a planner, all on the fleet's clock."""
 
-    def __init__(self, docs, monkeypatch, *, mode: str = "hybrid", replicas: int = 1) -> None:
+    def __init__(self, docs, monkeypatch, *, mode: str = "hybrid", replicas: int = 1, h100: bool = False) -> None:
         state, self.extras = build_inventory(docs)
         self.fleet = EmulatedFleet(seed=1, tick=0.05)
         self.fleet.add_deployment("llama-a100", MODEL, "A100", params=TRUE_A100, startup_delay=5.0,
                                   replicas=replicas, namespace="llm")
+        if h100:  # a second variant that runs no replica: nothing to learn its parameters from
+            self.fleet.add_deployment("llama-h100", MODEL, "H100", params=perf_params_for("H100", max_num_seqs=64),
+                                      startup_delay=5.0, replicas=0, namespace="llm")
         self.fleet.advance(5.0)
         self.fleet.start()
         # direct scraping stamps samples (and so the usage windows) with the clock: the fleet's
@@ -259,3 +262,18 @@ def test_estimates_and_predictions_reach_metrics_and_decision_records(rig_factor
     # With one replica at these rates the model's ITL prediction is within 25 % of what the pods then showed.
     errors = sorted(abs(p - o) / o for p, o in zip(predicted, observed, strict=True))
     assert errors[len(errors) // 2] < 0.25, errors
+
+
+def test_a_variant_never_run_does_not_keep_its_model_on_saturation(rig_factory):
+    docs = [va("llama-a100", "A100", 20), va("llama-h100", "H100", 40), SERVICECLASS]
+    docs[1][1]["spec"]["minReplicas"] = 0
+    rig = rig_factory(docs, h100=True)
+    reports = [rig.cycle(float(rate)) for rate in [1, 2, 3, 4, 5, 6, 7, 8] * 4]
+    decision, plan, status, condition = sizing_status(reports[-1], A100)
+    assert plan.model_based and condition["reason"] == "ModelBased", condition["message"]
+    assert set(plan.sizing.targets) == {A100}  # sized over the variant it could learn
+    assert "sized over llama-a100" in plan.note and "llama-h100" in plan.note
+    held, _, held_status, held_condition = sizing_status(reports[-1], H100)
+    assert held_condition["status"] == "False" and held_condition["reason"] == "FallbackToSaturation"
+    assert "no usable parameters" in held_condition["message"]
+    assert held.desired_replicas == 0 and "performanceEstimate" not in held_status

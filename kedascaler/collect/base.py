@@ -106,6 +106,7 @@ class PodUsage:
     prefill_ms: float | None = None  # mean prefill time (request_prefill_time_seconds; else TTFT − queue time)
     prompt_tokens_mean: float | None = None  # mean request_prompt_tokens of the requests finished in the window
     ttft_ms: float | None = None  # mean time_to_first_token_seconds of the window, in ms (observed, for records)
+    kv_capacity_tokens: int | None = None  # KV cache size: num_gpu_blocks × block_size of vllm:cache_config_info
 
 
 @dataclass(frozen=True)

@@ -43,10 +43,11 @@ PREFILL = "vllm:request_prefill_time_seconds"
 QUEUE = "vllm:request_queue_time_seconds"
 TTFT = "vllm:time_to_first_token_seconds"
 REQUEST_PROMPT = "vllm:request_prompt_tokens"
+CACHE_CONFIG = "vllm:cache_config_info"  # an info gauge: the KV cache size is in its labels
 _COUNTERS = (SUCCESS, PROMPT_TOKENS, GENERATION_TOKENS)
 _HISTOGRAMS = (ITL, ITL_OLD, PREFILL, QUEUE, TTFT, REQUEST_PROMPT)
 _TOTALS = frozenset(_COUNTERS) | {h + s for h in _HISTOGRAMS for s in ("_sum", "_count")}
-_WANTED = _SATURATION | _TOTALS
+_WANTED = _SATURATION | _TOTALS | {CACHE_CONFIG}
 MAX_KV_USAGE = 1.0 + 1e-6  # a fraction of the KV cache: 1 means 100 %; more is a broken exporter
 MAX_REQUESTS = 1_000_000  # waiting or running requests on one pod; more is a broken exporter, not load
 
@@ -74,6 +75,7 @@ class VLLMReading:
     running: float
     model_name: str
     totals: dict[str, float] = field(default_factory=dict)  # usage counters and _sum/_count, summed over engines
+    kv_capacity_tokens: int | None = None  # Σ over engines of num_gpu_blocks × block_size (cache_config_info)
 
 
 def _wanted_lines(text: str) -> str:
@@ -100,16 +102,28 @@ def _wanted_lines(text: str) -> str:
     return "\n".join(keep) + "\n"
 
 
+def _kv_tokens(labels: dict[str, str]) -> int:
+    """num_gpu_blocks × block_size of one engine's cache_config_info (0 when a label is missing or not a count)."""
+    try:
+        blocks, size = int(labels.get("num_gpu_blocks", "")), int(labels.get("block_size", ""))
+    except ValueError:
+        return 0
+    return blocks * size if blocks > 0 and size > 0 else 0
+
+
 def parse_vllm_metrics(text: str) -> VLLMReading:
     """Read KV usage (v1 name, else the v0 one), waiting and running from a Prometheus text exposition, and
     the usage totals that are there; a usage total that is not a finite number >= 0 is left out (usage is
     optional: it never fails the pod's sample)."""
     values: dict[str, list[float]] = {name: [] for name in _WANTED}
     models: set[str] = set()
+    kv_tokens: list[int] = []
     try:
         for family in text_string_to_metric_families(_wanted_lines(text)):
             for sample in family.samples:
-                if sample.name in values:
+                if sample.name == CACHE_CONFIG:
+                    kv_tokens.append(_kv_tokens(sample.labels))
+                elif sample.name in values:
                     values[sample.name].append(float(sample.value))
                     if "model_name" in sample.labels:
                         models.add(sample.labels["model_name"])
@@ -126,8 +140,9 @@ def parse_vllm_metrics(text: str) -> VLLMReading:
             raise ScrapeError(f"{name} has a value that is not a finite number >= 0: {found}")
     totals = {name: sum(values[name]) for name in _TOTALS
               if values[name] and all(math.isfinite(v) and v >= 0 for v in values[name])}
+    capacity = sum(kv_tokens) if kv_tokens and all(t > 0 for t in kv_tokens) else None
     reading = VLLMReading(max(kv), sum(values[WAITING]), sum(values[RUNNING]), min(models) if models else "",
-                          totals)
+                          totals, capacity)
     for signal in ("kv_cache_usage", "queue_length", "running"):
         why = implausible(signal, getattr(reading, signal))
         if why is not None:
@@ -170,7 +185,7 @@ def usage_between(before: VLLMReading, after: VLLMReading, span_s: float) -> Pod
     return PodUsage(window_s=span_s, completed_rate=rate(SUCCESS), prompt_tokens_rate=rate(PROMPT_TOKENS),
                     output_tokens_rate=rate(GENERATION_TOKENS), backlog_growth_rate=backlog / span_s,
                     mean_running=(before.running + after.running) / 2, itl_ms=itl, prefill_ms=prefill,
-                    prompt_tokens_mean=mean(REQUEST_PROMPT), ttft_ms=ttft)
+                    prompt_tokens_mean=mean(REQUEST_PROMPT), ttft_ms=ttft, kv_capacity_tokens=after.kv_capacity_tokens)
 
 
 @dataclass(frozen=True)

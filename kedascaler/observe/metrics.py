@@ -280,7 +280,7 @@ class Observer:
             plan = plans.get((d.key.namespace, d.model_id)) if plans else None
             if plan is not None:
                 m.model_based.labels(*labels, params[d.key].source if params and d.key in params and
-                                     params[d.key].source else "none").set(1 if plan.model_based else 0)
+                                     params[d.key].source else "none").set(1 if plan.sizes(d.key) else 0)
             if d.predicted_itl_ms is not None:
                 m.predicted_itl.labels(*labels).set(_finite(d.predicted_itl_ms))
             if d.predicted_ttft_ms is not None:

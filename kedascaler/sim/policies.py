@@ -354,6 +354,8 @@ class KedascalerLearnedPolicy(KedascalerPolicy):
                     continue
                 u = pod.usage_since(before)
                 if u is not None:
+                    # what vllm:cache_config_info says (num_gpu_blocks × block_size), as the scrape reads it
+                    u = replace(u, kv_capacity_tokens=v.config.params.num_gpu_blocks * v.config.params.block_size)
                     found.append(u)
                     both.add(pod.name)
                     load += (u.completed_rate or 0.0) + (u.backlog_growth_rate or 0.0)

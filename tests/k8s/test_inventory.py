@@ -67,14 +67,19 @@ def test_watch_resumes_after_connection_drop_without_relisting(apiserver, invent
     inventory.start()
     assert inventory.wait_synced(5)
     lists = inventory.variantautoscalings.lists
+
+    def watching(n: int) -> bool:  # the reflector's n-th watch is open on the server (a drop reaches it)
+        return inventory.variantautoscalings.watches >= n and apiserver.open_watches["variantautoscalings"] == 1
+    assert eventually(lambda: watching(1))
     apiserver.drop_watches()
     apiserver.put(va("b", "m"))
     assert eventually(lambda: names(inventory) == ["a", "b"])
+    assert eventually(lambda: watching(2))
     apiserver.drop_watches()
     apiserver.delete("VariantAutoscaling", "demo", "a")
     assert eventually(lambda: names(inventory) == ["b"])
+    assert eventually(lambda: watching(3))
     assert inventory.variantautoscalings.lists == lists  # resumed from its resourceVersion
-    assert inventory.variantautoscalings.watches >= 3
 
 
 def test_gone_resource_version_relists(apiserver, inventory):
