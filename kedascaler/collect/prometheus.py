@@ -25,6 +25,7 @@ from urllib3.util.retry import Retry
 
 from kedascaler.collect.base import CollectResult, PodSample, PodUsage, ScrapeTarget
 from kedascaler.collect.scrape import (
+    CACHE_CONFIG,
     GENERATION_TOKENS,
     ITL,
     ITL_OLD,
@@ -39,6 +40,7 @@ from kedascaler.collect.scrape import (
     TTFT,
     WAITING,
     implausible,
+    kv_cache_tokens,
 )
 
 log = logging.getLogger("kedascaler.collect.prometheus")
@@ -53,7 +55,7 @@ USAGE = "usage"  # the signal of the usage query
 SIGNAL_LABEL = "signal"  # the label that tags each usage sub-expression
 # The usage query's signals, tagged by label_replace. Rates are per second; the means are Δ_sum ÷ Δ_count.
 USAGE_SIGNALS = ("completed", "prompt_tokens", "output_tokens", "itl", "ttft", "prefill", "prompt_tokens_mean",
-                 "mean_running", "backlog_delta")
+                 "mean_running", "backlog_delta", "kv_capacity")
 
 
 def window_seconds(window: str) -> float:
@@ -108,6 +110,8 @@ def usage_query(window: str = "1m") -> str:
         "prompt_tokens_mean": mean(REQUEST_PROMPT),
         "mean_running": total(f"avg_over_time({RUNNING}[{window}])"),
         "backlog_delta": f"({total(f'delta({RUNNING}[{window}])')} + {total(f'delta({WAITING}[{window}])')})",
+        # the KV cache size lives in the info gauge's labels: engines per (blocks, block size), multiplied in Python
+        "kv_capacity": f"count by (namespace, pod, num_gpu_blocks, block_size) ({CACHE_CONFIG})",
     }
     assert tuple(expressions) == USAGE_SIGNALS
     return " or ".join(tag(signal, expr) for signal, expr in expressions.items())
@@ -138,7 +142,8 @@ def usage_from_signals(signals: dict[str, float], window_s: float) -> PodUsage:
                     output_tokens_rate=get("output_tokens"),
                     backlog_growth_rate=None if backlog is None else backlog / window_s,
                     mean_running=get("mean_running"), itl_ms=get("itl", 1000.0), prefill_ms=get("prefill", 1000.0),
-                    prompt_tokens_mean=get("prompt_tokens_mean"), ttft_ms=get("ttft", 1000.0))
+                    prompt_tokens_mean=get("prompt_tokens_mean"), ttft_ms=get("ttft", 1000.0),
+                    kv_capacity_tokens=int(kv) if (kv := get("kv_capacity")) else None)
 
 
 class PrometheusSource:
@@ -213,6 +218,9 @@ class PrometheusSource:
                     errors.append(f"prometheus: {namespace}/{pod} ({model}) left out: {why}")
                 continue
             found = usage.get(key)
+            kv = usage.get((namespace, pod, ""), {}).get("kv_capacity")  # cache_config_info has no model_name
+            if kv is not None and model:
+                found = {**(found or {}), "kv_capacity": kv}
             samples.append(PodSample(namespace=namespace, pod=pod, model_name=model,
                                      kv_cache_usage=got["kv_cache_usage"][1], queue_length=got["queue_length"][1],
                                      running=got["running"][1], timestamp=min(ts for ts, _ in got.values()),
@@ -244,6 +252,10 @@ def _usage_rows(rows: list[tuple[dict[str, str], float, float]],
             unlabelled += 1
         elif signal not in USAGE_SIGNALS:
             unknown += 1
+        elif signal == "kv_capacity":  # engines × num_gpu_blocks × block_size, summed over the pod's configs
+            # filed under the pod alone: vLLM's info gauge carries no model_name
+            found = into.setdefault((labels.get("namespace", ""), labels["pod"], ""), {})
+            found[signal] = found.get(signal, 0.0) + value * kv_cache_tokens(labels)
         else:
             into.setdefault((labels.get("namespace", ""), labels["pod"], labels.get("model_name", "")), {})[signal] = value
     out = []

@@ -102,7 +102,7 @@ def _wanted_lines(text: str) -> str:
     return "\n".join(keep) + "\n"
 
 
-def _kv_tokens(labels: dict[str, str]) -> int:
+def kv_cache_tokens(labels: dict[str, str]) -> int:
     """num_gpu_blocks × block_size of one engine's cache_config_info (0 when a label is missing or not a count)."""
     try:
         blocks, size = int(labels.get("num_gpu_blocks", "")), int(labels.get("block_size", ""))
@@ -122,7 +122,7 @@ def parse_vllm_metrics(text: str) -> VLLMReading:
         for family in text_string_to_metric_families(_wanted_lines(text)):
             for sample in family.samples:
                 if sample.name == CACHE_CONFIG:
-                    kv_tokens.append(_kv_tokens(sample.labels))
+                    kv_tokens.append(kv_cache_tokens(sample.labels))
                 elif sample.name in values:
                     values[sample.name].append(float(sample.value))
                     if "model_name" in sample.labels:

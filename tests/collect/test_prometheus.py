@@ -118,6 +118,8 @@ def test_samples_are_what_the_pods_expose(fleet3, v0_pod, tmp_path):
         assert usage.itl_ms is None and usage.ttft_ms is None and usage.prefill_ms is None
         assert usage.prompt_tokens_mean is None
         assert usage.mean_running == pytest.approx(state.running)
+        # the KV cache size, from vllm:cache_config_info's labels: it bounds the batch in SLO sizing
+        assert usage.kv_capacity_tokens == pod.params.num_gpu_blocks * pod.params.block_size
     assert by_pod[fleet3.deployment("model-2-gpu").pods[0].name].queue_length > 0
     old = by_pod["old-vllm-0"]
     assert (old.namespace, old.model_name, old.kv_cache_usage, old.queue_length, old.running) == (
@@ -125,6 +127,7 @@ def test_samples_are_what_the_pods_expose(fleet3, v0_pod, tmp_path):
     # An old vLLM without the counters: only what its gauges give.
     assert old.usage is not None and old.usage.mean_running == 3.0
     assert (old.usage.completed_rate, old.usage.itl_ms, old.usage.prefill_ms) == (None, None, None)
+    assert old.usage.kv_capacity_tokens is None  # no cache_config_info: unknown, never 0
 
 
 def test_queries_per_cycle_do_not_grow_with_the_number_of_models(tmp_path):

@@ -147,6 +147,12 @@ def test_parse_sums_requests_over_engines_and_takes_the_fullest_kv_cache():
     ]) + "\n"
     reading = parse_vllm_metrics(text)
     assert (reading.kv_cache_usage, reading.queue_length, reading.running, reading.model_name) == (0.75, 7, 21, "m")
+    assert reading.kv_capacity_tokens is None  # no cache_config_info
+    info = "".join(f'vllm:cache_config_info{{block_size="16",engine="{e}",num_gpu_blocks="{b}"}} 1.0\n'
+                   for e, b in ((0, 1000), (1, 500)))
+    assert parse_vllm_metrics("# TYPE vllm:cache_config_info gauge\n" + info + text).kv_capacity_tokens == 24_000
+    broken = info.replace('num_gpu_blocks="500"', 'num_gpu_blocks="None"')  # vLLM before profiling the cache
+    assert parse_vllm_metrics(broken + text).kv_capacity_tokens is None
     with pytest.raises(ScrapeError):
         parse_vllm_metrics("vllm:num_requests_waiting 1\n")
 
