@@ -44,16 +44,7 @@ from kedascaler.engine.estimation import prefill_mode_for
 from kedascaler.engine.perfmodel import MIXED as PREFILL_MIXED
 from kedascaler.engine.perfmodel import perf_model
 from kedascaler.engine.queueing import ReplicaArrays, replica_metrics
-from kedascaler.engine.sizing import (
-    HYBRID,
-    MODEL,
-    SATURATION,
-    ModelSizing,
-    SloTargets,
-    model_demand,
-    size_model,
-    size_models,
-)
+from kedascaler.engine.sizing import HYBRID, MODEL, SATURATION, ModelSizing, SloTargets, model_demand, size_model
 from kedascaler.engine.sizing import Workload as SizingWorkload
 from kedascaler.engine.types import (
     Decision,
@@ -314,12 +305,10 @@ class KedascalerLearnedPolicy(KedascalerPolicy):
     reads_counters = True
     CLASS_KEY = "standard"
 
-    def __init__(self, slo: SLO, model_id: str = "meta/llama-3.1-8b", mode: str = HYBRID, known_only: bool = False,
-                 **kw) -> None:
+    def __init__(self, slo: SLO, model_id: str = "meta/llama-3.1-8b", mode: str = HYBRID, **kw) -> None:
         super().__init__(model_id, **kw)
         self.mode = mode
-        self.known_only = known_only
-        self.name = ("kedascaler-model" if mode == MODEL else "kedascaler-hybrid") + ("-known" if known_only else "")
+        self.name = "kedascaler-model" if mode == MODEL else "kedascaler-hybrid"
         self.planner = SloPlanner(mode)
         self.classes = ServiceClasses(SERVICECLASS_CONFIGMAP, (ServiceClass(
             self.CLASS_KEY, slo.name, 1, (ModelSlo(model_id, slo.itl * 1000.0, slo.ttft * 1000.0),)),))
@@ -372,8 +361,6 @@ class KedascalerLearnedPolicy(KedascalerPolicy):
         self.planner.forget(set(extras))
         plans = self.planner.plan([snapshot], usage, extras, self.classes, obs.now)
         plan = plans.get((snapshot.namespace, snapshot.model_id))
-        if plan is not None and self.known_only:
-            plan = self._known_only(snapshot, plan, extras)
         self.last_plan = plan
         self._learned(obs)
         self.cycles += 1
@@ -384,26 +371,6 @@ class KedascalerLearnedPolicy(KedascalerPolicy):
             if self.first_model_based is None:
                 self.first_model_based = obs.now
         return plan.sizing, plan.mode
-
-    def _known_only(self, snapshot: ModelSnapshot, plan: SloPlan, extras: Mapping[VariantKey, VariantExtras]
-                    ) -> SloPlan:
-        """A planner change emulated here (`-known` policies): when the plan falls back only because some
-        variants have no usable parameters, size the model over the variants that have them (the others
-        keep their replicas: `decide` holds a variant the sizing does not name), instead of not at all."""
-        if plan.sizing is None or not plan.sizing.fallback or plan.workload is None or plan.slo is None:
-            return plan
-        params = self.planner.parameters
-        known = [v for v in snapshot.variants if params.get(v.spec.key) and params[v.spec.key].coefficients]
-        if not known or len(known) == len(snapshot.variants):
-            return plan
-        perf = {}
-        for v in known:
-            p = params[v.spec.key]
-            perf[v.spec.key] = perf_model(p.coefficients, extras[v.spec.key].max_batch_size,
-                                          prefill_mode=prefill_mode_for(p.source))
-        part = replace(snapshot, variants=tuple(known))
-        sizing = size_models([model_demand(part, plan.workload, plan.slo, perf)], self.planner.available)[0]
-        return replace(plan, sizing=sizing)
 
     def _resolve(self, obs: Observation) -> None:
         """The previous cycle's predictions against what its variants' pods showed since."""
@@ -629,9 +596,8 @@ class OraclePolicy(_Base):
 
 POLICY_NAMES = ("kedascaler", "kedascaler-warm", "wva", "keda-queue", "hpa-util", "static-peak", "oracle")
 # run on request (--policy), not by default: SLO sizing with learned parameters (hybrid, model) and with the
-# true ones as a user-given profile; `-known`: learned, sized over the variants whose parameters are known
-EXTRA_POLICY_NAMES: tuple[str, ...] = ("kedascaler-hybrid", "kedascaler-model", "kedascaler-hybrid-profile",
-                                       "kedascaler-hybrid-known", "kedascaler-model-known")
+# true ones as a user-given profile
+EXTRA_POLICY_NAMES: tuple[str, ...] = ("kedascaler-hybrid", "kedascaler-model", "kedascaler-hybrid-profile")
 
 
 def make_policies(names: list[str] | tuple[str, ...], workload: Workload, config: SimConfig,
@@ -646,9 +612,6 @@ def make_policies(names: list[str] | tuple[str, ...], workload: Workload, config
             out.append(KedascalerLearnedPolicy(config.slo, model_id, mode=HYBRID))
         elif name == "kedascaler-model":
             out.append(KedascalerLearnedPolicy(config.slo, model_id, mode=MODEL))
-        elif name in ("kedascaler-hybrid-known", "kedascaler-model-known"):
-            out.append(KedascalerLearnedPolicy(config.slo, model_id, mode=MODEL if "model" in name else HYBRID,
-                                               known_only=True))
         elif name == "kedascaler-hybrid-profile":
             out.append(KedascalerHybridPolicy(workload, config.slo, model_id))
         elif name == "kedascaler-warm":

@@ -9,9 +9,11 @@ import math
 import numpy as np
 import pytest
 
+from kedascaler.engine.types import VariantKey
 from kedascaler.sim.emulator import perf_params_for
 from kedascaler.sim.policies import (
     EXTRA_POLICY_NAMES,
+    NAMESPACE,
     POLICY_NAMES,
     KedascalerHybridPolicy,
     KedascalerLearnedPolicy,
@@ -24,8 +26,7 @@ from kedascaler.sim.workloads import poisson, steps
 
 
 def test_names_are_selectable_but_not_run_by_default():
-    for name in ("kedascaler-hybrid", "kedascaler-model", "kedascaler-hybrid-profile", "kedascaler-hybrid-known",
-                 "kedascaler-model-known"):
+    for name in ("kedascaler-hybrid", "kedascaler-model", "kedascaler-hybrid-profile"):
         assert name in EXTRA_POLICY_NAMES and name not in POLICY_NAMES
     w = poisson(1.0, 10, seed=1)
     made = make_policies(list(EXTRA_POLICY_NAMES), w, SimConfig())
@@ -33,7 +34,7 @@ def test_names_are_selectable_but_not_run_by_default():
     assert isinstance(made[2], KedascalerHybridPolicy)
     learned = [p for p in made if p is not made[2]]
     assert all(isinstance(p, KedascalerLearnedPolicy) and p.reads_counters for p in learned)
-    assert [p.known_only for p in learned] == [False, False, True, True]
+    assert [p.name for p in learned] == ["kedascaler-hybrid", "kedascaler-model"]
 
 
 # --- counters ---
@@ -163,27 +164,25 @@ def test_predictions_are_recorded_and_reported(learned_runs):
     assert prediction_table([]) == "" and learning_table([]) == ""
 
 
-def test_two_variants_never_observed_keep_the_learned_plan_on_saturation():
-    # Saturation scales the cheapest variant only: the H100 never runs, so it is never observed, and one
-    # variant without parameters keeps the whole model on saturation (the planner's rule).
-    w = poisson(4.0, 240, seed=2)
-    (policy,) = make_policies(["kedascaler-hybrid"], w, SimConfig(tail=30))
-    run = simulate(w, policy, SimConfig(tail=30))
-    assert run.learning["model_based_cycles"] == 0 and not run.predictions
-    assert run.learning["variants"]["llama-h100"]["usable_at"] is None
-
-
-def test_known_only_sizes_with_the_variants_it_has_learned_and_holds_the_others():
-    w = steps([(0, 1.5), (150, 3.5), (300, 5.5)], 540, seed=5)
-    cfg = SimConfig(tail=60)
-    (policy,) = make_policies(["kedascaler-model-known"], w, cfg)
-    run = simulate(w, policy, cfg)
-    assert run.learning["variants"]["llama-h100"]["usable_at"] is None
-    assert run.learning["model_based_cycles"] > 0 and run.predictions
-    assert {p.variant for p in run.predictions} == {"llama-a100"}
-    sizing = policy.last_plan.sizing
-    assert not sizing.fallback and [v.key.name for v in sizing.variants] == ["llama-a100"]
-    assert run.series["replicas"][:, 0].max() == 0  # the H100 (unknown) is held where it was: none
+def test_a_never_started_variant_does_not_keep_the_learned_plan_on_saturation():
+    # The default two variants: saturation scales the cheapest (A100) only, the H100 never starts, so it is
+    # never observed and never gets parameters. After the warm-up the planner sizes the model over the A100
+    # (the H100 keeps its replicas: none), so both learned modes become model-based.
+    w = poisson(4.0, 420, seed=2)
+    cfg = SimConfig(tail=30)
+    for policy in make_policies(["kedascaler-hybrid", "kedascaler-model"], w, cfg):
+        run = simulate(w, policy, cfg)
+        learning = run.learning
+        assert learning["variants"]["llama-h100"]["usable_at"] is None
+        first = learning["first_model_based"]
+        assert first is not None and first == learning["variants"]["llama-a100"]["usable_at"]
+        assert learning["model_based_cycles"] > 0 and learning["model_taken_cycles"] > 0
+        assert run.predictions and {p.variant for p in run.predictions} == {"llama-a100"}
+        plan = policy.last_plan
+        assert plan.model_based and [v.key.name for v in plan.sizing.variants] == ["llama-a100"]
+        assert plan.sizes(VariantKey(NAMESPACE, "llama-a100")) and not plan.sizes(VariantKey(NAMESPACE, "llama-h100"))
+        assert "sized over llama-a100" in plan.note and "llama-h100" in plan.note
+        assert run.series["replicas"][:, 0].max() == 0  # the H100 is held where it was: none
 
 
 # --- the profile hybrid (true coefficients as a variantProfile, workload from the trace) ---
