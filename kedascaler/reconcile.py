@@ -172,6 +172,7 @@ class Reconciler:
         self.plans: dict[ModelRef, SloPlan] = {}  # the last full cycle's, reused by wake-up cycles
         self.previous: dict[VariantKey, Decision] = {}
         self.cycles = 0
+        self._warned: tuple[str, ...] = ()
 
     def extras(self) -> Mapping[VariantKey, Any]:
         if callable(self._extras):
@@ -242,6 +243,10 @@ class Reconciler:
         else:
             collect = self.metrics.collect(targets)
         now = self.clock()
+        warnings = tuple(getattr(collect, "warnings", ()))
+        if warnings and warnings != self._warned:  # logged when they change, not every cycle
+            log.warning("metrics source: %s", "; ".join(warnings))
+        self._warned = warnings
         samples = assign_samples(collect.samples, variants)
         snapshots = build_snapshots(variants, statuses, samples, collect, state.saturation.for_model, now)
         snapshots, _ = self._with_activation(snapshots, variants, wanted is not None, errors)

@@ -31,7 +31,7 @@ log = logging.getLogger("kedascaler.observe")
 VARIANT_LABELS = ("variant", "namespace", "model", "accelerator")
 ACTIONS = ("scale-up", "scale-down", "hold", "stale", "bounds", "inactive")
 _SIGNAL = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-STAGES = ("workload", "collect", "engine", "slo", "other")
+STAGES = ("workload", "collect", "usage", "engine", "slo", "other")  # usage: the optional usage query (a warning)
 
 # Reconcile cycles take milliseconds (emulated) to seconds (a big fleet behind a slow Prometheus).
 CYCLE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -216,6 +216,8 @@ class Observer:
         for error in report.errors:
             m.cycle_errors.labels("collect" if error in collect_errors else stage_of(error)).inc()
         collect: CollectResult = report.collect
+        for _ in getattr(collect, "warnings", ()):  # usage unknown this cycle: SLO sizing falls back, nothing held
+            m.cycle_errors.labels("usage").inc()
         m.source_queries.inc(max(0, collect.queries))
         m.source_samples.set(len(collect.samples))
         if collect.failed_pods:

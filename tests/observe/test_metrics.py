@@ -188,6 +188,35 @@ def test_staleness_is_infinite_without_any_data():
     assert math.isinf(value(observer.exposition().decode(), "kedascaler_metrics_staleness_seconds"))
 
 
+class NoUsageSource:
+    """The saturation signals answer, the usage query does not: a warning, never a stale decision."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def collect(self, targets):
+        from dataclasses import replace
+
+        result = self.inner.collect(targets)
+        samples = tuple(replace(s, usage=None) for s in result.samples)
+        return replace(result, samples=samples, warnings=("prometheus usage query failed (usage for SLO sizing "
+                                                          "only; saturation decisions unaffected): timeout",))
+
+    def close(self):
+        pass
+
+
+def test_a_failed_usage_query_is_counted_apart_and_holds_nothing(fleet, scraper):
+    observer = Observer(log_decisions=False)
+    report = make_reconciler(fleet, NoUsageSource(scraper)).run_once()
+    observer.on_cycle(report)
+    text = observer.exposition().decode()
+    assert value(text, "kedascaler_reconcile_errors_total", stage="usage") == 1.0
+    assert value(text, "kedascaler_reconcile_errors_total", stage="collect") == 0.0
+    assert all(not d.stale for d in report.decisions)
+    assert value(text, "wva_decision_stale", variant="llama-a100") == 0.0
+
+
 def test_error_stages_and_signal_labels_are_bounded():
     from kedascaler.observe.metrics import signal_label, stage_of
 
