@@ -27,7 +27,7 @@ are step times and go with `mixed`. Checked end to end against the emulator in t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -145,13 +145,24 @@ def _judge(n: int, distinct: int, intercept: float, slope: float, slope_se: floa
     return ""
 
 
-@dataclass(frozen=True)
-class Window:
-    """A sliding window of (time, x, y) observations: the newest `max_samples` within `max_age` seconds."""
+def _frozen(values: np.ndarray) -> np.ndarray:
+    values.flags.writeable = False
+    return values
 
-    at: tuple[float, ...] = ()
-    x: tuple[float, ...] = ()
-    y: tuple[float, ...] = ()
+
+_EMPTY = _frozen(np.empty(0, dtype=np.float64))
+
+
+@dataclass(frozen=True, eq=False)
+class Window:
+    """A sliding window of (time, x, y) observations: the newest `max_samples` within `max_age` seconds.
+
+    Read-only float64 arrays, not tuples of Python floats: 10,000 variants × 2 lines × 512 points would be
+    20 million objects for the garbage collector to walk."""
+
+    at: np.ndarray = field(default_factory=lambda: _EMPTY)
+    x: np.ndarray = field(default_factory=lambda: _EMPTY)
+    y: np.ndarray = field(default_factory=lambda: _EMPTY)
     max_samples: int = DEFAULT_MAX_SAMPLES
     max_age: float = DEFAULT_MAX_AGE
 
@@ -160,12 +171,12 @@ class Window:
         new_x = np.atleast_1d(np.asarray(xs, dtype=np.float64))
         new_y = np.atleast_1d(np.asarray(ys, dtype=np.float64))
         keep = np.isfinite(new_x) & np.isfinite(new_y)
-        at = self.at + (float(now),) * int(keep.sum())
-        x = self.x + tuple(float(v) for v in new_x[keep])
-        y = self.y + tuple(float(v) for v in new_y[keep])
-        first = next((i for i, t in enumerate(at) if t >= now - self.max_age), len(at))
+        at = np.concatenate((self.at, np.full(int(keep.sum()), float(now))))
+        x = np.concatenate((self.x, new_x[keep]))
+        y = np.concatenate((self.y, new_y[keep]))
+        first = int(np.searchsorted(at, now - self.max_age, side="left"))  # times only grow
         first = max(first, len(at) - self.max_samples)
-        return Window(at[first:], x[first:], y[first:], self.max_samples, self.max_age)
+        return Window(_frozen(at[first:]), _frozen(x[first:]), _frozen(y[first:]), self.max_samples, self.max_age)
 
     def fit(self) -> LinearFit:
         return robust_line(self.x, self.y)

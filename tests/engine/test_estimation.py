@@ -75,11 +75,11 @@ def test_the_window_slides_by_age_and_count():
     w = Window(max_samples=5, max_age=100.0)
     w = w.add(0.0, [1, 2, 3], [1, 2, 3])
     w = w.add(50.0, [4, 5], [4, float("nan")])  # the nan pair is ignored
-    assert w.x == (1.0, 2.0, 3.0, 4.0)
+    assert tuple(w.x) == (1.0, 2.0, 3.0, 4.0)
     w = w.add(150.0, [6], [6])  # the samples from t=0 are too old
-    assert w.x == (4.0, 6.0)
+    assert tuple(w.x) == (4.0, 6.0)
     w = w.add(151.0, [7, 8, 9, 10], [7, 8, 9, 10])
-    assert w.x == (6.0, 7.0, 8.0, 9.0, 10.0)  # the newest five
+    assert tuple(w.x) == (6.0, 7.0, 8.0, 9.0, 10.0)  # the newest five
 
 
 def test_an_estimate_from_observations_gives_params_and_the_user_wins_by_default():
