@@ -11,6 +11,7 @@ import yaml
 
 from kedascaler.config import parse_cost_configmap, parse_saturation_configmap
 from kedascaler.serviceclass import parse_serviceclass_configmap
+from tests.k8s.conftest import pruning
 from tests.support.chart_render import Renderer, TemplateError, leaf_keys, render_chart
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "kedascaler"
@@ -153,18 +154,6 @@ def crd_schema() -> dict:
     objects, _ = render_chart(CHART)
     (crd,) = [o for _, o in objects if o["kind"] == "CustomResourceDefinition"]
     return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-
-
-def pruning(schema: dict) -> dict:
-    """The schema as the API server applies it to a structural CRD: a field it does not declare is pruned
-    (dropped silently), so here it is an error (additionalProperties: false wherever properties are listed)."""
-    out = dict(schema)
-    if "properties" in out and not out.get("x-kubernetes-preserve-unknown-fields"):
-        out["properties"] = {k: pruning(v) for k, v in out["properties"].items()}
-        out["additionalProperties"] = False
-    if isinstance(out.get("items"), dict):
-        out["items"] = pruning(out["items"])
-    return out
 
 
 def status_validator():

@@ -15,6 +15,7 @@ from kedascaler.collect.files import FileInventory, build_inventory, read_docume
 from kedascaler.config import parse_variant_autoscaling
 from kedascaler.engine.sizing import model_mode
 from kedascaler.serviceclass import model_targets, parse_serviceclass_configmap
+from tests.k8s.conftest import pruning
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "kubernetes"
@@ -39,17 +40,6 @@ def va_schema() -> dict:
     crd = yaml.safe_load(CRD.read_text())
     (version,) = crd["spec"]["versions"]
     return version["schema"]["openAPIV3Schema"]
-
-
-def pruning(schema: dict) -> dict:
-    """The API server prunes fields a structural schema does not declare: make them errors here."""
-    out = dict(schema)
-    if "properties" in out and not out.get("x-kubernetes-preserve-unknown-fields"):
-        out["properties"] = {k: pruning(v) for k, v in out["properties"].items()}
-        out["additionalProperties"] = False
-    if isinstance(out.get("items"), dict):
-        out["items"] = pruning(out["items"])
-    return out
 
 
 def test_examples_cover_the_two_variant_model():
