@@ -41,7 +41,6 @@ from kedascaler.config import SERVICECLASS_CONFIGMAP, VariantExtras
 from kedascaler.engine import DEFAULT_IDLE_WINDOW, decide
 from kedascaler.engine.decide import SLO_CAPACITY
 from kedascaler.engine.estimation import prefill_mode_for
-from kedascaler.engine.perfmodel import MIXED as PREFILL_MIXED
 from kedascaler.engine.perfmodel import perf_model
 from kedascaler.engine.queueing import ReplicaArrays, replica_metrics
 from kedascaler.engine.sizing import HYBRID, MODEL, SATURATION, ModelSizing, SloTargets, model_demand, size_model
@@ -412,20 +411,19 @@ class KedascalerLearnedPolicy(KedascalerPolicy):
                                   d.desired_replicas, settled, self._replica_model(view)))
 
     def _replica_model(self, view) -> ReplicaArrays | None:
-        """The queueing model of one replica of this variant as the plan sized it (parameters, batch limit,
-        prefill mode, the measured lengths), to evaluate later at the load the pods actually took."""
+        """The queueing model of one replica of this variant as the plan sized it (parameters, batch limit
+        max_num_seqs and the KV bound for the measured lengths, prefill mode), to evaluate later at the load
+        the pods actually took."""
         params = self.planner.parameters.get(self._spec(view.config).key)
         workload = self.last_plan.workload if self.last_plan is not None else None
         if params is None or params.coefficients is None or workload is None:
             return None
-        built, _ = perf_model(params.coefficients, view.config.params.max_num_seqs,
+        p = view.config.params
+        built, _ = perf_model(params.coefficients, p.max_num_seqs, kv_capacity_tokens=p.num_gpu_blocks * p.block_size,
                               prefill_mode=prefill_mode_for(params.source))
         if built is None:
             return None
-        c = params.coefficients
-        return ReplicaArrays.of(alpha=c.alpha, beta=c.beta, gamma=c.gamma, delta=c.delta, max_batch=built.max_batch_size,
-                                prompt_tokens=workload.prompt_tokens, output_tokens=workload.output_tokens,
-                                mixed=built.prefill_mode == PREFILL_MIXED)
+        return ReplicaArrays.from_models([built], workload.prompt_tokens, workload.output_tokens)
 
     def learning(self) -> dict:
         """Per variant: when its parameters first became usable, the fit then and the last one, the true ones;
