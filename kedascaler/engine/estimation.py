@@ -19,9 +19,9 @@ falls back to saturation. User-given parameters (the VA's `variantProfile`) win 
 the estimate (`choose_perf`).
 
 Estimated decode coefficients are *effective* ones: the ITL histogram includes the stalls of prefills
-mixed into decode steps, so α̂ + β̂·n already is the mixed model's ITL(n). Size with them in `lockstep`
-prefill mode (`prefill_mode_for("estimated")`), or the stalls are counted twice; user-given coefficients
-are step times and go with `mixed`. Checked end to end against the emulator in tests/engine/test_estimation.py.
+mixed into decode steps, so α̂ + β̂·n already is the mixed model's ITL(n); and γ̂ + δ̂·p is the prefill one
+request measured. Size with them in `effective` prefill mode (`prefill_mode_for("estimated")`): nothing is
+added to either line; user-given coefficients are step times and go with `mixed`. Checked end to end against the emulator in tests/engine/test_estimation.py.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kedascaler.engine.perfmodel import LOCKSTEP, MIXED, Coefficients, Estimated
+from kedascaler.engine.perfmodel import EFFECTIVE, MIXED, Coefficients, Estimated
 
 MIN_SAMPLES = 20
 MIN_DISTINCT_X = 3
@@ -241,4 +241,4 @@ def choose_perf(user: Coefficients | None, estimated: PerfEstimate | None, *,
 
 def prefill_mode_for(source: str) -> str:
     """The PerfModel prefill mode that goes with coefficients from `source` (see the module docstring)."""
-    return LOCKSTEP if source == "estimated" else MIXED
+    return EFFECTIVE if source == "estimated" else MIXED

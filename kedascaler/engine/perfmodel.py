@@ -17,9 +17,14 @@ Units, everywhere in the SLO-sizing code:
     during one request's life (Little), so a request sees prefill(n) = max(α, γ) + β·(n − 1) + δ·p and
     ITL(n) = α + β·n + (n − 1)·e / (o − 1). Checked against `VLLMEngine` (tests/engine/test_queueing.py);
     lockstep underestimates ITL badly when γ ≫ α (an L40S profile: 29 ms predicted, 49 ms seen).
-- the running batch is bounded by `max_batch_size` (vLLM `--max-num-seqs`) and by the KV cache:
-  a request holds up to p + o tokens of KV at its end, so at most ⌊kv_capacity_tokens / (p + o)⌋ requests
-  fit (conservative: vLLM admits on the prompt and preempts later, which costs recomputation).
+  * `effective` — coefficients learned online (`kedascaler.engine.estimation`): the fitted ITL line already
+    holds the prefill stalls and the fitted prefill line is what one request measured (chunking included),
+    so ITL(n) = α̂ + β̂·n and prefill(n) = γ̂ + δ̂·p, with nothing added (lockstep would charge each request
+    the prompts of the whole batch: 2–3× the TTFT observed on the Azure trace).
+- the running batch is bounded by `max_batch_size` (vLLM `--max-num-seqs`) and by the KV cache: a running
+  request holds p tokens of KV at its start and p + o at its end, p + o/2 on average over its life, so about
+  ⌊kv_capacity_tokens / (p + o/2)⌋ requests fit in steady state (vLLM admits on the prompt and preempts when
+  the cache runs out; p + o, the worst case, made the planner predict queues that never formed).
 
 The emulator's `kedascaler.sim.emulator.PerfParams` takes the same coefficients in ms (its step times come out in s).
 """
@@ -56,29 +61,33 @@ class Estimated:
     delta: float
 
 
-LOCKSTEP, MIXED = "lockstep", "mixed"
-PREFILL_MODES = (LOCKSTEP, MIXED)
+LOCKSTEP, MIXED, EFFECTIVE = "lockstep", "mixed", "effective"
+PREFILL_MODES = (LOCKSTEP, MIXED, EFFECTIVE)
+# the modes as array codes for the vectorised functions (a bool works too: False lockstep, True mixed)
+MODE_CODES = {LOCKSTEP: 0, MIXED: 1, EFFECTIVE: 2}
 
 
-def prefill_seen_ms(alpha, beta, gamma, delta, batch, prompt_tokens, mixed):  # noqa: ANN001, ANN201 (numpy or float)
-    """A request's prefill at running batch `batch` (ms); numpy-broadcasting, `mixed` a bool or bool array."""
+def prefill_seen_ms(alpha, beta, gamma, delta, batch, prompt_tokens, mode):  # noqa: ANN001, ANN201 (numpy or float)
+    """A request's prefill at running batch `batch` (ms); numpy-broadcasting, `mode` a MODE_CODES value or array."""
     lockstep = gamma + delta * prompt_tokens * batch
     joined = np.maximum(alpha, gamma) + beta * np.maximum(batch - 1, 0) + delta * prompt_tokens
-    return np.where(mixed, joined, lockstep)
+    alone = gamma + delta * prompt_tokens + 0.0 * batch  # effective: the fitted per-request line, as measured
+    return np.where(mode == 2, alone, np.where(mode == 1, joined, lockstep))
 
 
-def itl_seen_ms(alpha, beta, gamma, delta, batch, prompt_tokens, output_tokens, mixed):  # noqa: ANN001, ANN201
-    """The inter-token latency a request sees at running batch `batch` (ms), prefill stalls included when mixed."""
+def itl_seen_ms(alpha, beta, gamma, delta, batch, prompt_tokens, output_tokens, mode):  # noqa: ANN001, ANN201
+    """The inter-token latency a request sees at running batch `batch` (ms), prefill stalls included when mixed
+    (an effective line has them inside already)."""
     decode = alpha + beta * batch
     stall = (np.maximum(gamma - alpha, 0.0) + delta * prompt_tokens) * np.maximum(batch - 1, 0)
-    return np.where(mixed, decode + stall / np.maximum(output_tokens - 1.0, 1.0), decode)
+    return np.where(mode == 1, decode + stall / np.maximum(output_tokens - 1.0, 1.0), decode)
 
 
-def cycle_ms(alpha, beta, gamma, delta, batch, prompt_tokens, output_tokens, mixed):  # noqa: ANN001, ANN201
+def cycle_ms(alpha, beta, gamma, delta, batch, prompt_tokens, output_tokens, mode):  # noqa: ANN001, ANN201
     """The life of one request at running batch `batch` (ms): its prefill and (o − 1) inter-token gaps."""
-    return (prefill_seen_ms(alpha, beta, gamma, delta, batch, prompt_tokens, mixed)
+    return (prefill_seen_ms(alpha, beta, gamma, delta, batch, prompt_tokens, mode)
             + np.maximum(output_tokens - 1.0, 0.0)
-            * itl_seen_ms(alpha, beta, gamma, delta, batch, prompt_tokens, output_tokens, mixed))
+            * itl_seen_ms(alpha, beta, gamma, delta, batch, prompt_tokens, output_tokens, mode))
 
 
 # vLLM's default --max-num-seqs on H100-class GPUs: the batch bound when a VA gives no maxBatchSize.
@@ -95,7 +104,7 @@ class PerfModel:
     delta: float  # prefill, per prompt token in the step (ms)
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE  # vLLM --max-num-seqs
     kv_capacity_tokens: int | None = None  # tokens of KV the replica holds (num_gpu_blocks × block_size); None: unknown
-    prefill_mode: str = MIXED  # LOCKSTEP (WVA) or MIXED (vLLM v1 chunked prefill)
+    prefill_mode: str = MIXED  # LOCKSTEP (WVA), MIXED (vLLM v1 chunked prefill), EFFECTIVE (learned lines)
 
     def itl_ms(self, batch: float) -> float:
         """Inter-token latency with `batch` requests decoding together."""
@@ -109,7 +118,7 @@ class PerfModel:
         """The largest running batch: max_batch_size, or fewer when the KV cache cannot hold that many requests."""
         limit = self.max_batch_size
         if self.kv_capacity_tokens is not None:
-            per_request = max(1.0, prompt_tokens + output_tokens)
+            per_request = max(1.0, prompt_tokens + output_tokens / 2.0)  # held on average over a request's life
             limit = min(limit, int(self.kv_capacity_tokens // per_request))
         return max(0, limit)
 
@@ -118,7 +127,7 @@ class PerfModel:
         if batch <= 0:
             return 0.0
         cycle = float(cycle_ms(self.alpha, self.beta, self.gamma, self.delta, batch, prompt_tokens,
-                               max(1.0, output_tokens), self.prefill_mode == MIXED))
+                               max(1.0, output_tokens), MODE_CODES[self.prefill_mode]))
         return 1000.0 * batch / cycle if cycle > 0 else math.inf
 
     def max_throughput(self, prompt_tokens: float, output_tokens: float) -> float:

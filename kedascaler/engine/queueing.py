@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kedascaler.engine.perfmodel import MIXED, PerfModel, cycle_ms, itl_seen_ms, prefill_seen_ms
+from kedascaler.engine.perfmodel import MODE_CODES, PerfModel, cycle_ms, itl_seen_ms, prefill_seen_ms
 
 DEFAULT_MAX_QUEUE = 1000  # requests waiting per replica in the model (vLLM: unbounded)
 DEFAULT_REL_TOL = 1e-4  # bisection stops when the bracket is this fraction of μ(B)
@@ -52,7 +52,7 @@ class ReplicaArrays:
     prompt_tokens: np.ndarray  # mean prompt length p
     output_tokens: np.ndarray  # mean output length o (≥ 1)
     max_queue: np.ndarray  # int ≥ 0: Q
-    mixed: np.ndarray  # bool: prefill mode MIXED (True) or LOCKSTEP (False)
+    mixed: np.ndarray  # int8 prefill-mode code (perfmodel.MODE_CODES): 0 lockstep, 1 mixed, 2 effective
 
     @classmethod
     def of(cls, *, alpha: object, beta: object, gamma: object, delta: object, max_batch: object,
@@ -69,7 +69,7 @@ class ReplicaArrays:
             prompt_tokens=np.maximum(0.0, _array(prompt_tokens, size, np.float64)),
             output_tokens=np.maximum(1.0, _array(output_tokens, size, np.float64)),
             max_queue=np.maximum(0, _array(max_queue, size, np.int64)),
-            mixed=_array(mixed, size, bool),
+            mixed=_array(mixed, size, np.int8),
         )
 
     @classmethod
@@ -83,7 +83,7 @@ class ReplicaArrays:
         return cls.of(alpha=[m.alpha for m in models], beta=[m.beta for m in models],
                       gamma=[m.gamma for m in models], delta=[m.delta for m in models],
                       max_batch=limits, prompt_tokens=prompt, output_tokens=output, max_queue=max_queue,
-                      mixed=[m.prefill_mode == MIXED for m in models])
+                      mixed=[MODE_CODES[m.prefill_mode] for m in models])
 
     def __len__(self) -> int:
         return int(self.alpha.shape[0])

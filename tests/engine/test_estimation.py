@@ -96,7 +96,7 @@ def test_an_estimate_from_observations_gives_params_and_the_user_wins_by_default
     assert choose_perf(user, est) == (user, "variantProfile")
     assert choose_perf(user, est, prefer_estimate=True) == (p, "estimated")
     assert choose_perf(None, est) == (p, "estimated")
-    assert prefill_mode_for("estimated") == "lockstep" and prefill_mode_for("variantProfile") == "mixed"
+    assert prefill_mode_for("estimated") == "effective" and prefill_mode_for("variantProfile") == "mixed"
 
 
 def test_no_user_parameters_and_no_usable_estimate_means_fallback():

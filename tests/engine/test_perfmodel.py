@@ -47,9 +47,21 @@ def test_mixed_prefill_stretches_one_step_per_arrival():
                                                        ).service_rate(64, 230, 200)
 
 
+def test_effective_coefficients_are_taken_as_measured():
+    """Learned lines already hold the stalls (ITL) and the chunking (prefill): nothing is added to them."""
+    from kedascaler.engine.perfmodel import EFFECTIVE, MODE_CODES
+
+    code = MODE_CODES[EFFECTIVE]
+    assert itl_seen_ms(11.0, 0.1, 18.6, 0.0086, 12, 1148, 200, code) == pytest.approx(11.0 + 0.1 * 12)
+    assert prefill_seen_ms(11.0, 0.1, 18.6, 0.0086, 12, 1148, code) == pytest.approx(18.6 + 0.0086 * 1148)
+    effective = PerfModel(11.0, 0.1, 18.6, 0.0086, 64, prefill_mode=EFFECTIVE)
+    lockstep = PerfModel(11.0, 0.1, 18.6, 0.0086, 64, prefill_mode=LOCKSTEP)
+    assert effective.service_rate(12, 1148, 200) > lockstep.service_rate(12, 1148, 200)  # no batch-wide prefill
+
+
 def test_kv_capacity_bounds_the_batch():
     model = PerfModel(7.0, 0.035, 15.4, 0.00034, max_batch_size=1024, kv_capacity_tokens=150_000)
-    assert model.batch_limit(230, 200) == 150_000 // 430
+    assert model.batch_limit(230, 200) == 150_000 // 330  # a request holds p + o/2 on average over its life
     assert model.batch_limit(10, 10) == 1024  # max-num-seqs binds first for short requests
     assert PerfModel(7, 0.03, 15, 0.0003, 8, kv_capacity_tokens=100).batch_limit(1000, 100) == 0
 

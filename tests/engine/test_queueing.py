@@ -121,9 +121,9 @@ def test_capacity_grows_with_a_looser_itl_target(t1, t2, ttft):
 
 
 def test_from_models_uses_the_kv_bound():
-    model = PerfModel(**H100, max_batch_size=1024, kv_capacity_tokens=43_000)
+    model = PerfModel(**H100, max_batch_size=1024, kv_capacity_tokens=33_000)
     p = ReplicaArrays.from_models([model], PROMPT, OUTPUT)
-    assert int(p.max_batch[0]) == 100
+    assert int(p.max_batch[0]) == 100  # 33,000 tokens ÷ (230 + 200/2) held per request
 
 
 def emulate(accelerator: str, max_batch: int, rate: float, seconds: float = 120.0, warmup: float = 30.0):
