@@ -84,20 +84,10 @@ def test_usage_between_two_reads_has_the_collectors_fields_and_units():
     assert idle is None or idle.itl_ms is None  # nothing observed: no mean (a read back in time gives nothing)
 
 
-# --- learning, on one A100 variant (saturation only ever adds replicas of the cheapest variant) ---
-
-def _a100_only() -> SimConfig:
-    return SimConfig(variants=(VariantConfig("llama-a100", "A100", 20.0, perf_params_for("A100", max_num_seqs=32,
-                                                                                         num_gpu_blocks=1000)),),
-                     tail=60)
-
-
-@pytest.fixture(scope="module")
-def learned_runs():
-    w = steps([(0, 1.5), (150, 3.5), (300, 5.5)], 540, seed=5)
-    cfg = _a100_only()
+def run_recording(names, w, cfg) -> dict:
+    """Each policy's run, with (t, signal, message) of its first variant's decision at every reconcile."""
     out = {}
-    for policy in make_policies(["kedascaler-hybrid", "kedascaler-model"], w, cfg):
+    for policy in make_policies(names, w, cfg):
         signals: list[tuple[float, str, str]] = []
         decide = policy.decide
 
@@ -110,6 +100,21 @@ def learned_runs():
         policy.decide = recorded
         out[policy.name] = (policy, simulate(w, policy, cfg), signals)
     return out
+
+
+# --- learning, on one A100 variant (saturation only ever adds replicas of the cheapest variant) ---
+
+def _a100_only() -> SimConfig:
+    return SimConfig(variants=(VariantConfig("llama-a100", "A100", 20.0, perf_params_for("A100", max_num_seqs=32,
+                                                                                         num_gpu_blocks=1000)),),
+                     tail=60)
+
+
+@pytest.fixture(scope="module")
+def learned_runs():
+    w = steps([(0, 1.5), (150, 3.5), (300, 5.5)], 540, seed=5)
+    cfg = _a100_only()
+    return run_recording(["kedascaler-hybrid", "kedascaler-model"], w, cfg)
 
 
 def test_the_planner_learns_the_true_coefficients_from_the_counters(learned_runs):
@@ -202,19 +207,7 @@ def test_the_measured_workload_is_the_last_minute_of_arrivals():
 def step_runs():
     w = steps([(0, 3.0), (120, 20.0)], 360, seed=7)
     cfg = SimConfig(tail=120)
-    out = {}
-    for policy in make_policies(["kedascaler", "kedascaler-hybrid-profile"], w, cfg):
-        signals: list[tuple[float, str]] = []
-        decide = policy.decide
-
-        def recorded(obs, policy=policy, decide=decide, signals=signals):
-            answer = decide(obs)
-            signals.append((obs.now, next(iter(policy.previous.values())).reason.signal))
-            return answer
-
-        policy.decide = recorded
-        out[policy.name] = (policy, simulate(w, policy, cfg), signals)
-    return out
+    return run_recording(["kedascaler", "kedascaler-hybrid-profile"], w, cfg)
 
 
 def test_hybrid_plans_by_slo_capacity_and_saturation_guards_the_step(step_runs):
@@ -223,10 +216,10 @@ def test_hybrid_plans_by_slo_capacity_and_saturation_guards_the_step(step_runs):
     assert sizing is not None and not sizing.fallback  # true perf params and the Standard SLO: a real plan
     # At 3 req/s the model plan decides (one replica carries it); after the step to 20 req/s the queue that
     # builds on the lone replica makes saturation ask for more than the model plan: the guard-rail takes over.
-    assert all(signal == "slo_capacity" for t, signal in signals if 15 <= t <= 120)
-    assert any(signal != "slo_capacity" for t, signal in signals if 120 < t <= 240)
+    assert all(signal == "slo_capacity" for t, signal, _ in signals if 15 <= t <= 120)
+    assert any(signal != "slo_capacity" for t, signal, _ in signals if 120 < t <= 240)
     _, saturation, sat_signals = step_runs["kedascaler"]
-    assert all(signal != "slo_capacity" for _, signal in sat_signals)
+    assert all(signal != "slo_capacity" for _, signal, _ in sat_signals)
     # Never fewer than saturation asks: after the step the hybrid fleet is no smaller than saturation's.
     after = slice(int(150 / 5), int(300 / 5))
     total = run.series["replicas"].sum(axis=1)
