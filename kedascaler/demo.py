@@ -29,9 +29,9 @@ from kedascaler.reconcile import CycleReport, Reconciler
 from kedascaler.server.activate import ActivationServer
 from kedascaler.server.app import ScalerServer
 from kedascaler.sim.emulator import perf_params_for
-from kedascaler.slo_planner import SloPlanner
 from kedascaler.sim.fleet import EmulatedFleet, OfferedLoad
 from kedascaler.sim.keda_hpa import HPABehavior, KEDAConfig, ScalingState, keda_step
+from kedascaler.slo_planner import SloPlanner
 
 NAMESPACE = "demo"
 MODEL = "meta/llama-3.1-8b"

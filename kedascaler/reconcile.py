@@ -243,7 +243,7 @@ class Reconciler:
         else:
             collect = self.metrics.collect(targets)
         now = self.clock()
-        warnings = tuple(getattr(collect, "warnings", ()))
+        warnings = collect.warnings
         if warnings and warnings != self._warned:  # logged when they change, not every cycle
             log.warning("metrics source: %s", "; ".join(warnings))
         self._warned = warnings

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from kedascaler.cli_types import non_negative, positive
 from kedascaler.sim.policies import EXTRA_POLICY_NAMES, POLICY_NAMES, make_policies, workload_capacity
-from kedascaler.sim.report import learning_notes, learning_table, prediction_table, score, table, write_report
+from kedascaler.sim.report import score, sizing_sections, table, write_report
 from kedascaler.sim.simulator import PROFILES, SLO, SimConfig, default_variants, simulate
 from kedascaler.sim.workloads import SCENARIOS, load_file, rescale, scenario
 
@@ -86,15 +86,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     print(f"{workload.name}: {len(workload)} requests over {workload.duration:.0f} s; SLO {config.slo.name} "
           f"TTFT ≤ {config.slo.ttft * 1000:.0f} ms, ITL ≤ {config.slo.itl * 1000:.0f} ms")
     print(table(scores))
-    predictions, learned = prediction_table(runs), learning_table(runs)
-    if predictions:
-        print("\nPredictions of the model-based plans (|predicted − observed| ÷ observed, next interval):")
-        print(predictions)
-    if learned:
-        print("\nParameters learned online (α, β, γ, δ in ms):")
-        print(learned)
-    if predictions or learned:
-        print(learning_notes())
+    sections = sizing_sections(runs, "\nPredictions of the model-based plans (|predicted − observed| ÷ observed, "
+                               "next interval):", "Parameters learned online (α, β, γ, δ in ms):")
+    if sections:
+        print("\n".join(sections).rstrip("\n"))
     if args.out is not None:
         settings = {"profile": args.profile, "startup_delay_s": args.startup_delay,
                     "scrape_interval_s": args.scrape_interval, "tick_s": args.tick, "seed": args.seed,

@@ -198,7 +198,7 @@ class SloPlanner:
             if px:
                 obs = obs.add_prefill(now, px, py)
             learned.observations = obs
-            kv = [u.kv_capacity_tokens for u in pods if getattr(u, "kv_capacity_tokens", None)]
+            kv = [u.kv_capacity_tokens for u in pods if u.kv_capacity_tokens]
             if kv:
                 self._kv_tokens[key] = min(kv)  # the smallest pod binds: sizing stays on the safe side
 

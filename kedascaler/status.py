@@ -63,9 +63,9 @@ def decision_conditions(d: Decision, target_missing: bool) -> list[dict[str, Any
     return [metrics, optimization, ready]
 
 
-def _round(value: float, digits: int = 4) -> float | None:
+def _round(value: float | None, digits: int = 4) -> float | None:
     """A number for the status (stable across cycles when the fit does not change; None when not finite)."""
-    return float(f"{value:.{digits}g}") if value == value and value not in (float("inf"), float("-inf")) else None
+    return float(f"{value:.{digits}g}") if value is not None and math.isfinite(value) else None
 
 
 def performance_estimate(params: Any) -> dict[str, Any] | None:
@@ -118,8 +118,8 @@ def status_for(d: Decision, target_missing: bool = False, *, plan: Any = None, p
         status["scalingMode"] = plan.mode
         status["conditions"].append(sizing_condition(plan, params))
         if d.predicted_itl_ms is not None or d.predicted_ttft_ms is not None:
-            status["predicted"] = {k: v for k, v in (("itlMs", _round(d.predicted_itl_ms or math.nan, 3)),
-                                                     ("ttftMs", _round(d.predicted_ttft_ms or math.nan, 3)))
+            status["predicted"] = {k: v for k, v in (("itlMs", _round(d.predicted_itl_ms, 3)),
+                                                     ("ttftMs", _round(d.predicted_ttft_ms, 3)))
                                    if v is not None}
     estimate = performance_estimate(params)
     if estimate is not None:

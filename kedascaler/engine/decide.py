@@ -18,6 +18,7 @@ saturation plan the guard-rail (`hybrid_targets`); the stale and scale-to-zero p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -261,7 +262,6 @@ def _decide_warm(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision
 SLO_CAPACITY = "slo_capacity"
 
 
-
 def _model_targets(plan: ModelPlan, snapshot: ModelSnapshot, sizing: ModelSizing) -> dict[VariantKey, int]:
     """The sizing's replicas per variant within min/max (a variant it does not name keeps its current),
     raised to the model's floor (cheapest first)."""
@@ -313,7 +313,7 @@ def _hybrid(plan: ModelPlan, snapshot: ModelSnapshot, sizing: ModelSizing, model
 
 
 def _finite(value: float | None) -> float | None:
-    return value if value is not None and value == value and value not in (float("inf"), float("-inf")) else None
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _planned(snapshot: ModelSnapshot, floor: int | None, sizing: ModelSizing | None = None,

@@ -216,7 +216,7 @@ class Observer:
         for error in report.errors:
             m.cycle_errors.labels("collect" if error in collect_errors else stage_of(error)).inc()
         collect: CollectResult = report.collect
-        for _ in getattr(collect, "warnings", ()):  # usage unknown this cycle: SLO sizing falls back, nothing held
+        for _ in collect.warnings:  # usage unknown this cycle: SLO sizing falls back, nothing held
             m.cycle_errors.labels("usage").inc()
         m.source_queries.inc(max(0, collect.queries))
         m.source_samples.set(len(collect.samples))
@@ -267,8 +267,8 @@ class Observer:
 
     def _update_sizing(self, report: CycleReport, labels_of: dict[VariantKey, tuple[str, str, str, str]]) -> None:
         """The SLO-sizing families, rebuilt each full cycle (a wake-up cycle carries no plans: keep them)."""
-        plans = getattr(report, "plans", None)
-        params = getattr(report, "parameters", None)
+        plans = report.plans
+        params = report.parameters
         if not plans and not params:
             return
         m = self.metrics
@@ -279,15 +279,15 @@ class Observer:
             labels = labels_of.get(d.key)
             if labels is None:
                 continue
-            plan = plans.get((d.key.namespace, d.model_id)) if plans else None
+            plan = plans.get((d.key.namespace, d.model_id))
+            p = params.get(d.key)
             if plan is not None:
-                m.model_based.labels(*labels, params[d.key].source if params and d.key in params and
-                                     params[d.key].source else "none").set(1 if plan.sizes(d.key) else 0)
+                m.model_based.labels(*labels, p.source if p is not None and p.source else "none").set(
+                    1 if plan.sizes(d.key) else 0)
             if d.predicted_itl_ms is not None:
                 m.predicted_itl.labels(*labels).set(_finite(d.predicted_itl_ms))
             if d.predicted_ttft_ms is not None:
                 m.predicted_ttft.labels(*labels).set(_finite(d.predicted_ttft_ms))
-            p = params.get(d.key) if params else None
             if p is None:
                 continue
             m.perf_fit_samples.labels(*labels, "decode").set(p.decode_samples)

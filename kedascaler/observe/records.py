@@ -110,8 +110,8 @@ class DecisionRecorder:
         self.cycle += 1
         now = self.clock()
         states = {v.spec.key: (v, snap) for snap in report.snapshots for v in snap.variants}
-        usage = getattr(report, "usage", None) or {}
-        plans = getattr(report, "plans", None) or {}
+        usage = report.usage
+        plans = report.plans
         out = []
         for d in report.decisions:
             variant, snap = states.get(d.key, (None, None))

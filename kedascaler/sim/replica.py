@@ -21,6 +21,7 @@ O(block size). Cost per request is O(log n), independent of its length.
 
 from __future__ import annotations
 
+import copy
 import heapq
 import math
 from collections import deque
@@ -94,12 +95,6 @@ class Counters:
         self.ttft_sum = 0.0  # time_to_first_token_seconds _sum (s), from the arrival at this replica, at the first token
         self.first_tokens = 0  # its _count
 
-    def copy(self) -> Counters:
-        out = Counters.__new__(Counters)
-        for name in Counters.__slots__:
-            setattr(out, name, getattr(self, name))
-        return out
-
 
 def _blocks(tokens: int, block_size: int) -> int:
     return -(-tokens // block_size)
@@ -148,7 +143,7 @@ class FastReplica:
 
     def read_counters(self) -> Counters:
         """A copy of the counters now (the replica's clock may be a little past the caller's: the last step)."""
-        out = self.counters.copy()
+        out = copy.copy(self.counters)
         out.t = self.t
         return out
 

@@ -173,13 +173,8 @@ def write_report(out: Path, workload: Workload, runs: list[RunResult], scores: l
               "next minute's rate. Restarts: waiting requests handed back by a terminating pod and started over elsewhere. "
               "Cold-start waits: requests queued at the gateway with no ready pod.", "",
               "Plots: " + ", ".join(f"`{p.name}`" for p in files), ""]
-    predictions, learned = prediction_table(runs), learning_table(runs)
-    if predictions:
-        lines += ["## Predictions of the model-based plans", "", predictions, ""]
-    if learned:
-        lines += ["## Parameters learned online (α, β, γ, δ in ms)", "", learned, ""]
-    if predictions or learned:
-        lines += [learning_notes(), ""]
+    lines += sizing_sections(runs, "## Predictions of the model-based plans",
+                             "## Parameters learned online (α, β, γ, δ in ms)")
     (out / "summary.md").write_text("\n".join(lines))
     return files + [out / "summary.md", out / "results.json"]
 
@@ -336,6 +331,20 @@ def learning_table(runs: list[RunResult]) -> str:
     head = ("| policy | variant | usable from | α / β / γ / δ then | at the end | true | "
             "decode / prefill pairs |")
     return "\n".join([head, "|" + "---|" * 7] + rows)
+
+
+def sizing_sections(runs: list[RunResult], predictions_title: str, learning_title: str) -> list[str]:
+    """The prediction and learning tables under their titles, and the notes, as lines (none when no policy
+    predicts or learns): for summary.md and the `simulate` printout alike."""
+    predictions, learned = prediction_table(runs), learning_table(runs)
+    lines: list[str] = []
+    if predictions:
+        lines += [predictions_title, "", predictions, ""]
+    if learned:
+        lines += [learning_title, "", learned, ""]
+    if lines:
+        lines += [learning_notes(), ""]
+    return lines
 
 
 def learning_notes() -> str:

@@ -95,7 +95,6 @@ class PodCounters:
     started: a policy that learns takes the difference with its previous read)."""
 
     name: str
-    ready_at: float  # when the pod became ready (its counters started at 0 then; 0 for the pods warm at t = 0)
     counters: Counters
     backlog: int  # running + waiting now (vllm:num_requests_running + vllm:num_requests_waiting)
 
@@ -355,7 +354,7 @@ class Cluster:
                     metrics.append(PodMetrics(pod.name, max(x[1] for x in s), max(x[2] for x in s),
                                               max(x[3] for x in s), s[-1][0]))
                     latest.append(PodMetrics(pod.name, s[-1][1], s[-1][2], s[-1][3], s[-1][0]))
-            reads = tuple(PodCounters(p.name, max(0.0, p.ready_at), p.replica.read_counters(),
+            reads = tuple(PodCounters(p.name, p.replica.read_counters(),
                                       p.replica.num_running + p.replica.num_waiting)
                           for p in ready) if counters else ()
             out.append(VariantView(cfg, len(self.pods[v]), len(ready), tuple(metrics),

@@ -71,7 +71,7 @@ def test_usage_between_two_reads_has_the_collectors_fields_and_units():
     b.running_time, b.gap_sum, b.gaps = 150.0, 60.0, 6000
     b.prefill_sum, b.prefilled, b.prefill_prompt = 0.9, 30, 6900
     b.ttft_sum, b.first_tokens = 1.5, 30
-    before, after = PodCounters("p", 0.0, a, 4), PodCounters("p", 0.0, b, 10)
+    before, after = PodCounters("p", a, 4), PodCounters("p", b, 10)
     u = after.usage_since(before)
     assert u.window_s == 15.0
     assert u.completed_rate == pytest.approx(2.0) and u.prompt_tokens_rate == pytest.approx(460.0)
@@ -80,7 +80,7 @@ def test_usage_between_two_reads_has_the_collectors_fields_and_units():
     assert u.prefill_ms == pytest.approx(30.0) and u.prompt_tokens_mean == pytest.approx(230.0)
     assert u.ttft_ms == pytest.approx(50.0)
     assert after.usage_since(after) is None  # no time between the reads
-    idle = PodCounters("p", 0.0, Counters(20.0), 10).usage_since(after)
+    idle = PodCounters("p", Counters(20.0), 10).usage_since(after)
     assert idle is None or idle.itl_ms is None  # nothing observed: no mean (a read back in time gives nothing)
 
 
