@@ -282,6 +282,8 @@ class SloPlanner:
                 sizing = replace(sizing, reason=f"fallback to saturation: {why}")
             plans[model] = SloPlan(model[0], model[1], mode, sizing, workloads.get(model), note, demand.slo)
         self.plans = plans
+        for gone in [m for m in self._lengths if m not in plans]:  # models that left the inventory
+            del self._lengths[gone]
         return plans
 
     def _parameters(self, key: VariantKey, extra: Any) -> VariantParameters:
