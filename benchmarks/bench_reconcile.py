@@ -18,12 +18,12 @@ import resource
 import time
 from collections.abc import Sequence
 
-from kedascaler.board import DecisionBoard
-from kedascaler.collect.base import CollectResult, PodSample, PodUsage, ScrapeTarget
-from kedascaler.collect.files import StaticInventory, build_inventory
-from kedascaler.collect.prometheus import cycle_queries
-from kedascaler.reconcile import Reconciler
-from kedascaler.slo_planner import SloPlanner
+from kedascaler.loop.board import DecisionBoard
+from kedascaler.sources.base import CollectResult, PodSample, PodUsage, ScrapeTarget
+from kedascaler.sources.files import StaticInventory, build_inventory
+from kedascaler.sources.prometheus import cycle_queries
+from kedascaler.loop.reconcile import Reconciler
+from kedascaler.loop.planner import SloPlanner
 
 PODS_PER_VARIANT = 4
 WINDOW_S = 60.0  # the usage window (PrometheusSource's default 1m)
@@ -83,7 +83,7 @@ class PrometheusLikeSource:
 
 class Replicas:
     def status(self, spec):
-        from kedascaler.collect.base import WorkloadStatus
+        from kedascaler.sources.base import WorkloadStatus
 
         return WorkloadStatus(PODS_PER_VARIANT, PODS_PER_VARIANT, ())
 

@@ -23,14 +23,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import grpc  # noqa: E402
 
-from kedascaler.board import DecisionBoard  # noqa: E402
-from kedascaler.collect.activation import ActivationInbox  # noqa: E402
-from kedascaler.collect.base import CollectResult, InventoryState, WorkloadStatus  # noqa: E402
-from kedascaler.collect.files import StaticInventory  # noqa: E402
+from kedascaler.loop.board import DecisionBoard  # noqa: E402
+from kedascaler.loop.inbox import ActivationInbox  # noqa: E402
+from kedascaler.sources.base import CollectResult, WorkloadStatus
+from kedascaler.spec.inventory import InventoryState  # noqa: E402
+from kedascaler.sources.files import StaticInventory  # noqa: E402
 from kedascaler.engine.types import VariantKey, VariantSpec  # noqa: E402
 from kedascaler.proto import externalscaler_pb2 as pb  # noqa: E402
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc  # noqa: E402
-from kedascaler.reconcile import Reconciler  # noqa: E402
+from kedascaler.loop.reconcile import Reconciler  # noqa: E402
 from kedascaler.server.activate import ActivationServer  # noqa: E402
 from kedascaler.server.app import ScalerServer  # noqa: E402
 

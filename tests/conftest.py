@@ -7,3 +7,5 @@ from grpc.experimental.aio import init_grpc_aio
 # loop each time, and the join can hang for good (grpc/grpc#22365). One reference held from the main thread for
 # the whole session keeps the poller alive between tests; the scaler itself starts aio once and never does this.
 init_grpc_aio()
+
+from tests.support.kube import api_client, apiserver  # noqa: E402,F401 - the Kubernetes fixtures, for every folder

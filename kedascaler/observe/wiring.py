@@ -15,11 +15,11 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from kedascaler.cli_types import port
-from kedascaler.collect.base import MetricsSource
+from kedascaler.kits.argtypes import port
+from kedascaler.sources.base import MetricsSource
 from kedascaler.observe.metrics import MetricsServer, Observer
 from kedascaler.observe.records import RecordWriter, configure_logging
-from kedascaler.reconcile import CycleReport
+from kedascaler.loop.reconcile import CycleReport
 
 
 def add_observe_arguments(parser: argparse.ArgumentParser, *, metrics_port: int = 8080) -> None:

@@ -19,9 +19,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
-from kedascaler.board import DecisionBoard
-from kedascaler.collect.activation import ActivationInbox
-from kedascaler.config import is_dns1123_label
+from kedascaler.loop.board import DecisionBoard
+from kedascaler.loop.inbox import ActivationInbox
+from kedascaler.spec.config import is_dns1123_label
 
 log = logging.getLogger("kedascaler.server.activate")
 

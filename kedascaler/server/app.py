@@ -15,7 +15,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from kedascaler.board import DecisionBoard
+from kedascaler.loop.board import DecisionBoard
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
 from kedascaler.server.malformed import GuardedRegistrar

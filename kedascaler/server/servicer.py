@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
-from kedascaler.board import DecisionBoard, Subscription
+from kedascaler.loop.board import DecisionBoard, Subscription
 from kedascaler.engine.types import Decision, VariantKey
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc

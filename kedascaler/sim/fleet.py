@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from kedascaler.collect.base import ScrapeTarget, WorkloadStatus
+from kedascaler.sources.base import ScrapeTarget, WorkloadStatus
 from kedascaler.engine.types import VariantKey, VariantSpec
 from kedascaler.sim.emulator import EmulatedPod, FinishedRequest, PerfParams, Request, _MetricsServer, perf_params_for
 

@@ -1,7 +1,7 @@
 """Scaling policies compared by the simulator, all fed the same arrivals and the same cluster model.
 
 * `kedascaler`: the real engine, `kedascaler.engine.decide(snapshot, previous)` called exactly as
-  `kedascaler/reconcile.py` calls it (snapshot of the ready pods' worst metrics over 1 min, variants sorted
+  `kedascaler/loop/reconcile.py` calls it (snapshot of the ready pods' worst metrics over 1 min, variants sorted
   by name, the previous decisions kept between cycles, idle window and gateway queue from the activation
   source); its desired replicas (value, target 1) and active flag go through KEDA + HPA per variant, as
   `GetMetrics` / `IsActive` / `StreamIsActive` answer them. `kedascaler-warm`: the same without an
@@ -36,8 +36,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from kedascaler.collect.base import PodUsage
-from kedascaler.config import SERVICECLASS_CONFIGMAP, VariantExtras
+from kedascaler.sources.base import PodUsage
+from kedascaler.spec.config import SERVICECLASS_CONFIGMAP, VariantExtras
 from kedascaler.engine import DEFAULT_IDLE_WINDOW, decide
 from kedascaler.engine.decide import SLO_CAPACITY
 from kedascaler.engine.estimation import prefill_mode_for
@@ -55,9 +55,9 @@ from kedascaler.engine.types import (
 )
 from kedascaler.sim.emulator import PerfParams
 from kedascaler.sim.replica import FastReplica, SimRequest
-from kedascaler.serviceclass import ModelSlo, ServiceClass, ServiceClasses
+from kedascaler.spec.serviceclass import ModelSlo, ServiceClass, ServiceClasses
 from kedascaler.sim.simulator import SLO, Observation, PodCounters, Prediction, SimConfig, Target, VariantConfig
-from kedascaler.slo_planner import SloPlan, SloPlanner
+from kedascaler.loop.planner import SloPlan, SloPlanner
 from kedascaler.sim.workloads import Workload
 
 NAMESPACE = "sim"

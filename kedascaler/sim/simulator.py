@@ -30,7 +30,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from kedascaler.collect.base import PodUsage
+from kedascaler.sources.base import PodUsage
 from kedascaler.engine.types import PodMetrics
 from kedascaler.sim.emulator import PerfParams, perf_params_for
 from kedascaler.sim.keda_hpa import HPABehavior, KEDAConfig, ScalingState, hpa_step, keda_step
@@ -100,7 +100,7 @@ class PodCounters:
 
     def usage_since(self, before: PodCounters) -> PodUsage | None:
         """The pod's usage between an earlier read and this one, with the fields and units that
-        `kedascaler.collect.scrape.usage_between` computes from real vLLM metrics: rates from the counters'
+        `kedascaler.sources.scrape.usage_between` computes from real vLLM metrics: rates from the counters'
         deltas, means from the histograms' Δ_sum ÷ Δ_count (None when nothing was observed), except
         `mean_running`, the exact time average ∫ running dt ÷ span (a scrape only has the two end points).
         None when the span is not positive."""

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from kedascaler.config import PerfParams
+from kedascaler.spec.config import PerfParams
 from kedascaler.engine.perfmodel import (
     DEFAULT_MAX_BATCH_SIZE,
     LOCKSTEP,

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kedascaler.board import DecisionBoard
-from kedascaler.collect.base import Problem
-from kedascaler.collect.files import build_inventory
-from kedascaler.config import parse_variant_autoscaling
+from kedascaler.loop.board import DecisionBoard
+from kedascaler.spec.problems import Problem
+from kedascaler.sources.files import build_inventory
+from kedascaler.spec.config import parse_variant_autoscaling
 from kedascaler.engine.types import Decision, Reason, VariantKey, VariantSpec
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc

@@ -13,13 +13,13 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from kedascaler.board import DecisionBoard
-from kedascaler.collect.base import CollectResult, PodSample, ScrapeTarget
-from kedascaler.collect.kubernetes import KubernetesInventory
+from kedascaler.loop.board import DecisionBoard
+from kedascaler.sources.base import CollectResult, PodSample, ScrapeTarget
+from kedascaler.sources.kubernetes import KubernetesInventory
 from kedascaler.engine.types import VariantKey
-from kedascaler.leader import LeaderElector
-from kedascaler.reconcile import CycleReport, Reconciler
-from kedascaler.status import StatusWriter
+from kedascaler.actuate.leader import LeaderElector
+from kedascaler.loop.reconcile import CycleReport, Reconciler
+from kedascaler.actuate.status import StatusWriter
 from tests.support.kube_apiserver import (
     FakeApiServer,
     _Handler,
@@ -30,7 +30,7 @@ from tests.support.kube_apiserver import (
     va,
 )
 
-from ..k8s.conftest import eventually
+from tests.support.kube import eventually
 
 KEY = VariantKey("demo", "llama-h100")
 LEASE = ("kedascaler-system", "kedascaler-leader")

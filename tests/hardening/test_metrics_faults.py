@@ -17,16 +17,16 @@ from collections.abc import Callable
 import grpc
 import pytest
 
-from kedascaler.board import DecisionBoard
-from kedascaler.collect.base import ScrapeTarget, WorkloadStatus
-from kedascaler.collect.files import StaticInventory
-from kedascaler.collect.prometheus import PrometheusSource
-from kedascaler.collect import scrape
-from kedascaler.collect.scrape import DirectScrapeSource
+from kedascaler.loop.board import DecisionBoard
+from kedascaler.sources.base import ScrapeTarget, WorkloadStatus
+from kedascaler.sources.files import StaticInventory
+from kedascaler.sources.prometheus import PrometheusSource
+from kedascaler.sources import scrape
+from kedascaler.sources.scrape import DirectScrapeSource
 from kedascaler.engine.types import Decision, VariantKey, VariantSpec
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
-from kedascaler.reconcile import Reconciler
+from kedascaler.loop.reconcile import Reconciler
 from kedascaler.server.app import ScalerServer
 
 from .faults import BlackHole, FakeMetrics

@@ -1,11 +1,11 @@
-"""Security, what tests/server/test_tls.py, tests/collect/test_prometheus.py and tests/k8s/test_chart.py do not
+"""Security, what tests/server/test_tls.py, tests/sources/test_prometheus.py and tests/deploy/test_chart.py do not
 already prove: the Prometheus client over HTTPS (CA option honoured, unknown CA refused, bearer token sent and
 never in logs, even when the server echoes it back, through a whole reconcile cycle), and the chart and image
 running as the same non-root user with nothing that would give root back.
 
 Already covered elsewhere, not repeated: TLS and mTLS to the gRPC server, including a client cert from another
 CA refused (tests/server/test_tls.py); RBAC without wildcards, readOnlyRootFilesystem, no privilege
-escalation, capabilities dropped (tests/k8s/test_chart.py); Dockerfile `USER 10001` (tests/k8s/test_dockerfile.py).
+escalation, capabilities dropped (tests/deploy/test_chart.py); Dockerfile `USER 10001` (tests/deploy/test_dockerfile.py).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from kedascaler.board import DecisionBoard
-from kedascaler.collect.files import StaticInventory
-from kedascaler.collect.prometheus import PrometheusSource
-from kedascaler.reconcile import Reconciler
+from kedascaler.loop.board import DecisionBoard
+from kedascaler.sources.files import StaticInventory
+from kedascaler.sources.prometheus import PrometheusSource
+from kedascaler.loop.reconcile import Reconciler
 from tests.support.chart_render import render_chart
 from tests.support.grpc_certs import CertSet, make_certs, openssl
 
@@ -105,7 +105,7 @@ def test_prometheus_with_an_unknown_ca_is_refused_and_the_token_never_sent(https
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_prometheus_insecure_skip_verify_warns(https_prometheus, caplog):
     url, _ = https_prometheus
-    caplog.set_level(logging.WARNING, logger="kedascaler.collect.prometheus")
+    caplog.set_level(logging.WARNING, logger="kedascaler.sources.prometheus")
     source = PrometheusSource(url, insecure_skip_verify=True, timeout=5)
     try:
         assert source.collect([]).samples

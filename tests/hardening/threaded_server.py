@@ -6,7 +6,7 @@ import asyncio
 import threading
 from typing import Any
 
-from kedascaler.board import DecisionBoard
+from kedascaler.loop.board import DecisionBoard
 from kedascaler.server.app import ScalerServer
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from kedascaler.board import DecisionBoard
-from kedascaler.collect.files import StaticInventory
-from kedascaler.collect.scrape import DirectScrapeSource
-from kedascaler.reconcile import Reconciler
+from kedascaler.loop.board import DecisionBoard
+from kedascaler.sources.files import StaticInventory
+from kedascaler.sources.scrape import DirectScrapeSource
+from kedascaler.loop.reconcile import Reconciler
 from kedascaler.sim.emulator import perf_params_for
 from kedascaler.sim.fleet import EmulatedFleet, OfferedLoad
 

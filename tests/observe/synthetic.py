@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from kedascaler.collect.base import CollectResult
+from kedascaler.sources.base import CollectResult
 from kedascaler.engine.types import (
     Decision,
     ModelSnapshot,
@@ -20,7 +20,7 @@ from kedascaler.engine.types import (
     VariantState,
 )
 from kedascaler.observe.records import DecisionRecorder
-from kedascaler.reconcile import CycleReport
+from kedascaler.loop.reconcile import CycleReport
 
 T0 = 1_700_000_000.0
 SPECS = (VariantSpec(VariantKey("llm", "llama-a100"), "meta/llama", "llama-a100", accelerator="A100", cost=20.0),

@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from kedascaler.analyze_cli import add_analyze_parser, cmd_analyze
+from kedascaler.cli.analyze import add_analyze_parser, cmd_analyze
 from kedascaler.observe import Observer, RecordWriter
 from kedascaler.observe.analyze import CSV_FILES, PLOT_FILES, SUMMARY_FILES, analyze_file, load_records
 from kedascaler.sim.fleet import OfferedLoad

@@ -104,7 +104,7 @@ class DownSource:
     """Prometheus down: the whole collection fails."""
 
     def collect(self, targets):
-        from kedascaler.collect.base import CollectResult
+        from kedascaler.sources.base import CollectResult
 
         return CollectResult(errors=("prometheus http://prom:9090: connection refused",), queries=3)
 

@@ -9,7 +9,7 @@ import logging
 import jsonschema
 import pytest
 
-from kedascaler.collect.base import CollectResult
+from kedascaler.sources.base import CollectResult
 from kedascaler.engine.types import (
     Decision,
     ModelSnapshot,
@@ -22,7 +22,7 @@ from kedascaler.engine.types import (
 )
 from kedascaler.observe import Observer, RecordWriter, configure_logging, load_schema, scrub
 from kedascaler.observe.records import SCHEMA_ID, SecretFilter
-from kedascaler.reconcile import CycleReport
+from kedascaler.loop.reconcile import CycleReport
 from tests.observe.conftest import make_reconciler
 
 
@@ -132,7 +132,7 @@ SECRETS = ["s3cr3t-T0ken.abc", "eyJhbGciOiJIUzI1NiJ9.payload.sig", "hunter2pass"
 def test_secrets_never_appear_in_logs(fmt):
     stream = io.StringIO()
     handler = configure_logging("DEBUG", fmt, stream=stream)
-    log = logging.getLogger("kedascaler.collect.prometheus")
+    log = logging.getLogger("kedascaler.sources.prometheus")
     try:
         log.info("GET http://prom:9090/api/v1/query headers={'Authorization': 'Bearer %s'}", SECRETS[0])
         log.info("Authorization: Bearer %s", SECRETS[1])

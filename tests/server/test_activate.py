@@ -15,14 +15,15 @@ from urllib.parse import quote
 
 import grpc
 
-from kedascaler.board import DecisionBoard
-from kedascaler.collect.activation import ActivationInbox
-from kedascaler.collect.base import CollectResult, InventoryState, WorkloadStatus
-from kedascaler.collect.files import StaticInventory
+from kedascaler.loop.board import DecisionBoard
+from kedascaler.loop.inbox import ActivationInbox
+from kedascaler.sources.base import CollectResult, WorkloadStatus
+from kedascaler.spec.inventory import InventoryState
+from kedascaler.sources.files import StaticInventory
 from kedascaler.engine.types import VariantKey, VariantSpec
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
-from kedascaler.reconcile import Reconciler
+from kedascaler.loop.reconcile import Reconciler
 from kedascaler.server.activate import ActivationServer
 from kedascaler.server.app import ScalerServer
 from kedascaler.server.naming import metric_name

@@ -6,7 +6,7 @@ import asyncio
 
 import grpc
 
-from kedascaler.board import DecisionBoard
+from kedascaler.loop.board import DecisionBoard
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.server.naming import metric_name
 

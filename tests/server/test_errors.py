@@ -7,7 +7,7 @@ import logging
 import grpc
 import pytest
 
-from kedascaler.board import DecisionBoard
+from kedascaler.loop.board import DecisionBoard
 from kedascaler.engine.types import VariantKey
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc

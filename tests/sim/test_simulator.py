@@ -154,7 +154,7 @@ def test_poisson_below_capacity_meets_the_slo_on_a_static_fleet():
 
 
 def test_simulate_command_writes_the_report(tmp_path, capsys):
-    from kedascaler.simulate_cli import main
+    from kedascaler.cli.simulate import main
 
     rc = main(["--trace", str(SLICE), "--policy", "kedascaler", "--policy", "wva", "--out", str(tmp_path), "--quiet"])
     assert rc == 0
@@ -165,7 +165,7 @@ def test_simulate_command_writes_the_report(tmp_path, capsys):
 
 
 def test_simulate_command_refuses_a_missing_trace(tmp_path, capsys):
-    from kedascaler.simulate_cli import main
+    from kedascaler.cli.simulate import main
 
     assert main(["--trace", str(tmp_path / "nope.csv"), "--quiet"]) == 2
     assert "cannot read the workload" in capsys.readouterr().err

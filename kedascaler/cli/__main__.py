@@ -1,0 +1,3 @@
+from kedascaler.cli.main import main
+
+raise SystemExit(main())

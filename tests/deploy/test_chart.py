@@ -1,0 +1,285 @@
+"""The Helm chart: renders with defaults, every object valid for Kubernetes 1.30, least-privilege RBAC, lint."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from kedascaler.spec.config import parse_cost_configmap, parse_saturation_configmap
+from kedascaler.spec.serviceclass import parse_serviceclass_configmap
+from tests.support.kube import pruning
+from tests.support.chart_render import Renderer, TemplateError, leaf_keys, render_chart
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "kedascaler"
+K8S_VERSION = "1.30.0"
+NOT_IN_CORE_SCHEMAS = {"ServiceMonitor"}  # prometheus-operator's CRD kind
+VARIANTS = {
+    "defaults": {},
+    "everything-on": {"tls.enabled": True, "metrics.serviceMonitor.enabled": True, "watch.namespace": "llm",
+                      "watch.labelSelector": "team=a", "grafanaDashboard.enabled": True},
+}
+
+
+def validate(obj: dict) -> None:
+    kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_rendered_object_is_valid_kubernetes(variant):
+    objects, _ = render_chart(CHART, VARIANTS[variant])
+    kinds = sorted(o["kind"] for _, o in objects)
+    assert {"CustomResourceDefinition", "Deployment", "Service", "ServiceAccount", "ClusterRole", "Role",
+            "ConfigMap"} <= set(kinds)
+    for source, obj in objects:
+        if obj["kind"] in NOT_IN_CORE_SCHEMAS:
+            assert obj["apiVersion"] == "monitoring.coreos.com/v1"
+            continue
+        try:
+            validate(obj)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{source}: {obj['kind']} {obj['metadata']['name']}: {exc}")
+
+
+def test_crd_is_apiextensions_v1_with_status_and_printer_columns():
+    objects, _ = render_chart(CHART)
+    (crd,) = [o for _, o in objects if o["kind"] == "CustomResourceDefinition"]
+    assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
+    (version,) = crd["spec"]["versions"]
+    assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
+    columns = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert columns == ["Model", "Accelerator", "Current", "Desired", "Active", "Metrics Ready", "Age"]
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert spec["required"] == ["scaleTargetRef", "modelID"]
+    assert spec["properties"]["minReplicas"]["default"] == 0
+    assert spec["properties"]["acceleratorCount"]["default"] == 1
+    assert spec["properties"]["variantCost"]["default"] == "10"
+
+
+def test_rbac_has_no_wildcards_and_only_the_needed_writes():
+    objects, _ = render_chart(CHART)
+    rules = [r for _, o in objects if o["kind"] in ("ClusterRole", "Role") for r in o["rules"]]
+    assert rules
+    for rule in rules:
+        for key in ("apiGroups", "resources", "verbs"):
+            assert "*" not in rule.get(key, []), f"wildcard in {key}: {rule}"
+        assert "resourceNames" not in rule or "*" not in rule["resourceNames"]
+    writes = {(res, verb) for r in rules for res in r["resources"] for verb in r["verbs"]
+              if verb not in ("get", "list", "watch")}
+    assert writes == {("variantautoscalings/status", "patch"), ("variantautoscalings/status", "update"),
+                      ("events", "create"), ("events", "patch"), ("leases", "create"), ("leases", "update")}
+
+
+def test_deployment_is_hardened_and_probes_grpc_health():
+    objects, _ = render_chart(CHART)
+    (deploy,) = [o for _, o in objects if o["kind"] == "Deployment"]
+    pod = deploy["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert container["livenessProbe"]["grpc"] == {"port": 9090}
+    assert container["readinessProbe"]["grpc"] == {"port": 9090}
+    assert {"requests", "limits"} <= set(container["resources"])
+    assert "--kubernetes" in container["args"] and "--port=9090" in container["args"]
+    assert not any(a.startswith("--tls") for a in container["args"])
+
+
+@pytest.mark.parametrize("mode", ["saturation", "model", "hybrid"])
+def test_scaling_mode_value_becomes_the_serve_flag(mode):
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["scalingMode"] == "hybrid"
+    objects, _ = render_chart(CHART, {"scalingMode": mode})
+    (deploy,) = [o for _, o in objects if o["kind"] == "Deployment"]
+    (container,) = deploy["spec"]["template"]["spec"]["containers"]
+    assert [a for a in container["args"] if a.startswith("--scaling-mode")] == [f"--scaling-mode={mode}"]
+    # the flag exists and takes that value (argparse choices): the container would start
+    from kedascaler.cli.main import build_parser
+
+    args = build_parser().parse_args(["serve", *container["args"]])
+    assert args.scaling_mode == mode
+
+
+def test_rendered_configmaps_parse_without_problems():
+    objects, _ = render_chart(CHART)
+    cms = {o["metadata"]["name"]: o for _, o in objects if o["kind"] == "ConfigMap"}
+    settings, problems = parse_saturation_configmap(cms["saturation-scaling-config"], "chart")
+    assert not problems and settings.default.kv_cache_threshold == 0.8
+    costs, problems = parse_cost_configmap(cms["accelerator-unitcost"], "chart")
+    assert not problems and costs["H100"] == 40.0
+    classes, problems = parse_serviceclass_configmap(cms["serviceclass"], "chart")
+    assert not problems, problems
+    assert [c.key for c in classes.classes] == ["premium", "standard", "freemium"]
+    premium = classes.by_key("premium").slo_for("meta/llama-3.1-8b")
+    assert (premium.itl_ms, premium.ttft_ms) == (24.0, 500.0)
+
+
+def test_chart_yaml_fields():
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["apiVersion"] == "v2"
+    assert chart["name"] == "kedascaler" == CHART.name
+    assert re.fullmatch(r"\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?", chart["version"])
+    assert chart.get("appVersion") and chart.get("description")
+
+
+def test_every_values_key_is_used_and_every_used_key_exists():
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    used: set[str] = set()
+    for overrides in VARIANTS.values():
+        _, renderer = render_chart(CHART, overrides)  # raises on a reference to a missing key
+        used |= renderer.used
+    unused = {k for k in leaf_keys(values) if k not in used and not any(u.startswith(k + ".") for u in used)}
+    assert not unused, f"values.yaml keys no template uses: {sorted(unused)}"
+
+
+def test_renderer_refuses_what_it_does_not_know():
+    r = Renderer({"a": {"b": 1}})
+    assert r.render("x: {{ .Values.a.b }}") == "x: 1"
+    assert r.render("a\n{{- if .Values.a.b }}\nyes\n{{- end }}\n") == "a\nyes\n"
+    with pytest.raises(TemplateError):
+        r.render("{{ .Values.a.c }}")
+    with pytest.raises(TemplateError):
+        r.render("{{ toYaml .Values.a }}")
+    with pytest.raises(TemplateError):
+        r.render("{{- if .Values.a.b }}")
+
+
+# --- the status kedascaler writes, against the CRD's status schema -------------------------------------------
+
+def crd_schema() -> dict:
+    objects, _ = render_chart(CHART)
+    (crd,) = [o for _, o in objects if o["kind"] == "CustomResourceDefinition"]
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+def status_validator():
+    import jsonschema
+
+    return jsonschema.Draft4Validator(pruning(crd_schema()["properties"]["status"]),
+                                      format_checker=jsonschema.FormatChecker())
+
+
+def example_inventory():
+    from kedascaler.sources.files import build_inventory
+
+    root = CHART.parents[1] / "examples" / "kubernetes"
+    docs = [(p.name, d) for p in sorted(root.glob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
+    state, extras = build_inventory(docs)
+    assert not state.problems, state.problems
+    return state, extras
+
+
+def planned_statuses(*, classes: bool = True, usage: bool = True, mode: str | None = None, cycles: int = 30):
+    """Statuses for the example VAs after `cycles` cycles of SloPlanner on synthetic pod usage (a decode and a
+    prefill line with noise, so the fits are real), with the decision's predicted latencies from the plan."""
+    import dataclasses
+    import json
+    import math
+
+    from kedascaler.sources.base import PodUsage
+    from kedascaler.engine.types import Decision, ModelSnapshot, PodMetrics, Reason, VariantState
+    from kedascaler.loop.planner import SloPlanner
+    from kedascaler.actuate.status import status_for
+
+    state, extras = example_inventory()
+    if mode is not None:
+        extras = {k: dataclasses.replace(e, scaling_mode=mode) for k, e in extras.items()}
+    variants = tuple(VariantState(s, 1, 1, (PodMetrics(f"{s.key.name}-0", 0.3, 0.0, 8.0),)) for s in state.variants)
+    (model,) = {s.model_id for s in state.variants}
+    snapshot = ModelSnapshot(variants[0].spec.key.namespace, model, variants, taken_at=0.0)
+    planner = SloPlanner("saturation")
+    plans = {}
+    for cycle in range(cycles):
+        now = 15.0 * (cycle + 1)
+        pods = {}
+        for i, v in enumerate(variants):
+            batch = 2.0 + (cycle * 7 + i * 3) % 40
+            prompt = 100.0 + (cycle * 37) % 900
+            noise = 1.0 + 0.01 * math.sin(cycle + i)
+            pods[v.spec.key] = [PodUsage(
+                15.0, completed_rate=6.0, prompt_tokens_rate=6.0 * 230, output_tokens_rate=6.0 * 200,
+                backlog_growth_rate=0.0, mean_running=batch, itl_ms=(8.0 + 0.05 * batch) * noise,
+                prefill_ms=(15.0 + 0.01 * prompt) * noise, prompt_tokens_mean=prompt, ttft_ms=30.0)]
+        plans = planner.plan([snapshot], pods if usage else {}, extras, state.service_classes if classes else None, now)
+    plan = plans[(snapshot.namespace, model)]
+    statuses = []
+    for v in variants:
+        sized = {s.key: s for s in (plan.sizing.variants if plan.model_based else ())}.get(v.spec.key)
+        d = Decision(v.spec.key, model, sized.replicas if sized else 1, True,
+                     Reason("hold", "slo_capacity" if sized else "avg_spare_kv", 12.0, 20.0, "m"),
+                     current_replicas=1, ready_replicas=1, decided_at=now,
+                     predicted_itl_ms=sized.itl_ms if sized else None,
+                     predicted_ttft_ms=sized.ttft_ms if sized else None)
+        status = status_for(d, plan=plan, params=planner.parameters.get(v.spec.key))
+        for cond in status["conditions"]:
+            cond["lastTransitionTime"] = "2026-01-01T00:00:00Z"
+        json.dumps(status, allow_nan=False)  # what the API server gets: plain JSON, no NaN
+        statuses.append(status)
+    return plan, statuses
+
+
+def sizing_condition(status: dict) -> dict:
+    (cond,) = [c for c in status["conditions"] if c["type"] == "ModelBasedSizing"]
+    return cond
+
+
+def test_a_model_based_status_matches_the_crd_status_schema():
+    plan, statuses = planned_statuses()
+    assert plan.model_based, plan.why_not
+    validator = status_validator()
+    for status in statuses:
+        validator.validate(status)
+        assert status["scalingMode"] == "hybrid"
+        assert sizing_condition(status)["reason"] == "ModelBased" and sizing_condition(status)["status"] == "True"
+        estimate = status["performanceEstimate"]
+        assert {"alpha", "beta", "gamma", "delta", "usable", "source", "decode", "prefill"} <= set(estimate)
+        assert estimate["decode"]["samples"] >= 20
+    assert any("predicted" in s and {"itlMs", "ttftMs"} <= set(s["predicted"]) for s in statuses)
+    # the A100 VA prefers learned parameters: they are used once usable
+    sources = {s["performanceEstimate"]["source"] for s in statuses}
+    assert sources <= {"variantProfile", "estimated"} and sources
+
+
+@pytest.mark.parametrize("case", ["no-service-class", "no-workload", "first-cycle", "saturation-mode"])
+def test_fallback_and_saturation_statuses_match_the_crd_status_schema(case):
+    kwargs = {"no-service-class": {"classes": False}, "no-workload": {"usage": False},
+              "first-cycle": {"cycles": 1}, "saturation-mode": {"mode": "saturation"}}[case]
+    plan, statuses = planned_statuses(**kwargs)
+    validator = status_validator()
+    for status in statuses:
+        validator.validate(status)
+        cond = sizing_condition(status)
+        if case == "first-cycle":  # a user profile sizes from the first window; the fits are still poor
+            assert cond["reason"] == "ModelBased"
+            assert status["performanceEstimate"]["usable"] is False
+            continue
+        assert cond["status"] == "False" and "predicted" not in status
+        assert cond["reason"] == ("SaturationMode" if case == "saturation-mode" else "FallbackToSaturation")
+        assert status["scalingMode"] == ("saturation" if case == "saturation-mode" else "hybrid")
+
+
+def test_the_status_schema_refuses_what_it_does_not_declare():
+    _, (status, _) = planned_statuses()
+    validator = status_validator()
+    for bad in ({**status, "scalingMode": "fast"}, {**status, "predicted": {"itlMs": "9 ms"}},
+                {**status, "predicted": {"itl": 9.0}}, {**status, "performanceEstimate": {"alpha": 7, "gammaa": 1}}):
+        assert list(validator.iter_errors(bad)), bad
+
+
+def test_the_crd_spec_declares_the_slo_sizing_fields():
+    spec = crd_schema()["properties"]["spec"]["properties"]
+    assert spec["scalingMode"]["enum"] == ["saturation", "model", "hybrid"]
+    assert spec["sloClassRef"]["required"] == ["name", "key"]
+    profile = spec["variantProfile"]["properties"]
+    assert profile["preferEstimated"]["type"] == "boolean" and profile["maxBatchSize"]["type"] == "integer"
+    parms = profile["perfParms"]["properties"]
+    assert set(parms["decodeParms"]["properties"]) == {"alpha", "beta"}
+    assert set(parms["prefillParms"]["properties"]) == {"gamma", "delta"}
+    for group in ("decodeParms", "prefillParms"):
+        assert "ms" in parms[group]["description"]
+        for field in parms[group]["properties"].values():
+            assert field["type"] == "number" and "(ms)" in field["description"]
