@@ -1,0 +1,93 @@
+"""One small HTTP server lifecycle for every endpoint the scaler and its emulator serve.
+
+A stdlib `ThreadingHTTPServer` in a daemon thread: `start()` binds (port 0: any free one) and returns the
+port, `close()` stops serving and joins the thread, and the server never touches an asyncio loop. The
+activation endpoint, `/metrics`, the emulated vLLM pods and the emulated gateway all use it, so binding errors,
+shutdown and quiet client disconnects behave the same everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+log = logging.getLogger("kedascaler.kits.httpserver")
+
+LOOPBACK_HOSTS = ("0.0.0.0", "", "::")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # close() must not wait for a client's idle keep-alive connection
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], owner: Any) -> None:
+        self.owner = owner
+        super().__init__(address, handler)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        log.debug("http: client %s went away", client_address)
+
+
+class HttpServerThread:
+    """Serves `handler` on (host, port) in its own thread; `owner` is reachable as `self.server.owner`."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], *, host: str = "0.0.0.0", port: int = 0,
+                 name: str = "http", what: str = "HTTP", owner: Any = None) -> None:
+        self.handler = handler
+        self.host = host
+        self.name = name
+        self.what = what  # for the error when the port cannot be bound: "cannot listen on ... for <what>"
+        self.owner = owner
+        self._requested_port = port
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int | None:
+        """The bound port while serving (useful with port 0), else None."""
+        return self._server.server_address[1] if self._server is not None else None
+
+    @property
+    def url(self) -> str | None:
+        """Base URL while serving, e.g. `http://127.0.0.1:9091` (a wildcard bind is reached on loopback)."""
+        if self._server is None:
+            return None
+        host = "127.0.0.1" if self.host in LOOPBACK_HOSTS else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def started(self) -> bool:
+        return self._server is not None
+
+    def start(self) -> int:
+        """Bind and serve; returns the port. An OSError names the address and what it was for."""
+        if self._server is not None:
+            raise RuntimeError(f"{self.what} server already started")
+        try:
+            self._server = _Server((self.host, self._requested_port), self.handler, self.owner)
+        except OSError as exc:
+            raise OSError(f"cannot listen on {self.host}:{self._requested_port} for {self.what}: "
+                          f"{exc.strerror or exc} (is the port in use?)") from None
+        # A short poll interval keeps close() quick: shutdown() waits for the serving loop to notice.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,), name=self.name, daemon=True)
+        self._thread.start()
+        return self.port or 0
+
+    def close(self) -> None:
+        """Stop serving and release the port; safe to call twice or before start()."""
+        server, thread, self._server, self._thread = self._server, self._thread, None, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> HttpServerThread:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
