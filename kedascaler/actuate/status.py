@@ -22,6 +22,7 @@ from kedascaler.spec.inventory import InventoryState
 from kedascaler.spec.problems import Problem
 from kedascaler.spec.config import API_GROUP, API_VERSION, VA_KIND
 from kedascaler.engine.types import Decision, VariantKey
+from kedascaler.loop.planner import SloPlan, VariantParameters
 
 log = logging.getLogger("kedascaler.actuate.status")
 
@@ -69,7 +70,7 @@ def _round(value: float | None, digits: int = 4) -> float | None:
     return float(f"{value:.{digits}g}") if value is not None and math.isfinite(value) else None
 
 
-def performance_estimate(params: Any) -> dict[str, Any] | None:
+def performance_estimate(params: VariantParameters | None) -> dict[str, Any] | None:
     """`status.performanceEstimate`: the parameters learned online and their quality (a VariantParameters)."""
     if params is None or params.estimate is None:
         return None
@@ -85,7 +86,7 @@ def performance_estimate(params: Any) -> dict[str, Any] | None:
     return out
 
 
-def sizing_condition(plan: Any, params: Any) -> dict[str, Any]:
+def sizing_condition(plan: SloPlan, params: VariantParameters | None) -> dict[str, Any]:
     """`ModelBasedSizing`: True when the queueing model sizes the variant's model, else False and why."""
     if plan.model_based and params is not None and params.coefficients is None:
         return condition("ModelBasedSizing", False, "FallbackToSaturation",
@@ -94,13 +95,14 @@ def sizing_condition(plan: Any, params: Any) -> dict[str, Any]:
     if plan.model_based:
         source = params.source if params is not None and params.source else "parameters"
         return condition("ModelBasedSizing", True, "ModelBased",
-                         f"{plan.mode} mode, {source} parameters: {plan.sizing.reason}")
+                         f"{plan.mode} mode, {source} parameters: {plan.sizing.reason if plan.sizing else ''}")
     if plan.mode == "saturation":
         return condition("ModelBasedSizing", False, "SaturationMode", plan.why_not)
     return condition("ModelBasedSizing", False, "FallbackToSaturation", plan.why_not)
 
 
-def status_for(d: Decision, target_missing: bool = False, *, plan: Any = None, params: Any = None) -> dict[str, Any]:
+def status_for(d: Decision, target_missing: bool = False, *, plan: SloPlan | None = None,
+               params: VariantParameters | None = None) -> dict[str, Any]:
     """The VA status for a decision: kedascaler's fields plus the WVA-compatible desiredOptimizedAlloc.
 
     With SLO sizing (`plan`: the model's SloPlan, `params`: the variant's VariantParameters) also the
@@ -206,8 +208,8 @@ class StatusWriter:
         self.patches = 0
 
     def write(self, decisions: Iterable[Decision], state: InventoryState,
-              missing_targets: Collection[VariantKey] = (), *, plans: Mapping[tuple[str, str], Any] | None = None,
-              parameters: Mapping[VariantKey, Any] | None = None) -> int:
+              missing_targets: Collection[VariantKey] = (), *, plans: Mapping[tuple[str, str], SloPlan] | None = None,
+              parameters: Mapping[VariantKey, VariantParameters] | None = None) -> int:
         """Write every decision's status that changed; Events for desired changes and new problems. Returns patches made.
 
         `plans` (per (namespace, model)) and `parameters` (per VA): SLO sizing's outcome (CycleReport.plans and

@@ -19,7 +19,8 @@ import grpc
 from kedascaler.loop.board import DecisionBoard
 from kedascaler.loop.inbox import ActivationInbox
 from kedascaler.sources.gateway import GatewayMetricsSource
-from kedascaler.sources.files import StaticInventory, build_inventory
+from kedascaler.sources.files import StaticInventory
+from kedascaler.spec.inventory import build_inventory
 from kedascaler.sources.scrape import DirectScrapeSource
 from kedascaler.engine.sizing import HYBRID
 from kedascaler.engine.types import VariantSpec
@@ -32,7 +33,7 @@ from kedascaler.server.app import ScalerServer
 from kedascaler.sim.emulator import perf_params_for
 from kedascaler.sim.fleet import EmulatedFleet, OfferedLoad
 from kedascaler.sim.keda_hpa import HPABehavior, KEDAConfig, ScalingState, keda_step
-from kedascaler.loop.planner import SloPlanner
+from kedascaler.loop.planner import PlannerSettings
 
 NAMESPACE = "demo"
 MODEL = "meta/llama-3.1-8b"
@@ -226,20 +227,19 @@ async def run_demo(port: int = 9090, duration: float | None = None, interval: fl
                    out=print, observability: Observability | None = None, idle_window: float = 20.0,
                    activation_port: int = 0) -> int:
     """Run the demo until `duration` seconds pass (then return 0) or until cancelled (Ctrl-C)."""
-    state, extras = build_inventory(demo_documents())
+    state = build_inventory(demo_documents())
     fleet = build_fleet()
     fleet.start()  # pods' /metrics and the gateway's queue metric
     span = (duration * speed) if duration else 240.0
     board = DecisionBoard()
     scraper = DirectScrapeSource(timeout=1.0, window_clock=lambda: fleet.now)  # rates per emulated second
-    planner = SloPlanner(HYBRID, refit_interval=10.0)
+    planner = PlannerSettings(HYBRID, refit_interval=10.0)
     obs = observability or Observability(metrics_port=0, log_decisions=False)
     metrics_port = obs.start()
     gateway = GatewayMetricsSource(fleet.gateway_url)
     inbox = ActivationInbox()
     reconciler = Reconciler(StaticInventory(state), obs.instrument(scraper), board, workloads=fleet,
-                            idle_window=idle_window, activation=gateway, inbox=inbox, extras=extras,
-                            planner=planner)
+                            idle_window=idle_window, activation=gateway, inbox=inbox, planner=planner)
     activation_server = ActivationServer(board, inbox, host="127.0.0.1", port=activation_port)
     activation_server.start()
     server = ScalerServer(board, port=port, host="127.0.0.1", grace=2.0, interceptors=obs.interceptors)
@@ -252,7 +252,7 @@ async def run_demo(port: int = 9090, duration: float | None = None, interval: fl
         out(f"/metrics: http://127.0.0.1:{metrics_port}/metrics")
     clock = FleetClock(fleet, speed, span)
     clock.start()
-    stand_in = KedaStandIn(fleet, f"127.0.0.1:{bound}", list(state.variants), sync=interval)
+    stand_in = KedaStandIn(fleet, f"127.0.0.1:{bound}", list(state.specs), sync=interval)
 
     sizing_said: dict[tuple[str, str], str] = {}
 

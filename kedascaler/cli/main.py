@@ -106,7 +106,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     state = FileInventory(args.folder).current()
     for problem in state.problems:
         print(f"invalid: {problem}", file=sys.stderr)
-    for spec in state.variants:
+    for spec in state.specs:
         bound = "∞" if spec.max_replicas is None else spec.max_replicas
         print(f"ok: VariantAutoscaling {spec.key} model={spec.model_id} accelerator={spec.accelerator} "
               f"cost={spec.cost:g} replicas={spec.min_replicas}..{bound}")
@@ -171,9 +171,9 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
             ca_file=str(args.prometheus_ca_file) if args.prometheus_ca_file else None)
         cleanups.append(activation.close)
     board = DecisionBoard()
-    from kedascaler.loop.planner import SloPlanner
+    from kedascaler.loop.planner import PlannerSettings
 
-    planner = SloPlanner(args.scaling_mode, refit_interval=args.refit_interval)
+    planner = PlannerSettings(args.scaling_mode, refit_interval=args.refit_interval)
     reconciler = Reconciler(inventory, metrics, board, workloads,
                             idle_window=None if args.no_scale_to_zero else args.idle_window,
                             activation=activation, inbox=inbox, planner=planner)
@@ -192,7 +192,7 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
             writer, elector = after_cycle
             if elector.is_leader:  # every replica answers KEDA; only the leader writes status and events
                 writer.write(report.decisions, inventory.current(), inventory.missing_targets(),
-                             plans=reconciler.plans, parameters=planner.parameters)  # wake-up cycles: the last full one's
+                             plans=reconciler.plans, parameters=reconciler.parameters)  # wake-up cycles: the last full one's
 
     loop_task = asyncio.create_task(reconciler.run_forever(args.interval, on_cycle=on_cycle))
     try:

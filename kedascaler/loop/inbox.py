@@ -44,6 +44,11 @@ class ActivationInbox:
                 pass
         return when
 
+    def latest(self) -> dict[ModelRef, float]:
+        """The newest pushed request per model, as of now (a copy: the cycle's input)."""
+        with self._lock:
+            return dict(self._latest)
+
     def last_request_at(self, namespace: str, model: str) -> float | None:
         with self._lock:
             return self._latest.get((namespace, model))

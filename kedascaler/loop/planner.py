@@ -1,9 +1,9 @@
 """SLO-driven sizing in the reconcile loop: per-pod usage in, one `ModelSizing` per model out, once per cycle.
 
-The engine's pieces are pure (`engine/sizing.py`, `engine/estimation.py`); this module holds the only state
-they need between cycles — each variant's sliding window of observations, its latest fit, and each model's
-last known request lengths — and joins them with the inventory (modes, `variantProfile`, `sloClassRef`,
-the `serviceclass` ConfigMap). Everything it decides carries its reason: the plan, or why a model falls back
+The engine's pieces are pure (`engine/sizing.py`, `engine/estimation.py`); so is this module. The state they
+need between cycles — each variant's sliding window of observations, its latest fit, its KV cache size, and
+each model's last known request lengths — is a `PlannerState` value passed in and returned by `plan_cycle`,
+joined with the inventory (modes, `variantProfile`, `sloClassRef`, the `serviceclass` ConfigMap). Everything it decides carries its reason: the plan, or why a model falls back
 to saturation, and per variant where its parameters come from (`variantProfile`, `estimated`) or why none.
 
 No clock and no I/O: `now` comes in; the reconcile loop and the simulator call it the same way.
@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from kedascaler.sources.base import PodUsage
+from kedascaler.sources.gateway import ModelRef
 from kedascaler.engine.estimation import (
     MIN_SAMPLES,
     PerfEstimate,
@@ -39,6 +39,7 @@ from kedascaler.engine.sizing import (
 )
 from kedascaler.engine.types import ModelSnapshot, VariantKey
 from kedascaler.spec.serviceclass import ServiceClasses, model_targets
+from kedascaler.spec.variant import VariantAutoscaling
 
 DEFAULT_REFIT_INTERVAL = 60.0  # seconds between two fits of one variant
 DEFAULT_MAX_FITS_PER_CYCLE = 200  # a fit costs 1-2 ms: bounds a cycle's cost at 10,000 variants
@@ -158,141 +159,160 @@ def _known_part(snap: ModelSnapshot, workload: Workload | None,
     return replace(snap, variants=tuple(known)), workload, held
 
 
-@dataclass
-class _Learned:
+@dataclass(frozen=True)
+class Learned:
+    """What one variant's pods taught so far: the observation windows and the latest fit."""
+
     observations: VariantObservations = field(default_factory=VariantObservations)
     estimate: PerfEstimate | None = None
     fitted_at: float | None = None
-    fitted_size: int = 0
+    fitted_size: int = 0  # observations in the windows when last fitted
+
+    @property
+    def size(self) -> int:
+        return len(self.observations.decode.x) + len(self.observations.prefill.x)
 
 
-class SloPlanner:
-    """Keeps each variant's observations and fit between cycles and sizes every model once per cycle."""
+@dataclass(frozen=True)
+class PlannerSettings:
+    """How the planner works: constant for a run. `global_mode`: for VAs without spec.scalingMode;
+    `available`: accelerators per type (None: unlimited)."""
 
-    def __init__(self, global_mode: str = HYBRID, *, refit_interval: float = DEFAULT_REFIT_INTERVAL,
-                 max_fits_per_cycle: int = DEFAULT_MAX_FITS_PER_CYCLE, window: Window | None = None,
-                 available: Mapping[str, int] | None = None) -> None:
-        """`global_mode`: for VAs without spec.scalingMode; `available`: accelerators per type (None: unlimited)."""
-        self.global_mode = global_mode
-        self.refit_interval = refit_interval
-        self.max_fits_per_cycle = max_fits_per_cycle
-        self.window = window or Window()
-        self.available = available
-        self._learned: dict[VariantKey, _Learned] = {}
-        self._lengths: dict[tuple[str, str], tuple[float, float]] = {}
-        self._kv_tokens: dict[VariantKey, int] = {}  # KV cache size per replica, from vllm:cache_config_info
-        self.parameters: dict[VariantKey, VariantParameters] = {}
-        self.plans: dict[tuple[str, str], SloPlan] = {}
+    global_mode: str = HYBRID
+    refit_interval: float = DEFAULT_REFIT_INTERVAL
+    max_fits_per_cycle: int = DEFAULT_MAX_FITS_PER_CYCLE
+    window: Window = field(default_factory=Window)
+    available: Mapping[str, int] | None = None
 
-    def observe(self, usage: Mapping[VariantKey, Sequence[PodUsage]], now: float) -> None:
-        """Add this cycle's per-pod windows to each variant's observations."""
-        for key, pods in usage.items():
-            learned = self._learned.get(key)
-            if learned is None:
-                learned = self._learned[key] = _Learned(VariantObservations(self.window, self.window))
-            obs = learned.observations
-            bx, by = decode_pairs(pods)
-            if bx:
-                obs = obs.add_decode(now, bx, by)
-            px, py = prefill_pairs(pods)
-            if px:
-                obs = obs.add_prefill(now, px, py)
-            learned.observations = obs
-            kv = [u.kv_capacity_tokens for u in pods if u.kv_capacity_tokens]
-            if kv:
-                self._kv_tokens[key] = min(kv)  # the smallest pod binds: sizing stays on the safe side
 
-    def refit(self, now: float) -> int:
-        """Fit the variants most overdue (at most `max_fits_per_cycle`); returns how many were fitted."""
-        due = []
-        for key, learned in self._learned.items():
-            size = len(learned.observations.decode.x) + len(learned.observations.prefill.x)
-            if min(len(learned.observations.decode.x), len(learned.observations.prefill.x)) < MIN_SAMPLES:
-                if learned.estimate is None and size == learned.fitted_size:
-                    continue
-            if learned.fitted_at is not None and now - learned.fitted_at < self.refit_interval:
+@dataclass(frozen=True)
+class PlannerState:
+    """Everything the planner keeps between cycles, as one immutable value."""
+
+    learned: Mapping[VariantKey, Learned] = field(default_factory=dict)
+    lengths: Mapping[ModelRef, tuple[float, float]] = field(default_factory=dict)  # last known (prompt, output)
+    kv_tokens: Mapping[VariantKey, int] = field(default_factory=dict)  # KV cache per replica (cache_config_info)
+    parameters: Mapping[VariantKey, VariantParameters] = field(default_factory=dict)  # this cycle's, per variant
+
+
+def observe(state: PlannerState, settings: PlannerSettings, usage: Mapping[VariantKey, Sequence[PodUsage]],
+            now: float) -> PlannerState:
+    """This cycle's per-pod windows added to each variant's observations (and its KV cache size)."""
+    learned = dict(state.learned)
+    kv_tokens = dict(state.kv_tokens)
+    for key, pods in usage.items():
+        found = learned.get(key) or Learned(VariantObservations(settings.window, settings.window))
+        obs = found.observations
+        bx, by = decode_pairs(pods)
+        if bx:
+            obs = obs.add_decode(now, bx, by)
+        px, py = prefill_pairs(pods)
+        if px:
+            obs = obs.add_prefill(now, px, py)
+        learned[key] = replace(found, observations=obs)
+        kv = [u.kv_capacity_tokens for u in pods if u.kv_capacity_tokens]
+        if kv:
+            kv_tokens[key] = min(kv)  # the smallest pod binds: sizing stays on the safe side
+    return replace(state, learned=learned, kv_tokens=kv_tokens)
+
+
+def refit(state: PlannerState, settings: PlannerSettings, now: float) -> tuple[PlannerState, int]:
+    """Fit the variants most overdue (at most `max_fits_per_cycle`); returns the new state and how many."""
+    due = []
+    for key, found in state.learned.items():
+        size = found.size
+        if min(len(found.observations.decode.x), len(found.observations.prefill.x)) < MIN_SAMPLES:
+            if found.estimate is None and size == found.fitted_size:
                 continue
-            if size == learned.fitted_size and learned.estimate is not None:
-                continue  # nothing new since the last fit
-            due.append((learned.fitted_at if learned.fitted_at is not None else -math.inf, str(key), key))
-        due.sort()
-        for _, _, key in due[: self.max_fits_per_cycle]:
-            learned = self._learned[key]
-            learned.estimate = estimate(learned.observations)
-            learned.fitted_at = now
-            learned.fitted_size = len(learned.observations.decode.x) + len(learned.observations.prefill.x)
-        return min(len(due), self.max_fits_per_cycle)
+        if found.fitted_at is not None and now - found.fitted_at < settings.refit_interval:
+            continue
+        if size == found.fitted_size and found.estimate is not None:
+            continue  # nothing new since the last fit
+        due.append((found.fitted_at if found.fitted_at is not None else -math.inf, str(key), key))
+    due.sort()
+    if not due:
+        return state, 0
+    learned = dict(state.learned)
+    for _, _, key in due[: settings.max_fits_per_cycle]:
+        found = learned[key]
+        learned[key] = replace(found, estimate=estimate(found.observations), fitted_at=now, fitted_size=found.size)
+    return replace(state, learned=learned), min(len(due), settings.max_fits_per_cycle)
 
-    def forget(self, keep: set[VariantKey]) -> None:
-        """Drop the state of variants that are gone."""
-        for key in [k for k in self._learned if k not in keep]:
-            del self._learned[key]
-        for key in [k for k in self.parameters if k not in keep]:
-            del self.parameters[key]
-        for key in [k for k in self._kv_tokens if k not in keep]:
-            del self._kv_tokens[key]
 
-    def plan(self, snapshots: Sequence[ModelSnapshot], usage: Mapping[VariantKey, Sequence[PodUsage]],
-             extras: Mapping[VariantKey, Any], classes: ServiceClasses | None, now: float
-             ) -> dict[tuple[str, str], SloPlan]:
-        """One cycle: observe, refit what is due, and size every model not in saturation mode (all at once:
-        service-class priorities share one accelerator pool)."""
-        self.observe(usage, now)
-        self.refit(now)
-        classes = classes or ServiceClasses()
-        plans: dict[tuple[str, str], SloPlan] = {}
-        demands = []
-        workloads: dict[tuple[str, str], Workload | None] = {}
-        for snap in snapshots:
-            model = (snap.namespace, snap.model_id)
-            keys = [v.spec.key for v in snap.variants]
-            for key in keys:
-                self.parameters[key] = self._parameters(key, extras.get(key))
-            mode, note = model_mode([getattr(extras.get(k), "scaling_mode", None) for k in keys], self.global_mode)
-            if mode == SATURATION:
-                plans[model] = SloPlan(snap.namespace, snap.model_id, mode, None, None, note)
+def forget(state: PlannerState, keep: set[VariantKey]) -> PlannerState:
+    """The state without the variants that are gone."""
+    if all(k in keep for k in state.learned) and all(k in keep for k in state.parameters) \
+            and all(k in keep for k in state.kv_tokens):
+        return state
+    return replace(state, learned={k: v for k, v in state.learned.items() if k in keep},
+                   parameters={k: v for k, v in state.parameters.items() if k in keep},
+                   kv_tokens={k: v for k, v in state.kv_tokens.items() if k in keep})
+
+
+def variant_parameters(state: PlannerState, key: VariantKey, variant: VariantAutoscaling | None) -> VariantParameters:
+    """Where one variant's parameters stand: the user's profile or the fit, and why neither when none."""
+    found = state.learned.get(key) or Learned()
+    user = variant.profile.perf if variant is not None else None
+    prefer = variant.profile.prefer_estimate if variant is not None else False
+    coefficients, source = choose_perf(user, found.estimate, prefer_estimate=prefer)  # type: ignore[arg-type]
+    reason = "" if coefficients is not None else source
+    return VariantParameters(key, found.estimate, found.fitted_at, len(found.observations.decode.x),
+                             len(found.observations.prefill.x), source if coefficients is not None else "",
+                             coefficients, reason)
+
+
+def plan_cycle(state: PlannerState, settings: PlannerSettings, snapshots: Sequence[ModelSnapshot],
+               usage: Mapping[VariantKey, Sequence[PodUsage]], variants: Mapping[VariantKey, VariantAutoscaling],
+               classes: ServiceClasses | None, now: float) -> tuple[dict[ModelRef, SloPlan], PlannerState]:
+    """One cycle: forget variants that left `variants`, observe, refit what is due, and size every model not in
+    saturation mode (all at once: service-class priorities share one accelerator pool)."""
+    state = forget(state, set(variants))
+    state = observe(state, settings, usage, now)
+    state, _ = refit(state, settings, now)
+    classes = classes or ServiceClasses()
+    plans: dict[ModelRef, SloPlan] = {}
+    demands = []
+    workloads: dict[ModelRef, Workload | None] = {}
+    parameters = dict(state.parameters)
+    lengths = dict(state.lengths)
+    for snap in snapshots:
+        model = (snap.namespace, snap.model_id)
+        keys = [v.spec.key for v in snap.variants]
+        for key in keys:
+            parameters[key] = variant_parameters(state, key, variants.get(key))
+        found = [variants.get(k) for k in keys]
+        mode, note = model_mode([v.scaling_mode if v is not None else None for v in found], settings.global_mode)
+        if mode == SATURATION:
+            plans[model] = SloPlan(snap.namespace, snap.model_id, mode, None, None, note)
+            continue
+        pods = [u for k in keys for u in usage.get(k, ())]
+        workload, why = workload_from_usage(pods, lengths.get(model))
+        if workload is not None and workload.arrival_rate > 0 and workload.prompt_tokens > 0:
+            lengths[model] = (workload.prompt_tokens, workload.output_tokens)
+        workloads[model] = workload
+        refs = [v.slo_class_ref if v is not None else None for v in found]
+        slo, priority, slo_note = model_targets(classes, refs, snap.model_id)
+        perf: dict[VariantKey, tuple[PerfModel | None, str]] = {}
+        for key, variant in zip(keys, found, strict=True):
+            params = parameters[key]
+            if params.coefficients is None:
+                perf[key] = (None, params.reason)
                 continue
-            pods = [u for k in keys for u in usage.get(k, ())]
-            workload, why = workload_from_usage(pods, self._lengths.get(model))
-            if workload is not None and workload.arrival_rate > 0 and workload.prompt_tokens > 0:
-                self._lengths[model] = (workload.prompt_tokens, workload.output_tokens)
-            workloads[model] = workload
-            refs = [getattr(extras.get(k), "slo_class_ref", None) for k in keys]
-            slo, priority, slo_note = model_targets(classes, refs, snap.model_id)
-            perf: dict[VariantKey, tuple[PerfModel | None, str]] = {}
-            for key in keys:
-                params = self.parameters[key]
-                if params.coefficients is None:
-                    perf[key] = (None, params.reason)
-                    continue
-                extra = extras.get(key)
-                built, problem = perf_model(params.coefficients, getattr(extra, "max_batch_size", None),
-                                            kv_capacity_tokens=self._kv_tokens.get(key),
-                                            prefill_mode=prefill_mode_for(params.source))
-                perf[key] = (built, f"{params.source} parameters: {problem}" if built is None else "")
-            snap, workload, held = _known_part(snap, workload, perf, usage)
-            if held:
-                note = "; ".join(filter(None, (note, held)))
-            demand = model_demand(snap, workload, slo, perf, priority=priority,
-                                  slo_reason=slo_note if slo is None else "")
-            demands.append((model, mode, note, why, demand))
-        sized = size_models([d for *_, d in demands], self.available) if demands else ()
-        for (model, mode, note, why, demand), sizing in zip(demands, sized, strict=True):
-            if sizing.fallback and workloads.get(model) is None and why:
-                sizing = replace(sizing, reason=f"fallback to saturation: {why}")
-            plans[model] = SloPlan(model[0], model[1], mode, sizing, workloads.get(model), note, demand.slo)
-        self.plans = plans
-        for gone in [m for m in self._lengths if m not in plans]:  # models that left the inventory
-            del self._lengths[gone]
-        return plans
-
-    def _parameters(self, key: VariantKey, extra: Any) -> VariantParameters:
-        learned = self._learned.get(key) or _Learned()
-        user = getattr(extra, "perf", None)
-        coefficients, source = choose_perf(user, learned.estimate,
-                                           prefer_estimate=bool(getattr(extra, "prefer_estimate", False)))
-        reason = "" if coefficients is not None else source
-        return VariantParameters(key, learned.estimate, learned.fitted_at, len(learned.observations.decode.x),
-                                 len(learned.observations.prefill.x), source if coefficients is not None else "",
-                                 coefficients, reason)
-
+            built, problem = perf_model(params.coefficients,
+                                        variant.profile.max_batch_size if variant is not None else None,
+                                        kv_capacity_tokens=state.kv_tokens.get(key),
+                                        prefill_mode=prefill_mode_for(params.source))
+            perf[key] = (built, f"{params.source} parameters: {problem}" if built is None else "")
+        snap, workload, held = _known_part(snap, workload, perf, usage)
+        if held:
+            note = "; ".join(filter(None, (note, held)))
+        demand = model_demand(snap, workload, slo, perf, priority=priority,
+                              slo_reason=slo_note if slo is None else "")
+        demands.append((model, mode, note, why, demand))
+    sized = size_models([d for *_, d in demands], settings.available) if demands else ()
+    for (model, mode, note, why, demand), sizing in zip(demands, sized, strict=True):
+        if sizing.fallback and workloads.get(model) is None and why:
+            sizing = replace(sizing, reason=f"fallback to saturation: {why}")
+        plans[model] = SloPlan(model[0], model[1], mode, sizing, workloads.get(model), note, demand.slo)
+    lengths = {m: v for m, v in lengths.items() if m in plans}  # models that left the inventory
+    return plans, replace(state, parameters=parameters, lengths=lengths)

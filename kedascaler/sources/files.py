@@ -15,70 +15,10 @@ from typing import Any
 
 import yaml
 
-from kedascaler.spec.inventory import InventoryState, SaturationSettings
+from kedascaler.spec.inventory import InventoryState, build_inventory
 from kedascaler.spec.problems import Problem
-from kedascaler.spec.config import (
-    COST_CONFIGMAP,
-    SATURATION_CONFIGMAPS,
-    SERVICECLASS_CONFIGMAP,
-    VA_KIND,
-    VariantExtras,
-    parse_cost_configmap,
-    parse_saturation_configmap,
-    parse_variant_autoscaling,
-)
-from kedascaler.engine.types import VariantKey, VariantSpec
 
 log = logging.getLogger("kedascaler.inventory")
-
-
-def build_inventory(docs: Iterable[tuple[str, Mapping[str, Any]]]) -> tuple[InventoryState, dict[VariantKey, VariantExtras]]:
-    """Join (source, document) pairs into one InventoryState; shared by the file and Kubernetes inventories."""
-    docs = list(docs)
-    problems: list[Problem] = []
-    saturation = SaturationSettings()
-    costs: dict[str, float] = {}
-    classes = None
-    for source, doc in docs:
-        if doc.get("kind") != "ConfigMap":
-            continue
-        meta = doc.get("metadata")
-        name = meta.get("name") if isinstance(meta, Mapping) else None
-        if name in SATURATION_CONFIGMAPS:
-            saturation, found = parse_saturation_configmap(doc, source)
-            problems += found
-        elif name == COST_CONFIGMAP:
-            costs, found = parse_cost_configmap(doc, source)
-            problems += found
-        elif name == SERVICECLASS_CONFIGMAP:
-            from kedascaler.spec.serviceclass import parse_serviceclass_configmap  # imports config: not at module level
-
-            classes, found = parse_serviceclass_configmap(doc, source)
-            problems += found
-    variants: dict[VariantKey, VariantSpec] = {}
-    extras: dict[VariantKey, VariantExtras] = {}
-    for source, doc in docs:
-        if doc.get("kind") != VA_KIND:
-            continue
-        parsed = parse_variant_autoscaling(doc, source, costs)
-        problems += parsed.problems
-        if parsed.spec is None:
-            continue
-        if parsed.spec.key in variants:
-            problems.append(Problem(source, f"VariantAutoscaling {parsed.spec.key}", "metadata.name",
-                                    "defined twice: the first definition is kept, rename or remove this one"))
-            continue
-        variants[parsed.spec.key] = parsed.spec
-        extras[parsed.spec.key] = parsed.extras
-    state = InventoryState(
-        variants=tuple(variants.values()),
-        saturation=saturation,
-        accelerator_costs=tuple(sorted(costs.items())),
-        problems=tuple(problems),
-        static_targets=tuple((k, e.metrics_endpoints) for k, e in extras.items() if e.metrics_endpoints),
-        service_classes=classes,
-    )
-    return state, extras
 
 
 def read_documents(folder: Path) -> tuple[list[tuple[str, Mapping[str, Any]]], list[Problem]]:
@@ -115,7 +55,6 @@ class FileInventory:
         self._lock = threading.Lock()
         self._fingerprint: tuple = ()
         self._state = InventoryState()
-        self.extras: dict[VariantKey, VariantExtras] = {}
 
     def _fingerprint_now(self) -> tuple:
         return tuple(sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size)
@@ -129,10 +68,9 @@ class FileInventory:
                 return self._state  # a file vanished mid-scan: keep the last good view
             if fingerprint != self._fingerprint:
                 docs, problems = read_documents(self.folder)
-                state, extras = build_inventory(docs)
+                state = build_inventory(docs)
                 all_problems = tuple(problems) + state.problems
                 self._state = replace(state, problems=all_problems)
-                self.extras = extras
                 self._fingerprint = fingerprint
                 for problem in all_problems:
                     log.warning("invalid inventory input: %s", problem)
@@ -149,7 +87,7 @@ class StaticInventory:
 
     @classmethod
     def from_documents(cls, docs: Iterable[tuple[str, Mapping[str, Any]]]) -> StaticInventory:
-        return cls(build_inventory(docs)[0])
+        return cls(build_inventory(docs))
 
     def current(self) -> InventoryState:
         return self._state

@@ -22,7 +22,7 @@ import kubernetes.config
 from kedascaler.spec.inventory import InventoryState
 from kedascaler.spec.problems import Problem
 from kedascaler.sources.base import ScrapeTarget, WorkloadStatus
-from kedascaler.sources.files import build_inventory
+from kedascaler.spec.inventory import build_inventory
 from kedascaler.sources.kube_watch import Reflector, WatchedResource
 from kedascaler.spec.config import (
     API_GROUP,
@@ -31,7 +31,6 @@ from kedascaler.spec.config import (
     SATURATION_CONFIGMAPS,
     SERVICECLASS_CONFIGMAP,
     VA_KIND,
-    VariantExtras,
     parse_cost_configmap,
     parse_saturation_configmap,
 )
@@ -146,7 +145,6 @@ class KubernetesInventory:
         self._lock = threading.Lock()
         self._dirty = True
         self._state = InventoryState()
-        self.extras: dict[VariantKey, VariantExtras] = {}
         self._last_good: dict[str, dict] = {}  # ConfigMap name -> last version that parsed cleanly
         self._reported_bad: set[tuple[str, str]] = set()  # (name, resourceVersion) already logged
         self._last_counts: tuple[int, int] = (-1, -1)
@@ -208,8 +206,7 @@ class KubernetesInventory:
                 docs.append((self._source(chosen), chosen))
         for va in self.variantautoscalings.items():
             docs.append((self._source(va), va))
-        state, extras = build_inventory(docs)
-        self.extras = extras
+        state = build_inventory(docs)
         state = replace(state, problems=tuple(problems) + state.problems)
         counts = (len(state.variants), len(state.problems))
         if counts != self._last_counts:
@@ -285,4 +282,4 @@ class KubernetesInventory:
     def missing_targets(self, state: InventoryState | None = None) -> frozenset[VariantKey]:
         """Variants whose scaleTargetRef names a Deployment that does not exist."""
         state = state or self.current()
-        return frozenset(s.key for s in state.variants if self.deployment(s) is None)
+        return frozenset(s.key for s in state.specs if self.deployment(s) is None)

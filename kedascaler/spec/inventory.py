@@ -1,43 +1,99 @@
-"""What the user declared, typed: the variants, the configuration, and what was wrong with the input."""
+"""What the user declared, typed: the VariantAutoscalings, the ConfigMaps, and what was wrong with the input.
+
+`build_inventory` joins (source, document) pairs — a folder's YAML or the Kubernetes API's objects — into
+one `InventoryState`; the file and Kubernetes inventories share it. Pure: no I/O.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
-from kedascaler.engine.types import SaturationConfig, VariantKey, VariantSpec
+from kedascaler.engine.types import VariantKey, VariantSpec
+from kedascaler.spec.config import (
+    COST_CONFIGMAP,
+    SATURATION_CONFIGMAPS,
+    SERVICECLASS_CONFIGMAP,
+    VA_KIND,
+    SaturationSettings,
+    parse_cost_configmap,
+    parse_saturation_configmap,
+)
 from kedascaler.spec.problems import Problem
-
-if TYPE_CHECKING:
-    from kedascaler.spec.serviceclass import ServiceClasses
-
-
-@dataclass(frozen=True)
-class SaturationSettings:
-    """The saturation ConfigMap: a global default plus per-model (namespace, model) overrides."""
-
-    default: SaturationConfig = field(default_factory=SaturationConfig)
-    overrides: tuple[tuple[str, str, SaturationConfig], ...] = ()  # (namespace or "", model_id, config)
-
-    def for_model(self, namespace: str, model_id: str) -> SaturationConfig:
-        """The override for this model in this namespace, else one for the model anywhere, else the default."""
-        anywhere = None
-        for ns, model, cfg in self.overrides:
-            if model == model_id:
-                if ns == namespace:
-                    return cfg
-                if ns == "":
-                    anywhere = cfg
-        return anywhere or self.default
+from kedascaler.spec.serviceclass import ServiceClasses, parse_serviceclass_configmap
+from kedascaler.spec.variant import VariantAutoscaling, parse_variant_autoscaling
 
 
 @dataclass(frozen=True)
 class InventoryState:
-    """What the inventory knows now: the variants, the configuration, and what was wrong with the input."""
+    """What the inventory knows now: the variants, the configuration, and what was wrong with the input.
 
-    variants: tuple[VariantSpec, ...] = ()
+    `variants` are `VariantAutoscaling`s; a bare `VariantSpec` given here (an embedded or test inventory)
+    is a VariantAutoscaling with nothing but the engine's fields."""
+
+    variants: tuple[VariantAutoscaling, ...] = ()
     saturation: SaturationSettings = field(default_factory=SaturationSettings)
     accelerator_costs: tuple[tuple[str, float], ...] = ()  # accelerator name -> unit cost
     problems: tuple[Problem, ...] = ()
-    static_targets: tuple[tuple[VariantKey, tuple[str, ...]], ...] = ()  # local mode: metrics URLs per VA
     service_classes: ServiceClasses | None = None  # the `serviceclass` ConfigMap (SLO sizing); None: absent
+
+    def __post_init__(self) -> None:
+        given: tuple[VariantAutoscaling | VariantSpec, ...] = tuple(self.variants)
+        if any(isinstance(v, VariantSpec) for v in given):
+            typed = tuple(VariantAutoscaling(v) if isinstance(v, VariantSpec) else v for v in given)
+            object.__setattr__(self, "variants", typed)
+
+    @property
+    def specs(self) -> tuple[VariantSpec, ...]:
+        """The engine's part of every variant, in inventory order."""
+        return tuple(v.spec for v in self.variants)
+
+    @property
+    def static_targets(self) -> dict[VariantKey, tuple[str, ...]]:
+        """Local mode: the metrics URLs listed on each VA (the annotation), for the VAs that list some."""
+        return {v.key: v.metrics_endpoints for v in self.variants if v.metrics_endpoints}
+
+
+def build_inventory(docs: Iterable[tuple[str, Mapping[str, Any]]]) -> InventoryState:
+    """Join (source, document) pairs into one InventoryState; shared by the file and Kubernetes inventories."""
+    docs = list(docs)
+    problems: list[Problem] = []
+    saturation = SaturationSettings()
+    costs: dict[str, float] = {}
+    classes = None
+    for source, doc in docs:
+        if doc.get("kind") != "ConfigMap":
+            continue
+        meta = doc.get("metadata")
+        name = meta.get("name") if isinstance(meta, Mapping) else None
+        if name in SATURATION_CONFIGMAPS:
+            saturation, found = parse_saturation_configmap(doc, source)
+            problems += found
+        elif name == COST_CONFIGMAP:
+            costs, found = parse_cost_configmap(doc, source)
+            problems += found
+        elif name == SERVICECLASS_CONFIGMAP:
+            classes, found = parse_serviceclass_configmap(doc, source)
+            problems += found
+    variants: dict[VariantKey, VariantAutoscaling] = {}
+    for source, doc in docs:
+        if doc.get("kind") != VA_KIND:
+            continue
+        parsed = parse_variant_autoscaling(doc, source, costs)
+        problems += parsed.problems
+        if parsed.variant is None:
+            continue
+        if parsed.variant.key in variants:
+            problems.append(Problem(source, f"VariantAutoscaling {parsed.variant.key}", "metadata.name",
+                                    "defined twice: the first definition is kept, rename or remove this one"))
+            continue
+        variants[parsed.variant.key] = parsed.variant
+    state = InventoryState(
+        variants=tuple(variants.values()),
+        saturation=saturation,
+        accelerator_costs=tuple(sorted(costs.items())),
+        problems=tuple(problems),
+        service_classes=classes,
+    )
+    return state

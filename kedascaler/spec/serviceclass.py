@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kedascaler.spec.problems import Problem
-from kedascaler.spec.config import SERVICECLASS_CONFIGMAP, _Checker, _load_entry
+from kedascaler.spec.config import SERVICECLASS_CONFIGMAP, Checker, load_entry
 from kedascaler.engine.sizing import DEFAULT_PRIORITY, SloTargets
 
 _ITL_KEYS = ("slo-tpot", "slo-itl")
@@ -91,7 +91,7 @@ class ServiceClasses:
         return found, slo, ""
 
 
-def _target(entry: Mapping[str, Any], keys: tuple[str, str], check: _Checker, path: str) -> float | None:
+def _target(entry: Mapping[str, Any], keys: tuple[str, str], check: Checker, path: str) -> float | None:
     present = [k for k in keys if entry.get(k) is not None]
     if len(present) > 1:
         check.add(f"{path}.{present[1]}", f"duplicates {present[0]}: set one of {' or '.join(keys)}")
@@ -100,7 +100,7 @@ def _target(entry: Mapping[str, Any], keys: tuple[str, str], check: _Checker, pa
     return check.number(entry, present[0], f"{path}.{present[0]}", default=None, minimum=0.0, exclusive_min=True)
 
 
-def _model_slo(entry: Any, check: _Checker, path: str) -> ModelSlo | None:
+def _model_slo(entry: Any, check: Checker, path: str) -> ModelSlo | None:
     if not isinstance(entry, Mapping):
         check.add(path, "expected {model, slo-tpot, slo-ttft}")
         return None
@@ -113,7 +113,7 @@ def _model_slo(entry: Any, check: _Checker, path: str) -> ModelSlo | None:
     return ModelSlo(model, itl, ttft) if model else None
 
 
-def _class(key: str, raw: Any, check: _Checker) -> ServiceClass | None:
+def _class(key: str, raw: Any, check: Checker) -> ServiceClass | None:
     path = f"data.{key}"
     if isinstance(raw, list):  # older form: a list of flat entries sharing name and priority
         entries, head = raw, (raw[0] if raw and isinstance(raw[0], Mapping) else {})
@@ -149,14 +149,14 @@ def parse_serviceclass_configmap(doc: Mapping[str, Any], source: str) -> tuple[S
     """The `serviceclass` ConfigMap → its classes (sorted by priority, then key) and the problems found."""
     meta = doc.get("metadata") if isinstance(doc.get("metadata"), Mapping) else {}
     name = str(meta.get("name") or SERVICECLASS_CONFIGMAP)
-    check = _Checker(source, f"ConfigMap {name}")
+    check = Checker(source, f"ConfigMap {name}")
     data = doc.get("data") or {}
     if not isinstance(data, Mapping):
         check.add("data", "expected a mapping of class keys to YAML strings")
         return ServiceClasses(name), tuple(check.problems)
     classes = []
     for key, value in sorted(data.items()):
-        raw = _load_entry(value, check, f"data.{key}")
+        raw = load_entry(value, check, f"data.{key}")
         if raw is None:
             continue
         found = _class(str(key), raw, check)

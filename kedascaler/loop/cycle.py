@@ -1,0 +1,151 @@
+"""One cycle, one way: `step(state, inputs) -> (report, new_state)`, pure.
+
+The inputs are what the shell gathered this cycle — the inventory, each variant's workload status, the
+metrics samples, the clock reading, the gateway queues and the pushed wake-ups; the state is everything kept
+between cycles — the previous decisions, the last full cycle's SLO plans, the planner's observations and
+fits — as one immutable value. `serve` (`kedascaler.loop.reconcile.Reconciler`) is a thin timer around this
+function; the simulator's kedascaler policies call the very same function with simulated inputs.
+
+No I/O and no clock here. One model's failure (engine or sizing) never loses another model's decision: it
+keeps its previous decisions and the error is reported.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from kedascaler.engine import decide
+from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey
+from kedascaler.loop.planner import PlannerSettings, PlannerState, SloPlan, VariantParameters, plan_cycle
+from kedascaler.loop.snapshots import assign_samples, build_snapshots, scale_to_zero_settings, with_activation
+from kedascaler.sources.base import CollectResult, PodUsage, WorkloadStatus
+from kedascaler.sources.gateway import ActivationReading, ModelRef
+from kedascaler.spec.inventory import InventoryState
+
+log = logging.getLogger("kedascaler.loop.cycle")
+
+
+@dataclass(frozen=True)
+class CycleConfig:
+    """What a run's cycles share: constant from the first cycle to the last.
+
+    `idle_window` (s): the global scale-to-zero window (None: only VAs with scaleToZero.idleWindowSeconds);
+    `gateway`: a gateway queue is read (an activation source); `pushes`: pushed wake-ups arrive (an inbox).
+    Without either, nothing could wake a model at zero, so every model is kept warm. `planner`: SLO sizing
+    (None: saturation only)."""
+
+    idle_window: float | None = None
+    gateway: bool = False
+    pushes: bool = False
+    planner: PlannerSettings | None = None
+
+
+@dataclass(frozen=True)
+class CycleState:
+    """Everything kept between cycles."""
+
+    config: CycleConfig = field(default_factory=CycleConfig)
+    previous: Mapping[VariantKey, Decision] = field(default_factory=dict)
+    plans: Mapping[ModelRef, SloPlan] = field(default_factory=dict)  # the last full cycle's, reused by wake-ups
+    planner: PlannerState = field(default_factory=PlannerState)
+    warnings: tuple[str, ...] = ()  # the metrics source's warnings last cycle (logged when they change)
+    cycles: int = 0
+
+
+@dataclass(frozen=True)
+class CycleInputs:
+    """What the shell gathered for one cycle."""
+
+    inventory: InventoryState
+    statuses: Mapping[VariantKey, WorkloadStatus | None]  # per variant decided; None: no workload source
+    collect: CollectResult
+    now: float
+    gateway: ActivationReading | None = None  # the gateway queues read this cycle (None: none read)
+    pushed: Mapping[ModelRef, float] | None = None  # newest pushed request per model (None: no push endpoint)
+    models: frozenset[ModelRef] | None = None  # a wake-up cycle's models; None: a full cycle
+    errors: tuple[str, ...] = ()  # what went wrong gathering the inputs (workload lookups)
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    """What one cycle did: for the board, status, /metrics, records, logs, the demo's printout and tests."""
+
+    decisions: tuple[Decision, ...]
+    snapshots: tuple[ModelSnapshot, ...]
+    collect: CollectResult
+    errors: tuple[str, ...]
+    duration_s: float = 0.0  # set by the shell, which has the clock
+    models: tuple[ModelRef, ...] | None = None  # a wake-up cycle's models; None: a full cycle
+    usage: Mapping[VariantKey, tuple[PodUsage, ...]] = field(default_factory=dict)  # per-pod window usage
+    plans: Mapping[ModelRef, SloPlan] = field(default_factory=dict)  # SLO sizing per model (with a planner)
+    parameters: Mapping[VariantKey, VariantParameters] = field(default_factory=dict)  # per variant (with a planner)
+    warnings_changed: bool = False  # the metrics source's warnings differ from the last cycle's
+
+
+def scale_to_zero_models(inventory: InventoryState, config: CycleConfig, models: frozenset[ModelRef] | None = None
+                         ) -> tuple[list[ModelRef], dict[ModelRef, str]]:
+    """The models whose gateway queue a full cycle reads (scale to zero on), and their query overrides.
+
+    The shell calls it before the cycle to know what to read; empty when nothing could wake a model."""
+    if not (config.gateway or config.pushes):
+        return [], {}
+    variants = [v for v in inventory.variants if models is None or (v.key.namespace, v.model_id) in models]
+    settings = scale_to_zero_settings(variants, config.idle_window)
+    enabled = [m for m, s in settings.items() if s.window is not None]
+    return enabled, {m: s.query for m, s in settings.items() if s.query and s.window is not None}
+
+
+def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleState]:
+    """One cycle for every model of the inventory, or (a wake-up cycle) for `inputs.models` only."""
+    config, wanted = state.config, inputs.models
+    variants = tuple(v for v in inputs.inventory.variants
+                     if wanted is None or (v.key.namespace, v.model_id) in wanted)
+    specs = tuple(v.spec for v in variants)
+    errors = list(inputs.errors)
+    samples = assign_samples(inputs.collect.samples, specs)
+    snapshots = build_snapshots(specs, inputs.statuses, samples, inputs.collect,
+                                inputs.inventory.saturation.for_model, inputs.now)
+    if config.gateway or config.pushes:  # else nothing could wake a model at zero: keep every model warm
+        reading = inputs.gateway if config.gateway else None
+        if config.gateway and reading is None:
+            reading = ActivationReading()
+        if reading is not None:
+            errors += reading.errors
+        snapshots = with_activation(snapshots, scale_to_zero_settings(variants, config.idle_window), reading,
+                                    inputs.pushed if config.pushes else None)
+    usage = {key: tuple(s.usage for s in found if s.usage is not None) for key, found in samples.items()}
+    plans, planner = state.plans, state.planner
+    if config.planner is not None and wanted is None:
+        try:
+            plans, planner = plan_cycle(planner, config.planner, snapshots, usage,
+                                        {v.key: v for v in inputs.inventory.variants},
+                                        inputs.inventory.service_classes, inputs.now)
+        except Exception as exc:  # noqa: BLE001 - sizing is an improvement on saturation, never a reason to stop
+            log.exception("SLO sizing failed; every model is decided by saturation this cycle")
+            errors.append(f"slo sizing: {exc}")
+            plans = {}
+    decisions: list[Decision] = []
+    for snap in snapshots:
+        plan = plans.get((snap.namespace, snap.model_id)) if wanted is None else None
+        try:
+            if plan is not None:
+                decisions += decide(snap, state.previous, sizing=plan.sizing, mode=plan.mode)
+            else:
+                decisions += decide(snap, state.previous)
+        except Exception as exc:  # noqa: BLE001 - keep the other models' decisions
+            log.exception("engine failed for model %s/%s; holding its last decisions", snap.namespace, snap.model_id)
+            errors.append(f"engine {snap.namespace}/{snap.model_id}: {exc}")
+            decisions += [state.previous[v.spec.key] for v in snap.variants if v.spec.key in state.previous]
+    decided = {d.key: d for d in decisions}
+    previous = decided if wanted is None else {**state.previous, **decided}
+    warnings = inputs.collect.warnings
+    full = wanted is None
+    sized = config.planner is not None and full
+    report = CycleReport(tuple(decisions), tuple(snapshots), inputs.collect, tuple(errors) + inputs.collect.errors,
+                         models=None if full else tuple(sorted(wanted or ())), usage=usage,
+                         plans=dict(plans) if sized else {}, parameters=dict(planner.parameters) if sized else {},
+                         warnings_changed=bool(warnings) and warnings != state.warnings)
+    return report, replace(state, previous=previous, plans=plans, planner=planner, warnings=warnings,
+                           cycles=state.cycles + 1)
