@@ -6,7 +6,7 @@ over the window as the usage query gives it), so the figure is the scaler's own 
 from the real PrometheusSource's fixed query list.
 
 `--scaling-mode`: `off` is the saturation engine alone (no planner); `saturation`, `hybrid` or `model` run
-the reconcile loop with an `SloPlanner` in that global mode (as `serve --scaling-mode` does), every VA with a
+the reconcile loop with SLO sizing (`PlannerSettings`) in that global mode (as `serve --scaling-mode` does), every VA with a
 `variantProfile` and a service class, so each model is sized every cycle. Prints a table, exits 0.
 """
 
@@ -20,10 +20,11 @@ from collections.abc import Sequence
 
 from kedascaler.loop.board import DecisionBoard
 from kedascaler.sources.base import CollectResult, PodSample, PodUsage, ScrapeTarget
-from kedascaler.sources.files import StaticInventory, build_inventory
+from kedascaler.sources.files import StaticInventory
+from kedascaler.spec.inventory import build_inventory
 from kedascaler.sources.prometheus import cycle_queries
 from kedascaler.loop.reconcile import Reconciler
-from kedascaler.loop.planner import SloPlanner
+from kedascaler.loop.planner import PlannerSettings
 
 PODS_PER_VARIANT = 4
 WINDOW_S = 60.0  # the usage window (PrometheusSource's default 1m)
@@ -93,18 +94,18 @@ def main() -> None:
     parser.add_argument("--variants", type=int, nargs="+", default=[100, 1000, 10000])
     parser.add_argument("--cycles", type=int, default=3)
     parser.add_argument("--scaling-mode", nargs="+", choices=MODES, default=["off", "hybrid"],
-                        help="off: no planner (saturation engine only); else SloPlanner's global mode "
+                        help="off: no planner (saturation engine only); else the planner's global mode "
                              "(default: off hybrid, one row each)")
     args = parser.parse_args()
     print(f"{'VAs':>7} {'pods':>7} {'scaling mode':>13} {'queries/cycle':>14} {'CPU ms/cycle':>13} "
           f"{'wall ms/cycle':>14} {'peak RSS MiB':>13} {'model-sized':>12}")
     for n in args.variants:
-        state, extras = build_inventory(documents(n))  # extras: variantProfile, sloClassRef per VA
+        state = build_inventory(documents(n))  # each VA with a variantProfile and a sloClassRef
         inventory = StaticInventory(state)
         assert not inventory.current().problems, inventory.current().problems[:3]
         rng = random.Random(1)
         samples = []
-        for spec in inventory.current().variants:
+        for spec in inventory.current().specs:
             for p in range(PODS_PER_VARIANT):
                 running = rng.randint(1, 64)
                 samples.append(PodSample(spec.key.namespace, f"{spec.target_name}-5d8f9c7b6-{p:05d}", spec.model_id,
@@ -112,8 +113,8 @@ def main() -> None:
                                          usage=usage(rng, running)))
         for mode in args.scaling_mode:
             source = PrometheusLikeSource(tuple(samples))
-            planner = None if mode == "off" else SloPlanner(mode)
-            reconciler = Reconciler(inventory, source, DecisionBoard(), Replicas(), extras=extras, planner=planner)
+            planner = None if mode == "off" else PlannerSettings(mode)
+            reconciler = Reconciler(inventory, source, DecisionBoard(), Replicas(), planner=planner)
             reconciler.run_once()  # warm-up
             cpu0, wall0 = time.process_time(), time.perf_counter()
             for _ in range(args.cycles):

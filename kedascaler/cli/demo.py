@@ -27,7 +27,8 @@ from kedascaler.engine.types import VariantSpec
 from kedascaler.observe.wiring import Observability
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
-from kedascaler.loop.reconcile import CycleReport, Reconciler
+from kedascaler.loop.cycle import CycleReport
+from kedascaler.loop.reconcile import Reconciler
 from kedascaler.server.activate import ActivationServer
 from kedascaler.server.app import ScalerServer
 from kedascaler.sim.emulator import perf_params_for

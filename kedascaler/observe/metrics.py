@@ -24,7 +24,7 @@ from kedascaler.sources.base import CollectResult, MetricsSource, ScrapeTarget
 from kedascaler.engine.saturation import analysed_pods, replica_saturation
 from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey, VariantState
 from kedascaler.observe.records import DecisionRecorder, RecordWriter
-from kedascaler.loop.reconcile import CycleReport
+from kedascaler.loop.cycle import CycleReport
 
 log = logging.getLogger("kedascaler.observe")
 

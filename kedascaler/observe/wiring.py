@@ -19,7 +19,7 @@ from kedascaler.kits.argtypes import port
 from kedascaler.sources.base import MetricsSource
 from kedascaler.observe.metrics import MetricsServer, Observer
 from kedascaler.observe.records import RecordWriter, configure_logging
-from kedascaler.loop.reconcile import CycleReport
+from kedascaler.loop.cycle import CycleReport
 
 
 def add_observe_arguments(parser: argparse.ArgumentParser, *, metrics_port: int = 8080) -> None:

@@ -170,7 +170,7 @@ def test_end_to_end_reconciler_writes_desired_replicas_to_status(apiserver, api_
 
 
 def test_status_says_why_a_model_is_not_sized_by_its_slo(apiserver, api_client):
-    from kedascaler.loop.planner import SloPlanner
+    from kedascaler.loop.planner import PlannerSettings
 
     apiserver.put(va("llama-h100", "meta/llama", maxReplicas=8))  # no sloClassRef, no perfParms
     apiserver.put(deployment("llama-h100", replicas=2, ready=2))
@@ -179,13 +179,13 @@ def test_status_says_why_a_model_is_not_sized_by_its_slo(apiserver, api_client):
     inventory.start()
     try:
         assert inventory.wait_synced(5)
-        planner = SloPlanner("hybrid")
+        planner = PlannerSettings("hybrid")
         reconciler = Reconciler(inventory, PodMetricsStub(kv=0.5, queue=0), DecisionBoard(), workloads=inventory,
                                 clock=lambda: 1000.0, planner=planner)
         report = reconciler.run_once()
         LeaderElector(api_client, "kedascaler-system", "kedascaler-leader", "me").try_acquire_or_renew(1000.0)
         StatusWriter(api_client).write(report.decisions, inventory.current(), inventory.missing_targets(),
-                                       plans=reconciler.plans, parameters=planner.parameters)
+                                       plans=reconciler.plans, parameters=reconciler.parameters)
         status = apiserver.get("VariantAutoscaling", "demo", "llama-h100")["status"]
         assert status["scalingMode"] == "hybrid"
         (sizing,) = [c for c in status["conditions"] if c["type"] == "ModelBasedSizing"]

@@ -164,13 +164,13 @@ def status_validator():
 
 
 def example_inventory():
-    from kedascaler.sources.files import build_inventory
+    from kedascaler.spec.inventory import build_inventory
 
     root = CHART.parents[1] / "examples" / "kubernetes"
     docs = [(p.name, d) for p in sorted(root.glob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
-    state, extras = build_inventory(docs)
+    state = build_inventory(docs)
     assert not state.problems, state.problems
-    return state, extras
+    return state
 
 
 def planned_statuses(*, classes: bool = True, usage: bool = True, mode: str | None = None, cycles: int = 30):
@@ -182,16 +182,17 @@ def planned_statuses(*, classes: bool = True, usage: bool = True, mode: str | No
 
     from kedascaler.sources.base import PodUsage
     from kedascaler.engine.types import Decision, ModelSnapshot, PodMetrics, Reason, VariantState
-    from kedascaler.loop.planner import SloPlanner
     from kedascaler.actuate.status import status_for
+    from kedascaler.loop.planner import PlannerSettings, PlannerState, plan_cycle
 
-    state, extras = example_inventory()
+    state = example_inventory()
+    autoscalings = {v.key: v for v in state.variants}
     if mode is not None:
-        extras = {k: dataclasses.replace(e, scaling_mode=mode) for k, e in extras.items()}
-    variants = tuple(VariantState(s, 1, 1, (PodMetrics(f"{s.key.name}-0", 0.3, 0.0, 8.0),)) for s in state.variants)
+        autoscalings = {k: dataclasses.replace(v, scaling_mode=mode) for k, v in autoscalings.items()}
+    variants = tuple(VariantState(s, 1, 1, (PodMetrics(f"{s.key.name}-0", 0.3, 0.0, 8.0),)) for s in state.specs)
     (model,) = {s.model_id for s in state.variants}
     snapshot = ModelSnapshot(variants[0].spec.key.namespace, model, variants, taken_at=0.0)
-    planner = SloPlanner("saturation")
+    settings, planner = PlannerSettings("saturation"), PlannerState()
     plans = {}
     for cycle in range(cycles):
         now = 15.0 * (cycle + 1)
@@ -204,7 +205,8 @@ def planned_statuses(*, classes: bool = True, usage: bool = True, mode: str | No
                 15.0, completed_rate=6.0, prompt_tokens_rate=6.0 * 230, output_tokens_rate=6.0 * 200,
                 backlog_growth_rate=0.0, mean_running=batch, itl_ms=(8.0 + 0.05 * batch) * noise,
                 prefill_ms=(15.0 + 0.01 * prompt) * noise, prompt_tokens_mean=prompt, ttft_ms=30.0)]
-        plans = planner.plan([snapshot], pods if usage else {}, extras, state.service_classes if classes else None, now)
+        plans, planner = plan_cycle(planner, settings, [snapshot], pods if usage else {}, autoscalings,
+                                    state.service_classes if classes else None, now)
     plan = plans[(snapshot.namespace, model)]
     statuses = []
     for v in variants:

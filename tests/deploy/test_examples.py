@@ -11,8 +11,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from kedascaler.sources.files import FileInventory, build_inventory, read_documents
-from kedascaler.spec.config import parse_variant_autoscaling
+from kedascaler.sources.files import FileInventory, read_documents
+from kedascaler.spec.inventory import build_inventory
+from kedascaler.spec.variant import parse_variant_autoscaling
 from kedascaler.engine.sizing import model_mode
 from kedascaler.spec.serviceclass import model_targets, parse_serviceclass_configmap
 from tests.support.kube import pruning
@@ -60,7 +61,7 @@ def test_kubernetes_objects_are_valid(source, doc):
 def test_variantautoscalings_match_the_crd_schema_and_parse(doc):
     jsonschema.Draft4Validator(pruning(va_schema())).validate(doc)
     parsed = parse_variant_autoscaling(doc, "example")
-    assert parsed.problems == () and parsed.spec is not None
+    assert parsed.problems == () and parsed.variant is not None
     targets = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in of_kind("Deployment")}
     assert (doc["metadata"]["namespace"], doc["spec"]["scaleTargetRef"]["name"]) in targets
 
@@ -112,19 +113,19 @@ def test_trigger_authentication_provides_the_mtls_parameters():
 @pytest.mark.parametrize("folder", [EXAMPLES, LOCAL], ids=["kubernetes", "local"])
 def test_examples_use_hybrid_sizing_with_a_service_class_that_resolves(folder):
     docs = documents(folder)
-    state, extras = build_inventory(docs)  # the project's own loader (file and Kubernetes inventories share it)
+    state = build_inventory(docs)  # the project's own loader (file and Kubernetes inventories share it)
     assert not state.problems, state.problems
     assert len(state.variants) == 2 and state.service_classes is not None
     (model,) = {v.model_id for v in state.variants}
-    modes = [extras[v.key].scaling_mode for v in state.variants]
+    modes = [v.scaling_mode for v in state.variants]
     assert model_mode(modes, "saturation")[0] == "hybrid"  # the variants agree, whatever the global mode
-    refs = [extras[v.key].slo_class_ref for v in state.variants]
+    refs = [v.slo_class_ref for v in state.variants]
     assert set(refs) == {("serviceclass", "premium")}
     targets, priority, why = model_targets(state.service_classes, refs, model)
     assert targets is not None, why
     assert (targets.itl_ms, targets.ttft_ms, priority) == (24.0, 500.0, 1)
     for v in state.variants:
-        assert extras[v.key].perf is not None and extras[v.key].max_batch_size
+        assert v.profile.perf is not None and v.profile.max_batch_size
 
 
 @pytest.mark.parametrize("folder", [EXAMPLES, LOCAL], ids=["kubernetes", "local"])
@@ -149,7 +150,7 @@ def test_local_folder_loads_without_problems():
     assert problems == []
     state = FileInventory(LOCAL).current()  # what `kedascaler serve --inventory examples/local` reads
     assert state.problems == () and len(state.variants) == 2
-    assert all(targets for _, targets in state.static_targets)
+    assert len(state.static_targets) == 2 and all(state.static_targets.values())
 
 
 def test_local_folder_keeps_its_service_classes():
@@ -157,6 +158,6 @@ def test_local_folder_keeps_its_service_classes():
 
     inventory = FileInventory(LOCAL)  # `serve --inventory examples/local` sizes models by these
     state = inventory.current()
-    refs = [e.slo_class_ref for e in inventory.extras.values()]
+    refs = [v.slo_class_ref for v in state.variants]
     slo, priority, _ = model_targets(state.service_classes, refs, state.variants[0].model_id)
     assert slo is not None and (slo.itl_ms, slo.ttft_ms, priority) == (24.0, 500.0, 1)

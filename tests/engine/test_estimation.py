@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kedascaler.spec.config import PerfParams
+from kedascaler.spec.variant import PerfParams
 from kedascaler.engine.estimation import (
     MIN_SAMPLES,
     VariantObservations,

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from kedascaler.spec.config import PerfParams
+from kedascaler.spec.variant import PerfParams
 from kedascaler.engine.perfmodel import (
     DEFAULT_MAX_BATCH_SIZE,
     LOCKSTEP,

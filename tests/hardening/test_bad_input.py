@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from kedascaler.loop.board import DecisionBoard
 from kedascaler.spec.problems import Problem
-from kedascaler.sources.files import build_inventory
-from kedascaler.spec.config import parse_variant_autoscaling
+from kedascaler.spec.inventory import build_inventory
+from kedascaler.spec.variant import parse_variant_autoscaling
 from kedascaler.engine.types import Decision, Reason, VariantKey, VariantSpec
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
@@ -187,16 +187,16 @@ def _assert_problems_name_fields(problems) -> None:
 def _check_va(doc: dict[str, Any]) -> None:
     parsed = parse_variant_autoscaling(doc, "fuzz.yaml", {"H100": 40.0})
     _assert_problems_name_fields(parsed.problems)
-    assert (parsed.spec is None) == bool(parsed.problems)
-    if parsed.spec is not None:
-        assert parsed.spec.min_replicas >= 0 and parsed.spec.cost >= 0
-        assert parsed.spec.max_replicas is None or parsed.spec.max_replicas >= parsed.spec.min_replicas
+    assert (parsed.variant is None) == bool(parsed.problems)
+    if parsed.variant is not None:
+        assert parsed.variant.spec.min_replicas >= 0 and parsed.variant.spec.cost >= 0
+        assert parsed.variant.spec.max_replicas is None or parsed.variant.spec.max_replicas >= parsed.variant.spec.min_replicas
 
 
 def _check_docs(docs: list[dict[str, Any]]) -> None:
-    state, extras = build_inventory([("fuzz.yaml", d) for d in docs])
+    state = build_inventory([("fuzz.yaml", d) for d in docs])
     _assert_problems_name_fields(state.problems)
-    assert set(extras) >= {s.key for s in state.variants}
+    assert len({v.key for v in state.variants}) == len(state.variants)  # one VariantAutoscaling per key
 
 
 def test_fuzzed_variant_autoscalings_never_raise_and_problems_name_a_field():

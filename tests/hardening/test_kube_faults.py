@@ -18,7 +18,8 @@ from kedascaler.sources.base import CollectResult, PodSample, ScrapeTarget
 from kedascaler.sources.kubernetes import KubernetesInventory
 from kedascaler.engine.types import VariantKey
 from kedascaler.actuate.leader import LeaderElector
-from kedascaler.loop.reconcile import CycleReport, Reconciler
+from kedascaler.loop.cycle import CycleReport
+from kedascaler.loop.reconcile import Reconciler
 from kedascaler.actuate.status import StatusWriter
 from tests.support.kube_apiserver import (
     FakeApiServer,
@@ -138,7 +139,7 @@ def test_watch_drops_and_410_gone_between_cycles_lose_nothing(api):
             report = replica.cycle()
             assert replica.board.get(KEY) is not None
             assert report.decisions and report.decisions[0].desired_replicas >= first.desired_replicas
-        assert eventually(lambda: replica.inventory.status(replica.reconciler.inventory.current().variants[0])
+        assert eventually(lambda: replica.inventory.status(replica.reconciler.inventory.current().specs[0])
                           .current_replicas == 6)
         assert replica.inventory.variantautoscalings.lists >= 2  # relisted after 410
         last = replica.cycle().decisions[0]

@@ -17,13 +17,14 @@ import pytest
 from kedascaler.loop.board import DecisionBoard
 from kedascaler.sources import scrape
 from kedascaler.sources.base import PodUsage
-from kedascaler.sources.files import StaticInventory, build_inventory
+from kedascaler.sources.files import StaticInventory
+from kedascaler.spec.inventory import build_inventory
 from kedascaler.sources.scrape import DirectScrapeSource
 from kedascaler.engine.types import VariantKey
 from kedascaler.loop.reconcile import Reconciler
 from kedascaler.sim.emulator import perf_params_for
 from kedascaler.sim.fleet import EmulatedFleet, OfferedLoad
-from kedascaler.loop.planner import SloPlanner, workload_from_usage
+from kedascaler.loop.planner import PlannerSettings, workload_from_usage
 from kedascaler.actuate.status import status_for
 
 MODEL = "meta/llama-3.1-8b"
@@ -60,7 +61,7 @@ class Rig:
     """Emulated A100 pods + direct scraping + Reconciler with a planner, all on the fleet's clock."""
 
     def __init__(self, docs, monkeypatch, *, mode: str = "hybrid", replicas: int = 1, h100: bool = False) -> None:
-        state, self.extras = build_inventory(docs)
+        state = build_inventory(docs)
         self.fleet = EmulatedFleet(seed=1, tick=0.05)
         self.fleet.add_deployment("llama-a100", MODEL, "A100", params=TRUE_A100, startup_delay=5.0,
                                   replicas=replicas, namespace="llm")
@@ -72,9 +73,9 @@ class Rig:
         # direct scraping stamps samples (and so the usage windows) with the clock: the fleet's
         monkeypatch.setattr(scrape, "time", SimpleNamespace(time=lambda: self.fleet.now))
         self.source = DirectScrapeSource()
-        self.planner = SloPlanner(mode)
+        self.planner = PlannerSettings(mode)
         self.reconciler = Reconciler(StaticInventory(state), self.source, DecisionBoard(), workloads=self.fleet,
-                                     clock=lambda: self.fleet.now, extras=self.extras, planner=self.planner)
+                                     clock=lambda: self.fleet.now, planner=self.planner)
 
     def cycle(self, rate: float, seconds: float = 15.0):
         self.fleet.set_load(MODEL, OfferedLoad(rate=rate))

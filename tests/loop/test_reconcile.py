@@ -17,7 +17,8 @@ from kedascaler.sources.scrape import DirectScrapeSource
 from kedascaler.engine.types import VariantKey
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
-from kedascaler.loop.reconcile import Reconciler, owner_of
+from kedascaler.loop.reconcile import Reconciler
+from kedascaler.loop.snapshots import owner_of
 from kedascaler.server.app import ScalerServer
 from kedascaler.sim.emulator import perf_params_for
 from kedascaler.sim.fleet import EmulatedFleet, OfferedLoad
@@ -143,7 +144,7 @@ def test_the_prometheus_source_gives_the_same_decision_as_direct_scraping(fleet,
 
 
 def test_pods_belong_to_the_deployment_whose_name_prefixes_them():
-    specs = {s.key: s for s in StaticInventory.from_documents(documents()).current().variants}
+    specs = {s.key: s for s in StaticInventory.from_documents(documents()).current().specs}
     by_target = {("llm", s.target_name): s for s in specs.values()}
     assert owner_of("llama-h100-7d9f8c6b5-x2k4q", "llm", by_target).key == H100
     assert owner_of("llama-a100-5c4b-abcde", "llm", by_target).key == A100

@@ -18,7 +18,8 @@ import pytest
 from kedascaler.loop.board import DecisionBoard
 from kedascaler.loop.inbox import ActivationInbox
 from kedascaler.sources.gateway import GatewayMetricsSource
-from kedascaler.sources.files import StaticInventory, build_inventory
+from kedascaler.sources.files import StaticInventory
+from kedascaler.spec.inventory import build_inventory
 from kedascaler.sources.scrape import DirectScrapeSource
 from kedascaler.engine.types import VariantKey
 from kedascaler.proto import externalscaler_pb2 as pb
@@ -65,14 +66,14 @@ class Scaler:
     """The scaler as `kedascaler serve` wires it: gateway reader + push inbox + gRPC + activation endpoint."""
 
     def __init__(self, fleet: EmulatedFleet) -> None:
-        state, extras = build_inventory(documents())
+        state = build_inventory(documents())
         self.fleet = fleet
         self.board = DecisionBoard()
         self.inbox = ActivationInbox(clock=lambda: fleet.now)
         self.scrape = DirectScrapeSource(timeout=2.0)
         self.gateway = GatewayMetricsSource(fleet.gateway_url)
         self.reconciler = Reconciler(StaticInventory(state), self.scrape, self.board, fleet, clock=lambda: fleet.now,
-                                     idle_window=300.0, activation=self.gateway, inbox=self.inbox, extras=extras)
+                                     idle_window=300.0, activation=self.gateway, inbox=self.inbox)
         self.grpc = ScalerServer(self.board, port=0, host="127.0.0.1", grace=0.5)
         self.http = ActivationServer(self.board, self.inbox, host="127.0.0.1", port=0)
 
@@ -272,31 +273,29 @@ def test_one_batched_query_for_all_models_errors_are_not_known_never_idle():
 
 
 def test_scale_to_zero_settings_come_from_the_variant_autoscalings():
-    from kedascaler.spec.config import VariantExtras
     from kedascaler.engine.types import VariantSpec
-    from kedascaler.loop.reconcile import scale_to_zero_settings
+    from kedascaler.loop.snapshots import ScaleToZeroSetting, scale_to_zero_setting
+    from kedascaler.spec.variant import VariantAutoscaling, parse_scale_to_zero
 
-    a = VariantSpec(VariantKey(NS, "a"), MODEL, "a")
-    b = VariantSpec(VariantKey(NS, "b"), MODEL, "b")
+    def variants(**per):
+        return [VariantAutoscaling(VariantSpec(VariantKey(NS, k), MODEL, k), scale_to_zero=parse_scale_to_zero(per.get(k, {})))
+                for k in ("a", "b")]
 
-    def extras(**per):
-        return {VariantKey(NS, k): VariantExtras(scale_to_zero=v) for k, v in per.items()}
-
-    assert scale_to_zero_settings([a, b], {}, 300.0) == (300.0, None)
-    assert scale_to_zero_settings([a, b], {}, None) == (None, None)
-    got = extras(a={"idleWindowSeconds": 60}, b={"idleWindowSeconds": "600", "activationQuery": "q"})
-    assert scale_to_zero_settings([a, b], got, 300.0) == (600.0, "q")
-    assert scale_to_zero_settings([a, b], extras(a={"idleWindowSeconds": 60}), None) == (60.0, None)
-    assert scale_to_zero_settings([a, b], extras(b={"enabled": False}), 300.0) == (None, None)
-    assert scale_to_zero_settings([a], extras(a={"idleWindowSeconds": "soon"}), 300.0) == (300.0, None)
+    assert scale_to_zero_setting(variants(), 300.0) == ScaleToZeroSetting(300.0, None)
+    assert scale_to_zero_setting(variants(), None) == ScaleToZeroSetting(None, None)
+    got = variants(a={"idleWindowSeconds": 60}, b={"idleWindowSeconds": "600", "activationQuery": "q"})
+    assert scale_to_zero_setting(got, 300.0) == ScaleToZeroSetting(600.0, "q")
+    assert scale_to_zero_setting(variants(a={"idleWindowSeconds": 60}), None) == ScaleToZeroSetting(60.0, None)
+    assert scale_to_zero_setting(variants(b={"enabled": False}), 300.0) == ScaleToZeroSetting(None, None)
+    assert scale_to_zero_setting(variants(a={"idleWindowSeconds": "soon"})[:1], 300.0) == ScaleToZeroSetting(300.0, None)
 
 
 def test_without_anything_to_wake_a_model_every_model_stays_warm(fleet):
-    state, extras = build_inventory(documents())
+    state = build_inventory(documents())
     scrape = DirectScrapeSource(timeout=1.0)
     try:
         reconciler = Reconciler(StaticInventory(state), scrape, DecisionBoard(), fleet, clock=lambda: fleet.now,
-                                idle_window=60.0, extras=extras)  # no activation source, no inbox
+                                idle_window=60.0)  # no activation source, no inbox
         for _ in range(3):
             fleet.advance(60.0)
             report = reconciler.run_once()

@@ -20,7 +20,7 @@ from kedascaler.engine.types import (
     VariantState,
 )
 from kedascaler.observe.records import DecisionRecorder
-from kedascaler.loop.reconcile import CycleReport
+from kedascaler.loop.cycle import CycleReport
 
 T0 = 1_700_000_000.0
 SPECS = (VariantSpec(VariantKey("llm", "llama-a100"), "meta/llama", "llama-a100", accelerator="A100", cost=20.0),

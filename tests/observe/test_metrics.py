@@ -116,7 +116,6 @@ def test_errors_are_counted_by_stage(fleet, scraper):
     observer = Observer(log_decisions=False)
     observer.on_cycle(make_reconciler(fleet, scraper).run_once())
     down = make_reconciler(fleet, observer.instrument(DownSource()))
-    down.previous = {}
     observer.on_cycle(down.run_once())
     text = observer.exposition().decode()
     assert value(text, "kedascaler_reconcile_errors_total", stage="collect") == 1.0

@@ -22,7 +22,7 @@ from kedascaler.engine.types import (
 )
 from kedascaler.observe import Observer, RecordWriter, configure_logging, load_schema, scrub
 from kedascaler.observe.records import SCHEMA_ID, SecretFilter
-from kedascaler.loop.reconcile import CycleReport
+from kedascaler.loop.cycle import CycleReport
 from tests.observe.conftest import make_reconciler
 
 

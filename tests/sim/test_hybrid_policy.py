@@ -1,6 +1,6 @@
-"""SLO sizing in the simulator: `kedascaler-hybrid-profile` (true coefficients as a user-given profile, the
-workload read from the trace) and `kedascaler-hybrid` / `kedascaler-model` (coefficients and workload LEARNED
-from the pods' vLLM counters by the real `SloPlanner`), their predictions and what they learned."""
+"""SLO sizing in the simulator, through the shared cycle step: `kedascaler-hybrid-profile` (true coefficients
+as a user-given `variantProfile`) and `kedascaler-hybrid` / `kedascaler-model` (coefficients LEARNED by the real
+planner), the workload measured from the pods' vLLM counters by all three; their predictions and what they learned."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ from kedascaler.sim.policies import (
     EXTRA_POLICY_NAMES,
     NAMESPACE,
     POLICY_NAMES,
-    KedascalerHybridPolicy,
-    KedascalerLearnedPolicy,
+    KedascalerSloPolicy,
     make_policies,
 )
 from kedascaler.sim.replica import Counters, FastReplica, SimRequest
@@ -31,10 +30,9 @@ def test_names_are_selectable_but_not_run_by_default():
     w = poisson(1.0, 10, seed=1)
     made = make_policies(list(EXTRA_POLICY_NAMES), w, SimConfig())
     assert [p.name for p in made] == list(EXTRA_POLICY_NAMES)
-    assert isinstance(made[2], KedascalerHybridPolicy)
-    learned = [p for p in made if p is not made[2]]
-    assert all(isinstance(p, KedascalerLearnedPolicy) and p.reads_counters for p in learned)
-    assert [p.name for p in learned] == ["kedascaler-hybrid", "kedascaler-model"]
+    assert all(isinstance(p, KedascalerSloPolicy) and p.reads_counters for p in made)
+    assert [p.profile for p in made] == [False, False, True]  # only the profile policy is given perfParms
+    assert [p.mode for p in made] == ["hybrid", "model", "hybrid"]
 
 
 # --- counters ---
@@ -130,7 +128,7 @@ def test_the_planner_learns_the_true_coefficients_from_the_counters(learned_runs
     assert gamma == pytest.approx(true.gamma, rel=0.2)
     assert 0 <= delta <= 5 * true.delta
     # the workload is measured from the counters too: λ close to the last level's 5.5 req/s
-    workload = policy.planner.plans[("sim", "meta/llama-3.1-8b")].workload
+    workload = policy.last_plan.workload if policy.last_plan is not None else None
     assert workload is not None and workload.arrival_rate == pytest.approx(5.5, rel=0.35)
 
 
@@ -190,17 +188,16 @@ def test_a_never_started_variant_does_not_keep_the_learned_plan_on_saturation():
         assert run.series["replicas"][:, 0].max() == 0  # the H100 is held where it was: none
 
 
-# --- the profile hybrid (true coefficients as a variantProfile, workload from the trace) ---
+# --- the profile hybrid (true coefficients as a variantProfile, the workload from the counters) ---
 
-def test_the_measured_workload_is_the_last_minute_of_arrivals():
-    w = steps([(0, 2.0), (60, 10.0)], 180, seed=3)
-    policy = KedascalerHybridPolicy(w, SimConfig().slo)
-    m = policy.measured(120.0)
-    seen = (w.times > 60.0) & (w.times <= 120.0)
-    assert m.arrival_rate == pytest.approx(seen.sum() / 60.0)
-    assert m.prompt_tokens == pytest.approx(w.prompt_tokens[seen].mean())
-    assert m.output_tokens == pytest.approx(w.output_tokens[seen].mean())
-    assert policy.measured(0.0).arrival_rate == 0.0
+def test_the_profile_policy_gives_the_true_coefficients_as_the_variant_profile():
+    policy = KedascalerSloPolicy(SimConfig().slo, profile=True)
+    cfg = SimConfig()
+    for v in cfg.variants:
+        va = policy.variant(v)
+        assert va.profile.perf is not None and va.profile.max_batch_size == v.params.max_num_seqs
+        assert (va.profile.perf.alpha, va.profile.perf.delta) == (v.params.alpha, v.params.delta)
+        assert va.slo_class_ref == ("serviceclass", "standard")
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +209,7 @@ def step_runs():
 
 def test_hybrid_plans_by_slo_capacity_and_saturation_guards_the_step(step_runs):
     policy, run, signals = step_runs["kedascaler-hybrid-profile"]
-    sizing = policy.last_sizing
+    sizing = policy.last_plan.sizing if policy.last_plan is not None else None
     assert sizing is not None and not sizing.fallback  # true perf params and the Standard SLO: a real plan
     # At 3 req/s the model plan decides (one replica carries it); after the step to 20 req/s the queue that
     # builds on the lone replica makes saturation ask for more than the model plan: the guard-rail takes over.

@@ -54,7 +54,7 @@ def test_valid_documents_load_and_invalid_ones_are_reported_without_stopping_the
     (tmp_path / "junk.yaml").write_text("key: [unclosed\n")
     state = FileInventory(tmp_path).current()
     assert {v.key for v in state.variants} == {VariantKey("llm", "llama-h100"), VariantKey("llm", "llama-a100")}
-    assert {v.key.name: v.cost for v in state.variants} == {"llama-h100": 40.0, "llama-a100": 20.0}
+    assert {v.key.name: v.cost for v in state.specs} == {"llama-h100": 40.0, "llama-a100": 20.0}
     reported = {(os.path.basename(p.source), p.field) for p in state.problems}
     assert ("broken.yaml", "spec.maxReplicas") in reported
     assert ("junk.yaml", "-") in reported

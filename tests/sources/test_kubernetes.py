@@ -34,7 +34,7 @@ def test_initial_list_then_creates_updates_deletes_are_followed(apiserver, inven
     assert eventually(lambda: names(inventory) == ["llama-a100", "llama-h100"])
 
     apiserver.put(va("llama-h100", "meta/llama", maxReplicas=9))
-    assert eventually(lambda: {s.key.name: s.max_replicas for s in inventory.current().variants}["llama-h100"] == 9)
+    assert eventually(lambda: {s.key.name: s.max_replicas for s in inventory.current().specs}["llama-h100"] == 9)
 
     apiserver.delete("VariantAutoscaling", "demo", "llama-a100")
     assert eventually(lambda: names(inventory) == ["llama-h100"])
@@ -49,7 +49,7 @@ def test_workload_status_from_deployment_and_ready_pods(apiserver, inventory):
     apiserver.put(pod("other-1", app="other", ip="10.0.0.9"))
     inventory.start()
     assert inventory.wait_synced(5)
-    spec = inventory.current().variants[0]
+    spec = inventory.current().specs[0]
     status = inventory.status(spec)
     assert (status.current_replicas, status.ready_replicas) == (3, 2)
     assert [t.url for t in status.pods] == ["http://10.0.0.1:9000/metrics", "http://10.0.0.2:8080/metrics"]
@@ -120,7 +120,7 @@ def test_configmap_hot_reload_and_bad_configmap_keeps_last_good(apiserver, inven
     state = inventory.current()
     assert state.saturation.default.kv_cache_threshold == 0.7
     assert dict(state.accelerator_costs) == {"A100": 20.0, "H100": 40.0}
-    assert state.variants[0].cost == 40.0
+    assert state.specs[0].cost == 40.0
 
     apiserver.put(configmap("saturation-scaling-config", {"default": SAT_DEFAULT.replace("0.7", "0.9")}))
     assert eventually(lambda: inventory.current().saturation.default.kv_cache_threshold == 0.9)

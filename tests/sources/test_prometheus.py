@@ -21,7 +21,7 @@ from kedascaler.engine.types import VariantKey, VariantSpec
 from kedascaler.loop.reconcile import Reconciler
 from kedascaler.sim.emulator import PerfParams
 from kedascaler.sim.fleet import EmulatedFleet, OfferedLoad
-from kedascaler.loop.planner import SloPlanner
+from kedascaler.loop.planner import PlannerSettings
 from tests.support.prometheus import run_prometheus, wait_until
 
 NAMESPACE = "team-a"
@@ -342,7 +342,7 @@ def test_a_failing_usage_query_leaves_usage_unknown_and_decisions_fresh(fake_pro
     handler.mode = "clean"
     handler.usage_rows = [_usage(p, "completed", "1.5") for p in CLEAN_PODS]
     source = PrometheusSource(url, timeout=2.0)
-    reconciler = Reconciler(_one_va_inventory(), source, DecisionBoard(), planner=SloPlanner())
+    reconciler = Reconciler(_one_va_inventory(), source, DecisionBoard(), planner=PlannerSettings())
     try:
         good = reconciler.run_once()
         assert good.collect.ok and all(s.usage is not None for s in good.collect.samples)

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import yaml
 
-from kedascaler.spec.config import (
-    parse_cost_configmap,
-    parse_saturation_configmap,
-    parse_variant_autoscaling,
-)
+from kedascaler.spec.config import parse_cost_configmap, parse_saturation_configmap
+from kedascaler.spec.variant import parse_variant_autoscaling
 from kedascaler.engine.types import SaturationConfig, VariantKey
 
 VA = """
@@ -44,17 +41,17 @@ def va(**spec_changes):
 def test_a_full_variant_autoscaling_becomes_a_spec():
     parsed = parse_variant_autoscaling(va(), "va.yaml")
     assert parsed.problems == ()
-    spec = parsed.spec
+    spec = parsed.variant.spec
     assert spec.key == VariantKey("llm", "llama-8b-h100")
     assert (spec.model_id, spec.accelerator, spec.cost) == ("meta/llama-3.1-8b", "H100", 40.5)
     assert (spec.min_replicas, spec.max_replicas, spec.target_name) == (1, 8, "llama-8b-h100")
-    assert parsed.extras.max_batch_size == 256
-    assert parsed.extras.perf.alpha == 7.0 and parsed.extras.perf.delta == 0.00034
+    assert parsed.variant.profile.max_batch_size == 256
+    assert parsed.variant.profile.perf.alpha == 7.0 and parsed.variant.profile.perf.delta == 0.00034
 
 
 def test_missing_model_id_names_the_field():
     parsed = parse_variant_autoscaling(va(modelID=None), "va.yaml")
-    assert parsed.spec is None
+    assert parsed.variant is None
     assert [p.field for p in parsed.problems] == ["spec.modelID"]
     assert "required" in parsed.problems[0].message
     assert "va.yaml" in str(parsed.problems[0]) and "llm/llama-8b-h100" in str(parsed.problems[0])
@@ -66,7 +63,7 @@ def test_bad_numbers_are_reported_with_the_expected_form():
     assert "must be ≥ 0" in fields["spec.minReplicas"]
     assert "integer" in fields["spec.maxReplicas"]
     assert "number" in fields["spec.variantCost"]
-    assert parsed.spec is None
+    assert parsed.variant is None
 
 
 def test_max_below_min_is_refused():
@@ -79,7 +76,7 @@ def test_seed_field_names_are_accepted_or_refused_with_the_new_name():
     doc["spec"]["modelName"] = "meta/llama-3.1-8b"
     doc["spec"]["acceleratorType"] = "A100"
     parsed = parse_variant_autoscaling(doc, "va.yaml")
-    assert parsed.spec.model_id == "meta/llama-3.1-8b" and parsed.spec.accelerator == "A100"
+    assert parsed.variant.spec.model_id == "meta/llama-3.1-8b" and parsed.variant.spec.accelerator == "A100"
     refused = parse_variant_autoscaling(va(serviceClass="Premium"), "va.yaml")
     assert refused.problems[0].field == "spec.serviceClass"
     assert "sloClassRef" in refused.problems[0].message
@@ -87,9 +84,9 @@ def test_seed_field_names_are_accepted_or_refused_with_the_new_name():
 
 def test_cost_comes_from_the_unit_cost_configmap_when_the_va_has_none():
     parsed = parse_variant_autoscaling(va(variantCost=None, acceleratorCount=2), "va.yaml", {"H100": 30.0})
-    assert parsed.spec.cost == 60.0
+    assert parsed.variant.spec.cost == 60.0
     default = parse_variant_autoscaling(va(variantCost=None), "va.yaml", {})
-    assert default.spec.cost == 10.0
+    assert default.variant.spec.cost == 10.0
 
 
 def test_saturation_configmap_default_and_per_model_override():
