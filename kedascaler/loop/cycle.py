@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 
 from kedascaler.engine import decide
 from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey
@@ -25,6 +26,27 @@ from kedascaler.sources.gateway import ActivationReading, ModelRef
 from kedascaler.spec.inventory import InventoryState
 
 log = logging.getLogger("kedascaler.loop.cycle")
+
+
+class Stage(StrEnum):
+    """Where in the cycle an error happened (the `stage` label of kedascaler_reconcile_errors_total)."""
+
+    COLLECT = "collect"  # the metrics source
+    WORKLOAD = "workload"  # a Deployment's replicas or pods
+    ACTIVATION = "activation"  # the gateway queue
+    SLO = "slo"  # SLO sizing (every model falls back to saturation)
+    ENGINE = "engine"  # one model's decision (it keeps its previous decisions)
+
+
+class CycleError(str):
+    """One error of a cycle: the message a user reads, and the stage it comes from (typed, never parsed)."""
+
+    stage: Stage
+
+    def __new__(cls, stage: Stage, message: str) -> CycleError:
+        error = super().__new__(cls, message)
+        error.stage = stage
+        return error
 
 
 @dataclass(frozen=True)
@@ -65,7 +87,7 @@ class CycleInputs:
     gateway: ActivationReading | None = None  # the gateway queues read this cycle (None: none read)
     pushed: Mapping[ModelRef, float] | None = None  # newest pushed request per model (None: no push endpoint)
     models: frozenset[ModelRef] | None = None  # a wake-up cycle's models; None: a full cycle
-    errors: tuple[str, ...] = ()  # what went wrong gathering the inputs (workload lookups)
+    errors: tuple[CycleError, ...] = ()  # what went wrong gathering the inputs (workload lookups)
 
 
 @dataclass(frozen=True)
@@ -75,7 +97,7 @@ class CycleReport:
     decisions: tuple[Decision, ...]
     snapshots: tuple[ModelSnapshot, ...]
     collect: CollectResult
-    errors: tuple[str, ...]
+    errors: tuple[CycleError, ...]
     duration_s: float = 0.0  # set by the shell, which has the clock
     models: tuple[ModelRef, ...] | None = None  # a wake-up cycle's models; None: a full cycle
     usage: Mapping[VariantKey, tuple[PodUsage, ...]] = field(default_factory=dict)  # per-pod window usage
@@ -103,7 +125,7 @@ def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleStat
     variants = tuple(v for v in inputs.inventory.variants
                      if wanted is None or (v.key.namespace, v.model_id) in wanted)
     specs = tuple(v.spec for v in variants)
-    errors = list(inputs.errors)
+    errors: list[CycleError] = list(inputs.errors)
     samples = assign_samples(inputs.collect.samples, specs)
     snapshots = build_snapshots(specs, inputs.statuses, samples, inputs.collect,
                                 inputs.inventory.saturation.for_model, inputs.now)
@@ -112,7 +134,7 @@ def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleStat
         if config.gateway and reading is None:
             reading = ActivationReading()
         if reading is not None:
-            errors += reading.errors
+            errors += [CycleError(Stage.ACTIVATION, e) for e in reading.errors]
         snapshots = with_activation(snapshots, scale_to_zero_settings(variants, config.idle_window), reading,
                                     inputs.pushed if config.pushes else None)
     usage = {key: tuple(s.usage for s in found if s.usage is not None) for key, found in samples.items()}
@@ -124,7 +146,7 @@ def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleStat
                                         inputs.inventory.service_classes, inputs.now)
         except Exception as exc:  # noqa: BLE001 - sizing is an improvement on saturation, never a reason to stop
             log.exception("SLO sizing failed; every model is decided by saturation this cycle")
-            errors.append(f"slo sizing: {exc}")
+            errors.append(CycleError(Stage.SLO, f"slo sizing: {exc}"))
             plans = {}
     decisions: list[Decision] = []
     for snap in snapshots:
@@ -136,14 +158,15 @@ def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleStat
                 decisions += decide(snap, state.previous)
         except Exception as exc:  # noqa: BLE001 - keep the other models' decisions
             log.exception("engine failed for model %s/%s; holding its last decisions", snap.namespace, snap.model_id)
-            errors.append(f"engine {snap.namespace}/{snap.model_id}: {exc}")
+            errors.append(CycleError(Stage.ENGINE, f"engine {snap.namespace}/{snap.model_id}: {exc}"))
             decisions += [state.previous[v.spec.key] for v in snap.variants if v.spec.key in state.previous]
     decided = {d.key: d for d in decisions}
     previous = decided if wanted is None else {**state.previous, **decided}
     warnings = inputs.collect.warnings
     full = wanted is None
     sized = config.planner is not None and full
-    report = CycleReport(tuple(decisions), tuple(snapshots), inputs.collect, tuple(errors) + inputs.collect.errors,
+    errors += [CycleError(Stage.COLLECT, e) for e in inputs.collect.errors]
+    report = CycleReport(tuple(decisions), tuple(snapshots), inputs.collect, tuple(errors),
                          models=None if full else tuple(sorted(wanted or ())), usage=usage,
                          plans=dict(plans) if sized else {}, parameters=dict(planner.parameters) if sized else {},
                          warnings_changed=bool(warnings) and warnings != state.warnings)

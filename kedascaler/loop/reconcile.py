@@ -21,7 +21,16 @@ from dataclasses import replace
 
 from kedascaler.engine.types import Decision, VariantKey
 from kedascaler.loop.board import DecisionBoard
-from kedascaler.loop.cycle import CycleConfig, CycleInputs, CycleReport, CycleState, scale_to_zero_models, step
+from kedascaler.loop.cycle import (
+    CycleConfig,
+    CycleError,
+    CycleInputs,
+    CycleReport,
+    CycleState,
+    Stage,
+    scale_to_zero_models,
+    step,
+)
 from kedascaler.loop.inbox import ActivationInbox
 from kedascaler.loop.planner import PlannerSettings, SloPlan, VariantParameters
 from kedascaler.loop.snapshots import static_status
@@ -76,7 +85,7 @@ class Reconciler:
         inventory = self.inventory.current()
         wanted = None if models is None else frozenset(models)
         specs = tuple(s for s in inventory.specs if wanted is None or (s.key.namespace, s.model_id) in wanted)
-        errors: list[str] = []
+        errors: list[CycleError] = []
         static = inventory.static_targets
         statuses: dict[VariantKey, WorkloadStatus | None] = {}
         for spec in specs:
@@ -88,7 +97,7 @@ class Reconciler:
                 else:
                     statuses[spec.key] = None
             except Exception as exc:  # noqa: BLE001 - one variant's lookup must not stop the cycle
-                errors.append(f"workload {spec.key}: {exc}")
+                errors.append(CycleError(Stage.WORKLOAD, f"workload {spec.key}: {exc}"))
                 statuses[spec.key] = None
         targets = [t for s in statuses.values() if s is not None for t in s.pods]
         at_zero = all(s is not None and s.current_replicas == 0 for s in statuses.values())
