@@ -3,7 +3,7 @@
 The inputs are what the shell gathered this cycle — the inventory, each variant's workload status, the
 metrics samples, the clock reading, the gateway queues and the pushed wake-ups; the state is everything kept
 between cycles — the previous decisions, the last full cycle's SLO plans, the planner's observations and
-fits — as one immutable value. `serve` (`kedascaler.loop.reconcile.Reconciler`) is a thin timer around this
+fits, each directly scraped pod's last counter reading — as one immutable value. `serve` (`kedascaler.loop.reconcile.Reconciler`) is a thin timer around this
 function; the simulator's kedascaler policies call the very same function with simulated inputs.
 
 No I/O and no clock here. One model's failure (engine or sizing) never loses another model's decision: it
@@ -21,11 +21,14 @@ from kedascaler.engine import decide
 from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey
 from kedascaler.loop.planner import PlannerSettings, PlannerState, SloPlan, VariantParameters, plan_cycle
 from kedascaler.loop.snapshots import assign_samples, build_snapshots, scale_to_zero_settings, with_activation
-from kedascaler.sources.base import CollectResult, PodUsage, WorkloadStatus
+from kedascaler.sources.base import CollectResult, CounterReading, PodUsage, WorkloadStatus
 from kedascaler.sources.gateway import ActivationReading, ModelRef
+from kedascaler.sources.scrape import usage_between
 from kedascaler.spec.inventory import InventoryState
 
 log = logging.getLogger("kedascaler.loop.cycle")
+
+PodRef = tuple[str, str]  # (namespace, pod)
 
 
 class Stage(StrEnum):
@@ -62,6 +65,7 @@ class CycleConfig:
     gateway: bool = False
     pushes: bool = False
     planner: PlannerSettings | None = None
+    forget_counters_after: float = 600.0  # a pod's last counter reading is kept this long (window clock, s)
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class CycleState:
     plans: Mapping[ModelRef, SloPlan] = field(default_factory=dict)  # the last full cycle's, reused by wake-ups
     planner: PlannerState = field(default_factory=PlannerState)
     warnings: tuple[str, ...] = ()  # the metrics source's warnings last cycle (logged when they change)
+    counters: Mapping[PodRef, CounterReading] = field(default_factory=dict)  # each pod's last counter reading
     cycles: int = 0
 
 
@@ -119,6 +124,29 @@ def scale_to_zero_models(inventory: InventoryState, config: CycleConfig, models:
     return enabled, {m: s.query for m, s in settings.items() if s.query and s.window is not None}
 
 
+def with_usage(collect: CollectResult, previous: Mapping[PodRef, CounterReading], forget_after: float
+               ) -> tuple[CollectResult, dict[PodRef, CounterReading]]:
+    """Each directly scraped sample's usage since its pod's previous reading (none on a pod's first read, or
+    after a counter reset), and the readings to keep: this cycle's, plus earlier ones younger than `forget_after`."""
+    if not any(s.counters is not None for s in collect.samples):
+        return collect, dict(previous)
+    samples = []
+    readings = dict(previous)
+    for s in collect.samples:
+        if s.counters is None:
+            samples.append(s)
+            continue
+        ref = (s.namespace, s.pod)
+        before = previous.get(ref)
+        if before is not None and s.usage is None:
+            s = replace(s, usage=usage_between(before, s.counters, s.counters.at - before.at))
+        readings[ref] = s.counters
+        samples.append(s)
+    newest = max(s.counters.at for s in collect.samples if s.counters is not None)
+    kept = {ref: r for ref, r in readings.items() if r.at >= newest - forget_after}
+    return replace(collect, samples=tuple(samples)), kept
+
+
 def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleState]:
     """One cycle for every model of the inventory, or (a wake-up cycle) for `inputs.models` only."""
     config, wanted = state.config, inputs.models
@@ -126,8 +154,9 @@ def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleStat
                      if wanted is None or (v.key.namespace, v.model_id) in wanted)
     specs = tuple(v.spec for v in variants)
     errors: list[CycleError] = list(inputs.errors)
-    samples = assign_samples(inputs.collect.samples, specs)
-    snapshots = build_snapshots(specs, inputs.statuses, samples, inputs.collect,
+    collect, counters = with_usage(inputs.collect, state.counters, config.forget_counters_after)
+    samples = assign_samples(collect.samples, specs)
+    snapshots = build_snapshots(specs, inputs.statuses, samples, collect,
                                 inputs.inventory.saturation.for_model, inputs.now)
     if config.gateway or config.pushes:  # else nothing could wake a model at zero: keep every model warm
         reading = inputs.gateway if config.gateway else None
@@ -162,13 +191,13 @@ def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleStat
             decisions += [state.previous[v.spec.key] for v in snap.variants if v.spec.key in state.previous]
     decided = {d.key: d for d in decisions}
     previous = decided if wanted is None else {**state.previous, **decided}
-    warnings = inputs.collect.warnings
+    warnings = collect.warnings
     full = wanted is None
     sized = config.planner is not None and full
-    errors += [CycleError(Stage.COLLECT, e) for e in inputs.collect.errors]
-    report = CycleReport(tuple(decisions), tuple(snapshots), inputs.collect, tuple(errors),
+    errors += [CycleError(Stage.COLLECT, e) for e in collect.errors]
+    report = CycleReport(tuple(decisions), tuple(snapshots), collect, tuple(errors),
                          models=None if full else tuple(sorted(wanted or ())), usage=usage,
                          plans=dict(plans) if sized else {}, parameters=dict(planner.parameters) if sized else {},
                          warnings_changed=bool(warnings) and warnings != state.warnings)
     return report, replace(state, previous=previous, plans=plans, planner=planner, warnings=warnings,
-                           cycles=state.cycles + 1)
+                           counters=counters, cycles=state.cycles + 1)

@@ -6,7 +6,7 @@ protocols; the reconcile loop joins what they return into engine snapshots.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -64,6 +64,20 @@ class PodUsage:
 
 
 @dataclass(frozen=True)
+class CounterReading:
+    """One pod's cumulative vLLM counters and histogram sums at one read, taken at `at` on the window clock.
+
+    A direct scrape gives one per pod; the cycle differences it with the pod's previous reading
+    (`kedascaler.sources.scrape.usage_between`) and keeps it in its state for the next cycle."""
+
+    at: float
+    totals: Mapping[str, float]  # counters and histogram _sum/_count, summed over the pod's engines
+    running: float
+    queue_length: float
+    kv_capacity_tokens: int | None = None  # Σ num_gpu_blocks × block_size of vllm:cache_config_info
+
+
+@dataclass(frozen=True)
 class PodSample:
     """One pod's vLLM metrics as a collector read them."""
 
@@ -76,6 +90,7 @@ class PodSample:
     timestamp: float
     variant: VariantKey | None = None  # known when scraped directly; else matched by pod name
     usage: PodUsage | None = None  # rates and means over the window; None when the source could not tell
+    counters: CounterReading | None = None  # a direct scrape's raw counters: the cycle derives the usage
 
 
 @dataclass(frozen=True)

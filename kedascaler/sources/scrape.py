@@ -17,13 +17,13 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 from requests.adapters import HTTPAdapter
 
-from kedascaler.sources.base import CollectResult, PodSample, PodUsage, ScrapeTarget
+from kedascaler.sources.base import CollectResult, CounterReading, PodSample, PodUsage, ScrapeTarget
 
 log = logging.getLogger("kedascaler.sources.scrape")
 
@@ -150,7 +150,7 @@ def parse_vllm_metrics(text: str) -> VLLMReading:
     return reading
 
 
-def usage_between(before: VLLMReading, after: VLLMReading, span_s: float) -> PodUsage | None:
+def usage_between(before: CounterReading, after: CounterReading, span_s: float) -> PodUsage | None:
     """A pod's usage over the `span_s` seconds between two readings of it: rates from the counters' deltas,
     means from the histograms' Δ_sum ÷ Δ_count. None when the span is not positive or a counter went down
     (the pod restarted: the deltas mean nothing); a field is None when a reading lacks its metric or nothing
@@ -188,29 +188,18 @@ def usage_between(before: VLLMReading, after: VLLMReading, span_s: float) -> Pod
                     prompt_tokens_mean=mean(REQUEST_PROMPT), ttft_ms=ttft, kv_capacity_tokens=after.kv_capacity_tokens)
 
 
-@dataclass(frozen=True)
-class _Scraped:
-    """One pod's answer: its sample (usage not yet known), the reading, and when it was read (on the window clock)."""
-
-    sample: PodSample
-    reading: VLLMReading
-    at: float
-
-
 class DirectScrapeSource:
     """A `MetricsSource` that GETs each target's /metrics itself (a thread per pod, up to `max_workers`).
 
-    Keeps the last reading of each pod (namespace, pod, URL) for usage; a pod not read for `forget_after`
-    seconds is forgotten, so memory follows the pods of the last minutes, not every pod ever seen."""
+    Stateless between calls: each sample carries the pod's raw counters (`PodSample.counters`), and the
+    cycle, which keeps the previous reading of every pod in its state, turns two readings into usage."""
 
-    def __init__(self, timeout: float = 2.0, max_workers: int = 32, forget_after: float = 600.0,
+    def __init__(self, timeout: float = 2.0, max_workers: int = 32,
                  window_clock: Callable[[], float] | None = None) -> None:
         """`window_clock`: what the usage windows are measured on (default the wall clock; an emulated fleet
         runs on its own, and its counters' rates are per emulated second)."""
         self.timeout = timeout
         self.window_clock = window_clock
-        self.forget_after = forget_after
-        self._previous: dict[tuple[str, str, str], tuple[float, VLLMReading]] = {}
         self._session = requests.Session()
         adapter = HTTPAdapter(pool_connections=max_workers, pool_maxsize=max_workers, max_retries=0)
         self._session.mount("http://", adapter)
@@ -219,7 +208,7 @@ class DirectScrapeSource:
 
     def collect(self, targets: Sequence[ScrapeTarget]) -> CollectResult:
         """One sample per target that answered in time; the rest in `failed_pods` with why in `errors`."""
-        futures: dict[Future[_Scraped], ScrapeTarget] = {self._pool.submit(self._scrape, t): t for t in targets}
+        futures: dict[Future[PodSample], ScrapeTarget] = {self._pool.submit(self._scrape, t): t for t in targets}
         # The per-request timeout bounds connect and each read; this bounds a pod that trickles bytes.
         _, late = wait(futures, timeout=2 * self.timeout + 0.5)
         samples: list[PodSample] = []
@@ -233,35 +222,18 @@ class DirectScrapeSource:
                 errors.append(f"{pod}: {target.url}: no answer within {2 * self.timeout + 0.5:.1f} s")
                 continue
             try:
-                scraped = future.result()
+                samples.append(future.result())
             except Exception as e:  # noqa: BLE001 - one pod's failure, of any kind, is only that pod's
                 failed.append(pod)
                 errors.append(f"{pod}: {target.url}: {e}")
-                continue
-            samples.append(self._with_usage(target, scraped))
-        self._forget(self._now() - self.forget_after)
         if errors:
             log.debug("scrape: %d of %d pods failed: %s", len(failed), len(futures), "; ".join(errors))
         return CollectResult(tuple(samples), tuple(errors), queries=len(futures), failed_pods=tuple(failed))
 
-    def _with_usage(self, target: ScrapeTarget, scraped: _Scraped) -> PodSample:
-        """The sample with its usage since this pod's previous reading (none on the first), and remember it."""
-        key = (target.variant.namespace, target.pod, target.url)
-        previous = self._previous.get(key)
-        self._previous[key] = (scraped.at, scraped.reading)
-        if previous is None:
-            return scraped.sample
-        at, reading = previous
-        return replace(scraped.sample, usage=usage_between(reading, scraped.reading, scraped.at - at))
-
     def _now(self) -> float:
         return self.window_clock() if self.window_clock is not None else time.time()
 
-    def _forget(self, before: float) -> None:
-        for key in [k for k, (at, _) in self._previous.items() if at < before]:
-            del self._previous[key]
-
-    def _scrape(self, target: ScrapeTarget) -> _Scraped:
+    def _scrape(self, target: ScrapeTarget) -> PodSample:
         try:
             response = self._session.get(target.url, timeout=self.timeout)
         except requests.Timeout:
@@ -273,10 +245,10 @@ class DirectScrapeSource:
         read_at = time.time()
         at = self._now()
         reading = parse_vllm_metrics(response.text)
-        sample = PodSample(namespace=target.variant.namespace, pod=target.pod, model_name=reading.model_name,
-                           kv_cache_usage=reading.kv_cache_usage, queue_length=reading.queue_length,
-                           running=reading.running, timestamp=read_at, variant=target.variant)
-        return _Scraped(sample, reading, at)
+        counters = CounterReading(at, reading.totals, reading.running, reading.queue_length, reading.kv_capacity_tokens)
+        return PodSample(namespace=target.variant.namespace, pod=target.pod, model_name=reading.model_name,
+                         kv_cache_usage=reading.kv_cache_usage, queue_length=reading.queue_length,
+                         running=reading.running, timestamp=read_at, variant=target.variant, counters=counters)
 
     def close(self) -> None:
         """Stop the threads and close the connections; pods still hanging are not waited for."""
