@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need (uv, the locked deps, Debian's prometheus), runs pytest.
+# The test command: installs what the tests need (uv, the locked deps, Debian's prometheus), then runs
+# ruff, mypy and pytest; it fails when any of the three fails (pytest runs even when a linter failed).
 # Usage: scripts/test.sh [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,8 +15,19 @@ if ! command -v prometheus >/dev/null 2>&1; then
 fi
 start=$(date +%s)
 set +e
+uv run --frozen ruff check .
+ruff_rc=$?
+[ $ruff_rc = 0 ] || echo "test: FAILED: ruff check found problems (above; rules in pyproject.toml [tool.ruff])" >&2
+uv run --frozen mypy
+mypy_rc=$?
+[ $mypy_rc = 0 ] || echo "test: FAILED: mypy found type errors (above; settings in pyproject.toml [tool.mypy])" >&2
 uv run --frozen pytest "$@"
-rc=$?
+pytest_rc=$?
 set -e
-echo "test command took $(( $(date +%s) - start )) s (pytest exit $rc)"
+rc=$pytest_rc
+if [ $ruff_rc != 0 ] || [ $mypy_rc != 0 ]; then
+  echo "test: FAILED: ruff exit $ruff_rc, mypy exit $mypy_rc (their findings are printed above pytest's output)" >&2
+  [ $rc != 0 ] || rc=1
+fi
+echo "test command took $(( $(date +%s) - start )) s (ruff exit $ruff_rc, mypy exit $mypy_rc, pytest exit $pytest_rc)"
 exit $rc

@@ -11,12 +11,25 @@ import json
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import kubernetes.client
 from kubernetes.client.exceptions import ApiException
 
+if TYPE_CHECKING:
+    import urllib3
+
 log = logging.getLogger("kedascaler.actuate.leader")
+
+
+# The Lease is read and written as JSON: the client sends a dict body as it is, and with
+# `_preload_content=False` returns the urllib3 response rather than the model its signature names.
+def _as_body(lease: dict[str, Any]) -> kubernetes.client.V1Lease:
+    return cast(kubernetes.client.V1Lease, lease)
+
+
+def _raw(response: object) -> urllib3.BaseHTTPResponse:
+    return cast("urllib3.BaseHTTPResponse", response)
 
 
 def micro_time(seconds: float) -> str:
@@ -63,14 +76,15 @@ class LeaderElector:
             self._thread = None
         self.release()
 
-    def _read(self) -> dict | None:
+    def _read(self) -> dict[str, Any] | None:
         try:
             response = self.coordination.read_namespaced_lease(self.name, self.namespace, _preload_content=False)
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
-        return json.loads(response.data)
+        lease: dict[str, Any] = json.loads(_raw(response).data)
+        return lease
 
     def _spec(self, now: float, acquire_time: str | None, transitions: int) -> dict[str, Any]:
         return {"holderIdentity": self.identity, "leaseDurationSeconds": self.lease_seconds,
@@ -93,11 +107,12 @@ class LeaderElector:
     def _attempt(self, now: float) -> bool:
         lease = self._read()
         if lease is None:
-            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            body: dict[str, Any] = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                     "metadata": {"name": self.name, "namespace": self.namespace},
                     "spec": self._spec(now, None, 0)}
             try:
-                self.coordination.create_namespaced_lease(self.namespace, body, _preload_content=False).read()
+                _raw(self.coordination.create_namespaced_lease(self.namespace, _as_body(body),
+                                                               _preload_content=False)).read()
             except ApiException as exc:
                 if exc.status == 409:
                     return False  # someone created it first
@@ -117,8 +132,8 @@ class LeaderElector:
             transitions += 1
         lease["spec"] = self._spec(now, acquire, transitions)
         try:
-            self.coordination.replace_namespaced_lease(self.name, self.namespace, lease,
-                                                       _preload_content=False).read()
+            _raw(self.coordination.replace_namespaced_lease(self.name, self.namespace, _as_body(lease),
+                                                            _preload_content=False)).read()
         except ApiException as exc:
             if exc.status == 409:
                 return False  # the lease changed under us: someone else renewed or took it
@@ -133,8 +148,8 @@ class LeaderElector:
             lease = self._read()
             if lease and (lease.get("spec") or {}).get("holderIdentity") == self.identity:
                 lease["spec"]["holderIdentity"] = ""
-                self.coordination.replace_namespaced_lease(self.name, self.namespace, lease,
-                                                           _preload_content=False).read()
+                _raw(self.coordination.replace_namespaced_lease(self.name, self.namespace, _as_body(lease),
+                                                                _preload_content=False)).read()
         except Exception as exc:  # noqa: BLE001
             log.warning("leader election: could not release Lease %s/%s: %s", self.namespace, self.name, exc)
         self.is_leader = False

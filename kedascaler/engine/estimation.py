@@ -21,7 +21,8 @@ the estimate (`choose_perf`).
 Estimated decode coefficients are *effective* ones: the ITL histogram includes the stalls of prefills
 mixed into decode steps, so α̂ + β̂·n already is the mixed model's ITL(n); and γ̂ + δ̂·p is the prefill one
 request measured. Size with them in `effective` prefill mode (`prefill_mode_for("estimated")`): nothing is
-added to either line; user-given coefficients are step times and go with `mixed`. Checked end to end against the emulator in tests/engine/test_estimation.py.
+added to either line; user-given coefficients are step times and go with `mixed`. Checked end to end
+against the emulator in tests/engine/test_estimation.py.
 """
 
 from __future__ import annotations

@@ -37,6 +37,10 @@ from typing import Protocol
 
 import numpy as np
 
+# A coefficient, length or batch: a float, or a numpy array that broadcasts with the others.
+Values = float | np.ndarray
+
+
 class Coefficients(Protocol):
     """Anything with the four coefficients in ms: `kedascaler.config.PerfParams` (a VA's variantProfile),
     `PerfModel`, or an estimate (`kedascaler.engine.estimation`). The engine does not import the config layer."""
@@ -67,7 +71,8 @@ PREFILL_MODES = (LOCKSTEP, MIXED, EFFECTIVE)
 MODE_CODES = {LOCKSTEP: 0, MIXED: 1, EFFECTIVE: 2}
 
 
-def prefill_seen_ms(alpha, beta, gamma, delta, batch, prompt_tokens, mode):  # noqa: ANN001, ANN201 (numpy or float)
+def prefill_seen_ms(alpha: Values, beta: Values, gamma: Values, delta: Values, batch: Values, prompt_tokens: Values,
+                    mode: Values) -> np.ndarray:
     """A request's prefill at running batch `batch` (ms); numpy-broadcasting, `mode` a MODE_CODES value or array."""
     lockstep = gamma + delta * prompt_tokens * batch
     joined = np.maximum(alpha, gamma) + beta * np.maximum(batch - 1, 0) + delta * prompt_tokens
@@ -75,7 +80,8 @@ def prefill_seen_ms(alpha, beta, gamma, delta, batch, prompt_tokens, mode):  # n
     return np.where(mode == 2, alone, np.where(mode == 1, joined, lockstep))
 
 
-def itl_seen_ms(alpha, beta, gamma, delta, batch, prompt_tokens, output_tokens, mode):  # noqa: ANN001, ANN201
+def itl_seen_ms(alpha: Values, beta: Values, gamma: Values, delta: Values, batch: Values, prompt_tokens: Values,
+                output_tokens: Values, mode: Values) -> np.ndarray:
     """The inter-token latency a request sees at running batch `batch` (ms), prefill stalls included when mixed
     (an effective line has them inside already)."""
     decode = alpha + beta * batch
@@ -83,11 +89,13 @@ def itl_seen_ms(alpha, beta, gamma, delta, batch, prompt_tokens, output_tokens, 
     return np.where(mode == 1, decode + stall / np.maximum(output_tokens - 1.0, 1.0), decode)
 
 
-def cycle_ms(alpha, beta, gamma, delta, batch, prompt_tokens, output_tokens, mode):  # noqa: ANN001, ANN201
+def cycle_ms(alpha: Values, beta: Values, gamma: Values, delta: Values, batch: Values, prompt_tokens: Values,
+             output_tokens: Values, mode: Values) -> np.ndarray:
     """The life of one request at running batch `batch` (ms): its prefill and (o − 1) inter-token gaps."""
-    return (prefill_seen_ms(alpha, beta, gamma, delta, batch, prompt_tokens, mode)
-            + np.maximum(output_tokens - 1.0, 0.0)
-            * itl_seen_ms(alpha, beta, gamma, delta, batch, prompt_tokens, output_tokens, mode))
+    cycle: np.ndarray = (prefill_seen_ms(alpha, beta, gamma, delta, batch, prompt_tokens, mode)
+                         + np.maximum(output_tokens - 1.0, 0.0)
+                         * itl_seen_ms(alpha, beta, gamma, delta, batch, prompt_tokens, output_tokens, mode))
+    return cycle
 
 
 # vLLM's default --max-num-seqs on H100-class GPUs: the batch bound when a VA gives no maxBatchSize.

@@ -107,7 +107,8 @@ class Reflector:
                 if self._watch():
                     failures = 0
             except _Gone:
-                log.info("%s: resourceVersion %s expired (410 Gone); listing again", self._what(), self.resource_version)
+                log.info("%s: resourceVersion %s expired (410 Gone); listing again", self._what(),
+                         self.resource_version)
                 need_list = True
             except Exception as exc:  # noqa: BLE001 - network, API and decoding errors all mean: wait, retry
                 if self._stop.is_set():

@@ -11,23 +11,25 @@ tests run in about a second of real time per fault.
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from unittest import mock
 
 import grpc
 import pytest
 
+from kedascaler.engine.types import Decision, VariantKey, VariantSpec
 from kedascaler.loop.board import DecisionBoard
+from kedascaler.loop.reconcile import Reconciler
+from kedascaler.proto import externalscaler_pb2 as pb
+from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
+from kedascaler.server.app import ScalerServer
+from kedascaler.sources import scrape
 from kedascaler.sources.base import ScrapeTarget, WorkloadStatus
 from kedascaler.sources.files import StaticInventory
 from kedascaler.sources.prometheus import PrometheusSource
-from kedascaler.sources import scrape
 from kedascaler.sources.scrape import DirectScrapeSource
-from kedascaler.engine.types import Decision, VariantKey, VariantSpec
-from kedascaler.proto import externalscaler_pb2 as pb
-from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
-from kedascaler.loop.reconcile import Reconciler
-from kedascaler.server.app import ScalerServer
 
 from .faults import BlackHole, FakeMetrics
 
@@ -42,7 +44,7 @@ T0 = 1_000_000.0
 
 # Moderately loaded pods: the engine holds them as they are. A cycle that read "no load" would scale down.
 LOAD = (0.55, 0.0, 6.0)
-FAULT_TABLE: list[tuple[str, str, int]] = []
+RECOVERY_CYCLES = 3  # healed cycles run at most, waiting for a fresh one
 
 
 def documents():
@@ -212,60 +214,85 @@ FAULTS = [
 ]
 
 
-@pytest.mark.parametrize("name,direct,inject,heal,held", FAULTS, ids=[f[0] for f in FAULTS])
-async def test_metrics_fault_holds_then_goes_unavailable_then_recovers(name, direct, inject, heal, held, monkeypatch):
+@dataclass
+class Cycle:
+    """One cycle as the scaler and KEDA saw it."""
+
+    age: float  # seconds of fake time since the last good data
+    decisions: dict[VariantKey, Decision]
+    reads: dict[VariantKey, tuple[grpc.StatusCode, int | None]]  # GetMetrics right after the cycle
+
+
+@dataclass
+class Outcome:
+    """A fault's run: the good cycle, the FAULT_CYCLES under the fault, the cycles after it healed."""
+
+    good: Cycle
+    fault: list[Cycle] = field(default_factory=list)
+    recovery: list[Cycle] = field(default_factory=list)  # up to the first fresh one (RECOVERY_CYCLES at most)
+
+
+async def run_fault(direct: bool, inject: Callable[[Rig], None], heal: Callable[[Rig], None]) -> Outcome:
+    """One good cycle, FAULT_CYCLES cycles under the fault, then cycles until fresh again; asserts nothing.
+
+    The test below asserts each row's promises on it; `scripts/fault_table.py` prints it as docs/hardening.md's table.
+    """
     rig = Rig(direct)
     # direct scraping stamps samples with the wall clock: give it the rig's fake one
-    monkeypatch.setattr(scrape, "time", SimpleNamespace(time=rig.clock))
-    async with rig:
-        good = await rig.cycle()
+    with mock.patch.object(scrape, "time", SimpleNamespace(time=rig.clock)):
+        async with rig:
+            async def cycle(good_at: float | None) -> Cycle:
+                decisions = await rig.cycle()
+                reads = {key: await rig.keda_reads(key) for key in CURRENT}
+                return Cycle(0.0 if good_at is None else rig.clock.now - good_at, decisions, reads)
+
+            outcome = Outcome(await cycle(None))
+            good_at = rig.clock.now
+            inject(rig)
+            for _ in range(FAULT_CYCLES):
+                outcome.fault.append(await cycle(good_at))
+            heal(rig)
+            while len(outcome.recovery) < RECOVERY_CYCLES:
+                outcome.recovery.append(await cycle(good_at))
+                if all(not d.stale for d in outcome.recovery[-1].decisions.values()):
+                    break
+    return outcome
+
+
+@pytest.mark.parametrize("name,direct,inject,heal,held", FAULTS, ids=[f[0] for f in FAULTS])
+async def test_metrics_fault_holds_then_goes_unavailable_then_recovers(name, direct, inject, heal, held):
+    """The promises of each row of docs/hardening.md's metrics-fault table."""
+    outcome = await run_fault(direct, inject, heal)
+    good = outcome.good.decisions
+    for key in CURRENT:
+        assert not good[key].stale and good[key].active, good[key].reason
+        assert outcome.good.reads[key] == (grpc.StatusCode.OK, good[key].desired_replicas)
+
+    answered_unavailable = False
+    for cycle in outcome.fault:
         for key in CURRENT:
-            assert not good[key].stale and good[key].active, good[key].reason
-            assert await rig.keda_reads(key) == (grpc.StatusCode.OK, good[key].desired_replicas)
-        good_at = rig.clock.now
+            d = cycle.decisions[key]
+            assert d.desired_replicas >= good[key].desired_replicas, (name, d.reason)  # never below the last good
+            assert d.active, (name, d.reason)
+            if not held:  # partial data: decided on the pods that reported, fresh
+                assert not d.stale, (name, d.reason)
+                assert cycle.reads[key] == (grpc.StatusCode.OK, d.desired_replicas), (name, cycle.age)
+                continue
+            assert d.stale and d.reason.action == "stale", (name, d.reason)
+            assert d.data_at == good[key].data_at
+            code, value = cycle.reads[key]
+            if cycle.age > STALE_AFTER:
+                assert code == grpc.StatusCode.UNAVAILABLE, (name, cycle.age)
+                answered_unavailable = True
+            else:
+                assert (code, value) == (grpc.StatusCode.OK, d.desired_replicas), (name, cycle.age)
+    assert answered_unavailable or not held
 
-        inject(rig)
-        answered_unavailable = False
-        for _ in range(FAULT_CYCLES):
-            held_now = await rig.cycle()
-            age = rig.clock.now - good_at
-            for key in CURRENT:
-                d = held_now[key]
-                assert d.desired_replicas >= good[key].desired_replicas, (name, d.reason)
-                assert d.active, (name, d.reason)
-                if not held:
-                    continue
-                assert d.stale and d.reason.action == "stale", (name, d.reason)
-                assert d.data_at == good[key].data_at
-                code, value = await rig.keda_reads(key)
-                if age > STALE_AFTER:
-                    assert code == grpc.StatusCode.UNAVAILABLE, (name, age)
-                    answered_unavailable = True
-                else:
-                    assert (code, value) == (grpc.StatusCode.OK, d.desired_replicas), (name, age)
-        assert answered_unavailable or not held
-
-        heal(rig)
-        cycles = 0
-        while True:
-            cycles += 1
-            after = await rig.cycle()
-            if all(not after[k].stale for k in CURRENT) or cycles == 3:
-                break
-        for key in CURRENT:
-            assert not after[key].stale, (name, after[key].reason)
-            assert await rig.keda_reads(key) == (grpc.StatusCode.OK, after[key].desired_replicas)
-        assert cycles == 1, f"{name}: recovered in {cycles} cycles"
-        what = ("held the last good decision, marked stale; GetMetrics served it until "
-                f"{STALE_AFTER:g}s old, then UNAVAILABLE") if held else (
-            "decided on the pods that reported: could grow, never shrank; not stale (data is fresh)")
-        FAULT_TABLE.append((name, what, cycles))
-
-
-def test_print_fault_table():
-    """The table docs/hardening.md shows (run with -s to see it)."""
-    for name, what, cycles in FAULT_TABLE:
-        print(f"| {name} | {what} | {cycles} |")
+    assert len(outcome.recovery) == 1, f"{name}: recovered in {len(outcome.recovery)} cycles"
+    after = outcome.recovery[-1]
+    for key in CURRENT:
+        assert not after.decisions[key].stale, (name, after.decisions[key].reason)
+        assert after.reads[key] == (grpc.StatusCode.OK, after.decisions[key].desired_replicas)
 
 
 async def test_a_real_prometheus_stopped_then_restarted(tmp_path):
