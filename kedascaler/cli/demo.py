@@ -23,7 +23,7 @@ from kedascaler.sources.files import StaticInventory
 from kedascaler.spec.inventory import build_inventory
 from kedascaler.sources.scrape import DirectScrapeSource
 from kedascaler.engine.sizing import HYBRID
-from kedascaler.engine.types import VariantSpec
+from kedascaler.engine.types import VariantKey, VariantSpec
 from kedascaler.observe.wiring import Observability
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
@@ -151,7 +151,7 @@ class KedaStandIn:
     async def run(self) -> None:
         async with grpc.aio.insecure_channel(self.address) as channel:
             stub = pb_grpc.ExternalScalerStub(channel)
-            names = {}
+            names: dict[VariantKey, str] = {}
             while len(names) < len(self.specs):  # as KEDA does, retry until the scaler has decided once
                 for spec in self.specs:
                     ref = pb.ScaledObjectRef(name=spec.key.name, namespace=spec.key.namespace)
@@ -185,7 +185,8 @@ class KedaStandIn:
 
 def format_cycle(report: CycleReport, fleet: EmulatedFleet) -> list[str]:
     """One line per variant: load, KV cache, queue, current → desired replicas, and the reason."""
-    rate = fleet.load(MODEL).rate if fleet.load(MODEL) else 0.0
+    load = fleet.load(MODEL)
+    rate = load.rate if load is not None else 0.0
     gateway = fleet.queued_for(MODEL)
     decisions = {d.key: d for d in report.decisions}
     lines = []
@@ -237,6 +238,7 @@ async def run_demo(port: int = 9090, duration: float | None = None, interval: fl
     planner = PlannerSettings(HYBRID, refit_interval=10.0)
     obs = observability or Observability(metrics_port=0, log_decisions=False)
     metrics_port = obs.start()
+    assert fleet.gateway_url is not None  # started above
     gateway = GatewayMetricsSource(fleet.gateway_url)
     inbox = ActivationInbox()
     reconciler = Reconciler(StaticInventory(state), obs.instrument(scraper), board, workloads=fleet,

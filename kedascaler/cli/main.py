@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from kedascaler.cli.analyze import add_analyze_parser, cmd_analyze
@@ -118,31 +119,34 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     from kedascaler.loop.reconcile import Reconciler
     from kedascaler.server.app import ScalerServer, run_until_signal
 
+    from kedascaler.sources.base import Inventory, MetricsSource
+    from kedascaler.sources.files import FileInventory
+
     tls = _tls_config(args, parser)
     after_cycle = None
-    workloads = None
-    cleanups: list = []
+    kube = None
+    cleanups: list[Callable[[], None]] = []
+    inventory: Inventory
     if args.inventory is not None:
-        from kedascaler.sources.files import FileInventory
-
         if not args.inventory.is_dir():
             parser.error(f"--inventory: folder {args.inventory} does not exist")
         inventory = FileInventory(args.inventory)
     else:
         from kedascaler.cli.kube import kubernetes_sources
 
-        inventory, status_writer, elector = kubernetes_sources(
+        kube, status_writer, elector = kubernetes_sources(
             args.kubeconfig, args.namespace, args.label_selector, args.controller_namespace)
-        inventory.start()
-        if not inventory.wait_synced(30):
+        kube.start()
+        if not kube.wait_synced(30):
             log.warning("the Kubernetes inventory is not synced after 30 s (is the VariantAutoscaling CRD installed, "
                         "and may this ServiceAccount list it?); serving what is known and retrying")
         elector.start()
-        workloads = inventory
+        inventory = kube
         after_cycle = (status_writer, elector)
         cleanups.append(elector.stop)
-        cleanups.append(inventory.stop)
+        cleanups.append(kube.stop)
     token = args.prometheus_token_file.read_text().strip() if args.prometheus_token_file else None
+    metrics: MetricsSource
     if args.prometheus_url:
         from kedascaler.sources.prometheus import PrometheusSource
 
@@ -174,7 +178,7 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     from kedascaler.loop.planner import PlannerSettings
 
     planner = PlannerSettings(args.scaling_mode, refit_interval=args.refit_interval)
-    reconciler = Reconciler(inventory, metrics, board, workloads,
+    reconciler = Reconciler(inventory, metrics, board, kube,
                             idle_window=None if args.no_scale_to_zero else args.idle_window,
                             activation=activation, inbox=inbox, planner=planner)
     if inbox is not None:
@@ -188,10 +192,10 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
     def on_cycle(report) -> None:
         obs.on_cycle(report)
-        if after_cycle is not None:
+        if after_cycle is not None and kube is not None:
             writer, elector = after_cycle
             if elector.is_leader:  # every replica answers KEDA; only the leader writes status and events
-                writer.write(report.decisions, inventory.current(), inventory.missing_targets(),
+                writer.write(report.decisions, kube.current(), kube.missing_targets(),
                              plans=reconciler.plans, parameters=reconciler.parameters)  # wake-up cycles: the last full one's
 
     loop_task = asyncio.create_task(reconciler.run_forever(args.interval, on_cycle=on_cycle))

@@ -133,14 +133,15 @@ def with_usage(collect: CollectResult, previous: Mapping[PodRef, CounterReading]
     samples = []
     readings = dict(previous)
     for s in collect.samples:
-        if s.counters is None:
+        reading = s.counters
+        if reading is None:
             samples.append(s)
             continue
         ref = (s.namespace, s.pod)
         before = previous.get(ref)
         if before is not None and s.usage is None:
-            s = replace(s, usage=usage_between(before, s.counters, s.counters.at - before.at))
-        readings[ref] = s.counters
+            s = replace(s, usage=usage_between(before, reading, reading.at - before.at))
+        readings[ref] = reading
         samples.append(s)
     newest = max(s.counters.at for s in collect.samples if s.counters is not None)
     kept = {ref: r for ref, r in readings.items() if r.at >= newest - forget_after}

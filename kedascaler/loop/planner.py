@@ -78,7 +78,7 @@ class SloPlan:
 
     def sizes(self, key: VariantKey) -> bool:
         """Whether the plan names this variant (a variant without usable parameters is held, not sized)."""
-        return self.model_based and any(v.key == key for v in self.sizing.variants)
+        return self.sizing is not None and self.model_based and any(v.key == key for v in self.sizing.variants)
 
     @property
     def why_not(self) -> str:
@@ -254,7 +254,7 @@ def variant_parameters(state: PlannerState, key: VariantKey, variant: VariantAut
     found = state.learned.get(key) or Learned()
     user = variant.profile.perf if variant is not None else None
     prefer = variant.profile.prefer_estimate if variant is not None else False
-    coefficients, source = choose_perf(user, found.estimate, prefer_estimate=prefer)  # type: ignore[arg-type]
+    coefficients, source = choose_perf(user, found.estimate, prefer_estimate=prefer)
     reason = "" if coefficients is not None else source
     return VariantParameters(key, found.estimate, found.fitted_at, len(found.observations.decode.x),
                              len(found.observations.prefill.x), source if coefficients is not None else "",

@@ -170,5 +170,5 @@ class Reconciler:
                 woke = True
             except asyncio.TimeoutError:
                 woke = False
-            pending = self.inbox is not None and self.inbox.has_pending
-            full_due = not woke or not pending or loop.time() >= next_full
+            waiting = self.inbox is not None and self.inbox.has_pending
+            full_due = not woke or not waiting or loop.time() >= next_full

@@ -107,7 +107,7 @@ def assign_samples(samples: Sequence[PodSample], specs: Sequence[VariantSpec]) -
 
 def build_snapshots(state_variants: Sequence[VariantSpec], statuses: Mapping[VariantKey, WorkloadStatus | None],
                     samples: Mapping[VariantKey, list[PodSample]], collect: CollectResult,
-                    saturation_for: Callable[[str, str], object], now: float) -> list[ModelSnapshot]:
+                    saturation_for: Callable[[str, str], SaturationConfig], now: float) -> list[ModelSnapshot]:
     """Join specs, replica counts and pod metrics into one immutable snapshot per (namespace, model)."""
     failed = set(collect.failed_pods)
     global_failure = bool(collect.errors) and not collect.failed_pods

@@ -37,7 +37,7 @@ EXTRA_POLICY_NAMES: tuple[str, ...] = ("kedascaler-hybrid", "kedascaler-model", 
 def make_policies(names: list[str] | tuple[str, ...], workload: Workload, config: SimConfig,
                   model_id: str = "meta/llama-3.1-8b") -> list[Policy]:
     """Fresh policy objects (they hold per-run state) for the given names, in order."""
-    out = []
+    out: list[Policy] = []
     oracle = OraclePolicy(workload, config)
     for name in names:
         if name == "kedascaler":

@@ -57,6 +57,11 @@ class SaturationSettings:
 
 
 
+def mapping_or_empty(value: Any) -> Mapping[str, Any]:
+    """`value` when it is a mapping (an object's metadata, say), else an empty one."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def is_dns1123_subdomain(value: str) -> bool:
     """Kubernetes object names: lowercase alphanumerics, '-' and '.', at most 253 characters."""
     return 0 < len(value) <= 253 and bool(_DNS1123_SUBDOMAIN.match(value))
@@ -97,7 +102,8 @@ class Checker:
     """Collects problems for one object, so each check is one line in the parser."""
 
     def __init__(self, source: str, obj: str) -> None:
-        self.source, self.obj, self.problems = source, obj, []
+        self.source, self.obj = source, obj
+        self.problems: list[Problem] = []
 
     def add(self, field_path: str, message: str) -> None:
         self.problems.append(Problem(self.source, self.obj, field_path, message))
@@ -155,7 +161,7 @@ class Checker:
 def parse_saturation(raw: Mapping[str, Any], base: SaturationConfig, check: Checker, path: str) -> SaturationConfig:
     """Read the saturation fields present in `raw` over `base`, and check they make sense together."""
     values = {attr: getattr(base, attr) for attr in _SATURATION_FIELDS.values()}
-    bounds = {
+    bounds: dict[str, dict[str, Any]] = {
         "kvCacheThreshold": dict(minimum=0.0, maximum=1.0, exclusive_min=True),
         "queueLengthThreshold": dict(minimum=0.0, exclusive_min=True),
         "kvSpareTrigger": dict(minimum=0.0, maximum=1.0),

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kedascaler.spec.problems import Problem
-from kedascaler.spec.config import SERVICECLASS_CONFIGMAP, Checker, load_entry
+from kedascaler.spec.config import SERVICECLASS_CONFIGMAP, Checker, load_entry, mapping_or_empty
 from kedascaler.engine.sizing import DEFAULT_PRIORITY, SloTargets
 
 _ITL_KEYS = ("slo-tpot", "slo-itl")
@@ -115,6 +115,7 @@ def _model_slo(entry: Any, check: Checker, path: str) -> ModelSlo | None:
 
 def _class(key: str, raw: Any, check: Checker) -> ServiceClass | None:
     path = f"data.{key}"
+    entries: Any
     if isinstance(raw, list):  # older form: a list of flat entries sharing name and priority
         entries, head = raw, (raw[0] if raw and isinstance(raw[0], Mapping) else {})
         paths = [f"{path}[{i}]" for i in range(len(raw))]
@@ -147,7 +148,7 @@ def _class(key: str, raw: Any, check: Checker) -> ServiceClass | None:
 
 def parse_serviceclass_configmap(doc: Mapping[str, Any], source: str) -> tuple[ServiceClasses, tuple[Problem, ...]]:
     """The `serviceclass` ConfigMap → its classes (sorted by priority, then key) and the problems found."""
-    meta = doc.get("metadata") if isinstance(doc.get("metadata"), Mapping) else {}
+    meta = mapping_or_empty(doc.get("metadata"))
     name = str(meta.get("name") or SERVICECLASS_CONFIGMAP)
     check = Checker(source, f"ConfigMap {name}")
     data = doc.get("data") or {}

@@ -22,6 +22,7 @@ from kedascaler.spec.config import (
     DEFAULT_VARIANT_COST,
     METRICS_ENDPOINTS_ANNOTATION,
     Checker,
+    mapping_or_empty,
     is_dns1123_label,
     is_dns1123_subdomain,
     number_or_none,
@@ -104,9 +105,10 @@ def parse_scale_to_zero(raw: Mapping[str, Any]) -> ScaleToZero:
 def parse_variant_autoscaling(doc: Mapping[str, Any], source: str,
                               accelerator_costs: Mapping[str, float] | None = None) -> ParsedVariant:
     """Validate one VariantAutoscaling and type it (None when it cannot be used, with the problems why)."""
-    meta = doc.get("metadata") if isinstance(doc.get("metadata"), Mapping) else {}
-    name = meta.get("name") if isinstance(meta.get("name"), str) else ""
-    namespace = meta.get("namespace") if isinstance(meta.get("namespace"), str) and meta.get("namespace") else "default"
+    meta = mapping_or_empty(doc.get("metadata"))
+    raw_name, raw_namespace = meta.get("name"), meta.get("namespace")
+    name = raw_name if isinstance(raw_name, str) else ""
+    namespace = raw_namespace if isinstance(raw_namespace, str) and raw_namespace else "default"
     check = Checker(source, f"VariantAutoscaling {namespace}/{name or '<unnamed>'}")
     if doc.get("apiVersion") != API_VERSION:
         check.add("apiVersion", f"expected {API_VERSION!r}, got {doc.get('apiVersion')!r}")
@@ -128,9 +130,9 @@ def parse_variant_autoscaling(doc: Mapping[str, Any], source: str,
     if "maxBatchSize" in spec:  # seed 001 kept it at the top of spec
         raw_profile = spec.get("variantProfile")
         if raw_profile is None or isinstance(raw_profile, Mapping):  # else: reported as not a mapping below
-            profile = dict(raw_profile or {})
-            profile.setdefault("maxBatchSize", spec.pop("maxBatchSize"))
-            spec["variantProfile"] = profile
+            moved = dict(raw_profile or {})
+            moved.setdefault("maxBatchSize", spec.pop("maxBatchSize"))
+            spec["variantProfile"] = moved
 
     target = check.mapping(spec, "scaleTargetRef", "spec.scaleTargetRef")
     target_name = check.string(target, "name", "spec.scaleTargetRef.name", required=True)
@@ -188,7 +190,7 @@ def parse_variant_autoscaling(doc: Mapping[str, Any], source: str,
                    check.string(slo, "key", "spec.sloClassRef.key", required=True))
     scale_to_zero = parse_scale_to_zero(check.mapping(spec, "scaleToZero", "spec.scaleToZero"))
 
-    annotations = meta.get("annotations") if isinstance(meta.get("annotations"), Mapping) else {}
+    annotations = mapping_or_empty(meta.get("annotations"))
     endpoints: tuple[str, ...] = ()
     raw_endpoints = annotations.get(METRICS_ENDPOINTS_ANNOTATION)
     if raw_endpoints:
@@ -197,7 +199,7 @@ def parse_variant_autoscaling(doc: Mapping[str, Any], source: str,
             if not re.match(r"^https?://[^/\s]+", url):
                 check.add(f"metadata.annotations[{METRICS_ENDPOINTS_ANNOTATION}]",
                           f"expected comma-separated http(s) URLs, got {url!r}")
-    labels = meta.get("labels") if isinstance(meta.get("labels"), Mapping) else {}
+    labels = mapping_or_empty(meta.get("labels"))
     check.string(spec, "variantID", "spec.variantID")  # accepted for WVA compatibility, not used
     if check.problems:
         return ParsedVariant(None, tuple(check.problems))
