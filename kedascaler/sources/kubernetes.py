@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -122,6 +122,9 @@ class KubernetesInventory:
         apps = kubernetes.client.AppsV1Api(api_client)
         core = kubernetes.client.CoreV1Api(api_client)
         where = f"namespace {namespace}" if namespace else "all namespaces"
+        va_list: Callable[..., Any]
+        deploy_list: Callable[..., Any]
+        pod_list: Callable[..., Any]
         if namespace:
             va_list = functools.partial(custom.list_namespaced_custom_object, API_GROUP, VA_VERSION, namespace,
                                         VA_PLURAL, label_selector=label_selector)
@@ -132,15 +135,18 @@ class KubernetesInventory:
                                         label_selector=label_selector)
             deploy_list = apps.list_deployment_for_all_namespaces
             pod_list = core.list_pod_for_all_namespaces
-        options = dict(watch_timeout_s=watch_timeout_s, backoff_base_s=backoff_base_s, backoff_max_s=backoff_max_s)
-        self.variantautoscalings = Reflector(
-            WatchedResource(VA_KIND, API_VERSION, va_list, f"VariantAutoscalings in {where}"), self._invalidate, **options)
-        self.deployments = Reflector(WatchedResource("Deployment", "apps/v1", deploy_list, f"Deployments in {where}"),
-                                     None, **options)
-        self.pods = Reflector(WatchedResource("Pod", "v1", pod_list, f"Pods in {where}"), self._pods_changed, **options)
-        self.configmaps = Reflector(
+        def reflector(resource: WatchedResource, on_change: Callable[[], None] | None) -> Reflector:
+            return Reflector(resource, on_change, watch_timeout_s=watch_timeout_s, backoff_base_s=backoff_base_s,
+                             backoff_max_s=backoff_max_s)
+
+        self.variantautoscalings = reflector(
+            WatchedResource(VA_KIND, API_VERSION, va_list, f"VariantAutoscalings in {where}"), self._invalidate)
+        self.deployments = reflector(WatchedResource("Deployment", "apps/v1", deploy_list, f"Deployments in {where}"),
+                                     None)
+        self.pods = reflector(WatchedResource("Pod", "v1", pod_list, f"Pods in {where}"), self._pods_changed)
+        self.configmaps = reflector(
             WatchedResource("ConfigMap", "v1", functools.partial(core.list_namespaced_config_map, controller_namespace),
-                            f"ConfigMaps in {controller_namespace}"), self._invalidate, **options)
+                            f"ConfigMaps in {controller_namespace}"), self._invalidate)
         self._reflectors = (self.variantautoscalings, self.deployments, self.pods, self.configmaps)
         self._lock = threading.Lock()
         self._dirty = True
