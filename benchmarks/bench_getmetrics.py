@@ -24,8 +24,8 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from kedascaler.loop.board import DecisionBoard  # noqa: E402
 from kedascaler.engine.types import Decision, Reason, VariantKey, VariantSpec  # noqa: E402
+from kedascaler.loop.board import DecisionBoard  # noqa: E402
 from kedascaler.proto import externalscaler_pb2 as pb  # noqa: E402
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc  # noqa: E402
 from kedascaler.server.app import ScalerServer  # noqa: E402

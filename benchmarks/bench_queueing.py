@@ -62,9 +62,10 @@ def main() -> None:
         output = [d.workload.output_tokens for d in demands for _ in d.variants]
         arrays = ReplicaArrays.from_models(models, prompt, output)
         rates = 0.5 * arrays.peak_rate()
-        t_metrics = best_of(args.repeat, lambda: replica_metrics(arrays, rates))
-        t_capacity = best_of(args.repeat, lambda: max_arrival_rate(arrays, 24.0, 500.0))
-        t_size = best_of(args.repeat, lambda: size_models(demands, {"H100": n * 4, "A100": n * 4}))
+        pool = {"H100": n * 4, "A100": n * 4}
+        t_metrics = best_of(args.repeat, lambda a=arrays, r=rates: replica_metrics(a, r))
+        t_capacity = best_of(args.repeat, lambda a=arrays: max_arrival_rate(a, 24.0, 500.0))
+        t_size = best_of(args.repeat, lambda d=demands, p=pool: size_models(d, p))
         print(f"{len(models):>9} {t_metrics * 1e3:>8.1f}ms {t_capacity * 1e3:>8.1f}ms {t_size * 1e3:>10.1f}ms "
               f"{t_size / len(models) * 1e6:>10.1f}µs")
 

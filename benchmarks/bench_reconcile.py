@@ -19,12 +19,12 @@ import time
 from collections.abc import Sequence
 
 from kedascaler.loop.board import DecisionBoard
+from kedascaler.loop.planner import PlannerSettings
+from kedascaler.loop.reconcile import Reconciler
 from kedascaler.sources.base import CollectResult, PodSample, PodUsage, ScrapeTarget
 from kedascaler.sources.files import StaticInventory
-from kedascaler.spec.inventory import build_inventory
 from kedascaler.sources.prometheus import cycle_queries
-from kedascaler.loop.reconcile import Reconciler
-from kedascaler.loop.planner import PlannerSettings
+from kedascaler.spec.inventory import build_inventory
 
 PODS_PER_VARIANT = 4
 WINDOW_S = 60.0  # the usage window (PrometheusSource's default 1m)

@@ -23,17 +23,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import grpc  # noqa: E402
 
+from kedascaler.engine.types import VariantKey, VariantSpec  # noqa: E402
 from kedascaler.loop.board import DecisionBoard  # noqa: E402
 from kedascaler.loop.inbox import ActivationInbox  # noqa: E402
-from kedascaler.sources.base import CollectResult, WorkloadStatus
-from kedascaler.spec.inventory import InventoryState  # noqa: E402
-from kedascaler.sources.files import StaticInventory  # noqa: E402
-from kedascaler.engine.types import VariantKey, VariantSpec  # noqa: E402
+from kedascaler.loop.reconcile import Reconciler  # noqa: E402
 from kedascaler.proto import externalscaler_pb2 as pb  # noqa: E402
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc  # noqa: E402
-from kedascaler.loop.reconcile import Reconciler  # noqa: E402
 from kedascaler.server.activate import ActivationServer  # noqa: E402
 from kedascaler.server.app import ScalerServer  # noqa: E402
+from kedascaler.sources.base import CollectResult, WorkloadStatus
+from kedascaler.sources.files import StaticInventory  # noqa: E402
+from kedascaler.spec.inventory import InventoryState  # noqa: E402
 
 NS = "bench"
 
@@ -60,7 +60,7 @@ async def step(what: str, awaitable, timeout: float = 20.0):
     """Await with a bound, so that a stuck step fails with its name instead of hanging the benchmark."""
     try:
         return await asyncio.wait_for(awaitable, timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise RuntimeError(f"benchmark step {what!r} did not finish within {timeout:g}s") from None
 
 
@@ -101,7 +101,7 @@ async def measure(models: int, wakeups: int) -> dict[str, list[float]]:
             first = await step("open streams", asyncio.gather(*(st.read() for st in streams)))
             assert not any(m.result for m in first), "every model must start inactive"
             await asyncio.sleep(0.2)  # let the loop settle into its wait
-            for spec, stream in zip(woken, streams):
+            for spec, stream in zip(woken, streams, strict=True):
                 path = f"/v1/activate/{NS}/{spec.model_id}"
                 t0 = time.perf_counter()
                 posted = asyncio.ensure_future(asyncio.to_thread(poster.post, path))

@@ -16,25 +16,25 @@ from dataclasses import dataclass
 
 import grpc
 
-from kedascaler.loop.board import DecisionBoard
-from kedascaler.loop.inbox import ActivationInbox
-from kedascaler.sources.gateway import GatewayMetricsSource
-from kedascaler.sources.files import StaticInventory
-from kedascaler.spec.inventory import build_inventory
-from kedascaler.sources.scrape import DirectScrapeSource
 from kedascaler.engine.sizing import HYBRID
 from kedascaler.engine.types import VariantKey, VariantSpec
+from kedascaler.loop.board import DecisionBoard
+from kedascaler.loop.cycle import CycleReport
+from kedascaler.loop.inbox import ActivationInbox
+from kedascaler.loop.planner import PlannerSettings
+from kedascaler.loop.reconcile import Reconciler
 from kedascaler.observe.wiring import Observability
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
-from kedascaler.loop.cycle import CycleReport
-from kedascaler.loop.reconcile import Reconciler
 from kedascaler.server.activate import ActivationServer
 from kedascaler.server.app import ScalerServer
 from kedascaler.sim.emulator import perf_params_for
 from kedascaler.sim.fleet import EmulatedFleet, OfferedLoad
 from kedascaler.sim.keda_hpa import HPABehavior, KEDAConfig, ScalingState, keda_step
-from kedascaler.loop.planner import PlannerSettings
+from kedascaler.sources.files import StaticInventory
+from kedascaler.sources.gateway import GatewayMetricsSource
+from kedascaler.sources.scrape import DirectScrapeSource
+from kedascaler.spec.inventory import build_inventory
 
 NAMESPACE = "demo"
 MODEL = "meta/llama-3.1-8b"

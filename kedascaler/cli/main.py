@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kedascaler.cli.analyze import add_analyze_parser, cmd_analyze
-from kedascaler.kits.argtypes import port, positive
-from kedascaler.engine.sizing import HYBRID, MODES
 from kedascaler.cli.simulate import add_simulate_parser, cmd_simulate
+from kedascaler.engine.sizing import HYBRID, MODES
+from kedascaler.kits.argtypes import port, positive
 from kedascaler.observe.records import configure_logging
 from kedascaler.observe.wiring import Observability, add_observe_arguments
 
@@ -118,7 +118,6 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     from kedascaler.loop.board import DecisionBoard
     from kedascaler.loop.reconcile import Reconciler
     from kedascaler.server.app import ScalerServer, run_until_signal
-
     from kedascaler.sources.base import Inventory, MetricsSource
     from kedascaler.sources.files import FileInventory
 
@@ -162,9 +161,9 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         log.info("/metrics on port %d", metrics_port)
     cleanups.append(obs.stop)
     metrics = obs.instrument(metrics)
-    from kedascaler.sources.gateway import DEFAULT_ACTIVATION_QUERY, PrometheusActivationSource
     from kedascaler.loop.inbox import ActivationInbox
     from kedascaler.server.activate import ActivationServer
+    from kedascaler.sources.gateway import DEFAULT_ACTIVATION_QUERY, PrometheusActivationSource
 
     inbox = ActivationInbox() if args.activation_port is not None else None
     activation_url = args.activation_prometheus_url or args.prometheus_url

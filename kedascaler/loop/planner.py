@@ -15,8 +15,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from kedascaler.sources.base import PodUsage
-from kedascaler.sources.gateway import ModelRef
 from kedascaler.engine.estimation import (
     MIN_SAMPLES,
     PerfEstimate,
@@ -38,6 +36,8 @@ from kedascaler.engine.sizing import (
     size_models,
 )
 from kedascaler.engine.types import ModelSnapshot, VariantKey
+from kedascaler.sources.base import PodUsage
+from kedascaler.sources.gateway import ModelRef
 from kedascaler.spec.serviceclass import ServiceClasses, model_targets
 from kedascaler.spec.variant import VariantAutoscaling
 

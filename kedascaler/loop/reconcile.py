@@ -34,7 +34,7 @@ from kedascaler.loop.cycle import (
 from kedascaler.loop.inbox import ActivationInbox
 from kedascaler.loop.planner import PlannerSettings, SloPlan, VariantParameters
 from kedascaler.loop.snapshots import static_status
-from kedascaler.sources.base import CollectResult, Inventory, MetricsSource, WorkloadStatus, Workloads
+from kedascaler.sources.base import CollectResult, Inventory, MetricsSource, Workloads, WorkloadStatus
 from kedascaler.sources.gateway import ActivationReading, ActivationSource, ModelRef
 from kedascaler.spec.inventory import InventoryState
 
@@ -168,7 +168,7 @@ class Reconciler:
             try:
                 await asyncio.wait_for(wake.wait(), timeout=timeout)
                 woke = True
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 woke = False
             waiting = self.inbox is not None and self.inbox.has_pending
             full_due = not woke or not waiting or loop.time() >= next_full

@@ -46,7 +46,7 @@ def slo_attainment_at(params: PerfParams, rate: float, prompt: np.ndarray, outpu
     times = np.sort(rng.uniform(0.0, duration, n))
     pick = rng.integers(0, len(prompt), n)
     rep = FastReplica(params)
-    reqs = [SimRequest(i, float(t), int(prompt[j]), int(output[j])) for i, (t, j) in enumerate(zip(times, pick))]
+    reqs = [SimRequest(i, float(t), int(prompt[j]), int(output[j])) for i, (t, j) in enumerate(zip(times, pick, strict=True))]
     for req in reqs:
         rep.advance(req.arrival)
         rep.submit(req, req.arrival)
@@ -103,15 +103,15 @@ def cheapest_mix(rate: float, variants: tuple[VariantConfig, ...], capacity: Map
     ranges = [range(0, min(v.max_replicas, math.ceil(rate / capacity[v.name])) + 1) for v in variants]
     best, best_key = None, None
     for combo in itertools.product(*ranges):
-        cap = sum(n * capacity[v.name] for n, v in zip(combo, variants))
+        cap = sum(n * capacity[v.name] for n, v in zip(combo, variants, strict=True))
         if cap < rate:
             continue
-        key = (sum(n * v.cost for n, v in zip(combo, variants)), sum(combo))
+        key = (sum(n * v.cost for n, v in zip(combo, variants, strict=True)), sum(combo))
         if best_key is None or key < best_key:
             best, best_key = combo, key
     if best is None:  # the limits cannot carry it: everything
         best = tuple(v.max_replicas for v in variants)
-    return {v.name: n for n, v in zip(best, variants)}
+    return {v.name: n for n, v in zip(best, variants, strict=True)}
 
 
 def future_rates(workload: Workload, interval: float, lookahead: float = 30.0, window: float | None = None,

@@ -7,7 +7,7 @@ protocols; the reconcile loop joins what they return into engine snapshots.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from kedascaler.engine.types import VariantKey, VariantSpec

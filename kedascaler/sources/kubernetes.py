@@ -19,10 +19,8 @@ from typing import Any
 import kubernetes.client
 import kubernetes.config
 
-from kedascaler.spec.inventory import InventoryState
-from kedascaler.spec.problems import Problem
+from kedascaler.engine.types import VariantKey, VariantSpec
 from kedascaler.sources.base import ScrapeTarget, WorkloadStatus
-from kedascaler.spec.inventory import build_inventory
 from kedascaler.sources.kube_watch import Reflector, WatchedResource
 from kedascaler.spec.config import (
     API_GROUP,
@@ -34,7 +32,8 @@ from kedascaler.spec.config import (
     parse_cost_configmap,
     parse_saturation_configmap,
 )
-from kedascaler.engine.types import VariantKey, VariantSpec
+from kedascaler.spec.inventory import InventoryState, build_inventory
+from kedascaler.spec.problems import Problem
 
 log = logging.getLogger("kedascaler.kubernetes")
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from kedascaler.spec.problems import Problem
 from kedascaler.engine.types import SaturationConfig
+from kedascaler.spec.problems import Problem
 
 API_GROUP = "llmd.ai"
 API_VERSION = "llmd.ai/v1alpha1"
@@ -243,7 +243,7 @@ def parse_cost_configmap(doc: Mapping[str, Any], source: str) -> tuple[dict[str,
     for key, value in data.items():
         raw = load_entry(value, check, f"data.{key}")
         if key == "costs" and isinstance(raw, Mapping):
-            for acc, cost in raw.items():
+            for acc in raw:
                 got = check.number(raw, acc, f"data.costs.{acc}", default=None, minimum=0.0)
                 if got is not None:
                     costs[str(acc)] = got

@@ -23,9 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kedascaler.spec.problems import Problem
-from kedascaler.spec.config import SERVICECLASS_CONFIGMAP, Checker, load_entry, mapping_or_empty
 from kedascaler.engine.sizing import DEFAULT_PRIORITY, SloTargets
+from kedascaler.spec.config import SERVICECLASS_CONFIGMAP, Checker, load_entry, mapping_or_empty
+from kedascaler.spec.problems import Problem
 
 _ITL_KEYS = ("slo-tpot", "slo-itl")
 _TTFT_KEYS = ("slo-ttft", "slo-ttw")
@@ -134,7 +134,7 @@ def _class(key: str, raw: Any, check: Checker) -> ServiceClass | None:
     priority = check.integer(head, "priority", f"{path}.priority", default=DEFAULT_PRIORITY, minimum=1)
     models: list[ModelSlo] = []
     seen: set[str] = set()
-    for entry, entry_path in zip(entries, paths):
+    for entry, entry_path in zip(entries, paths, strict=True):
         slo = _model_slo(entry, check, entry_path)
         if slo is None:
             continue

@@ -22,9 +22,9 @@ from kedascaler.spec.config import (
     DEFAULT_VARIANT_COST,
     METRICS_ENDPOINTS_ANNOTATION,
     Checker,
-    mapping_or_empty,
     is_dns1123_label,
     is_dns1123_subdomain,
+    mapping_or_empty,
     number_or_none,
     parse_saturation,
 )

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kedascaler.loop.board import DecisionBoard
-from kedascaler.sources.base import CollectResult, PodSample, ScrapeTarget
-from kedascaler.spec.inventory import InventoryState
-from kedascaler.sources.kubernetes import KubernetesInventory
-from kedascaler.engine.types import Decision, Reason, VariantKey, VariantSpec
 from kedascaler.actuate.leader import LeaderElector
-from kedascaler.loop.reconcile import Reconciler
 from kedascaler.actuate.status import StatusWriter
+from kedascaler.engine.types import Decision, Reason, VariantKey, VariantSpec
+from kedascaler.loop.board import DecisionBoard
+from kedascaler.loop.reconcile import Reconciler
+from kedascaler.sources.base import CollectResult, PodSample, ScrapeTarget
+from kedascaler.sources.kubernetes import KubernetesInventory
+from kedascaler.spec.inventory import InventoryState
 from tests.support.kube import eventually
 from tests.support.kube_apiserver import deployment, pod, va
 
@@ -227,8 +227,8 @@ def test_written_status_matches_the_crd_status_schema():
     import jsonschema
     import yaml
 
-    from kedascaler.spec.problems import Problem
     from kedascaler.actuate.status import invalid_status, status_for
+    from kedascaler.spec.problems import Problem
 
     crd = yaml.safe_load((Path(__file__).resolve().parents[2] / "charts/kedascaler/crds/variantautoscalings.yaml").read_text())
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]

@@ -11,8 +11,8 @@ import yaml
 
 from kedascaler.spec.config import parse_cost_configmap, parse_saturation_configmap
 from kedascaler.spec.serviceclass import parse_serviceclass_configmap
-from tests.support.kube import pruning
 from tests.support.chart_render import Renderer, TemplateError, leaf_keys, render_chart
+from tests.support.kube import pruning
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "kedascaler"
 K8S_VERSION = "1.30.0"
@@ -180,10 +180,10 @@ def planned_statuses(*, classes: bool = True, usage: bool = True, mode: str | No
     import json
     import math
 
-    from kedascaler.sources.base import PodUsage
-    from kedascaler.engine.types import Decision, ModelSnapshot, PodMetrics, Reason, VariantState
     from kedascaler.actuate.status import status_for
+    from kedascaler.engine.types import Decision, ModelSnapshot, PodMetrics, Reason, VariantState
     from kedascaler.loop.planner import PlannerSettings, PlannerState, plan_cycle
+    from kedascaler.sources.base import PodUsage
 
     state = example_inventory()
     autoscalings = {v.key: v for v in state.variants}

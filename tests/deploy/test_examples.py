@@ -11,11 +11,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from kedascaler.engine.sizing import model_mode
 from kedascaler.sources.files import FileInventory, read_documents
 from kedascaler.spec.inventory import build_inventory
-from kedascaler.spec.variant import parse_variant_autoscaling
-from kedascaler.engine.sizing import model_mode
 from kedascaler.spec.serviceclass import model_targets, parse_serviceclass_configmap
+from kedascaler.spec.variant import parse_variant_autoscaling
 from tests.support.kube import pruning
 
 ROOT = Path(__file__).resolve().parents[2]

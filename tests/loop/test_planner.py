@@ -14,18 +14,18 @@ from types import SimpleNamespace
 
 import pytest
 
-from kedascaler.loop.board import DecisionBoard
-from kedascaler.sources import scrape
-from kedascaler.sources.base import PodUsage
-from kedascaler.sources.files import StaticInventory
-from kedascaler.spec.inventory import build_inventory
-from kedascaler.sources.scrape import DirectScrapeSource
+from kedascaler.actuate.status import status_for
 from kedascaler.engine.types import VariantKey
+from kedascaler.loop.board import DecisionBoard
+from kedascaler.loop.planner import PlannerSettings, workload_from_usage
 from kedascaler.loop.reconcile import Reconciler
 from kedascaler.sim.emulator import perf_params_for
 from kedascaler.sim.fleet import EmulatedFleet, OfferedLoad
-from kedascaler.loop.planner import PlannerSettings, workload_from_usage
-from kedascaler.actuate.status import status_for
+from kedascaler.sources import scrape
+from kedascaler.sources.base import PodUsage
+from kedascaler.sources.files import StaticInventory
+from kedascaler.sources.scrape import DirectScrapeSource
+from kedascaler.spec.inventory import build_inventory
 
 MODEL = "meta/llama-3.1-8b"
 A100 = VariantKey("llm", "llama-a100")

@@ -10,18 +10,18 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from kedascaler.loop.board import DecisionBoard
-from kedascaler.sources.files import StaticInventory
-from kedascaler.sources.prometheus import PrometheusSource
-from kedascaler.sources.scrape import DirectScrapeSource
 from kedascaler.engine.types import VariantKey
-from kedascaler.proto import externalscaler_pb2 as pb
-from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
+from kedascaler.loop.board import DecisionBoard
 from kedascaler.loop.reconcile import Reconciler
 from kedascaler.loop.snapshots import owner_of
+from kedascaler.proto import externalscaler_pb2 as pb
+from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
 from kedascaler.server.app import ScalerServer
 from kedascaler.sim.emulator import perf_params_for
 from kedascaler.sim.fleet import EmulatedFleet, OfferedLoad
+from kedascaler.sources.files import StaticInventory
+from kedascaler.sources.prometheus import PrometheusSource
+from kedascaler.sources.scrape import DirectScrapeSource
 from tests.support.prometheus import run_prometheus
 
 MODEL = "meta/llama-3.1-8b"

@@ -15,20 +15,20 @@ import http.client
 import grpc
 import pytest
 
+from kedascaler.engine.types import VariantKey
 from kedascaler.loop.board import DecisionBoard
 from kedascaler.loop.inbox import ActivationInbox
-from kedascaler.sources.gateway import GatewayMetricsSource
-from kedascaler.sources.files import StaticInventory
-from kedascaler.spec.inventory import build_inventory
-from kedascaler.sources.scrape import DirectScrapeSource
-from kedascaler.engine.types import VariantKey
+from kedascaler.loop.reconcile import Reconciler
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
-from kedascaler.loop.reconcile import Reconciler
 from kedascaler.server.activate import ActivationServer
 from kedascaler.server.app import ScalerServer
 from kedascaler.sim.emulator import perf_params_for
 from kedascaler.sim.fleet import EmulatedFleet
+from kedascaler.sources.files import StaticInventory
+from kedascaler.sources.gateway import GatewayMetricsSource
+from kedascaler.sources.scrape import DirectScrapeSource
+from kedascaler.spec.inventory import build_inventory
 
 NS = "llm"
 MODEL = "meta/llama-3.1-8b"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import yaml
 
+from kedascaler.engine.types import SaturationConfig, VariantKey
 from kedascaler.spec.config import parse_cost_configmap, parse_saturation_configmap
 from kedascaler.spec.variant import parse_variant_autoscaling
-from kedascaler.engine.types import SaturationConfig, VariantKey
 
 VA = """
 apiVersion: llmd.ai/v1alpha1
