@@ -32,7 +32,7 @@ import numpy as np
 
 from kedascaler.sources.base import PodUsage
 from kedascaler.engine.types import PodMetrics
-from kedascaler.sim.emulator import PerfParams, perf_params_for
+from kedascaler.sim.perf import PerfParams, perf_params_for
 from kedascaler.sim.keda_hpa import HPABehavior, KEDAConfig, ScalingState, hpa_step, keda_step
 from kedascaler.sim.replica import Counters, FastReplica, SimRequest
 from kedascaler.sim.workloads import Workload

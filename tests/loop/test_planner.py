@@ -21,8 +21,9 @@ from kedascaler.sources.files import StaticInventory, build_inventory
 from kedascaler.sources.scrape import DirectScrapeSource
 from kedascaler.engine.types import VariantKey
 from kedascaler.loop.reconcile import Reconciler
-from kedascaler.sim.emulator import perf_params_for
-from kedascaler.sim.fleet import EmulatedFleet, OfferedLoad
+from kedascaler.sim.fleet import EmulatedFleet
+from kedascaler.sim.load import OfferedLoad
+from kedascaler.sim.perf import perf_params_for
 from kedascaler.loop.planner import SloPlanner, workload_from_usage
 from kedascaler.actuate.status import status_for
 

@@ -19,8 +19,9 @@ from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
 from kedascaler.loop.reconcile import Reconciler, owner_of
 from kedascaler.server.app import ScalerServer
-from kedascaler.sim.emulator import perf_params_for
-from kedascaler.sim.fleet import EmulatedFleet, OfferedLoad
+from kedascaler.sim.fleet import EmulatedFleet
+from kedascaler.sim.load import OfferedLoad
+from kedascaler.sim.perf import perf_params_for
 from tests.support.prometheus import run_prometheus
 
 MODEL = "meta/llama-3.1-8b"

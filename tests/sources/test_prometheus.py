@@ -19,8 +19,9 @@ from kedascaler.sources.files import StaticInventory
 from kedascaler.sources.prometheus import USAGE, PrometheusSource, cycle_queries, window_seconds
 from kedascaler.engine.types import VariantKey, VariantSpec
 from kedascaler.loop.reconcile import Reconciler
-from kedascaler.sim.emulator import PerfParams
-from kedascaler.sim.fleet import EmulatedFleet, OfferedLoad
+from kedascaler.sim.fleet import EmulatedFleet
+from kedascaler.sim.load import OfferedLoad
+from kedascaler.sim.perf import PerfParams
 from kedascaler.loop.planner import SloPlanner
 from tests.support.prometheus import run_prometheus, wait_until
 
