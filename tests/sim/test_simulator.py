@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kedascaler.sim.config import SimConfig, default_variants
 from kedascaler.sim.perf import perf_params_for
 from kedascaler.sim.policies import KedascalerPolicy, OraclePolicy, StaticPolicy
 from kedascaler.sim.replica import FastReplica, SimRequest
-from kedascaler.sim.simulator import SimConfig, default_variants, simulate
+from kedascaler.sim.simulator import simulate
 from kedascaler.sim.vllm_engine import Request, VLLMEngine
 from kedascaler.sim.workloads import azure_csv, poisson, steps
 
