@@ -381,8 +381,3 @@ class FastReplica:
     def take_finished(self) -> list[SimRequest]:
         out, self.finished = self.finished, []
         return out
-
-    def check_blocks(self) -> int:
-        """Σ blocks held, recomputed from the requests (for tests: must equal `used_blocks`)."""
-        bs, d = self.params.block_size, self.decode_steps
-        return sum(_blocks(r.offset + d, bs) if r.phase == DECODE else r.blocks for r in self.running.values())

@@ -58,16 +58,6 @@ class ActivationSource(Protocol):
     def close(self) -> None: ...
 
 
-class NoGatewayQueue:
-    """Push-only mode: no gateway to read, requests for cold models arrive through the push endpoint only."""
-
-    def read(self, models: Sequence[ModelRef], overrides: Mapping[ModelRef, str] = {}) -> ActivationReading:  # noqa: B006
-        return ActivationReading({m: 0.0 for m in models})
-
-    def close(self) -> None:
-        pass
-
-
 def _by_model(rows: Iterable[tuple[Mapping[str, str], float]]) -> dict[str, float]:
     """Sum the values per target_model_name; a non-finite value poisons its model (NaN)."""
     out: dict[str, float] = defaultdict(float)
@@ -156,5 +146,5 @@ class GatewayMetricsSource:
         self._session.close()
 
 
-__all__ = ["DEFAULT_ACTIVATION_QUERY", "GATEWAY_QUEUE_METRIC", "MODEL_LABEL", "ActivationReading", "ActivationSource", "GatewayMetricsSource", "ModelRef", "NoGatewayQueue",
-           "PrometheusActivationSource"]
+__all__ = ["DEFAULT_ACTIVATION_QUERY", "GATEWAY_QUEUE_METRIC", "MODEL_LABEL", "ActivationReading", "ActivationSource",
+           "GatewayMetricsSource", "ModelRef", "PrometheusActivationSource"]
