@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import Any
 
 import numpy as np
 
@@ -108,7 +109,7 @@ class Cluster:
         if not cands:
             self.gateway.extend(reqs)
             return
-        keys = []
+        keys: list[list[Any]] = []  # per candidate: [queued, batch fill, KV usage, name], compared in order
         for p in cands:
             r = p.replica
             keys.append([r.outstanding - r.num_running, r.num_running / r.params.max_num_seqs, r.kv_cache_usage, p.name])

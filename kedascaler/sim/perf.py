@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from types import MappingProxyType
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ ACCELERATOR_PARAMS = MappingProxyType({
 })
 
 
-def perf_params_for(accelerator: str, **overrides: float) -> PerfParams:
+def perf_params_for(accelerator: str, **overrides: Any) -> PerfParams:
     """Defaults for an accelerator (H100 when unknown), with any field overridden."""
     base = ACCELERATOR_PARAMS.get(accelerator.upper(), ACCELERATOR_PARAMS["H100"])
     return replace(base, **overrides) if overrides else base

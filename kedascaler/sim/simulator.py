@@ -26,6 +26,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -127,11 +128,12 @@ def simulate(workload: Workload, policy: Policy, config: SimConfig | None = None
             if note:
                 decisions.append((now, note))
             if policy.direct:
+                replicas = cast("dict[str, int]", out)  # a direct policy answers replicas
                 for v, name in enumerate(names):
-                    if name in out:
-                        cluster.set_replicas(v, int(out[name]), now)
+                    if name in replicas:
+                        cluster.set_replicas(v, int(replicas[name]), now)
             else:
-                board.update(out)
+                board.update(cast("dict[str, Target]", out))
                 if getattr(policy, "push_activation", False):  # external-push: KEDA acts on the flag at once
                     for v, name in enumerate(names):
                         target = board.get(name)
@@ -162,7 +164,7 @@ def simulate(workload: Workload, policy: Policy, config: SimConfig | None = None
         if step % every_sample == 0:
             sample_t.append(now)
             gateway_q.append(len(cluster.gateway))
-            row = {k: [] for k in samples}
+            row: dict[str, list[float]] = {k: [] for k in samples}
             for v in range(nv):
                 ready = cluster.ready(v, now)
                 row["replicas"].append(cluster.replicas(v))

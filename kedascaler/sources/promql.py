@@ -58,7 +58,7 @@ class PromQLClient:
         if insecure_skip_verify and not ca_file:
             log.warning("prometheus: TLS certificate verification is off for %s", self.url)
         headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else None
-        self._api = PrometheusConnect(self.url, headers=headers, session=session, timeout=timeout,  # type: ignore[arg-type]
+        self._api = PrometheusConnect(self.url, headers=headers, session=session, timeout=timeout,
                                       retry=_NO_RETRY)
 
     def __repr__(self) -> str:
@@ -72,7 +72,7 @@ class PromQLClient:
     def query(self, promql: str) -> list[Series]:
         """The series of `promql`'s instant vector; PromQLError (scrubbed) on any failure, never anything else."""
         try:
-            result = self._api.custom_query(promql, timeout=self.timeout)  # type: ignore[arg-type]
+            result = self._api.custom_query(promql, timeout=self.timeout)
         except (KeyError, TypeError) as e:  # HTTP 200 without `data.result`, or not a JSON object at all
             raise PromQLError(self.scrub(ValueError(f"malformed answer: no data.result ({type(e).__name__}: {e})"))
                               ) from None

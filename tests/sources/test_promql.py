@@ -60,7 +60,7 @@ def _series(labels: dict[str, Any], value: Any, ts: Any = 1700000000.5) -> dict[
     return {"metric": labels, "value": [ts, value]}
 
 
-def test_an_instant_vector_is_labels_timestamp_value_per_series():
+def test_an_instant_vector_is_labels_timestamp_value_per_series() -> None:
     rows = instant_vector([_series({"pod": "a"}, "0.5"), _series({}, "NaN", 12)])
     assert rows[0] == ({"pod": "a"}, 1700000000.5, 0.5)
     assert rows[1][0] == {} and rows[1][1] == 12.0 and rows[1][2] != rows[1][2]
@@ -76,12 +76,12 @@ def test_an_instant_vector_is_labels_timestamp_value_per_series():
     ([_series({"pod": "a"}, "many")], "could not convert"),
     ([{"metric": {"pod": "a"}}], "KeyError"),
 ])
-def test_anything_but_an_instant_vector_is_a_value_error_that_says_why(result, why):
+def test_anything_but_an_instant_vector_is_a_value_error_that_says_why(result: Any, why: str) -> None:
     with pytest.raises(ValueError, match=why):
         instant_vector(result)
 
 
-def test_a_query_sends_the_token_and_answers_the_series(prometheus):
+def test_a_query_sends_the_token_and_answers_the_series(prometheus: tuple[str, _Answer]) -> None:
     url, answer = prometheus
     answer.body["data"]["result"] = [_series({"pod": "a"}, "3")]
     client = PromQLClient(url, bearer_token=TOKEN, timeout=2.0)
@@ -101,7 +101,8 @@ def test_a_query_sends_the_token_and_answers_the_series(prometheus):
     (200, None, "malformed answer: no data.result"),
     (200, {"status": "success", "data": {"resultType": "scalar", "result": [1, "2"]}}, "a scalar or a string"),
 ])
-def test_every_failure_is_a_promql_error_that_says_what_went_wrong(prometheus, status, body, why):
+def test_every_failure_is_a_promql_error_that_says_what_went_wrong(prometheus: tuple[str, _Answer], status: int,
+                                                                  body: Any, why: str) -> None:
     url, answer = prometheus
     answer.status, answer.body = status, body
     client = PromQLClient(url, timeout=2.0)
@@ -112,7 +113,7 @@ def test_every_failure_is_a_promql_error_that_says_what_went_wrong(prometheus, s
         client.close()
 
 
-def test_a_hanging_prometheus_times_out_within_the_timeout(prometheus):
+def test_a_hanging_prometheus_times_out_within_the_timeout(prometheus: tuple[str, _Answer]) -> None:
     url, answer = prometheus
     answer.hang = True
     client = PromQLClient(url, timeout=0.3)
@@ -123,7 +124,7 @@ def test_a_hanging_prometheus_times_out_within_the_timeout(prometheus):
         client.close()
 
 
-def test_nothing_listening_is_a_connection_error():
+def test_nothing_listening_is_a_connection_error() -> None:
     client = PromQLClient("http://127.0.0.1:9", timeout=1.0)  # the discard port: nothing listens
     try:
         with pytest.raises(PromQLError, match="ConnectionError"):
@@ -132,7 +133,7 @@ def test_nothing_listening_is_a_connection_error():
         client.close()
 
 
-def test_scrub_hides_the_token_as_sent_and_encoded_drops_the_query_and_bounds_the_length():
+def test_scrub_hides_the_token_as_sent_and_encoded_drops_the_query_and_bounds_the_length() -> None:
     client = PromQLClient("http://prometheus:9090", bearer_token=TOKEN)
     echoed = RuntimeError(f"you sent {TOKEN} for /api/v1/query?query=sum%28x%29 (as s3cr3t%2Ft0ken%2Bvalue)")
     text = client.scrub(echoed)
