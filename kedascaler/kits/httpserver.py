@@ -11,19 +11,23 @@ from __future__ import annotations
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Generic, Self, TypeVar
 
 log = logging.getLogger("kedascaler.kits.httpserver")
 
 LOOPBACK_HOSTS = ("0.0.0.0", "", "::")
 
+OwnerT = TypeVar("OwnerT")
 
-class _Server(ThreadingHTTPServer):
+
+class OwnedServer(ThreadingHTTPServer, Generic[OwnerT]):
+    """The server a handler sees as `self.server`: declare `server: OwnedServer[MyOwner]` for a typed `owner`."""
+
     daemon_threads = True
     block_on_close = False  # close() must not wait for a client's idle keep-alive connection
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], owner: Any) -> None:
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], owner: OwnerT) -> None:
         self.owner = owner
         super().__init__(address, handler)
 
@@ -42,24 +46,27 @@ class HttpServerThread:
         self.what = what  # for the error when the port cannot be bound: "cannot listen on ... for <what>"
         self.owner = owner
         self._requested_port = port
-        self._server: _Server | None = None
+        self._server: OwnedServer[Any] | None = None
         self._thread: threading.Thread | None = None
 
     @property
     def port(self) -> int | None:
         """The bound port while serving (useful with port 0), else None."""
-        return self._server.server_address[1] if self._server is not None else None
+        server = self._server
+        return server.server_address[1] if server is not None else None
 
     @property
     def url(self) -> str | None:
         """Base URL while serving, e.g. `http://127.0.0.1:9091` (a wildcard bind is reached on loopback)."""
-        if self._server is None:
+        server = self._server  # read once: close() may run in another thread
+        if server is None:
             return None
         host = "127.0.0.1" if self.host in LOOPBACK_HOSTS else self.host
-        return f"http://{host}:{self.port}"
+        return f"http://{host}:{server.server_address[1]}"
 
     @property
     def started(self) -> bool:
+        """True between start() and close()."""
         return self._server is not None
 
     def start(self) -> int:
@@ -67,14 +74,14 @@ class HttpServerThread:
         if self._server is not None:
             raise RuntimeError(f"{self.what} server already started")
         try:
-            self._server = _Server((self.host, self._requested_port), self.handler, self.owner)
+            self._server = OwnedServer((self.host, self._requested_port), self.handler, self.owner)
         except OSError as exc:
             raise OSError(f"cannot listen on {self.host}:{self._requested_port} for {self.what}: "
                           f"{exc.strerror or exc} (is the port in use?)") from None
         # A short poll interval keeps close() quick: shutdown() waits for the serving loop to notice.
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,), name=self.name, daemon=True)
         self._thread.start()
-        return self.port or 0
+        return self._server.server_address[1]
 
     def close(self) -> None:
         """Stop serving and release the port; safe to call twice or before start()."""
@@ -85,7 +92,7 @@ class HttpServerThread:
         if thread is not None:
             thread.join(timeout=5)
 
-    def __enter__(self) -> HttpServerThread:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -8,17 +8,18 @@ The model is the rest of the path after the namespace, percent-decoded, so both
 `/v1/activate/llm/meta/llama-3.1-8b` and `/v1/activate/llm/meta%2Fllama-3.1-8b` name `meta/llama-3.1-8b`.
 Answers (JSON): 202 recorded (with the model's variants), 400 bad path, 404 unknown model (listing the
 models known in the namespace), 405 wrong method, 503 before the first reconcile cycle. No body is read.
-A stdlib ThreadingHTTPServer in its own thread: it never touches the asyncio loop except through the inbox.
+Served by `kedascaler.kits.httpserver` in its own thread: it never touches the asyncio loop except through the inbox.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from kedascaler.kits.httpserver import HttpServerThread, OwnedServer
 from kedascaler.loop.board import DecisionBoard
 from kedascaler.loop.inbox import ActivationInbox
 from kedascaler.spec.config import is_dns1123_label
@@ -29,60 +30,21 @@ PREFIX = "/v1/activate/"
 MAX_LISTED = 20
 
 
-class ActivationServer:
+class ActivationServer(HttpServerThread):
     """HTTP server for `POST /v1/activate/{namespace}/{model}`; start() binds (port 0: any), close() stops."""
 
     def __init__(self, board: DecisionBoard, inbox: ActivationInbox, *, host: str = "0.0.0.0", port: int = 9091) -> None:
+        super().__init__(_Handler, host=host, port=port, name="activation-http", what="activation", owner=self)
         self.board = board
         self.inbox = inbox
-        self.host = host
-        self._requested_port = port
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int | None:
-        return self._server.server_address[1] if self._server else None
-
-    @property
-    def url(self) -> str | None:
-        """Base URL while serving, e.g. `http://127.0.0.1:9091`."""
-        if self._server is None:
-            return None
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
-        return f"http://{host}:{self.port}"
 
     def start(self) -> int:
-        if self._server is not None:
-            raise RuntimeError("ActivationServer already started")
-        try:
-            self._server = _Server((self.host, self._requested_port), _Handler, self)
-        except OSError as exc:
-            raise OSError(f"cannot listen on {self.host}:{self._requested_port} for activation: {exc.strerror or exc}"
-                          ) from None
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,), name="activation-http",
-                                        daemon=True)
-        self._thread.start()
-        log.info("activation endpoint listening on %s:%d (POST %s{namespace}/{model})", self.host, self.port, PREFIX)
-        return self.port or 0
-
-    def close(self) -> None:
-        server, thread, self._server, self._thread = self._server, self._thread, None, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> ActivationServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        port = super().start()
+        log.info("activation endpoint listening on %s:%d (POST %s{namespace}/{model})", self.host, port, PREFIX)
+        return port
 
     # -- the behaviour, independent of HTTP (status, body) --
-    def activate(self, method: str, raw_path: str) -> tuple[int, dict]:
+    def activate(self, method: str, raw_path: str) -> tuple[int, dict[str, Any]]:
         path = urlsplit(raw_path).path
         if not path.startswith(PREFIX):
             return 404, {"error": f"no such endpoint {path!r}: use POST {PREFIX}{{namespace}}/{{model}}"}
@@ -109,21 +71,8 @@ class ActivationServer:
         return 202, {"namespace": namespace, "model": model, "variants": variants, "recorded_at": at}
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # close() must not wait for a gateway's idle keep-alive connection
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], handler: type, owner: ActivationServer) -> None:
-        self.owner = owner
-        super().__init__(address, handler)
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        log.debug("activation endpoint: client %s went away", client_address)
-
-
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: OwnedServer[ActivationServer]
     protocol_version = "HTTP/1.1"  # keep-alive: a gateway posting often reuses its connection
     timeout = 60  # an idle keep-alive connection is closed after a minute
     disable_nagle_algorithm = True  # headers and body go out at once, not 40 ms apart (Nagle + delayed ACK)

@@ -1,13 +1,10 @@
-"""Emulated Deployments of vLLM pods, and a fleet that offers them load: the cluster the scaler sees.
+"""A fleet of emulated vLLM Deployments under offered load: the cluster the scaler sees, and its gateway.
 
-`EmulatedFleet` owns the clock (explicit: `advance(dt)`), generates Poisson arrivals per model, routes
-each request to the least-loaded ready pod of that model (across all its Deployments) and queues it at
-the fleet, like a gateway, when none is ready. It implements `Workloads`, so the reconcile loop reads
-replicas and scrape targets from it as it would from Kubernetes.
-
-Scaling down: a removed pod leaves the Deployment at once (not counted, not a scrape target), hands its
-waiting requests back to the fleet to be routed again, finishes the requests it is running (graceful
-termination), then closes. Pods not ready yet are removed first, then the most recently started.
+`EmulatedFleet` owns the clock (explicit: `advance(dt)`), generates Poisson arrivals per model
+(`kedascaler.sim.load`), routes each request to the least-loaded ready pod of that model (across all its
+Deployments, `kedascaler.sim.deployment`) and queues it at the fleet, like a gateway, when none is ready.
+It implements `Workloads`, so the reconcile loop reads replicas and scrape targets from it as it would
+from Kubernetes.
 
 The fleet is also the gateway: `inference_extension_flow_control_queue_size{target_model_name=...}` (the
 requests it queues per model while no pod is ready, `queued_for`) is exposed on a /metrics endpoint of its
@@ -16,169 +13,23 @@ own registry (`gateway_url` once started), as the llm-d EndpointPicker does: the
 
 from __future__ import annotations
 
-import math
 import random
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from kedascaler.sources.base import ScrapeTarget, WorkloadStatus
-from kedascaler.engine.types import VariantKey, VariantSpec
-from kedascaler.sim.emulator import EmulatedPod, FinishedRequest, PerfParams, Request, _MetricsServer, perf_params_for
-
-GATEWAY_QUEUE_METRIC = "inference_extension_flow_control_queue_size"  # llm-d EndpointPicker flow control
-
-_EPS = 1e-9  # float slack on time comparisons, so that t accumulated by ticks still reaches ready_at
-_SUFFIX_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' pod-name alphabet
-
-
-@dataclass(frozen=True)
-class OfferedLoad:
-    """Load on one model: Poisson arrivals at `rate` req/s, token counts around the means."""
-
-    rate: float
-    prompt_tokens: float = 230.0  # ShareGPT-like means (vllm.md)
-    output_tokens: float = 203.0
-    fixed_lengths: bool = False  # True: every request has exactly the mean lengths (for closed-form checks)
-
-
-class EmulatedDeployment:
-    """One variant's Deployment: replicas asked for, pods that become ready after `startup_delay` seconds.
-
-    Made by `EmulatedFleet.add_deployment`; all methods are safe to call while the fleet advances.
-    """
-
-    def __init__(self, fleet: EmulatedFleet, name: str, model: str, accelerator: str, params: PerfParams,
-                 startup_delay: float, namespace: str, seed: str) -> None:
-        self.name = name
-        self.model = model
-        self.accelerator = accelerator
-        self.params = params
-        self.startup_delay = startup_delay
-        self.namespace = namespace
-        self._fleet = fleet
-        self._pods: list[EmulatedPod] = []  # oldest first
-        self._ready: set[str] = set()
-        self._draining: list[EmulatedPod] = []
-        self._rng = random.Random(seed)
-
-    def __repr__(self) -> str:
-        return f"EmulatedDeployment({self.name!r}, model={self.model!r}, {self.ready_replicas}/{self.current_replicas})"
-
-    def set_replicas(self, n: int) -> None:
-        """Ask for `n` replicas: new pods get ready `startup_delay` seconds from now; removed pods drain."""
-        if n < 0:
-            raise ValueError(f"replicas must be >= 0, got {n}")
-        with self._fleet._lock:
-            now = self._fleet.now
-            while len(self._pods) < n:
-                pod = EmulatedPod(self._new_pod_name(), self.model, self.params, start_time=now,
-                                  ready_at=now + self.startup_delay)
-                self._pods.append(pod)
-            if len(self._pods) > n:
-                # Not-ready pods go first, then the newest ready ones (what a ReplicaSet prefers).
-                order = sorted(range(len(self._pods)), key=lambda i: (self._pods[i].name in self._ready, -i))
-                doomed = {id(self._pods[i]) for i in order[: len(self._pods) - n]}
-                for pod in [p for p in self._pods if id(p) in doomed]:
-                    self._remove(pod)
-                self._pods = [p for p in self._pods if id(p) not in doomed]
-            self._update_readiness(now)
-
-    @property
-    def current_replicas(self) -> int:
-        with self._fleet._lock:
-            return len(self._pods)
-
-    @property
-    def ready_replicas(self) -> int:
-        with self._fleet._lock:
-            return len(self._ready)
-
-    @property
-    def pods(self) -> tuple[EmulatedPod, ...]:
-        """The Deployment's pods (ready or starting), oldest first; draining pods are not included."""
-        with self._fleet._lock:
-            return tuple(self._pods)
-
-    @property
-    def ready_pods(self) -> tuple[EmulatedPod, ...]:
-        with self._fleet._lock:
-            return tuple(p for p in self._pods if p.name in self._ready)
-
-    @property
-    def draining_pods(self) -> tuple[EmulatedPod, ...]:
-        with self._fleet._lock:
-            return tuple(self._draining)
-
-    def targets(self, variant: VariantKey) -> tuple[ScrapeTarget, ...]:
-        """Scrape targets of the ready pods that are serving HTTP."""
-        return tuple(ScrapeTarget(variant, p.name, p.url) for p in self.ready_pods if p.url)
-
-    # --- driven by the fleet, under its lock ---
-
-    def _new_pod_name(self) -> str:
-        taken = {p.name for p in self._pods + self._draining}
-        while True:
-            name = f"{self.name}-{''.join(self._rng.choice(_SUFFIX_CHARS) for _ in range(5))}"
-            if name not in taken:
-                return name
-
-    def _remove(self, pod: EmulatedPod) -> None:
-        if pod.name not in self._ready:
-            pod.close()
-            return
-        self._ready.discard(pod.name)
-        self._fleet._requeue(self.model, pod.take_waiting())
-        self._draining.append(pod)
-
-    def _update_readiness(self, now: float) -> None:
-        for pod in self._pods:
-            if pod.name not in self._ready and pod.ready_at <= now + _EPS:
-                self._ready.add(pod.name)
-                if self._fleet.started:
-                    pod.start()
-
-    def _step(self, dt: float) -> list[FinishedRequest]:
-        finished: list[FinishedRequest] = []
-        for pod in self._pods + self._draining:
-            finished += pod.step(dt)
-        gone = [p for p in self._draining if p.engine.outstanding == 0]
-        for pod in gone:
-            pod.close()
-        if gone:
-            self._draining = [p for p in self._draining if p.engine.outstanding]
-        return finished
-
-    def _close(self) -> None:
-        for pod in self._pods + self._draining:
-            pod.close()
-
-
-class _Arrivals:
-    """Poisson arrivals of one model: the next arrival time, and token counts drawn from a seeded generator."""
-
-    def __init__(self, load: OfferedLoad, now: float, rng: random.Random) -> None:
-        self.load = load
-        self._rng = rng
-        self.next_at = now + self._gap()
-
-    def _gap(self) -> float:
-        return self._rng.expovariate(self.load.rate) if self.load.rate > 0 else math.inf
-
-    def _tokens(self, mean: float) -> int:
-        if self.load.fixed_lengths:
-            return max(1, round(mean))
-        return max(1, min(round(8 * mean), round(self._rng.expovariate(1.0 / mean))))
-
-    def until(self, t: float) -> Iterable[tuple[float, int, int]]:
-        """(arrival time, prompt tokens, output tokens) of every arrival before `t`."""
-        while self.next_at < t:
-            yield self.next_at, self._tokens(self.load.prompt_tokens), self._tokens(self.load.output_tokens)
-            self.next_at += self._gap()
+from kedascaler.engine.types import VariantSpec
+from kedascaler.kits.httpserver import HttpServerThread
+from kedascaler.sim.deployment import TIME_SLACK, EmulatedDeployment
+from kedascaler.sim.emulator import EmulatedPod, MetricsHandler
+from kedascaler.sim.load import OfferedLoad, PoissonArrivals
+from kedascaler.sim.perf import PerfParams, perf_params_for
+from kedascaler.sim.vllm_engine import FinishedRequest, Request
+from kedascaler.sources.base import WorkloadStatus
+from kedascaler.sources.gateway import GATEWAY_QUEUE_METRIC, MODEL_LABEL
 
 
 class _GatewayCollector:
@@ -189,11 +40,8 @@ class _GatewayCollector:
 
     def collect(self) -> Iterator[Metric]:
         g = GaugeMetricFamily(GATEWAY_QUEUE_METRIC, "Requests queued in flow control, waiting for a ready endpoint.",
-                              labels=["target_model_name"])
-        with self._fleet._lock:
-            models = sorted(self._fleet._queue)
-            sizes = [len(self._fleet._queue[m]) for m in models]
-        for model, size in zip(models, sizes):
+                              labels=[MODEL_LABEL])
+        for model, size in sorted(self._fleet.queue_sizes().items()):
             g.add_metric([model], float(size))
         yield g
 
@@ -215,15 +63,15 @@ class EmulatedFleet:
         self._lock = threading.RLock()
         self._advancing = threading.Lock()
         self._deployments: dict[str, EmulatedDeployment] = {}
-        self._arrivals: dict[str, _Arrivals] = {}
+        self._arrivals: dict[str, PoissonArrivals] = {}
         self._queue: dict[str, deque[Request]] = {}  # per model, requests waiting for a ready pod
         self._finished: deque[FinishedRequest] = deque(maxlen=keep_finished)
         self._next_id = 0
         self._started = False
         self.gateway_registry = CollectorRegistry(auto_describe=False)  # the gateway's own, not the global one
         self.gateway_registry.register(_GatewayCollector(self))
-        self._gateway: _MetricsServer | None = None
-        self._gateway_thread: threading.Thread | None = None
+        self._gateway = HttpServerThread(MetricsHandler, host="127.0.0.1", name="fleet-gateway",
+                                         what="the emulated gateway's /metrics", owner=self.gateway_registry)
 
     # --- set-up ---
 
@@ -258,7 +106,7 @@ class EmulatedFleet:
                 self._arrivals.pop(model, None)
                 return
             rng = random.Random(f"{self.seed}:{model}:{self._now!r}")
-            self._arrivals[model] = _Arrivals(load, self._now, rng)
+            self._arrivals[model] = PoissonArrivals(load, self._now, rng)
             self._queue.setdefault(model, deque())
 
     def load(self, model: str) -> OfferedLoad | None:
@@ -283,7 +131,7 @@ class EmulatedFleet:
         """Move the fleet's clock by `dt` seconds: pods get ready, requests arrive, are routed and served."""
         with self._advancing:
             end = self._now + dt
-            while self._now < end - _EPS:
+            while self._now < end - TIME_SLACK:
                 with self._lock:
                     h = min(self.tick, end - self._now)
                     self._tick(h)
@@ -307,15 +155,15 @@ class EmulatedFleet:
 
     # --- what the fleet knows ---
 
-    @property
-    def queued(self) -> int:
-        """Requests waiting at the fleet (the gateway) because their model has no ready pod."""
-        with self._lock:
-            return sum(len(q) for q in self._queue.values())
-
     def queued_for(self, model: str) -> int:
+        """Requests for `model` waiting at the fleet (the gateway) because the model has no ready pod."""
         with self._lock:
             return len(self._queue.get(model, ()))
+
+    def queue_sizes(self) -> dict[str, int]:
+        """`queued_for` of every model the fleet has seen (the gateway's queue metric)."""
+        with self._lock:
+            return {model: len(queue) for model, queue in self._queue.items()}
 
     def drain_finished(self) -> list[FinishedRequest]:
         """Requests finished since the last call (the most recent `keep_finished` of them)."""
@@ -345,11 +193,8 @@ class EmulatedFleet:
             for dep in self._deployments.values():
                 for pod in dep.ready_pods + dep.draining_pods:
                     pod.start()
-            if self._gateway is None:
-                self._gateway = _MetricsServer(self.gateway_registry, "127.0.0.1")
-                self._gateway_thread = threading.Thread(target=self._gateway.serve_forever, args=(0.1,),
-                                                        name="fleet-gateway", daemon=True)
-                self._gateway_thread.start()
+            if not self._gateway.started:
+                self._gateway.start()
 
     def close(self) -> None:
         """Stop every pod's HTTP server; the model state stays, so a closed fleet can still be inspected."""
@@ -357,22 +202,13 @@ class EmulatedFleet:
             self._started = False
             for dep in self._deployments.values():
                 dep._close()
-            gateway, thread, self._gateway, self._gateway_thread = self._gateway, self._gateway_thread, None, None
-        if gateway is not None:
-            gateway.shutdown()
-            gateway.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
+        self._gateway.close()  # outside the lock: a scrape in flight reads the queue under it
 
     @property
     def gateway_url(self) -> str | None:
         """`http://127.0.0.1:PORT/metrics` of the emulated gateway while started, else None."""
-        gateway = self._gateway
-        return f"http://127.0.0.1:{gateway.server_address[1]}/metrics" if gateway else None
-
-    def gateway_exposition(self) -> str:
-        """What a scrape of the gateway's /metrics returns (no HTTP needed)."""
-        return generate_latest(self.gateway_registry).decode()
+        base = self._gateway.url
+        return f"{base}/metrics" if base is not None else None
 
     def __enter__(self) -> EmulatedFleet:
         self.start()
@@ -423,3 +259,7 @@ def _load_key(pod: EmulatedPod) -> tuple[float, float, float, str]:
     engine, p = pod.engine, pod.params  # O(1) reads: a flushed backlog routes thousands of requests at once
     queued = engine.outstanding - engine.running_count  # waiting, plus sent in this tick and not arrived yet
     return (queued, engine.running_count / p.max_num_seqs, engine.used_blocks / p.num_gpu_blocks, pod.name)
+
+
+# OfferedLoad lives in `kedascaler.sim.load`; re-exported for `cli/demo.py` until it imports it from there.
+__all__ = ["EmulatedFleet", "OfferedLoad"]

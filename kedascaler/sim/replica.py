@@ -1,4 +1,4 @@
-"""A fast, event-driven vLLM replica with the semantics of `emulator.VLLMEngine`, for hour-long replays.
+"""A fast, event-driven vLLM replica with the semantics of `vllm_engine.VLLMEngine`, for hour-long replays.
 
 `VLLMEngine` runs every engine step one by one (about 100 steps a second per busy replica, each a Python
 loop over the batch): right for the live demo, too slow to replay an hour for tens of replicas several
@@ -26,7 +26,7 @@ import heapq
 import math
 from collections import deque
 
-from kedascaler.sim.emulator import PerfParams
+from kedascaler.sim.perf import PerfParams
 
 WAITING, PREFILL, DECODE, DONE = 0, 1, 2, 3
 
@@ -88,7 +88,7 @@ class Counters:
         self.running_time = 0.0  # ∫ num_requests_running dt (requests · s)
         self.gap_sum = 0.0  # inter_token_latency_seconds _sum (s): every decoded token's gap since the last one
         self.gaps = 0  # inter_token_latency_seconds _count
-        # vLLM v1 observes its per-request histograms when a request finishes (as `emulator.py` does):
+        # vLLM v1 observes its per-request histograms when a request finishes (as `vllm_engine.py` does):
         self.prefill_sum = 0.0  # request_prefill_time_seconds _sum (s): first token − first scheduled
         self.prefilled = 0  # its _count = request_prompt_tokens _count (requests finished)
         self.prefill_prompt = 0  # request_prompt_tokens _sum: Σ prompt tokens of the same requests
@@ -381,8 +381,3 @@ class FastReplica:
     def take_finished(self) -> list[SimRequest]:
         out, self.finished = self.finished, []
         return out
-
-    def check_blocks(self) -> int:
-        """Σ blocks held, recomputed from the requests (for tests: must equal `used_blocks`)."""
-        bs, d = self.params.block_size, self.decode_steps
-        return sum(_blocks(r.offset + d, bs) if r.phase == DECODE else r.blocks for r in self.running.values())

@@ -24,172 +24,18 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import cast
 
 import numpy as np
 
-from kedascaler.sources.base import PodUsage
-from kedascaler.engine.types import PodMetrics
-from kedascaler.sim.emulator import PerfParams, perf_params_for
-from kedascaler.sim.keda_hpa import HPABehavior, KEDAConfig, ScalingState, hpa_step, keda_step
-from kedascaler.sim.replica import Counters, FastReplica, SimRequest
+from kedascaler.sim.cluster import Cluster
+from kedascaler.sim.config import PROFILES, SLO, SimConfig, VariantConfig, default_variants
+from kedascaler.sim.keda_hpa import KEDAConfig, ScalingState, hpa_step, keda_step
+from kedascaler.sim.policy_api import Observation, PodCounters, Policy, Prediction, Target, VariantView
+from kedascaler.sim.replica import SimRequest
 from kedascaler.sim.workloads import Workload
-
-# Server limits of the default profile: the demo's (`kedascaler.demo.SERVER_LIMITS`) — a small share of the
-# GPU's memory for the KV cache and a small batch, so that a chat workload needs several replicas, as a
-# larger model would. `vllm-defaults` keeps vLLM's own limits (one replica then carries tens of req/s).
-PROFILES: Mapping[str, Mapping[str, dict]] = {
-    "demo": {"H100": dict(max_num_seqs=48, num_gpu_blocks=1600), "A100": dict(max_num_seqs=32, num_gpu_blocks=1000)},
-    "vllm-defaults": {"H100": {}, "A100": {}},
-}
-
-
-@dataclass(frozen=True)
-class VariantConfig:
-    """One variant: a Deployment of the model on one accelerator, with its cost per replica-hour."""
-
-    name: str
-    accelerator: str
-    cost: float  # per replica and hour
-    params: PerfParams
-    startup_delay: float = 90.0
-    min_replicas: int = 0
-    max_replicas: int = 100
-
-
-def default_variants(profile: str = "demo", startup_delay: float = 90.0) -> tuple[VariantConfig, ...]:
-    """H100 (cost 40) and A100 (cost 20) serving one model, with the profile's server limits."""
-    limits = PROFILES[profile]
-    return (VariantConfig("llama-h100", "H100", 40.0, perf_params_for("H100", **limits["H100"]), startup_delay),
-            VariantConfig("llama-a100", "A100", 20.0, perf_params_for("A100", **limits["A100"]), startup_delay))
-
-
-@dataclass(frozen=True)
-class SLO:
-    """A service class: TTFT and mean ITL targets (seconds)."""
-
-    name: str = "Standard"
-    ttft: float = 1.0
-    itl: float = 0.05
-
-
-@dataclass(frozen=True)
-class SimConfig:
-    variants: tuple[VariantConfig, ...] = field(default_factory=default_variants)
-    model: str = "meta/llama-3.1-8b"
-    tick: float = 0.25
-    scrape_interval: float = 15.0  # 0: the scaler reads the pods directly
-    metrics_window: float = 60.0  # max_over_time window of the scaler's queries
-    hpa: HPABehavior = field(default_factory=HPABehavior)
-    keda: KEDAConfig = field(default_factory=KEDAConfig)
-    slo: SLO = field(default_factory=SLO)
-    tail: float = 600.0  # simulated time after the workload's end, for requests in flight to finish
-    sample_interval: float = 5.0  # time series resolution
-
-
-@dataclass(frozen=True)
-class PodCounters:
-    """One ready pod's vLLM counters as a collector would read them at a reconcile (cumulative since the pod
-    started: a policy that learns takes the difference with its previous read)."""
-
-    name: str
-    counters: Counters
-    backlog: int  # running + waiting now (vllm:num_requests_running + vllm:num_requests_waiting)
-
-    def usage_since(self, before: PodCounters) -> PodUsage | None:
-        """The pod's usage between an earlier read and this one, with the fields and units that
-        `kedascaler.sources.scrape.usage_between` computes from real vLLM metrics: rates from the counters'
-        deltas, means from the histograms' Δ_sum ÷ Δ_count (None when nothing was observed), except
-        `mean_running`, the exact time average ∫ running dt ÷ span (a scrape only has the two end points).
-        None when the span is not positive."""
-        a, b = self.counters, before.counters
-        span = a.t - b.t
-        if not span > 0:
-            return None
-        gaps, prefilled, first = a.gaps - b.gaps, a.prefilled - b.prefilled, a.first_tokens - b.first_tokens
-        return PodUsage(
-            window_s=span, completed_rate=(a.completed - b.completed) / span,
-            prompt_tokens_rate=(a.prompt_tokens - b.prompt_tokens) / span,
-            output_tokens_rate=(a.output_tokens - b.output_tokens) / span,
-            backlog_growth_rate=(self.backlog - before.backlog) / span,
-            mean_running=(a.running_time - b.running_time) / span,
-            itl_ms=(a.gap_sum - b.gap_sum) / gaps * 1000.0 if gaps > 0 else None,
-            prefill_ms=(a.prefill_sum - b.prefill_sum) / prefilled * 1000.0 if prefilled > 0 else None,
-            prompt_tokens_mean=(a.prefill_prompt - b.prefill_prompt) / prefilled if prefilled > 0 else None,
-            ttft_ms=(a.ttft_sum - b.ttft_sum) / first * 1000.0 if first > 0 else None)
-
-
-@dataclass(frozen=True)
-class VariantView:
-    """A variant as a policy sees it at a reconcile: Deployment replicas, ready pods, their metrics."""
-
-    config: VariantConfig
-    current: int
-    ready: int
-    pods: tuple[PodMetrics, ...]  # worst value of each ready pod over the metrics window (kedascaler's, WVA's queries)
-    latest: tuple[PodMetrics, ...] = ()  # the last scrape of each ready pod (an instant PromQL query)
-    counters: tuple[PodCounters, ...] = ()  # each ready pod's counters, for policies with `reads_counters`
-
-
-@dataclass(frozen=True)
-class Observation:
-    now: float
-    variants: tuple[VariantView, ...]
-    gateway_queue: int  # requests waiting for any ready pod
-
-
-@dataclass(frozen=True)
-class Target:
-    """A policy's answer for one variant: the metric value KEDA reads (AverageValue, target 1) and activity."""
-
-    value: float
-    active: bool
-
-
-class Policy(Protocol):
-    name: str
-    interval: float  # seconds between reconciles
-    direct: bool  # True: sets replicas itself (no KEDA/HPA); False: answers through KEDA + HPA
-    instant_start: bool  # True: its pods are ready at once (the oracle)
-
-    def initial(self, config: SimConfig) -> dict[str, int]: ...
-
-    def decide(self, obs: Observation) -> dict[str, Target] | dict[str, int]: ...
-
-    def keda_min_replicas(self, variant: VariantConfig) -> int: ...
-
-
-class _Pod:
-    __slots__ = ("name", "variant", "created", "ready_at", "replica", "draining", "samples", "ended")
-
-    def __init__(self, name: str, variant: int, created: float, ready_at: float, params: PerfParams) -> None:
-        self.name = name
-        self.variant = variant
-        self.created = created
-        self.ready_at = ready_at
-        self.replica = FastReplica(params, ready_at)
-        self.draining = False
-        self.samples: deque[tuple[float, float, float, float]] = deque()  # (t, kv, waiting, running)
-        self.ended = math.nan
-
-
-class Prediction(NamedTuple):
-    """A model-based decision's predicted latencies for one variant, and what its pods showed over the next
-    reconcile interval (token-weighted mean ITL, mean TTFT from the arrival at the pod; NaN: nothing observed)."""
-
-    t: float  # the decision
-    variant: str
-    itl_pred_ms: float
-    itl_obs_ms: float
-    ttft_pred_ms: float
-    ttft_obs_ms: float
-    settled: bool  # the variant ran the planned replicas, all ready, throughout the interval
-    # the same model and parameters evaluated at the load each of the variant's ready pods actually took
-    # over the interval (the fleet that ran, which lags the plan while pods start or HPA holds a scale-down)
-    itl_ran_ms: float = math.nan
-    ttft_ran_ms: float = math.nan
 
 
 @dataclass
@@ -224,142 +70,8 @@ class RunResult:
         return self.replica_seconds * np.array([v.cost for v in self.variants]) / 3600.0
 
 
-def _restart(req: SimRequest) -> None:
-    """A request handed back by a terminating pod starts over (the client's retry): progress lost, arrival kept."""
-    req.phase = 0
-    req.generated = req.computed = req.blocks = 0
-    req.target = req.prompt
-    req.first_token = math.nan
-    req.variant = -1
-    req.scheduled = math.nan
-    req.prefill = math.nan
-    req.restarts += 1
-
-
 def _every(interval: float, tick: float) -> int:
     return max(1, round(interval / tick)) if interval > 0 else 0
-
-
-class Cluster:
-    """The simulated model: Deployments of pods per variant, the gateway queue, and the router."""
-
-    def __init__(self, config: SimConfig, instant_start: bool) -> None:
-        self.config = config
-        self.instant_start = instant_start
-        self.pods: list[list[_Pod]] = [[] for _ in config.variants]  # per variant, oldest first
-        self.draining: list[_Pod] = []
-        self.gateway: deque[SimRequest] = deque()
-        self.finished: list[SimRequest] = []
-        self.actions = np.zeros(len(config.variants), dtype=np.int64)
-        self.replica_seconds = np.zeros(len(config.variants))
-        self._names = 0
-
-    def replicas(self, v: int) -> int:
-        return len(self.pods[v])
-
-    def ready(self, v: int, now: float) -> list[_Pod]:
-        return [p for p in self.pods[v] if p.ready_at <= now]
-
-    def set_replicas(self, v: int, n: int, now: float) -> None:
-        pods = self.pods[v]
-        n = max(0, n)
-        if n == len(pods):
-            return
-        self.actions[v] += 1
-        cfg = self.config.variants[v]
-        while len(pods) < n:
-            self._names += 1
-            delay = 0.0 if self.instant_start else cfg.startup_delay
-            pods.append(_Pod(f"{cfg.name}-{self._names}", v, now, now + delay, cfg.params))
-        if len(pods) > n:
-            # ReplicaSet order: pods not ready first, then the newest.
-            order = sorted(pods, key=lambda p: (p.ready_at <= now, p.created, p.name))
-            for pod in order[: len(pods) - n]:
-                pods.remove(pod)
-                if pod.ready_at > now:
-                    pod.ended = now
-                    continue
-                pod.draining = True
-                self._requeue(pod.replica)
-                self.draining.append(pod)
-
-    def _requeue(self, replica: FastReplica) -> None:
-        """A terminating pod's waiting requests go back to the gateway, to start over elsewhere."""
-        back = list(replica.waiting) + list(replica.incoming)
-        replica.waiting.clear()
-        replica.incoming.clear()
-        for req in back:
-            _restart(req)
-        if back:
-            self.gateway = deque(sorted(list(self.gateway) + back, key=lambda r: (r.arrival, r.id)))
-
-    def route(self, reqs: list[SimRequest] | deque, now: float) -> None:
-        """Least-loaded ready pod, as `fleet.py` ranks them: queued requests, then batch fill, then KV usage,
-        then name; the gateway when no pod is ready."""
-        cands = [p for pods in self.pods for p in pods if p.ready_at <= now]
-        if not cands:
-            self.gateway.extend(reqs)
-            return
-        keys = []
-        for p in cands:
-            r = p.replica
-            keys.append([r.outstanding - r.num_running, r.num_running / r.params.max_num_seqs, r.kv_cache_usage, p.name])
-        for req in reqs:
-            i = min(range(len(cands)), key=keys.__getitem__)
-            pod = cands[i]
-            req.variant = pod.variant
-            pod.replica.submit(req, now)
-            keys[i][0] += 1
-
-    def advance(self, now: float, end: float) -> None:
-        tick = end - now
-        for v, pods in enumerate(self.pods):
-            self.replica_seconds[v] += len(pods) * tick
-            for pod in pods:
-                if pod.ready_at < end:
-                    pod.replica.advance(end)
-                    if pod.replica.finished:
-                        self.finished += pod.replica.take_finished()
-        still = []
-        for pod in self.draining:
-            self.replica_seconds[pod.variant] += tick
-            pod.replica.advance(end)
-            self.finished += pod.replica.take_finished()
-            if pod.replica.outstanding == 0:
-                pod.ended = end
-            else:
-                still.append(pod)
-        self.draining = still
-
-    def scrape(self, now: float, window: float) -> None:
-        for pods in self.pods:
-            for pod in pods:
-                if pod.ready_at <= now:
-                    r = pod.replica
-                    pod.samples.append((now, r.kv_cache_usage, float(r.num_waiting), float(r.num_running)))
-                    while pod.samples and pod.samples[0][0] <= now - window:
-                        pod.samples.popleft()
-
-    def view(self, now: float, direct: bool, counters: bool = False) -> tuple[VariantView, ...]:
-        out = []
-        for v, cfg in enumerate(self.config.variants):
-            ready = self.ready(v, now)
-            metrics, latest = [], []
-            for pod in ready:
-                if direct:
-                    r = pod.replica
-                    metrics.append(PodMetrics(pod.name, r.kv_cache_usage, float(r.num_waiting), float(r.num_running), now))
-                elif pod.samples:
-                    s = pod.samples
-                    metrics.append(PodMetrics(pod.name, max(x[1] for x in s), max(x[2] for x in s),
-                                              max(x[3] for x in s), s[-1][0]))
-                    latest.append(PodMetrics(pod.name, s[-1][1], s[-1][2], s[-1][3], s[-1][0]))
-            reads = tuple(PodCounters(p.name, p.replica.read_counters(),
-                                      p.replica.num_running + p.replica.num_waiting)
-                          for p in ready) if counters else ()
-            out.append(VariantView(cfg, len(self.pods[v]), len(ready), tuple(metrics),
-                                   tuple(metrics) if direct else tuple(latest), reads))
-        return tuple(out)
 
 
 def simulate(workload: Workload, policy: Policy, config: SimConfig | None = None,
@@ -416,11 +128,12 @@ def simulate(workload: Workload, policy: Policy, config: SimConfig | None = None
             if note:
                 decisions.append((now, note))
             if policy.direct:
+                replicas = cast("dict[str, int]", out)  # a direct policy answers replicas
                 for v, name in enumerate(names):
-                    if name in out:
-                        cluster.set_replicas(v, int(out[name]), now)
+                    if name in replicas:
+                        cluster.set_replicas(v, int(replicas[name]), now)
             else:
-                board.update(out)
+                board.update(cast("dict[str, Target]", out))
                 if getattr(policy, "push_activation", False):  # external-push: KEDA acts on the flag at once
                     for v, name in enumerate(names):
                         target = board.get(name)
@@ -451,7 +164,7 @@ def simulate(workload: Workload, policy: Policy, config: SimConfig | None = None
         if step % every_sample == 0:
             sample_t.append(now)
             gateway_q.append(len(cluster.gateway))
-            row = {k: [] for k in samples}
+            row: dict[str, list[float]] = {k: [] for k in samples}
             for v in range(nv):
                 ready = cluster.ready(v, now)
                 row["replicas"].append(cluster.replicas(v))
@@ -481,3 +194,11 @@ def simulate(workload: Workload, policy: Policy, config: SimConfig | None = None
         decisions=decisions, predictions=list(getattr(policy, "predictions", ())),
         learning=dict(policy.learning()) if hasattr(policy, "learning") else {},
     )
+
+
+# The run's set-up lives in `kedascaler.sim.config` and the policy contract in `kedascaler.sim.policy_api`;
+# re-exported for `sim/policies.py`, `cli/simulate.py` and the policy tests until they import from there.
+__all__ = [
+    "PROFILES", "SLO", "Observation", "PodCounters", "Policy", "Prediction", "RunResult", "SimConfig", "Target",
+    "VariantConfig", "VariantView", "default_variants", "simulate",
+]

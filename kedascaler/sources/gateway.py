@@ -17,18 +17,17 @@ namespaces shares one queue reading.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-import threading
-import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+
+from kedascaler.sources.promql import PromQLClient, PromQLError
 
 log = logging.getLogger("kedascaler.sources.gateway")
 
@@ -57,16 +56,6 @@ class ActivationSource(Protocol):
     def read(self, models: Sequence[ModelRef], overrides: Mapping[ModelRef, str] = ...) -> ActivationReading: ...
 
     def close(self) -> None: ...
-
-
-class NoGatewayQueue:
-    """Push-only mode: no gateway to read, requests for cold models arrive through the push endpoint only."""
-
-    def read(self, models: Sequence[ModelRef], overrides: Mapping[ModelRef, str] = {}) -> ActivationReading:  # noqa: B006
-        return ActivationReading({m: 0.0 for m in models})
-
-    def close(self) -> None:
-        pass
 
 
 def _by_model(rows: Iterable[tuple[Mapping[str, str], float]]) -> dict[str, float]:
@@ -98,31 +87,16 @@ class PrometheusActivationSource:
 
     def __init__(self, url: str, *, query: str = DEFAULT_ACTIVATION_QUERY, bearer_token: str | None = None,
                  ca_file: str | None = None, insecure_skip_verify: bool = False, timeout: float = 2.0) -> None:
-        self.url = url.rstrip("/")
         self.query = query  # must answer one series per model, labelled target_model_name
-        self._secret = bearer_token or None
-        self._session = requests.Session()
-        self._session.verify = ca_file if ca_file else not insecure_skip_verify
-        if bearer_token:
-            self._session.headers["Authorization"] = f"Bearer {bearer_token}"
-        self._timeout = timeout
+        self._client = PromQLClient(url, bearer_token=bearer_token, ca_file=ca_file,
+                                    insecure_skip_verify=insecure_skip_verify, timeout=timeout)
+
+    @property
+    def url(self) -> str:
+        return self._client.url
 
     def __repr__(self) -> str:
-        return f"PrometheusActivationSource({self.url!r}, token={'set' if self._secret else 'none'})"
-
-    def _query(self, promql: str) -> list[tuple[dict[str, str], float]]:
-        answer = self._session.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=self._timeout)
-        answer.raise_for_status()
-        body = answer.json()
-        if body.get("status") != "success" or body.get("data", {}).get("resultType") != "vector":
-            raise ValueError(f"expected a vector, got {str(body)[:200]}")
-        return [(dict(item["metric"]), float(item["value"][1])) for item in body["data"]["result"]]
-
-    def _scrub(self, error: Exception) -> str:
-        text = f"{type(error).__name__}: {error}"
-        if self._secret:
-            text = text.replace(self._secret, "***")
-        return text[:300]
+        return f"PrometheusActivationSource({self.url!r}, token={'set' if self._client.has_token else 'none'})"
 
     def read(self, models: Sequence[ModelRef], overrides: Mapping[ModelRef, str] = {}) -> ActivationReading:  # noqa: B006
         """One query for the models on the default query, one per distinct override; errors → None for those."""
@@ -133,9 +107,9 @@ class PrometheusActivationSource:
         errors: list[str] = []
         for promql, members in groups.items():
             try:
-                rows = self._query(promql)
-            except Exception as exc:  # noqa: BLE001 - reported, never raised: the models stay "not known"
-                errors.append(f"activation query {promql!r} failed: {self._scrub(exc)}")
+                rows = [(labels, value) for labels, _ts, value in self._client.query(promql)]
+            except PromQLError as exc:  # reported, never raised: the models stay "not known"
+                errors.append(f"activation query {promql!r} failed: {exc}")
                 queues.update({m: None for m in members})
                 continue
             if promql == self.query:
@@ -146,7 +120,7 @@ class PrometheusActivationSource:
         return ActivationReading(queues, tuple(errors), queries=len(groups))
 
     def close(self) -> None:
-        self._session.close()
+        self._client.close()
 
 
 class GatewayMetricsSource:
@@ -172,5 +146,5 @@ class GatewayMetricsSource:
         self._session.close()
 
 
-__all__ = ["DEFAULT_ACTIVATION_QUERY", "GATEWAY_QUEUE_METRIC", "MODEL_LABEL", "ActivationReading", "ActivationSource", "GatewayMetricsSource", "ModelRef", "NoGatewayQueue",
-           "PrometheusActivationSource"]
+__all__ = ["DEFAULT_ACTIVATION_QUERY", "GATEWAY_QUEUE_METRIC", "MODEL_LABEL", "ActivationReading", "ActivationSource",
+           "GatewayMetricsSource", "ModelRef", "PrometheusActivationSource"]

@@ -42,7 +42,6 @@ VA_VERSION = API_VERSION.split("/", 1)[1]
 PORT_ANNOTATION = "prometheus.io/port"
 PORT_NAMES = ("http", "metrics")
 DEFAULT_METRICS_PORT = 8000
-WATCHED_CONFIGMAPS = (*SATURATION_CONFIGMAPS, COST_CONFIGMAP, SERVICECLASS_CONFIGMAP)
 
 
 def load_api_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
@@ -249,11 +248,6 @@ class KubernetesInventory:
             for problem in problems:
                 log.warning("invalid ConfigMap: %s", problem)
         return (last if last is not None else cm), problems
-
-    def service_classes(self) -> dict | None:
-        """The raw `serviceclass` ConfigMap data (for SLO sizing), or None when absent."""
-        cm = self.configmaps.get(self.controller_namespace, SERVICECLASS_CONFIGMAP)
-        return dict(cm.get("data") or {}) if cm else None
 
     # -- Workloads --
     def deployment(self, spec: VariantSpec) -> dict | None:

@@ -19,11 +19,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import requests
-from prometheus_api_client import PrometheusConnect
-from urllib3.util.retry import Retry
-
 from kedascaler.sources.base import CollectResult, PodSample, PodUsage, ScrapeTarget
+from kedascaler.sources.promql import PromQLClient, PromQLError, Series
 from kedascaler.sources.scrape import (
     CACHE_CONFIG,
     GENERATION_TOKENS,
@@ -46,8 +43,6 @@ from kedascaler.sources.scrape import (
 log = logging.getLogger("kedascaler.sources.prometheus")
 
 _BY = "namespace, pod, model_name"
-_QUERY_STRING = re.compile(r"\?query=[^\s)]*")
-
 
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
@@ -151,21 +146,17 @@ class PrometheusSource:
 
     def __init__(self, url: str, *, bearer_token: str | None = None, ca_file: str | None = None,
                  insecure_skip_verify: bool = False, timeout: float = 5.0, window: str = "1m") -> None:
-        self.url = url.rstrip("/")
         self.window_s = window_seconds(window)
         self.queries = cycle_queries(window)
-        self._secret = bearer_token or None
-        session = requests.Session()
-        session.verify = ca_file if ca_file else not insecure_skip_verify
-        if insecure_skip_verify and not ca_file:
-            log.warning("prometheus: TLS certificate verification is off for %s", self.url)
-        headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else None
-        # No retries inside a cycle: the next cycle is the retry, and a cycle must stay bounded in time.
-        self._client = PrometheusConnect(self.url, headers=headers, session=session, timeout=timeout,
-                                         retry=Retry(total=0, raise_on_status=False))
+        self._client = PromQLClient(url, bearer_token=bearer_token, ca_file=ca_file,
+                                    insecure_skip_verify=insecure_skip_verify, timeout=timeout)
+
+    @property
+    def url(self) -> str:
+        return self._client.url
 
     def __repr__(self) -> str:
-        return f"PrometheusSource({self.url!r}, token={'set' if self._secret else 'none'})"
+        return f"PrometheusSource({self.url!r}, token={'set' if self._client.has_token else 'none'})"
 
     def collect(self, targets: Sequence[ScrapeTarget] = ()) -> CollectResult:
         """Run the cycle's queries and join them per pod; pods with a missing or invalid value are left out.
@@ -178,15 +169,14 @@ class PrometheusSource:
         failed_queries = 0
         for query in self.queries:
             try:
-                result = self._client.custom_query(query.promql)
-                rows = _rows(result)
-            except Exception as e:  # noqa: BLE001 - any failure of one query is reported, not raised
+                rows = self._client.query(query.promql)
+            except PromQLError as e:  # any failure of one query is reported, not raised
                 if query.signal == USAGE:
                     warnings.append(f"prometheus usage query failed (usage for SLO sizing only; saturation "
-                                    f"decisions unaffected): {self._scrub(e)}")
+                                    f"decisions unaffected): {e}")
                     continue
                 failed_queries += 1
-                errors.append(f"prometheus {query.signal} query failed: {self._scrub(e)}")
+                errors.append(f"prometheus {query.signal} query failed: {e}")
                 continue
             if query.signal == USAGE:
                 warnings += _usage_rows(rows, usage)
@@ -230,19 +220,11 @@ class PrometheusSource:
         return CollectResult(tuple(samples), tuple(errors), queries=len(self.queries), failed_pods=tuple(failed),
                              warnings=tuple(warnings))
 
-    def _scrub(self, error: Exception) -> str:
-        """The error's text, without the bearer token should anything have echoed it."""
-        text = f"{type(error).__name__}: {error}"
-        text = _QUERY_STRING.sub("?query=…", text)  # the PromQL is long and known: keep room for the cause
-        if self._secret:
-            text = text.replace(self._secret, "***")
-        return text if len(text) <= 300 else text[:300] + "…"
-
     def close(self) -> None:
         self._client.close()
 
 
-def _usage_rows(rows: list[tuple[dict[str, str], float, float]],
+def _usage_rows(rows: list[Series],
                 into: dict[tuple[str, str, str], dict[str, float]]) -> list[str]:
     """File the usage query's rows by pod and signal; what could not be filed, as warnings."""
     unlabelled = unknown = 0
@@ -265,22 +247,3 @@ def _usage_rows(rows: list[tuple[dict[str, str], float, float]],
         out.append(f"prometheus usage: {unknown} series without a known {SIGNAL_LABEL} label ignored "
                    "(usage for SLO sizing only)")
     return out
-
-
-def _rows(result: object) -> list[tuple[dict[str, str], float, float]]:
-    """(labels, timestamp, value) per series of an instant-vector answer; ValueError when it is not one."""
-    if not isinstance(result, list):
-        raise ValueError(f"malformed answer: expected a vector, got {type(result).__name__}")
-    rows = []
-    for item in result:
-        try:
-            labels = item["metric"]
-            ts, raw = item["value"]
-            if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
-                raise TypeError(f"labels are not a map of strings: {labels!r:.100}")
-            if isinstance(raw, bool) or isinstance(ts, bool) or not isinstance(raw, (str, int, float)):
-                raise TypeError(f"sample value is not a number: {raw!r:.100}")
-            rows.append((dict(labels), float(ts), float(raw)))
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"malformed series in the answer: {e!r}") from None
-    return rows

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from kedascaler.sim.emulator import EmulatedPod, perf_params_for
+from kedascaler.sim.emulator import EmulatedPod
+from kedascaler.sim.perf import perf_params_for
 
 ROOT = Path(__file__).resolve().parents[2]
 KEDASCALER = [sys.executable, "-m", "kedascaler.cli.main"]

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kedascaler.sim.emulator import perf_params_for
-from kedascaler.sim.fleet import EmulatedFleet, OfferedLoad
+from kedascaler.sim.fleet import EmulatedFleet
+from kedascaler.sim.load import OfferedLoad
+from kedascaler.sim.perf import perf_params_for
 from tests.support.kube_apiserver import FakeApiServer, deployment, pod, va
 
 ROOT = Path(__file__).resolve().parents[2]

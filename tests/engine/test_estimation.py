@@ -108,7 +108,8 @@ def test_no_user_parameters_and_no_usable_estimate_means_fallback():
 
 def emulated_pairs(accelerator: str, max_batch: int, rate: float, rng, seconds: float = 60.0, window: float = 10.0):
     """(mean running batch, mean ITL ms) per window, and (prompt tokens, TTFT ms) per request, from VLLMEngine."""
-    from kedascaler.sim.emulator import Request, VLLMEngine, perf_params_for
+    from kedascaler.sim.perf import perf_params_for
+    from kedascaler.sim.vllm_engine import Request, VLLMEngine
 
     engine = VLLMEngine(perf_params_for(accelerator, max_num_seqs=max_batch))
     times = np.cumsum(rng.exponential(1.0 / rate, int(rate * seconds * 1.5) + 10))
@@ -131,7 +132,7 @@ def emulated_pairs(accelerator: str, max_batch: int, rate: float, rng, seconds: 
 def test_parameters_learned_from_the_emulator_predict_it_at_another_load():
     from kedascaler.engine.perfmodel import LOCKSTEP, PerfModel
     from kedascaler.engine.queueing import ReplicaArrays, replica_metrics
-    from kedascaler.sim.emulator import perf_params_for
+    from kedascaler.sim.perf import perf_params_for
 
     rng = np.random.default_rng(2)
     obs = VariantObservations()

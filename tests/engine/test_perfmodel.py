@@ -16,7 +16,7 @@ from kedascaler.engine.perfmodel import (
     perf_model,
     prefill_seen_ms,
 )
-from kedascaler.sim.emulator import PerfParams as EmulatorParams
+from kedascaler.sim.perf import PerfParams as EmulatorParams
 
 H100 = PerfModel(7.0, 0.035, 15.4, 0.00034, max_batch_size=1024)
 

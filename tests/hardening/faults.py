@@ -3,7 +3,7 @@
 `FakeMetrics` answers Prometheus' `/api/v1/query` for the cycle's four queries (the three saturation ones
 and the usage one, from an optional `usage` table: pod -> {signal: value}, empty by default) and each pod's
 `/pods/<name>/metrics` exposition from one table of per-pod values, and can be told to misbehave
-(`mode`), to leave pods out, or be stopped and started again on the same port. `BlackHole` accepts TCP
+(`mode`: "hang" accepts and never answers), to leave pods out, or be stopped and started again on the same port. `BlackHole` accepts TCP
 connections and never answers: a server hanging longer than any timeout.
 """
 
@@ -26,6 +26,9 @@ class _Handler(BaseHTTPRequestHandler):
         owner.authorization.append(self.headers.get("Authorization", ""))
         path = urlsplit(self.path)
         mode = owner.mode
+        if mode == "hang":  # accept, read the request, never answer (until told to stop hanging)
+            owner.unhung.wait(timeout=30)
+            return
         if mode == "500":
             return self._send(503 if path.path.startswith("/pods/") else 500, b'{"status":"error","error":"boom"}')
         if path.path.startswith("/pods/"):
@@ -88,6 +91,7 @@ class FakeMetrics:
         self.usage: dict[str, dict[str, float]] = {}  # pod -> usage signal -> value (the usage query's answer)
         self.requests = 0
         self.authorization: list[str] = []
+        self.unhung = threading.Event()  # releases the requests held by mode "hang"
         self._port = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -113,6 +117,7 @@ class FakeMetrics:
 
     def stop(self) -> None:
         """Stop listening (the port refuses connections until `start()` binds it again)."""
+        self.unhung.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

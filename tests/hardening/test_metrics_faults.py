@@ -141,13 +141,13 @@ def _restart(rig: Rig) -> None:
 
 
 def _hang(rig: Rig) -> None:
-    rig.source.url = rig.hole.url  # the same client, now pointed at a server that never answers
-    rig.source._client.url = rig.hole.url
+    rig.metrics.unhung.clear()
+    rig.metrics.mode = "hang"  # the same Prometheus, now accepting queries and never answering
 
 
 def _unhang(rig: Rig) -> None:
-    rig.source.url = rig.metrics.url
-    rig.source._client.url = rig.metrics.url
+    rig.metrics.mode = "ok"
+    rig.metrics.unhung.set()
 
 
 def _mode(mode: str) -> Callable[[Rig], None]:

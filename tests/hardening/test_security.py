@@ -23,6 +23,7 @@ import pytest
 
 from kedascaler.loop.board import DecisionBoard
 from kedascaler.sources.files import StaticInventory
+from kedascaler.sources.gateway import PrometheusActivationSource
 from kedascaler.sources.prometheus import PrometheusSource
 from kedascaler.loop.reconcile import Reconciler
 from tests.support.chart_render import render_chart
@@ -105,7 +106,7 @@ def test_prometheus_with_an_unknown_ca_is_refused_and_the_token_never_sent(https
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_prometheus_insecure_skip_verify_warns(https_prometheus, caplog):
     url, _ = https_prometheus
-    caplog.set_level(logging.WARNING, logger="kedascaler.sources.prometheus")
+    caplog.set_level(logging.WARNING, logger="kedascaler.sources.promql")
     source = PrometheusSource(url, insecure_skip_verify=True, timeout=5)
     try:
         assert source.collect([]).samples
@@ -131,6 +132,22 @@ def test_an_echoed_token_is_not_in_errors_logs_or_reports_through_a_reconcile_cy
     shown = caplog.text + " ".join(report.errors) + repr(report) + repr(source)
     assert TOKEN not in shown
     assert "***" in " ".join(report.errors)  # it was there, and scrubbed
+
+
+def test_the_activation_source_has_the_same_tls_token_and_scrubbing(https_prometheus, certs):
+    """The gateway-queue reader goes through the same Prometheus client: CA option, token sent, echo scrubbed."""
+    url, handler = https_prometheus
+    source = PrometheusActivationSource(url, bearer_token=TOKEN, ca_file=str(certs.ca), timeout=5)
+    try:
+        assert source.read([("llm", "m")]).queues == {("llm", "m"): 0.0}  # answered: no queue for m
+        assert handler.seen and all(a == f"Bearer {TOKEN}" for a in handler.seen)
+        handler.echo = True
+        reading = source.read([("llm", "m")])
+    finally:
+        source.close()
+    assert reading.queues == {("llm", "m"): None} and reading.errors
+    shown = " ".join(reading.errors) + repr(source)
+    assert TOKEN not in shown and "***" in shown and "HTTP Status Code 400" in shown
 
 
 def test_chart_and_image_run_as_the_same_non_root_user_with_nothing_giving_root_back():

@@ -19,8 +19,9 @@ from kedascaler.engine.types import VariantKey
 from kedascaler.loop.board import DecisionBoard
 from kedascaler.loop.planner import PlannerSettings, workload_from_usage
 from kedascaler.loop.reconcile import Reconciler
-from kedascaler.sim.emulator import perf_params_for
-from kedascaler.sim.fleet import EmulatedFleet, OfferedLoad
+from kedascaler.sim.fleet import EmulatedFleet
+from kedascaler.sim.load import OfferedLoad
+from kedascaler.sim.perf import perf_params_for
 from kedascaler.sources import scrape
 from kedascaler.sources.base import PodUsage
 from kedascaler.sources.files import StaticInventory

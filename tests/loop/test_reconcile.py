@@ -17,8 +17,9 @@ from kedascaler.loop.snapshots import owner_of
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
 from kedascaler.server.app import ScalerServer
-from kedascaler.sim.emulator import perf_params_for
-from kedascaler.sim.fleet import EmulatedFleet, OfferedLoad
+from kedascaler.sim.fleet import EmulatedFleet
+from kedascaler.sim.load import OfferedLoad
+from kedascaler.sim.perf import perf_params_for
 from kedascaler.sources.files import StaticInventory
 from kedascaler.sources.prometheus import PrometheusSource
 from kedascaler.sources.scrape import DirectScrapeSource

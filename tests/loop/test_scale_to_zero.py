@@ -14,6 +14,7 @@ import http.client
 
 import grpc
 import pytest
+from prometheus_client import generate_latest
 
 from kedascaler.engine.types import VariantKey
 from kedascaler.loop.board import DecisionBoard
@@ -23,8 +24,8 @@ from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
 from kedascaler.server.activate import ActivationServer
 from kedascaler.server.app import ScalerServer
-from kedascaler.sim.emulator import perf_params_for
 from kedascaler.sim.fleet import EmulatedFleet
+from kedascaler.sim.perf import perf_params_for
 from kedascaler.sources.files import StaticInventory
 from kedascaler.sources.gateway import GatewayMetricsSource
 from kedascaler.sources.scrape import DirectScrapeSource
@@ -135,7 +136,7 @@ async def test_first_request_wakes_the_model_through_the_gateway_metric_and_is_s
 
         request = fleet.submit(MODEL, 200, 30)
         assert fleet.queued_for(MODEL) == 1  # no ready pod: the gateway holds it
-        assert 'target_model_name="meta/llama-3.1-8b"} 1.0' in fleet.gateway_exposition()
+        assert 'target_model_name="meta/llama-3.1-8b"} 1.0' in generate_latest(fleet.gateway_registry).decode()
         report = await asyncio.to_thread(scaler.reconciler.run_once)  # a regular cycle reads the gateway queue
         decided = {d.key: d for d in report.decisions}
         assert decided[L40S].desired_replicas == 1 and decided[H100].desired_replicas == 0

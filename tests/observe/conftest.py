@@ -8,8 +8,9 @@ from kedascaler.loop.board import DecisionBoard
 from kedascaler.sources.files import StaticInventory
 from kedascaler.sources.scrape import DirectScrapeSource
 from kedascaler.loop.reconcile import Reconciler
-from kedascaler.sim.emulator import perf_params_for
-from kedascaler.sim.fleet import EmulatedFleet, OfferedLoad
+from kedascaler.sim.fleet import EmulatedFleet
+from kedascaler.sim.load import OfferedLoad
+from kedascaler.sim.perf import perf_params_for
 
 MODEL = "meta/llama-3.1-8b"
 NS = "llm"

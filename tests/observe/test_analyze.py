@@ -16,7 +16,7 @@ import pytest
 from kedascaler.cli.analyze import add_analyze_parser, cmd_analyze
 from kedascaler.observe import Observer, RecordWriter
 from kedascaler.observe.analyze import CSV_FILES, PLOT_FILES, SUMMARY_FILES, analyze_file, load_records
-from kedascaler.sim.fleet import OfferedLoad
+from kedascaler.sim.load import OfferedLoad
 from tests.observe.conftest import MODEL, make_reconciler
 from tests.observe.synthetic import synthetic_records
 

@@ -6,18 +6,13 @@ import threading
 
 import pytest
 import requests
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kedascaler.sim.emulator import (
-    E2E_BUCKETS,
-    ITL_BUCKETS,
-    TTFT_BUCKETS,
-    EmulatedPod,
-    PerfParams,
-    Request,
-    VLLMEngine,
-    perf_params_for,
-)
+from kedascaler.sim.emulator import EmulatedPod
+from kedascaler.sim.perf import PerfParams, perf_params_for
+from kedascaler.sim.vllm_engine import Request, VLLMEngine
+from kedascaler.sim.vllm_stats import E2E_BUCKETS, ITL_BUCKETS, TTFT_BUCKETS
 
 
 def run(engine: VLLMEngine, seconds: float, dt: float = 0.05) -> list:
@@ -112,7 +107,7 @@ def test_pod_exposes_vllms_exact_names_types_labels_and_buckets():
     for i in range(5):
         pod.add_request(Request(i, 100, 20, created=0.0))
     pod.step(0.2)  # some done, some running
-    text = pod.exposition()
+    text = generate_latest(pod.registry).decode()
     samples = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
     for name in ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc", "vllm:num_requests_running",
                  "vllm:num_requests_waiting", "vllm:prompt_tokens_total", "vllm:generation_tokens_total",

@@ -7,8 +7,9 @@ import threading
 import pytest
 
 from kedascaler.engine.types import VariantKey, VariantSpec
-from kedascaler.sim.emulator import perf_params_for
-from kedascaler.sim.fleet import EmulatedFleet, OfferedLoad
+from kedascaler.sim.fleet import EmulatedFleet
+from kedascaler.sim.load import OfferedLoad
+from kedascaler.sim.perf import perf_params_for
 
 
 def spec(target: str, model: str = "llama", name: str = "llama-h100") -> VariantSpec:
@@ -23,10 +24,10 @@ def test_new_pods_get_ready_after_the_startup_delay_and_requests_wait_at_the_fle
     assert (dep.current_replicas, dep.ready_replicas) == (2, 0)
     fleet.advance(29.5)
     assert (dep.current_replicas, dep.ready_replicas) == (2, 0)
-    assert fleet.queued == fleet.queued_for("llama") > 50
+    assert fleet.queue_sizes() == {"llama": fleet.queued_for("llama")} and fleet.queued_for("llama") > 50
     fleet.advance(1.0)
     assert dep.ready_replicas == 2
-    assert fleet.queued == 0
+    assert fleet.queue_sizes() == {"llama": 0}
     assert all(p.state().running + p.state().waiting > 0 for p in dep.pods)
 
 

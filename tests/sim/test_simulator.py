@@ -8,11 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kedascaler.sim.emulator import Request, VLLMEngine, perf_params_for
+from kedascaler.sim.config import SimConfig, default_variants
+from kedascaler.sim.perf import perf_params_for
 from kedascaler.sim.policies import KedascalerPolicy, OraclePolicy, StaticPolicy
 from kedascaler.sim.replica import FastReplica, SimRequest
-from kedascaler.sim.simulator import SimConfig, default_variants, simulate
+from kedascaler.sim.simulator import simulate
+from kedascaler.sim.vllm_engine import Request, VLLMEngine
 from kedascaler.sim.workloads import azure_csv, poisson, steps
+from tests.support.sim import blocks_held
 
 SLICE = Path(__file__).parent / "data" / "azure-conv-slice.csv"
 
@@ -71,7 +74,7 @@ def test_kv_cache_full_grows_the_queue_and_preempts():
     for t in np.arange(0.5, 600, 0.5):
         r.advance(float(t))
         max_waiting = max(max_waiting, r.num_waiting)
-        assert r.used_blocks == r.check_blocks() <= p.num_gpu_blocks
+        assert r.used_blocks == blocks_held(r) <= p.num_gpu_blocks
     assert max_waiting > 10
     assert r.preemptions > 0
     assert all(q.finished == q.finished for q in reqs)  # all finished in the end

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import time
 
-from kedascaler.sources.files import FileInventory
 from kedascaler.engine.types import VariantKey
+from kedascaler.sources.files import FileInventory
 
 GOOD = """
 apiVersion: llmd.ai/v1alpha1

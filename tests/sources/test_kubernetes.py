@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kedascaler.sources.kubernetes import KubernetesInventory, metrics_port, selector_matches
 from kedascaler.engine.types import VariantKey
+from kedascaler.sources.kubernetes import KubernetesInventory, metrics_port, selector_matches
 from tests.support.kube import eventually
 from tests.support.kube_apiserver import configmap, deployment, pod, va
 

@@ -10,11 +10,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from kedascaler.engine.types import VariantKey, VariantSpec
+from kedascaler.sim.fleet import EmulatedFleet
+from kedascaler.sim.load import OfferedLoad
+from kedascaler.sim.perf import PerfParams
 from kedascaler.sources.base import ScrapeTarget
 from kedascaler.sources.scrape import DirectScrapeSource, ScrapeError, parse_vllm_metrics
-from kedascaler.engine.types import VariantKey, VariantSpec
-from kedascaler.sim.emulator import PerfParams
-from kedascaler.sim.fleet import EmulatedFleet, OfferedLoad
 
 H100 = VariantKey("team-a", "llama-h100")
 A100 = VariantKey("team-a", "llama-a100")
