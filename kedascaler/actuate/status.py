@@ -18,11 +18,11 @@ from typing import Any
 import kubernetes.client
 from kubernetes.client.exceptions import ApiException
 
-from kedascaler.spec.inventory import InventoryState
-from kedascaler.spec.problems import Problem
-from kedascaler.spec.config import API_GROUP, API_VERSION, VA_KIND
 from kedascaler.engine.types import Decision, VariantKey
 from kedascaler.loop.planner import SloPlan, VariantParameters
+from kedascaler.spec.config import API_GROUP, API_VERSION, VA_KIND
+from kedascaler.spec.inventory import InventoryState
+from kedascaler.spec.problems import Problem
 
 log = logging.getLogger("kedascaler.actuate.status")
 

@@ -28,9 +28,10 @@ from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
 from kedascaler.server.activate import ActivationServer
 from kedascaler.server.app import ScalerServer
-from kedascaler.sim.emulator import perf_params_for
-from kedascaler.sim.fleet import EmulatedFleet, OfferedLoad
+from kedascaler.sim.fleet import EmulatedFleet
 from kedascaler.sim.keda_hpa import HPABehavior, KEDAConfig, ScalingState, keda_step
+from kedascaler.sim.load import OfferedLoad
+from kedascaler.sim.perf import perf_params_for
 from kedascaler.sources.files import StaticInventory
 from kedascaler.sources.gateway import GatewayMetricsSource
 from kedascaler.sources.scrape import DirectScrapeSource

@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 from kedascaler.kits.argtypes import non_negative, positive
+from kedascaler.sim.config import PROFILES, SLO, SimConfig, default_variants
 from kedascaler.sim.policies import EXTRA_POLICY_NAMES, POLICY_NAMES, make_policies, workload_capacity
 from kedascaler.sim.report import score, sizing_sections, table, write_report
-from kedascaler.sim.simulator import PROFILES, SLO, SimConfig, default_variants, simulate
+from kedascaler.sim.simulator import simulate
 from kedascaler.sim.workloads import SCENARIOS, load_file, rescale, scenario
 
 

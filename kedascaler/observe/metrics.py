@@ -20,11 +20,11 @@ from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
-from kedascaler.sources.base import CollectResult, MetricsSource, ScrapeTarget
 from kedascaler.engine.saturation import analysed_pods, replica_saturation
 from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey, VariantState
-from kedascaler.observe.records import DecisionRecorder, RecordWriter
 from kedascaler.loop.cycle import CycleReport
+from kedascaler.observe.records import DecisionRecorder, RecordWriter
+from kedascaler.sources.base import CollectResult, MetricsSource, ScrapeTarget
 
 log = logging.getLogger("kedascaler.observe")
 

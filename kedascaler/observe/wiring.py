@@ -16,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kedascaler.kits.argtypes import port
-from kedascaler.sources.base import MetricsSource
+from kedascaler.loop.cycle import CycleReport
 from kedascaler.observe.metrics import MetricsServer, Observer
 from kedascaler.observe.records import RecordWriter, configure_logging
-from kedascaler.loop.cycle import CycleReport
+from kedascaler.sources.base import MetricsSource
 
 
 def add_observe_arguments(parser: argparse.ArgumentParser, *, metrics_port: int = 8080) -> None:

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
-from kedascaler.loop.board import DecisionBoard, Subscription
 from kedascaler.engine.types import Decision, VariantKey
+from kedascaler.loop.board import DecisionBoard, Subscription
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
 from kedascaler.server.errors import (

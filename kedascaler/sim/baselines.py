@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from kedascaler.engine.types import SaturationConfig
-from kedascaler.sim.simulator import Observation, SimConfig, Target, VariantConfig
+from kedascaler.sim.config import SimConfig, VariantConfig
+from kedascaler.sim.policy_api import Observation, Target
 
 
 def cheapest(variants: tuple[VariantConfig, ...]) -> VariantConfig:

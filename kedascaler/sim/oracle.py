@@ -16,9 +16,10 @@ from collections.abc import Mapping
 import numpy as np
 
 from kedascaler.sim.baselines import _Base
-from kedascaler.sim.emulator import PerfParams
+from kedascaler.sim.config import SLO, SimConfig, VariantConfig
+from kedascaler.sim.perf import PerfParams
+from kedascaler.sim.policy_api import Observation
 from kedascaler.sim.replica import FastReplica, SimRequest
-from kedascaler.sim.simulator import SLO, Observation, SimConfig, VariantConfig
 from kedascaler.sim.workloads import Workload
 
 

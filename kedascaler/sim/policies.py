@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from kedascaler.engine.sizing import HYBRID, MODEL
 from kedascaler.sim.baselines import HPAUtilPolicy, KedaQueuePolicy, StaticPolicy, WVAPolicy, cheapest
+from kedascaler.sim.config import SimConfig
 from kedascaler.sim.oracle import (
     OraclePolicy,
     calibrated_capacity,
@@ -18,8 +19,8 @@ from kedascaler.sim.oracle import (
     slo_attainment_at,
     workload_capacity,
 )
+from kedascaler.sim.policy_api import Policy
 from kedascaler.sim.scaler_policies import NAMESPACE, KedascalerPolicy, KedascalerSloPolicy
-from kedascaler.sim.simulator import Policy, SimConfig
 from kedascaler.sim.workloads import Workload
 
 __all__ = ["EXTRA_POLICY_NAMES", "NAMESPACE", "POLICY_NAMES", "HPAUtilPolicy", "KedaQueuePolicy", "KedascalerPolicy",

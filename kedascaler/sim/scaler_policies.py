@@ -39,7 +39,8 @@ from kedascaler.engine.types import Decision, SaturationConfig, VariantKey, Vari
 from kedascaler.loop.cycle import CycleConfig, CycleInputs, CycleReport, CycleState, step
 from kedascaler.loop.planner import PlannerSettings, SloPlan
 from kedascaler.sim.baselines import _Base
-from kedascaler.sim.simulator import SLO, Observation, PodCounters, Prediction, Target, VariantConfig, VariantView
+from kedascaler.sim.config import SLO, VariantConfig
+from kedascaler.sim.policy_api import Observation, PodCounters, Prediction, Target, VariantView
 from kedascaler.sources.base import CollectResult, PodSample, PodUsage, WorkloadStatus
 from kedascaler.sources.gateway import ActivationReading
 from kedascaler.spec.config import SERVICECLASS_CONFIGMAP, SaturationSettings

@@ -31,9 +31,9 @@ from typing import cast
 import numpy as np
 
 from kedascaler.sim.cluster import Cluster
-from kedascaler.sim.config import PROFILES, SLO, SimConfig, VariantConfig, default_variants
+from kedascaler.sim.config import SLO, SimConfig, VariantConfig
 from kedascaler.sim.keda_hpa import KEDAConfig, ScalingState, hpa_step, keda_step
-from kedascaler.sim.policy_api import Observation, PodCounters, Policy, Prediction, Target, VariantView
+from kedascaler.sim.policy_api import Observation, Policy, Prediction, Target
 from kedascaler.sim.replica import SimRequest
 from kedascaler.sim.workloads import Workload
 
@@ -198,7 +198,4 @@ def simulate(workload: Workload, policy: Policy, config: SimConfig | None = None
 
 # The run's set-up lives in `kedascaler.sim.config` and the policy contract in `kedascaler.sim.policy_api`;
 # re-exported for `sim/policies.py`, `cli/simulate.py` and the policy tests until they import from there.
-__all__ = [
-    "PROFILES", "SLO", "Observation", "PodCounters", "Policy", "Prediction", "RunResult", "SimConfig", "Target",
-    "VariantConfig", "VariantView", "default_variants", "simulate",
-]
+__all__ = ["RunResult", "simulate"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kedascaler.spec.variant import PerfParams
 from kedascaler.engine.estimation import (
     MIN_SAMPLES,
     VariantObservations,
@@ -15,6 +14,7 @@ from kedascaler.engine.estimation import (
     prefill_mode_for,
     robust_line,
 )
+from kedascaler.spec.variant import PerfParams
 
 ALPHA, BETA, GAMMA, DELTA = 7.0, 0.035, 15.4, 0.018
 

@@ -6,7 +6,6 @@ import math
 
 import pytest
 
-from kedascaler.spec.variant import PerfParams
 from kedascaler.engine.perfmodel import (
     DEFAULT_MAX_BATCH_SIZE,
     LOCKSTEP,
@@ -17,6 +16,7 @@ from kedascaler.engine.perfmodel import (
     prefill_seen_ms,
 )
 from kedascaler.sim.perf import PerfParams as EmulatorParams
+from kedascaler.spec.variant import PerfParams
 
 H100 = PerfModel(7.0, 0.035, 15.4, 0.00034, max_batch_size=1024)
 

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kedascaler.engine.perfmodel import LOCKSTEP, PerfModel, itl_seen_ms
+from kedascaler.engine.queueing import ReplicaArrays, max_arrival_rate, replica_metrics
 from kedascaler.sim.perf import perf_params_for
 from kedascaler.sim.vllm_engine import Request, VLLMEngine
-from kedascaler.engine.queueing import ReplicaArrays, max_arrival_rate, replica_metrics
 
 H100 = dict(alpha=7.0, beta=0.035, gamma=15.4, delta=0.00034)
 PROMPT, OUTPUT = 230.0, 200.0

@@ -16,13 +16,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kedascaler.loop.board import DecisionBoard
-from kedascaler.spec.problems import Problem
-from kedascaler.spec.inventory import build_inventory
-from kedascaler.spec.variant import parse_variant_autoscaling
 from kedascaler.engine.types import Decision, Reason, VariantKey, VariantSpec
+from kedascaler.loop.board import DecisionBoard
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
+from kedascaler.spec.inventory import build_inventory
+from kedascaler.spec.problems import Problem
+from kedascaler.spec.variant import parse_variant_autoscaling
 
 from .threaded_server import ThreadedServer
 
@@ -237,8 +237,8 @@ def test_a_10mb_metadata_value_is_resource_exhausted_with_bounded_memory(grpc_ta
     stub = pb_grpc.ExternalScalerStub(channel)
     huge = "a" * (10 * 1024 * 1024)
     start = _rss_mb()
+    ref = pb.ScaledObjectRef(name=H100.name, namespace=NS, scalerMetadata={"variantAutoscaling": huge})
     for _ in range(5):
-        ref = pb.ScaledObjectRef(name=H100.name, namespace=NS, scalerMetadata={"variantAutoscaling": huge})
         code = _code(lambda: stub.IsActive(ref, timeout=10))
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     del huge, ref

@@ -13,14 +13,15 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from kedascaler.loop.board import DecisionBoard
-from kedascaler.sources.base import CollectResult, PodSample, ScrapeTarget
-from kedascaler.sources.kubernetes import KubernetesInventory
-from kedascaler.engine.types import VariantKey
 from kedascaler.actuate.leader import LeaderElector
+from kedascaler.actuate.status import StatusWriter
+from kedascaler.engine.types import VariantKey
+from kedascaler.loop.board import DecisionBoard
 from kedascaler.loop.cycle import CycleReport
 from kedascaler.loop.reconcile import Reconciler
-from kedascaler.actuate.status import StatusWriter
+from kedascaler.sources.base import CollectResult, PodSample, ScrapeTarget
+from kedascaler.sources.kubernetes import KubernetesInventory
+from tests.support.kube import eventually
 from tests.support.kube_apiserver import (
     FakeApiServer,
     _Handler,
@@ -30,8 +31,6 @@ from tests.support.kube_apiserver import (
     pod,
     va,
 )
-
-from tests.support.kube import eventually
 
 KEY = VariantKey("demo", "llama-h100")
 LEASE = ("kedascaler-system", "kedascaler-leader")

@@ -16,8 +16,8 @@ from collections import Counter
 import grpc
 import pytest
 
-from kedascaler.loop.board import DecisionBoard
 from kedascaler.engine.types import Decision, Reason, VariantKey, VariantSpec
+from kedascaler.loop.board import DecisionBoard
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
 from kedascaler.server.app import ScalerServer

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 
 from kedascaler.loop.board import DecisionBoard
+from kedascaler.loop.reconcile import Reconciler
 from kedascaler.sources.files import StaticInventory
 from kedascaler.sources.gateway import PrometheusActivationSource
 from kedascaler.sources.prometheus import PrometheusSource
-from kedascaler.loop.reconcile import Reconciler
 from tests.support.chart_render import render_chart
 from tests.support.grpc_certs import CertSet, make_certs, openssl
 

@@ -8,8 +8,9 @@ import pytest
 
 from kedascaler.engine.types import PodMetrics, VariantKey, VariantSpec
 from kedascaler.loop.cycle import CycleConfig, CycleInputs, CycleState, Stage, step
+from kedascaler.sim.config import SimConfig
 from kedascaler.sim.policies import KedascalerPolicy
-from kedascaler.sim.simulator import Observation, SimConfig, VariantView
+from kedascaler.sim.policy_api import Observation, VariantView
 from kedascaler.sources.base import CollectResult, CounterReading, PodSample, WorkloadStatus
 from kedascaler.sources.gateway import ActivationReading
 from kedascaler.sources.scrape import GENERATION_TOKENS, PROMPT_TOKENS, SUCCESS

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from kedascaler.loop.board import DecisionBoard
-from kedascaler.sources.files import StaticInventory
-from kedascaler.sources.scrape import DirectScrapeSource
 from kedascaler.loop.reconcile import Reconciler
 from kedascaler.sim.fleet import EmulatedFleet
 from kedascaler.sim.load import OfferedLoad
 from kedascaler.sim.perf import perf_params_for
+from kedascaler.sources.files import StaticInventory
+from kedascaler.sources.scrape import DirectScrapeSource
 
 MODEL = "meta/llama-3.1-8b"
 NS = "llm"

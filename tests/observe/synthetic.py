@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 
-from kedascaler.sources.base import CollectResult
 from kedascaler.engine.types import (
     Decision,
     ModelSnapshot,
@@ -19,8 +18,9 @@ from kedascaler.engine.types import (
     VariantSpec,
     VariantState,
 )
-from kedascaler.observe.records import DecisionRecorder
 from kedascaler.loop.cycle import CycleReport
+from kedascaler.observe.records import DecisionRecorder
+from kedascaler.sources.base import CollectResult
 
 T0 = 1_700_000_000.0
 SPECS = (VariantSpec(VariantKey("llm", "llama-a100"), "meta/llama", "llama-a100", accelerator="A100", cost=20.0),

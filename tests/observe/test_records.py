@@ -9,7 +9,6 @@ import logging
 import jsonschema
 import pytest
 
-from kedascaler.sources.base import CollectResult
 from kedascaler.engine.types import (
     Decision,
     ModelSnapshot,
@@ -20,9 +19,10 @@ from kedascaler.engine.types import (
     VariantSpec,
     VariantState,
 )
+from kedascaler.loop.cycle import CycleReport
 from kedascaler.observe import Observer, RecordWriter, configure_logging, load_schema, scrub
 from kedascaler.observe.records import SCHEMA_ID, SecretFilter
-from kedascaler.loop.cycle import CycleReport
+from kedascaler.sources.base import CollectResult
 from tests.observe.conftest import make_reconciler
 
 

@@ -15,18 +15,18 @@ from urllib.parse import quote
 
 import grpc
 
+from kedascaler.engine.types import VariantKey, VariantSpec
 from kedascaler.loop.board import DecisionBoard
 from kedascaler.loop.inbox import ActivationInbox
-from kedascaler.sources.base import CollectResult, WorkloadStatus
-from kedascaler.spec.inventory import InventoryState
-from kedascaler.sources.files import StaticInventory
-from kedascaler.engine.types import VariantKey, VariantSpec
+from kedascaler.loop.reconcile import Reconciler
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
-from kedascaler.loop.reconcile import Reconciler
 from kedascaler.server.activate import ActivationServer
 from kedascaler.server.app import ScalerServer
 from kedascaler.server.naming import metric_name
+from kedascaler.sources.base import CollectResult, WorkloadStatus
+from kedascaler.sources.files import StaticInventory
+from kedascaler.spec.inventory import InventoryState
 
 NS = "llm"
 SAFETY = 30.0  # seconds before a hung test fails instead of hanging; not a latency assert

@@ -6,11 +6,10 @@ import asyncio
 
 import grpc
 
+from kedascaler.engine.types import VariantKey
 from kedascaler.loop.board import DecisionBoard
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.server.naming import metric_name
-
-from kedascaler.engine.types import VariantKey
 
 from .conftest import A100, H100, NO_DECISION, decision, ref
 

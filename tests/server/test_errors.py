@@ -7,8 +7,8 @@ import logging
 import grpc
 import pytest
 
-from kedascaler.loop.board import DecisionBoard
 from kedascaler.engine.types import VariantKey
+from kedascaler.loop.board import DecisionBoard
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
 from kedascaler.server.app import ScalerServer

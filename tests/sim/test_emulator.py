@@ -117,7 +117,7 @@ def test_pod_exposes_vllms_exact_names_types_labels_and_buckets():
                  "vllm:time_per_output_token_seconds", "vllm:e2e_request_latency_seconds"):
         assert {f"{hist}_bucket", f"{hist}_sum", f"{hist}_count"} <= samples, hist
     assert not any(s.endswith("_total_total") for s in samples)
-    assert f"# TYPE vllm:kv_cache_usage_perc gauge" in text
+    assert "# TYPE vllm:kv_cache_usage_perc gauge" in text
     assert "# TYPE vllm:time_to_first_token_seconds histogram" in text
 
     fams = _families(text)

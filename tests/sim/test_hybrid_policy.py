@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from kedascaler.engine.types import VariantKey
-from kedascaler.sim.emulator import perf_params_for
+from kedascaler.sim.config import SimConfig, VariantConfig
+from kedascaler.sim.perf import perf_params_for
 from kedascaler.sim.policies import (
     EXTRA_POLICY_NAMES,
     NAMESPACE,
@@ -18,9 +19,10 @@ from kedascaler.sim.policies import (
     KedascalerSloPolicy,
     make_policies,
 )
+from kedascaler.sim.policy_api import PodCounters
 from kedascaler.sim.replica import Counters, FastReplica, SimRequest
 from kedascaler.sim.report import learning_table, prediction_table
-from kedascaler.sim.simulator import PodCounters, SimConfig, VariantConfig, simulate
+from kedascaler.sim.simulator import simulate
 from kedascaler.sim.workloads import poisson, steps
 
 

@@ -6,19 +6,19 @@ import numpy as np
 import pytest
 
 from kedascaler.engine.types import PodMetrics
+from kedascaler.sim.config import SimConfig, default_variants
 from kedascaler.sim.policies import (
     POLICY_NAMES,
     HPAUtilPolicy,
     KedaQueuePolicy,
     KedascalerPolicy,
-    OraclePolicy,
-    StaticPolicy,
     WVAPolicy,
     cheapest_mix,
     make_policies,
 )
+from kedascaler.sim.policy_api import Observation, VariantView
 from kedascaler.sim.report import score
-from kedascaler.sim.simulator import Observation, SimConfig, VariantView, default_variants, simulate
+from kedascaler.sim.simulator import simulate
 from kedascaler.sim.workloads import steps
 
 H100, A100 = default_variants()

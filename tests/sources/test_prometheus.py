@@ -244,7 +244,7 @@ def test_usage_under_load_is_what_the_emulated_pods_did(tmp_path):
     for name, pod in pods.items():
         usage = by_pod[name].usage
         assert usage is not None and usage.window_s == 10.0
-        (b0, r0, s0), (b1, _r1, s1) = first[name], last[name]
+        (b0, _r0, s0), (b1, _r1, s1) = first[name], last[name]
 
         def delta(h0, h1):
             return h1.sum - h0.sum, h1.count - h0.count
