@@ -239,7 +239,7 @@ def test_a_10mb_metadata_value_is_resource_exhausted_with_bounded_memory(grpc_ta
     start = _rss_mb()
     ref = pb.ScaledObjectRef(name=H100.name, namespace=NS, scalerMetadata={"variantAutoscaling": huge})
     for _ in range(5):
-        code = _code(lambda: stub.IsActive(ref, timeout=10))
+        code = _code(lambda r=ref: stub.IsActive(r, timeout=10))
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     del huge, ref
     growth = _rss_mb() - start
