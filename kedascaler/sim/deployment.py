@@ -9,16 +9,28 @@ Deployment is part of its `EmulatedFleet`: it works under the fleet's lock and h
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
+import threading
+from typing import Protocol
 
 from kedascaler.engine.types import VariantKey
 from kedascaler.sim.emulator import EmulatedPod
 from kedascaler.sim.perf import PerfParams
-from kedascaler.sim.vllm_engine import FinishedRequest
+from kedascaler.sim.vllm_engine import FinishedRequest, Request
 from kedascaler.sources.base import ScrapeTarget
 
-if TYPE_CHECKING:
-    from kedascaler.sim.fleet import EmulatedFleet
+
+class Fleet(Protocol):
+    """What a Deployment needs of the `EmulatedFleet` that owns it (its lock, clock, and requeue)."""
+
+    _lock: threading.RLock
+
+    @property
+    def now(self) -> float: ...
+
+    @property
+    def started(self) -> bool: ...
+
+    def _requeue(self, model: str, requests: list[Request]) -> None: ...
 
 TIME_SLACK = 1e-9  # float slack on time comparisons, so that t accumulated by ticks still reaches ready_at
 _SUFFIX_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' pod-name alphabet
@@ -30,7 +42,7 @@ class EmulatedDeployment:
     Made by `EmulatedFleet.add_deployment`; all methods are safe to call while the fleet advances.
     """
 
-    def __init__(self, fleet: EmulatedFleet, name: str, model: str, accelerator: str, params: PerfParams,
+    def __init__(self, fleet: Fleet, name: str, model: str, accelerator: str, params: PerfParams,
                  startup_delay: float, namespace: str, seed: str) -> None:
         self.name = name
         self.model = model
