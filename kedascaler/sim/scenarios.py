@@ -130,7 +130,8 @@ SUITE: tuple[Scenario, ...] = (
                              "to 8k), outputs mean 150; 2 → 6 → 3 req/s at 300, 900 s",
              lambda seed: steps([(0, 2.0), (300, 6.0), (900, 3.0)], 1200, seed=seed,
                                 lengths=heavy_tailed_lengths())),
-    Scenario("long-outputs", "outputs mean ≈ 1k tokens (≤ 5.8k), prompts mean 300; 1.5 → 4 → 2 req/s at 300, 900 s",
+    Scenario("long-outputs", "outputs mean ≈ 1k tokens, prompts mean 300 (prompt + output ≤ 6,144); "
+                             "1.5 → 4 → 2 req/s at 300, 900 s",
              lambda seed: steps([(0, 1.5), (300, 4.0), (900, 2.0)], 1200, seed=seed, lengths=_LONG_OUT)),
     Scenario("three-accelerators", "H100 (40) + A100 (20) + L40S (10): conv-like lengths (prompts mean 1,155), "
                                    "2 → 8 → 4 req/s at 300, 900 s; the variant chosen decides the cost",

@@ -28,7 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -304,12 +303,3 @@ def save_csv(w: Workload, path: str | Path) -> None:
         out.writerow(["time_s", "prompt_tokens", "output_tokens"])
         for t, p, o in zip(w.times, w.prompt_tokens, w.output_tokens, strict=True):
             out.writerow([f"{t:.6f}", int(p), int(o)])
-
-
-def __getattr__(name: str) -> Any:
-    """`SCENARIOS` and `scenario()` moved to `kedascaler.sim.scenarios`; still importable from here."""
-    if name in ("SCENARIOS", "SUITE", "scenario"):
-        from kedascaler.sim import scenarios
-
-        return getattr(scenarios, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

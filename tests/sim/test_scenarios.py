@@ -47,9 +47,6 @@ def test_suite_names_and_fleets():
     assert "three-accelerators" not in SCENARIOS  # `--scenario` runs on the default fleet only
     assert {"overlapping-jobs", "step", "diurnal", "idle-then-burst"} <= set(SCENARIOS)
     assert len(scenario("on-off")) == len(_w("on-off"))
-    from kedascaler.sim.workloads import scenario as old_import  # still importable from its old home
-
-    assert old_import is scenario
 
 
 @pytest.mark.skipif(not HAS_TRACE, reason="needs ../shared/traces/azure-llm-2023-conv.csv")
