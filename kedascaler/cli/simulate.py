@@ -3,21 +3,26 @@
 Wire it into `kedascaler/cli/main.py` with `add_simulate_parser(sub)` in `build_parser()` and
 `if args.command == "simulate": return cmd_simulate(args)` in `main()`; or run it alone:
 `python -m kedascaler.cli.simulate --scenario overlapping-jobs --out /tmp/sim`.
+`--suite` runs the whole scenario suite instead (`kedascaler.sim.suite`) and prints its leaderboard.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 from kedascaler.kits.argtypes import non_negative, positive
+from kedascaler.sim import leaderboard
 from kedascaler.sim.config import PROFILES, SLO, SimConfig, default_variants
 from kedascaler.sim.policies import EXTRA_POLICY_NAMES, POLICY_NAMES, make_policies, workload_capacity
 from kedascaler.sim.report import score, sizing_sections, table, write_report
+from kedascaler.sim.scenarios import SCENARIOS, SUITE, SUITE_NAMES, scenario, suite_scenario
 from kedascaler.sim.simulator import simulate
-from kedascaler.sim.workloads import SCENARIOS, load_file, rescale, scenario
+from kedascaler.sim.suite import SuiteSettings, known_policies, run_suite, suite_data, suite_policies, write_suite
+from kedascaler.sim.workloads import load_file, rescale
 
 
 def add_simulate_parser(subparsers) -> argparse.ArgumentParser:
@@ -30,27 +35,79 @@ def add_simulate_parser(subparsers) -> argparse.ArgumentParser:
     src.add_argument("--scenario", choices=sorted(SCENARIOS), help="a built-in workload")
     src.add_argument("--trace", type=Path, help="CSV (time_s,prompt_tokens,output_tokens or Azure's TIMESTAMP,"
                                                 "ContextTokens,GeneratedTokens) or JSONL with the same keys")
-    p.add_argument("--policy", action="append", choices=POLICY_NAMES + EXTRA_POLICY_NAMES, dest="policies",
-                   help=f"a policy to run (repeat; default: {', '.join(POLICY_NAMES)})")
+    src.add_argument("--suite", action="store_true", help="every scenario of the suite; prints a leaderboard")
+    p.add_argument("--policy", action="append", choices=POLICY_NAMES + EXTRA_POLICY_NAMES + ("all",), dest="policies",
+                   help=f"a policy to run (repeat; 'all': every one; default: {', '.join(POLICY_NAMES)})")
     p.add_argument("--out", type=Path, help="folder for summary.md, results.json and plots (default: none)")
     p.add_argument("--seed", type=int, default=0, help="seed for generated arrivals and rate scaling (default 0)")
     p.add_argument("--speedup", type=positive, default=1.0, help="compress the workload's time by this factor")
     p.add_argument("--rate-scale", type=positive, default=1.0, help="multiply (or thin) the requests by this factor")
     p.add_argument("--profile", choices=sorted(PROFILES), default="demo",
                    help="server limits per accelerator (default demo: 48/32 seqs, 1600/1000 KV blocks)")
-    p.add_argument("--startup-delay", type=non_negative, default=90.0, help="pod start-up delay in seconds (default 90)")
+    p.add_argument("--startup-delay", type=non_negative, default=90.0,
+                   help="pod start-up delay in seconds (default 90)")
     p.add_argument("--scrape-interval", type=non_negative, default=15.0,
                    help="Prometheus scrape interval in seconds; 0 reads pods directly (default 15)")
     p.add_argument("--slo-ttft", type=positive, default=1000.0, help="TTFT target in ms (default 1000, Standard)")
     p.add_argument("--slo-itl", type=positive, default=50.0, help="ITL target in ms (default 50, Standard)")
     p.add_argument("--tick", type=positive, default=0.25, help="control granularity in seconds (default 0.25)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add_suite_arguments(p)
     p.set_defaults(func=cmd_simulate)
     return p
 
 
+def add_suite_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of `--suite` (it also reads --policy, --out, --seed, --startup-delay, --scrape-interval,
+    --slo-ttft, --slo-itl, --tick and --quiet; each scenario brings its own fleet, so --profile is not used)."""
+    g = p.add_argument_group("scenario suite (--suite)")
+    g.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="processes, one scenario each at a time (default: the CPU count)")
+    g.add_argument("--only", action="append", choices=SUITE_NAMES, metavar="SCENARIO",
+                   help=f"run only this suite scenario (repeat; default all: {', '.join(SUITE_NAMES)})")
+
+
+def cmd_suite(args: argparse.Namespace) -> int:
+    """Run the suite, print the leaderboard, write suite.json, suite.md and plots; 0, or 2 on bad input."""
+    settings = SuiteSettings(seed=args.seed, startup_delay=args.startup_delay, scrape_interval=args.scrape_interval,
+                             tick=args.tick, slo=_slo(args))
+    scenarios = [suite_scenario(n) for n in dict.fromkeys(args.only)] if args.only else list(SUITE)
+    policies = suite_policies(args.policies)
+    jobs = max(1, min(args.jobs or os.cpu_count() or 1, len(scenarios)))
+    quiet = getattr(args, "quiet", False)
+    started = time.perf_counter()
+
+    def progress(res, k: int, n: int) -> None:
+        if not quiet:
+            print(f"[{k}/{n}] {res.scenario:<22} {res.requests:>6} requests, {sum(res.runtime_s.values()):5.1f} s "
+                  f"for {len(res.runtime_s)} policies ({time.perf_counter() - started:5.1f} s)", file=sys.stderr,
+                  flush=True)
+
+    try:
+        results = run_suite(scenarios, policies, settings, jobs, progress)
+    except (OSError, KeyError, ValueError) as exc:
+        print(f"kedascaler simulate --suite: {exc}", file=sys.stderr)
+        return 2
+    data = suite_data(results, settings, policies, time.perf_counter() - started, jobs)
+    print(leaderboard.full(data))
+    print()
+    print(leaderboard.leaderboard(data))
+    print(leaderboard.footer(data))
+    if args.out is not None:
+        files = write_suite(args.out, results, data)
+        print("wrote " + ", ".join(str(f) for f in files))
+    return 0
+
+
+def _slo(args: argparse.Namespace) -> SLO:
+    return SLO("Standard" if (args.slo_ttft, args.slo_itl) == (1000.0, 50.0) else "custom",
+               args.slo_ttft / 1000.0, args.slo_itl / 1000.0)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Run the policies, print the table, write the report; 0 on success, 2 on bad input."""
+    if getattr(args, "suite", False):
+        return cmd_suite(args)
     try:
         if args.trace is not None:
             workload = load_file(args.trace, speedup=args.speedup, rate_scale=args.rate_scale, seed=args.seed)
@@ -64,7 +121,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                        scrape_interval=args.scrape_interval,
                        slo=SLO("Standard" if (args.slo_ttft, args.slo_itl) == (1000.0, 50.0) else "custom",
                                args.slo_ttft / 1000.0, args.slo_itl / 1000.0))
-    names = list(dict.fromkeys(args.policies or POLICY_NAMES))
+    requested = args.policies or POLICY_NAMES
+    names = list(dict.fromkeys(n for p in requested for n in (known_policies() if p == "all" else (p,))))
     if "oracle" not in names:
         names.append("oracle")  # the cost floor every ratio refers to
     policies = make_policies(names, workload, config)
@@ -95,7 +153,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         settings = {"profile": args.profile, "startup_delay_s": args.startup_delay,
                     "scrape_interval_s": args.scrape_interval, "tick_s": args.tick, "seed": args.seed,
                     "speedup": args.speedup, "rate_scale": args.rate_scale,
-                    "variants": "; ".join(f"{v.name} {v.accelerator} cost {v.cost:g} max_num_seqs {v.params.max_num_seqs} "
+                    "variants": "; ".join(f"{v.name} {v.accelerator} cost {v.cost:g} "
+                                          f"max_num_seqs {v.params.max_num_seqs} "
                                           f"kv_blocks {v.params.num_gpu_blocks}" for v in config.variants)}
         files = write_report(args.out, workload, runs, scores, capacity, settings, runtime)
         print("wrote " + ", ".join(str(f) for f in files))
@@ -117,4 +176,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["add_simulate_parser", "cmd_simulate", "main"]
+__all__ = ["add_simulate_parser", "add_suite_arguments", "cmd_simulate", "cmd_suite", "main"]

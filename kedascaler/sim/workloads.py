@@ -6,13 +6,17 @@ sorted by time, plus the times at which the offered load steps up (to score reac
 * `poisson(rate, duration)`, and any rate shape through `shaped(rate_fn, duration)` (thinning):
   `steps`, `ramp`, `bursts` (on/off), `diurnal` (a sine over a period);
 * `overlapping_jobs()`: the seed experiments' jobs of 10, 15 and 12 req/s starting 120 s apart, 480 s each;
+  `sequential_jobs()`: the same jobs one after another; `flash_crowd()`: a sudden rise that decays;
 * `azure_csv(path)`: the Azure LLM inference trace (TIMESTAMP, ContextTokens, GeneratedTokens), with
   `speedup` (compress time) and `rate_scale` (thin or multiply requests);
 * `load_file(path)`: our own format, CSV with header `time_s,prompt_tokens,output_tokens`, or JSON
   Lines with those keys (one object a line); `save_csv` writes it.
 
 Token counts default to ShareGPT-like lengths (`vllm bench serve`): lognormal, means ≈ 230 prompt and
-≈ 203 output tokens, right-skewed, prompts ≤ 1024 and prompt + output ≤ 2048. Same seed → same arrays.
+≈ 203 output tokens, right-skewed, prompts ≤ 1024 and prompt + output ≤ 2048; any other distribution through
+`lengths=` (`lognormal_lengths`, `heavy_tailed_lengths`). Same seed → same arrays.
+
+The named scenarios (`SCENARIOS`, `scenario()`) and the suite's fleets live in `kedascaler.sim.scenarios`.
 """
 
 from __future__ import annotations
@@ -55,6 +59,9 @@ class Workload:
         return edges[:-1], counts / bucket
 
 
+LengthSampler = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
+
+
 def _lengths(rng: np.random.Generator, n: int, prompt_mean: float, output_mean: float,
              max_prompt: int = 1024, max_total: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """Right-skewed (lognormal) token counts with the given means, clipped like ShareGPT's filters."""
@@ -62,15 +69,44 @@ def _lengths(rng: np.random.Generator, n: int, prompt_mean: float, output_mean: 
     mu_o = math.log(output_mean) - _SIGMA ** 2 / 2
     prompt = np.clip(np.rint(rng.lognormal(mu_p, _SIGMA, n)), 4, max_prompt).astype(np.int64)
     output = np.clip(np.rint(rng.lognormal(mu_o, _SIGMA, n)), 1, None).astype(np.int64)
-    output = np.minimum(output, max_total - prompt)
+    output = np.maximum(1, np.minimum(output, max_total - prompt))
     return prompt, output
+
+
+def lognormal_lengths(prompt_mean: float, output_mean: float, *, max_prompt: int,
+                      max_total: int) -> LengthSampler:
+    """Lognormal prompts and outputs (σ 0.9) with these means, prompts ≤ `max_prompt`, prompt + output ≤ `max_total`."""
+    return lambda rng, n: _lengths(rng, n, prompt_mean, output_mean, max_prompt, max_total)
+
+
+def heavy_tailed_lengths(prompt_mean: float = 2000.0, output_mean: float = 150.0, *, tail: float = 0.1,
+                         alpha: float = 1.5, tail_start: float = 3000.0, max_prompt: int = 8192,
+                         max_output: int = 1024) -> LengthSampler:
+    """Code-assistant-like prompts: a lognormal body (σ 0.8) and a share `tail` of Pareto(`alpha`) prompts
+    from `tail_start` up to `max_prompt` tokens, the body's mean set so that the whole has `prompt_mean`;
+    outputs lognormal (σ 0.9) with `output_mean`, ≤ `max_output`."""
+    ratio = tail_start / max_prompt  # mean of the Pareto clipped at max_prompt
+    tail_mean = tail_start * (alpha - ratio ** (alpha - 1)) / (alpha - 1)
+    body_mean = max(16.0, (prompt_mean - tail * tail_mean) / (1 - tail))
+    sigma = 0.8
+
+    def sample(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        body = rng.lognormal(math.log(body_mean) - sigma ** 2 / 2, sigma, n)
+        pareto = tail_start * (1.0 + rng.pareto(alpha, n))
+        raw = np.where(rng.uniform(size=n) < tail, pareto, body)
+        prompt = np.clip(np.rint(raw), 4, max_prompt).astype(np.int64)
+        out = rng.lognormal(math.log(output_mean) - _SIGMA ** 2 / 2, _SIGMA, n)
+        return prompt, np.clip(np.rint(out), 1, max_output).astype(np.int64)
+
+    return sample
 
 
 def shaped(rate_fn: Callable[[np.ndarray], np.ndarray], duration: float, *, seed: int = 0, name: str = "shaped",
            rate_max: float | None = None, prompt_mean: float = SHAREGPT_PROMPT_MEAN,
-           output_mean: float = SHAREGPT_OUTPUT_MEAN, steps: tuple[float, ...] = (), description: str = ""
-           ) -> Workload:
-    """Poisson arrivals with a time-varying rate (req/s), by thinning a homogeneous process at `rate_max`."""
+           output_mean: float = SHAREGPT_OUTPUT_MEAN, steps: tuple[float, ...] = (), description: str = "",
+           lengths: LengthSampler | None = None) -> Workload:
+    """Poisson arrivals with a time-varying rate (req/s), by thinning a homogeneous process at `rate_max`;
+    token counts from `lengths(rng, n)`, or ShareGPT-like with the given means."""
     rng = np.random.default_rng(seed)
     if rate_max is None:
         grid = np.linspace(0.0, duration, 4096)
@@ -82,7 +118,10 @@ def shaped(rate_fn: Callable[[np.ndarray], np.ndarray], duration: float, *, seed
         times = np.sort(rng.uniform(0.0, duration, n))
         keep = rng.uniform(0.0, rate_max, n) < rate_fn(times)
         times = times[keep]
-    prompt, output = _lengths(rng, len(times), prompt_mean, output_mean)
+    if lengths is not None:
+        prompt, output = lengths(rng, len(times))
+    else:
+        prompt, output = _lengths(rng, len(times), prompt_mean, output_mean)
     return Workload(name, times, prompt, output, float(duration), steps, description)
 
 
@@ -134,7 +173,7 @@ def overlapping_jobs(rates: tuple[float, ...] = (10.0, 15.0, 12.0), gap: float =
 
     def rate_fn(t: np.ndarray) -> np.ndarray:
         out = np.zeros_like(t)
-        for s, r in zip(starts, rates):
+        for s, r in zip(starts, rates, strict=True):
             out += np.where((t >= s) & (t < s + length), r, 0.0)
         return out
 
@@ -142,6 +181,38 @@ def overlapping_jobs(rates: tuple[float, ...] = (10.0, 15.0, 12.0), gap: float =
     kw.setdefault("description", f"jobs of {', '.join(f'{r:g}' for r in rates)} req/s, {gap:g} s apart, "
                                  f"{length:g} s each (peak {sum(rates):g} req/s), ShareGPT-like lengths")
     return shaped(rate_fn, duration, seed=seed, rate_max=sum(rates), steps=tuple(float(s) for s in starts[1:]), **kw)
+
+
+def sequential_jobs(rates: tuple[float, ...] = (10.0, 15.0, 12.0), length: float = 300.0, pause: float = 60.0,
+                    *, seed: int = 0, tail: float = 300.0, **kw) -> Workload:
+    """The seed experiments' jobs one after another: `length` s at each rate, `pause` s of nothing between."""
+    starts = [i * (length + pause) for i in range(len(rates))]
+    duration = starts[-1] + length + tail
+
+    def rate_fn(t: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(t)
+        for s, r in zip(starts, rates, strict=True):
+            out += np.where((t >= s) & (t < s + length), r, 0.0)
+        return out
+
+    kw.setdefault("name", "sequential-jobs")
+    kw.setdefault("description", f"jobs of {', '.join(f'{r:g}' for r in rates)} req/s one after another, "
+                                 f"{length:g} s each, {pause:g} s apart, ShareGPT-like lengths")
+    return shaped(rate_fn, duration, seed=seed, rate_max=max(rates), steps=tuple(float(s) for s in starts[1:]), **kw)
+
+
+def flash_crowd(base: float, peak: float, at: float, duration: float, *, rise: float = 10.0, decay: float = 120.0,
+                seed: int = 0, **kw) -> Workload:
+    """`base` req/s, then at `at` a linear rise to `peak` within `rise` s that decays back exponentially
+    (time constant `decay` s)."""
+
+    def rate_fn(t: np.ndarray) -> np.ndarray:
+        up = base + (peak - base) * np.clip((t - at) / rise, 0.0, 1.0)
+        down = base + (peak - base) * np.exp(-np.maximum(0.0, t - at - rise) / decay)
+        return np.where(t < at + rise, up, down)
+
+    kw.setdefault("name", "flash-crowd")
+    return shaped(rate_fn, duration, seed=seed, rate_max=max(base, peak), steps=(float(at),), **kw)
 
 
 def rescale(w: Workload, *, speedup: float = 1.0, rate_scale: float = 1.0, seed: int = 0) -> Workload:
@@ -161,7 +232,8 @@ def rescale(w: Workload, *, speedup: float = 1.0, rate_scale: float = 1.0, seed:
         prompt, output = prompt[idx], output[idx]
         order = np.argsort(times, kind="stable")
         times, prompt, output = times[order], prompt[order], output[order]
-    name = w.name + (f" x{speedup:g} speed" if speedup != 1 else "") + (f" x{rate_scale:g} rate" if rate_scale != 1 else "")
+    name = (w.name + (f" x{speedup:g} speed" if speedup != 1 else "")
+            + (f" x{rate_scale:g} rate" if rate_scale != 1 else ""))
     return Workload(name, times, prompt, output, duration, tuple(s / speedup for s in w.steps), w.description,
                     dict(w.meta, speedup=speedup, rate_scale=rate_scale))
 
@@ -218,7 +290,8 @@ def _from_lists(name: str, times: list[float], prompt: list[int], output: list[i
     t = np.asarray(times, dtype=float)
     order = np.argsort(t, kind="stable")
     t = t[order] - (t.min() if len(t) else 0.0)
-    w = Workload(name, t, np.asarray(prompt, dtype=np.int64)[order], np.maximum(1, np.asarray(output, dtype=np.int64)[order]),
+    w = Workload(name, t, np.asarray(prompt, dtype=np.int64)[order],
+                 np.maximum(1, np.asarray(output, dtype=np.int64)[order]),
                  float(math.ceil(t.max() + 1)) if len(t) else 0.0, (), description)
     return rescale(w, speedup=speedup, rate_scale=rate_scale, seed=seed)
 
@@ -228,27 +301,5 @@ def save_csv(w: Workload, path: str | Path) -> None:
     with open(path, "w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["time_s", "prompt_tokens", "output_tokens"])
-        for t, p, o in zip(w.times, w.prompt_tokens, w.output_tokens):
+        for t, p, o in zip(w.times, w.prompt_tokens, w.output_tokens, strict=True):
             out.writerow([f"{t:.6f}", int(p), int(o)])
-
-
-# Named scenarios: name → (builder(seed), one-line description)
-SCENARIOS: dict[str, tuple[Callable[[int], Workload], str]] = {
-    "overlapping-jobs": (lambda seed: overlapping_jobs(seed=seed),
-                         "seed experiment: 10 + 15 + 12 req/s jobs, 120 s apart, 480 s each"),
-    "overlapping-jobs-high": (lambda seed: overlapping_jobs((20.0, 30.0, 15.0), seed=seed, name="overlapping-jobs-high"),
-                              "seed experiment, high: 20 + 30 + 15 req/s"),
-    "step": (lambda seed: steps([(0, 2.0), (300, 20.0), (900, 5.0)], 1500, seed=seed, name="step"),
-             "2 → 20 → 5 req/s at 300 s and 900 s"),
-    "ramp": (lambda seed: ramp(1.0, 30.0, 1200, seed=seed), "1 → 30 req/s linearly over 20 min"),
-    "bursts": (lambda seed: bursts(2.0, 25.0, 300, 60, 1800, seed=seed), "25 req/s for 60 s every 5 min over 2 req/s"),
-    "diurnal": (lambda seed: diurnal(1.0, 25.0, 1800, 3600, seed=seed), "sine 1 ↔ 25 req/s, period 30 min, 1 h"),
-    "idle-then-burst": (lambda seed: steps([(0, 0.0), (900, 10.0), (1200, 0.0)], 1800, seed=seed,
-                                           name="idle-then-burst"), "nothing for 15 min, 10 req/s for 5 min"),
-}
-
-
-def scenario(name: str, seed: int = 0) -> Workload:
-    if name not in SCENARIOS:
-        raise KeyError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
-    return SCENARIOS[name][0](seed)

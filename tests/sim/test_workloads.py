@@ -8,18 +8,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kedascaler.sim.scenarios import SCENARIOS, scenario
 from kedascaler.sim.workloads import (
-    SCENARIOS,
     azure_csv,
     bursts,
     diurnal,
+    flash_crowd,
+    heavy_tailed_lengths,
     load_file,
+    lognormal_lengths,
     overlapping_jobs,
     poisson,
     ramp,
     rescale,
     save_csv,
-    scenario,
+    sequential_jobs,
     steps,
 )
 
@@ -65,6 +68,19 @@ def test_shapes():
     assert np.sum((d.times > 100) & (d.times < 300)) > 3 * np.sum((d.times < 100) | (d.times > 300))
     for name in SCENARIOS:
         assert len(scenario(name, 0)) > 0
+
+
+def test_sequential_jobs_flash_crowd_and_custom_lengths():
+    j = sequential_jobs((4.0, 8.0), length=100, pause=50, tail=20, seed=0)
+    assert j.duration == 270 and j.steps == (150.0,)
+    assert not np.any((j.times >= 100) & (j.times < 150)) and not np.any(j.times >= 250)
+    f = flash_crowd(1.0, 20.0, 100.0, 600, seed=0)
+    assert f.steps == (100.0,) and np.sum((f.times >= 100) & (f.times < 160)) > 5 * np.sum(f.times < 60)
+    h = poisson(50.0, 100, seed=0, lengths=heavy_tailed_lengths(2000.0, 150.0))
+    assert h.prompt_tokens.mean() == pytest.approx(2000, rel=0.1) and h.prompt_tokens.max() <= 8192
+    long = poisson(20.0, 100, seed=0, lengths=lognormal_lengths(300.0, 1000.0, max_prompt=2048, max_total=6144))
+    assert long.output_tokens.mean() == pytest.approx(1000, rel=0.1)
+    assert (long.prompt_tokens + long.output_tokens).max() <= 6144
 
 
 def test_azure_trace_with_speedup_and_rate_scale():
