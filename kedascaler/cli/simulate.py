@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 from kedascaler.kits.argtypes import non_negative, positive
+from kedascaler.sim.cluster import ROUTERS
 from kedascaler.sim.config import PROFILES, SLO, SimConfig, default_variants
 from kedascaler.sim.policies import EXTRA_POLICY_NAMES, POLICY_NAMES, make_policies, workload_capacity
-from kedascaler.sim.report import score, sizing_sections, table, write_report
+from kedascaler.sim.report import BOUND, REFERENCE, score_runs, setup_lines, sizing_sections, table, write_report
 from kedascaler.sim.simulator import simulate
 from kedascaler.sim.workloads import SCENARIOS, load_file, rescale, scenario
 
@@ -38,12 +39,16 @@ def add_simulate_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--rate-scale", type=positive, default=1.0, help="multiply (or thin) the requests by this factor")
     p.add_argument("--profile", choices=sorted(PROFILES), default="demo",
                    help="server limits per accelerator (default demo: 48/32 seqs, 1600/1000 KV blocks)")
-    p.add_argument("--startup-delay", type=non_negative, default=90.0, help="pod start-up delay in seconds (default 90)")
+    p.add_argument("--startup-delay", type=non_negative, default=90.0,
+                   help="pod start-up delay in seconds (default 90)")
     p.add_argument("--scrape-interval", type=non_negative, default=15.0,
                    help="Prometheus scrape interval in seconds; 0 reads pods directly (default 15)")
     p.add_argument("--slo-ttft", type=positive, default=1000.0, help="TTFT target in ms (default 1000, Standard)")
     p.add_argument("--slo-itl", type=positive, default=50.0, help="ITL target in ms (default 50, Standard)")
     p.add_argument("--tick", type=positive, default=0.25, help="control granularity in seconds (default 0.25)")
+    p.add_argument("--router", choices=ROUTERS, default="epp",
+                   help="how requests reach the pods: epp, llm-d's endpoint picker (queue and KV scorers), or "
+                        "service, a Kubernetes Service (a random pod); default epp")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=cmd_simulate)
     return p
@@ -61,12 +66,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"kedascaler simulate: cannot read the workload: {exc}", file=sys.stderr)
         return 2
     config = SimConfig(variants=default_variants(args.profile, args.startup_delay), tick=args.tick,
-                       scrape_interval=args.scrape_interval,
+                       scrape_interval=args.scrape_interval, router=getattr(args, "router", "epp"), seed=args.seed,
                        slo=SLO("Standard" if (args.slo_ttft, args.slo_itl) == (1000.0, 50.0) else "custom",
                                args.slo_ttft / 1000.0, args.slo_itl / 1000.0))
     names = list(dict.fromkeys(args.policies or POLICY_NAMES))
-    if "oracle" not in names:
-        names.append("oracle")  # the cost floor every ratio refers to
+    names += [n for n in (REFERENCE, BOUND) if n not in names]  # the floor and the bound the ratios refer to
     policies = make_policies(names, workload, config)
     runs, runtime = [], {}
     quiet = getattr(args, "quiet", False)
@@ -82,10 +86,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             print(f"\r[{i + 1}/{len(policies)}] {policy.name:<12} done in {runtime[policy.name]:.1f} s",
                   file=sys.stderr, flush=True)
     capacity = workload_capacity(workload, config.variants, config.slo)
-    oracle_cost = next(float(r.cost.sum()) for r in runs if r.policy == "oracle")
-    scores = [score(r, workload, capacity, oracle_cost) for r in runs]
+    scores = score_runs(runs, workload, capacity)
     print(f"{workload.name}: {len(workload)} requests over {workload.duration:.0f} s; SLO {config.slo.name} "
           f"TTFT ≤ {config.slo.ttft * 1000:.0f} ms, ITL ≤ {config.slo.itl * 1000:.0f} ms")
+    print("\n".join(setup_lines(runs)))
     print(table(scores))
     sections = sizing_sections(runs, "\nPredictions of the model-based plans (|predicted − observed| ÷ observed, "
                                "next interval):", "Parameters learned online (α, β, γ, δ in ms):")
@@ -95,8 +99,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         settings = {"profile": args.profile, "startup_delay_s": args.startup_delay,
                     "scrape_interval_s": args.scrape_interval, "tick_s": args.tick, "seed": args.seed,
                     "speedup": args.speedup, "rate_scale": args.rate_scale,
-                    "variants": "; ".join(f"{v.name} {v.accelerator} cost {v.cost:g} max_num_seqs {v.params.max_num_seqs} "
-                                          f"kv_blocks {v.params.num_gpu_blocks}" for v in config.variants)}
+                    "variants": "; ".join(f"{v.name} {v.accelerator} cost {v.cost:g} "
+                                          f"max_num_seqs {v.params.max_num_seqs} kv_blocks {v.params.num_gpu_blocks}"
+                                          for v in config.variants)}
         files = write_report(args.out, workload, runs, scores, capacity, settings, runtime)
         print("wrote " + ", ".join(str(f) for f in files))
     return 0
