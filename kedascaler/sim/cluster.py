@@ -166,17 +166,16 @@ class Cluster:
         blocks = np.array([r.params.num_gpu_blocks for r in reps], dtype=float)
         slots = np.array([r.params.max_num_seqs - r.num_running for r in reps], dtype=float)
         block_size = np.array([r.params.block_size for r in reps])
-        seen_q, seen_kv = waiting.copy(), used / blocks
+        best = np.zeros(0, dtype=np.int64)
         epoch = math.nan
         for req in reqs:
             at = max(now, req.arrival)
             if at // EPP_REFRESH != epoch:  # a refresh: the picker sees what the requests before did
                 epoch = at // EPP_REFRESH
-                seen_q, seen_kv = waiting.copy(), np.minimum(1.0, used / blocks)
-            lo, hi = seen_q.min(), seen_q.max()
-            queue_score = (hi - seen_q) / (hi - lo) if hi > lo else np.ones(len(cands))
-            total = EPP_QUEUE_WEIGHT * queue_score + EPP_KV_WEIGHT * (1.0 - seen_kv)
-            best = np.flatnonzero(total >= total.max() - 1e-12)
+                lo, hi = waiting.min(), waiting.max()
+                queue_score = (hi - waiting) / (hi - lo) if hi > lo else np.ones(len(cands))
+                total = EPP_QUEUE_WEIGHT * queue_score + EPP_KV_WEIGHT * (1.0 - np.minimum(1.0, used / blocks))
+                best = np.flatnonzero(total >= total.max() - 1e-12)
             i = int(best[0] if len(best) == 1 else best[self.rng.integers(len(best))])
             need = -(-(req.prompt + 1) // int(block_size[i]))
             if waiting[i] == 0 and slots[i] > 0 and used[i] + need <= blocks[i]:  # admitted at its next step

@@ -2,16 +2,18 @@
 
 A variant's capacity is measured, not assumed: the highest Poisson rate at which one simulated replica keeps
 99.5% of this workload's requests (its own length distribution) within the SLO (`calibrated_capacity`).
-Both oracles plan per 15 s window from the trace itself (`future_rates`: the window's rate is the busiest
-15 s, in 5 s strides, that starts within the lookahead) the least-cost mix of variants whose summed capacity
-covers it (`cheapest_mix`, an exhaustive search: exactly optimal per window). They differ in what they pay:
+Both oracles read the arrivals of each 15 s window from the trace itself (`future_rates`: with lookahead 0,
+as they run, a window's own arrivals ÷ 15 s) and plan for it the least-cost mix of variants whose capacity
+covers that rate (`cheapest_mix`: every integer mix tried, so exactly optimal per window; capacities add up
+behind the endpoint picker, and a mixed fleet is held to its slowest pod behind a Service, which splits evenly).
+They differ in what they pay:
 
-* `oracle` (`OraclePolicy`) — the lower bound: pods start instantly, no headroom. See its docstring for
-  why nothing is cheaper at its SLO, and under which assumptions.
+* `oracle` (`OraclePolicy`) — the lower bound: pods start instantly, no headroom. Its docstring says why
+  nothing is cheaper at its SLO, and under which assumptions.
 * `oracle-startup` (`OracleStartupPolicy`) — the achievable floor: the same plans, known in advance, but
-  its pods pay the start-up delay every policy pays (each pod is started `startup_delay` ahead of its
-  window), and it starts from the same warm fleet as every policy (`SimConfig.initial_fleet`). The reports'
-  "× oracle" refers to it; "× bound" to `oracle`.
+  its pods pay the start-up delay every policy pays (each pod is started `startup_delay` ahead of the
+  window that needs it), and it starts from the same warm fleet as every policy (`SimConfig.initial_fleet`).
+  The reports' "× oracle" refers to it; "× bound" to `oracle`.
 """
 
 from __future__ import annotations
@@ -151,34 +153,35 @@ def future_rates(workload: Workload, interval: float, lookahead: float = 30.0, w
 
 
 class OraclePolicy(_Base):
-    """The lower bound: knows each window's arrival rate, starts pods instantly, runs the cheapest mix.
+    """The lower bound: knows each window's arrivals, starts pods instantly, runs the cheapest mix for them.
 
-    Every `interval` (15 s) it runs `cheapest_mix` of the window's rate (`future_rates`: the busiest 15 s
-    starting within `lookahead` seconds, from the trace itself), without headroom (`headroom` 1), plus, when
-    requests wait (in the pods or at the gateway), enough capacity to clear them within `lookahead`; it
-    never goes to zero while its pods still hold requests. Its pods are ready the instant they are asked
-    for, and it starts at t = 0 from the same fleet as every policy (it replaces it at once).
+    Every `interval` (15 s) it runs `cheapest_mix` of the window's rate (`future_rates`: its own arrivals
+    ÷ 15 s with the default `lookahead` 0; a lookahead takes the busiest 15 s starting within it), without
+    headroom (`headroom` 1); it never goes to zero while its pods still hold requests. Its pods are ready
+    the instant they are asked for; it starts at t = 0 from the run's initial fleet like every policy, and
+    replaces it at once (an idle pod removed is gone without billing).
 
     Why no policy is cheaper at its SLO — under these assumptions, which are the model's, not laws:
 
     1. One replica of a variant carries at most its measured capacity within the SLO: the highest Poisson
        rate at which a simulated replica of it keeps 99.5% of this workload's requests (its own prompt and
-       output lengths) within TTFT and ITL (`calibrated_capacity`). Fed more, it misses more than 0.5%.
-    2. A fleet carries the sum of its replicas' capacities: the load is split in proportion to capacity.
-       No router does that exactly (a Service splits evenly, the endpoint picker by queue and KV), which is
-       one reason the bound is not reachable. The other way round, a load-aware router pools its replicas'
-       queues, and pooled replicas can carry a little more than the sum of their single-replica capacities
-       at the same attainment: a large fleet behind the picker could in principle beat the bound.
-    3. A window needs capacity for its rate, and the rate is known exactly (no forecast error). Taking the
-       busiest 15 s of the lookahead is conservative: a policy that lets a short burst queue within the
-       TTFT budget could run less capacity than the bound for that window.
-    4. Pods start instantly and are removed at once (a removed pod still bills while it drains), so there
-       is no cost that couples one window to the next: the per-window optimum, which `cheapest_mix` finds
-       exactly (every integer mix up to each variant's `max_replicas`), is the optimum over the run.
+       output lengths) within TTFT and ITL (`calibrated_capacity`); fed more, it misses more. The Poisson
+       fluctuations inside a window are in that measurement.
+    2. A fleet carries the sum of its replicas' capacities behind the endpoint picker (the load split in
+       proportion to capacity), and its replicas times its slowest pod's behind a Service (an even split).
+    3. A window needs capacity for its mean rate, known exactly (no forecast error): less capacity than
+       the arrivals cannot carry them, more is spent.
+    4. Pods start instantly and an idle pod is removed at once, so no cost couples one window to the next:
+       the per-window optimum, which `cheapest_mix` finds exactly (every integer mix up to each variant's
+       `max_replicas`), is the optimum over the run.
 
-    Under 1-4 no fleet that meets the SLO costs less; 2 and 3 can fail in a policy's favour, so the claim
-    "the oracle costs no more than any policy that reaches its SLO" is a property the tests check on small
-    scenarios (tests/sim/test_oracle.py), not a theorem.
+    Where a policy could still beat it: 2 is pessimistic for a load-aware router, which pools its
+    replicas' queues, and n pooled replicas carry a little more than n single ones at the same attainment
+    (most at large fleets); the picker's split is not exactly proportional either, which cuts the other
+    way (the bound can miss a little); the capacity is measured by bisection to ≈ 0.6% and rounded up to
+    whole replicas per window. So "the oracle costs no more than any policy that reaches its SLO" is a
+    property the tests check on small scenarios (tests/sim/test_oracle.py), and the report shows the
+    bound's own attainment beside its cost: it is a bound at the SLO it reaches, not a theorem.
     """
 
     name = "oracle"
@@ -226,8 +229,12 @@ class OracleStartupPolicy(_Base):
     (all of it when none does). At each reconcile it runs, per variant, the most any window needs from now
     until a pod started now would be ready (`startup_delay`), so every pod a window needs is ready when
     the window begins, and a pod stays through any dip shorter than the start-up delay — which is never
-    dearer, since a pod started again bills its start-up. Its pods start like every policy's; no headroom,
-    no reaction to backlog (foresight alone), never to zero while its pods hold requests.
+    dearer, since a pod started again bills its start-up: for the bound's plans, this schedule is the
+    cheapest one that has each window's plan ready. Its pods start like every policy's; no headroom, no
+    reaction to backlog (foresight alone), never to zero while its pods hold requests. From the first
+    start-up delay on it runs at least the bound's replicas of every variant and bills the start-ups, so it
+    costs more than the bound unless the initial fleet it is held to before then is much cheaper than the
+    bound's plan there (it then misses instead); tests/sim/test_oracle.py checks it costs no less.
     """
 
     name = "oracle-startup"
