@@ -16,9 +16,10 @@ from pathlib import Path
 
 from kedascaler.kits.argtypes import non_negative, positive
 from kedascaler.sim import leaderboard
+from kedascaler.sim.cluster import ROUTERS
 from kedascaler.sim.config import PROFILES, SLO, SimConfig, default_variants
 from kedascaler.sim.policies import EXTRA_POLICY_NAMES, POLICY_NAMES, make_policies, workload_capacity
-from kedascaler.sim.report import score, sizing_sections, table, write_report
+from kedascaler.sim.report import BOUND, REFERENCE, score_runs, setup_lines, sizing_sections, table, write_report
 from kedascaler.sim.scenarios import SCENARIOS, SUITE, SUITE_NAMES, scenario, suite_scenario
 from kedascaler.sim.simulator import simulate
 from kedascaler.sim.suite import SuiteSettings, known_policies, run_suite, suite_data, suite_policies, write_suite
@@ -51,6 +52,9 @@ def add_simulate_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--slo-ttft", type=positive, default=1000.0, help="TTFT target in ms (default 1000, Standard)")
     p.add_argument("--slo-itl", type=positive, default=50.0, help="ITL target in ms (default 50, Standard)")
     p.add_argument("--tick", type=positive, default=0.25, help="control granularity in seconds (default 0.25)")
+    p.add_argument("--router", choices=ROUTERS, default="epp",
+                   help="how requests reach the pods: epp, llm-d's endpoint picker (queue and KV scorers), or "
+                        "service, a Kubernetes Service (a random pod); default epp")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     add_suite_arguments(p)
     p.set_defaults(func=cmd_simulate)
@@ -70,7 +74,7 @@ def add_suite_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_suite(args: argparse.Namespace) -> int:
     """Run the suite, print the leaderboard, write suite.json, suite.md and plots; 0, or 2 on bad input."""
     settings = SuiteSettings(seed=args.seed, startup_delay=args.startup_delay, scrape_interval=args.scrape_interval,
-                             tick=args.tick, slo=_slo(args))
+                             tick=args.tick, slo=_slo(args), router=args.router)
     scenarios = [suite_scenario(n) for n in dict.fromkeys(args.only)] if args.only else list(SUITE)
     policies = suite_policies(args.policies)
     jobs = max(1, min(args.jobs or os.cpu_count() or 1, len(scenarios)))
@@ -118,13 +122,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"kedascaler simulate: cannot read the workload: {exc}", file=sys.stderr)
         return 2
     config = SimConfig(variants=default_variants(args.profile, args.startup_delay), tick=args.tick,
-                       scrape_interval=args.scrape_interval,
+                       scrape_interval=args.scrape_interval, router=getattr(args, "router", "epp"), seed=args.seed,
                        slo=SLO("Standard" if (args.slo_ttft, args.slo_itl) == (1000.0, 50.0) else "custom",
                                args.slo_ttft / 1000.0, args.slo_itl / 1000.0))
     requested = args.policies or POLICY_NAMES
     names = list(dict.fromkeys(n for p in requested for n in (known_policies() if p == "all" else (p,))))
-    if "oracle" not in names:
-        names.append("oracle")  # the cost floor every ratio refers to
+    names += [n for n in (REFERENCE, BOUND) if n not in names]  # the floor and the bound the ratios refer to
     policies = make_policies(names, workload, config)
     runs, runtime = [], {}
     quiet = getattr(args, "quiet", False)
@@ -140,10 +143,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             print(f"\r[{i + 1}/{len(policies)}] {policy.name:<12} done in {runtime[policy.name]:.1f} s",
                   file=sys.stderr, flush=True)
     capacity = workload_capacity(workload, config.variants, config.slo)
-    oracle_cost = next(float(r.cost.sum()) for r in runs if r.policy == "oracle")
-    scores = [score(r, workload, capacity, oracle_cost) for r in runs]
+    scores = score_runs(runs, workload, capacity)
     print(f"{workload.name}: {len(workload)} requests over {workload.duration:.0f} s; SLO {config.slo.name} "
           f"TTFT ≤ {config.slo.ttft * 1000:.0f} ms, ITL ≤ {config.slo.itl * 1000:.0f} ms")
+    print("\n".join(setup_lines(runs)))
     print(table(scores))
     sections = sizing_sections(runs, "\nPredictions of the model-based plans (|predicted − observed| ÷ observed, "
                                "next interval):", "Parameters learned online (α, β, γ, δ in ms):")

@@ -2,32 +2,68 @@
 
 Each pod runs a `FastReplica` (`kedascaler.sim.replica`). Scale-down removes pods that are not ready first,
 then the newest ready ones; a removed pod hands its waiting requests back to the gateway (they start over:
-`restart`) and finishes those it is running (draining), billed until empty. Routing goes to the least-loaded
-ready pod, as `kedascaler.sim.fleet` ranks pods; the gateway holds requests while no pod is ready.
+`restart`) and finishes those it is running (draining), billed until empty. The gateway holds requests while
+no pod is ready. A request handed to a pod stays on it until it finishes (vLLM cannot migrate a request):
+routing happens once per request, on arrival or when the gateway's queue is let go.
+
+Routers (`SimConfig.router`), both among the ready pods of all the model's variants, random choices drawn
+from `SimConfig.seed`:
+
+* `service` — a Kubernetes Service (kube-proxy): a ready pod picked uniformly at random per request (as if
+  every request opened its own connection: no keep-alive pinning).
+* `epp` — the llm-d inference scheduler's endpoint picker with its default profile
+  (github.com/llm-d/llm-d-inference-scheduler @ 520af47896e5f06e43d09aca281a1149187b0ffd,
+  `pkg/epp/config/loader/defaults.go`): scorers `queue-scorer` weight 2, `kv-cache-utilization-scorer`
+  weight 2 and `prefix-cache-scorer` weight 3, summed (`pkg/epp/scheduling/scheduler_profile.go`), then
+  `max-score-picker`, which shuffles before a stable sort: ties go to a random pod
+  (`pkg/epp/framework/plugins/scheduling/picker/maxscore/picker.go`). The queue score is
+  (max waiting − pod's waiting) ÷ (max − min) over the candidates, 1 for all when equal
+  (`scorer/queuedepth/queue.go`); the KV score is 1 − KV-cache usage (`scorer/kvcacheutilization/`).
+  The simulated requests share no prefixes, so the prefix score is 0 everywhere and drops out. The picker
+  reads metrics refreshed every 50 ms (`--refresh-metrics-interval`, `pkg/epp/server/options.go`): requests
+  dispatched within one 50 ms refresh see the same numbers, and each refresh adds what the requests routed
+  before it did to their pod (admitted: its prompt's KV blocks; not admitted: one more waiting). Flow control
+  (the `flowControl` feature gate) is off by default upstream and not modelled beyond the gateway's queue
+  while no pod is ready.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any
 
 import numpy as np
 
 from kedascaler.engine.types import PodMetrics
-from kedascaler.sim.config import SimConfig
+from kedascaler.sim.config import SimConfig, VariantConfig
 from kedascaler.sim.perf import PerfParams
 from kedascaler.sim.policy_api import PodCounters, VariantView
 from kedascaler.sim.replica import FastReplica, SimRequest
+
+ROUTERS = ("epp", "service")
+EPP_QUEUE_WEIGHT = 2.0  # llm-d defaults.go: queue-scorer
+EPP_KV_WEIGHT = 2.0  # llm-d defaults.go: kv-cache-utilization-scorer (prefix-cache-scorer, weight 3: 0 here)
+EPP_REFRESH = 0.05  # s, llm-d options.go: RefreshMetricsInterval
+
+
+def initial_fleet(config: SimConfig) -> dict[str, int]:
+    """The warm replicas per variant every policy starts from (`SimConfig.initial_fleet`; default one replica
+    of the cheapest variant, by cost then name)."""
+    if config.initial_fleet is not None:
+        return {name: int(n) for name, n in config.initial_fleet}
+    first: VariantConfig = min(config.variants, key=lambda v: (v.cost, v.name))
+    return {first.name: 1}
 
 
 class SimPod:
     """One pod of the simulated cluster: its replica, when it was created and gets ready, its scrapes."""
 
-    __slots__ = ("name", "variant", "created", "ready_at", "replica", "draining", "samples", "ended")
+    __slots__ = ("name", "serial", "variant", "created", "ready_at", "replica", "draining", "samples", "ended")
 
-    def __init__(self, name: str, variant: int, created: float, ready_at: float, params: PerfParams) -> None:
+    def __init__(self, name: str, variant: int, created: float, ready_at: float, params: PerfParams,
+                 serial: int = 0) -> None:
         self.name = name
+        self.serial = serial  # creation order in the cluster
         self.variant = variant
         self.created = created
         self.ready_at = ready_at
@@ -61,7 +97,11 @@ class Cluster:
         self.finished: list[SimRequest] = []
         self.actions = np.zeros(len(config.variants), dtype=np.int64)
         self.replica_seconds = np.zeros(len(config.variants))
+        self.replica_seconds_after_warmup = np.zeros(len(config.variants))  # billed from `config.warmup` on
         self._names = 0
+        if config.router not in ROUTERS:
+            raise ValueError(f"unknown router {config.router!r}; known: {', '.join(ROUTERS)}")
+        self.rng = np.random.default_rng(config.seed)
 
     def replicas(self, v: int) -> int:
         return len(self.pods[v])
@@ -79,17 +119,20 @@ class Cluster:
         while len(pods) < n:
             self._names += 1
             delay = 0.0 if self.instant_start else cfg.startup_delay
-            pods.append(SimPod(f"{cfg.name}-{self._names}", v, now, now + delay, cfg.params))
+            pods.append(SimPod(f"{cfg.name}-{self._names}", v, now, now + delay, cfg.params, self._names))
         if len(pods) > n:
-            # ReplicaSet order: pods not ready first, then the newest.
-            order = sorted(pods, key=lambda p: (p.ready_at <= now, p.created, p.name))
+            # ReplicaSet order (controller.ActivePodsWithRanks): pods not ready first, then the newest.
+            order = sorted(pods, key=lambda p: (p.ready_at <= now, -p.created, -p.serial))
             for pod in order[: len(pods) - n]:
                 pods.remove(pod)
                 if pod.ready_at > now:
                     pod.ended = now
                     continue
-                pod.draining = True
                 self._requeue(pod.replica)
+                if pod.replica.outstanding == 0:  # nothing to drain: gone at once
+                    pod.ended = now
+                    continue
+                pod.draining = True
                 self.draining.append(pod)
 
     def _requeue(self, replica: FastReplica) -> None:
@@ -103,27 +146,57 @@ class Cluster:
             self.gateway = deque(sorted(list(self.gateway) + back, key=lambda r: (r.arrival, r.id)))
 
     def route(self, reqs: list[SimRequest] | deque, now: float) -> None:
-        """Least-loaded ready pod, as `fleet.py` ranks them: queued requests, then batch fill, then KV usage,
-        then name; the gateway when no pod is ready."""
+        """Hand each request to a ready pod as `config.router` picks it; to the gateway when none is ready."""
         cands = [p for pods in self.pods for p in pods if p.ready_at <= now]
         if not cands:
             self.gateway.extend(reqs)
             return
-        keys: list[list[Any]] = []  # per candidate: [queued, batch fill, KV usage, name], compared in order
-        for p in cands:
-            r = p.replica
-            keys.append([r.outstanding - r.num_running, r.num_running / r.params.max_num_seqs, r.kv_cache_usage, p.name])
+        if self.config.router == "service":
+            for req, i in zip(reqs, self.rng.integers(0, len(cands), size=len(reqs)), strict=True):
+                self._submit(cands[int(i)], req, now)
+            return
+        self._route_epp(list(reqs), cands, now)
+
+    def _route_epp(self, reqs: list[SimRequest], cands: list[SimPod], now: float) -> None:
+        """The endpoint picker: per request the highest 2 × queue score + 2 × KV score, a random one of the best,
+        on metrics refreshed every `EPP_REFRESH` seconds (see the module's docstring)."""
+        reps = [p.replica for p in cands]
+        waiting = np.array([r.num_waiting for r in reps], dtype=float)
+        used = np.array([r.used_blocks for r in reps], dtype=float)
+        blocks = np.array([r.params.num_gpu_blocks for r in reps], dtype=float)
+        slots = np.array([r.params.max_num_seqs - r.num_running for r in reps], dtype=float)
+        block_size = np.array([r.params.block_size for r in reps])
+        best = np.zeros(0, dtype=np.int64)
+        epoch = math.nan
         for req in reqs:
-            i = min(range(len(cands)), key=keys.__getitem__)
-            pod = cands[i]
-            req.variant = pod.variant
-            pod.replica.submit(req, now)
-            keys[i][0] += 1
+            at = max(now, req.arrival)
+            if at // EPP_REFRESH != epoch:  # a refresh: the picker sees what the requests before did
+                epoch = at // EPP_REFRESH
+                lo, hi = waiting.min(), waiting.max()
+                queue_score = (hi - waiting) / (hi - lo) if hi > lo else np.ones(len(cands))
+                total = EPP_QUEUE_WEIGHT * queue_score + EPP_KV_WEIGHT * (1.0 - np.minimum(1.0, used / blocks))
+                best = np.flatnonzero(total >= total.max() - 1e-12)
+            i = int(best[0] if len(best) == 1 else best[self.rng.integers(len(best))])
+            need = -(-(req.prompt + 1) // int(block_size[i]))
+            if waiting[i] == 0 and slots[i] > 0 and used[i] + need <= blocks[i]:  # admitted at its next step
+                slots[i] -= 1
+                used[i] += need
+            else:
+                waiting[i] += 1
+            self._submit(cands[i], req, now)
+
+    @staticmethod
+    def _submit(pod: SimPod, req: SimRequest, now: float) -> None:
+        req.variant = pod.variant
+        pod.replica.submit(req, now)
 
     def advance(self, now: float, end: float) -> None:
         tick = end - now
+        warm = now >= self.config.warmup - 1e-9
         for v, pods in enumerate(self.pods):
             self.replica_seconds[v] += len(pods) * tick
+            if warm:
+                self.replica_seconds_after_warmup[v] += len(pods) * tick
             for pod in pods:
                 if pod.ready_at < end:
                     pod.replica.advance(end)
@@ -132,6 +205,8 @@ class Cluster:
         still = []
         for pod in self.draining:
             self.replica_seconds[pod.variant] += tick
+            if warm:
+                self.replica_seconds_after_warmup[pod.variant] += tick
             pod.replica.advance(end)
             self.finished += pod.replica.take_finished()
             if pod.replica.outstanding == 0:
@@ -157,7 +232,8 @@ class Cluster:
             for pod in ready:
                 if direct:
                     r = pod.replica
-                    metrics.append(PodMetrics(pod.name, r.kv_cache_usage, float(r.num_waiting), float(r.num_running), now))
+                    metrics.append(PodMetrics(pod.name, r.kv_cache_usage, float(r.num_waiting), float(r.num_running),
+                                              now))
                 elif pod.samples:
                     s = pod.samples
                     metrics.append(PodMetrics(pod.name, max(x[1] for x in s), max(x[2] for x in s),

@@ -63,3 +63,11 @@ class SimConfig:
     slo: SLO = field(default_factory=SLO)
     tail: float = 600.0  # simulated time after the workload's end, for requests in flight to finish
     sample_interval: float = 5.0  # time series resolution
+    # How requests reach the pods (`kedascaler.sim.cluster.ROUTERS`): "epp", llm-d's endpoint picker (queue and
+    # KV-cache scorers, ties at random), or "service", a Kubernetes Service (a random ready pod per request).
+    router: str = "epp"
+    seed: int = 0  # the router's random choices (the Service's pick, the picker's tie-breaks)
+    warmup: float = 300.0  # seconds: the scores "after warm-up" count the requests arriving after it
+    # Warm replicas per variant at t = 0, the same for every policy (the oracles included; static-peak is its
+    # fixed fleet by definition): ((variant name, replicas), ...); None: one replica of the cheapest variant.
+    initial_fleet: tuple[tuple[str, int], ...] | None = None

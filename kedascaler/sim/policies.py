@@ -12,6 +12,7 @@ from kedascaler.sim.baselines import HPAUtilPolicy, KedaQueuePolicy, StaticPolic
 from kedascaler.sim.config import SimConfig
 from kedascaler.sim.oracle import (
     OraclePolicy,
+    OracleStartupPolicy,
     calibrated_capacity,
     cheapest_mix,
     future_rates,
@@ -29,7 +30,8 @@ __all__ = ["EXTRA_POLICY_NAMES", "NAMESPACE", "POLICY_NAMES", "HPAUtilPolicy", "
            "workload_capacity"]
 
 
-POLICY_NAMES = ("kedascaler", "kedascaler-warm", "wva", "keda-queue", "hpa-util", "static-peak", "oracle")
+POLICY_NAMES = ("kedascaler", "kedascaler-warm", "wva", "keda-queue", "hpa-util", "static-peak", "oracle-startup",
+                "oracle")
 # run on request (--policy), not by default: SLO sizing with learned parameters (hybrid, model) and with the
 # true ones as a user-given profile
 EXTRA_POLICY_NAMES: tuple[str, ...] = ("kedascaler-hybrid", "kedascaler-model", "kedascaler-hybrid-profile")
@@ -61,6 +63,8 @@ def make_policies(names: list[str] | tuple[str, ...], workload: Workload, config
             out.append(StaticPolicy(oracle.peak(config)))
         elif name == "oracle":
             out.append(OraclePolicy(workload, config))
+        elif name == "oracle-startup":
+            out.append(OracleStartupPolicy(workload, config))
         else:
             raise ValueError(f"unknown policy {name!r}; known: {', '.join(POLICY_NAMES + EXTRA_POLICY_NAMES)}")
     return out

@@ -2,13 +2,16 @@
 
 Per policy: SLO attainment (a request meets the SLO when its TTFT and its mean ITL are both within the
 service class's targets; requests that never finish miss), p50/p95/p99 TTFT and ITL, GPU cost (replica-seconds
-× cost per hour / 3600, per variant), cost ratio to the oracle, time to reach the capacity needed after
-each load step, scaling actions, time at zero ready replicas, and the cold-start penalty (requests that
-waited at the gateway for a pod, and for how long).
+× cost per hour / 3600, per variant), cost ratios to the achievable floor (`oracle-startup`, "× oracle") and
+to the lower bound (`oracle`, "× bound"), time to reach the capacity needed after each load step, scaling
+actions, time at zero ready replicas, and the cold-start penalty (requests that waited at the gateway for a
+pod, and for how long). Attainment, latencies, cost and ratios are given over the whole run and after the
+warm-up (`SimConfig.warmup`: the requests arriving after it, the cost billed from it on).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -16,8 +19,30 @@ from pathlib import Path
 
 import numpy as np
 
+from kedascaler.sim.report_plots import plot
+from kedascaler.sim.report_sizing import learning_notes, learning_table, prediction_table, sizing_sections
 from kedascaler.sim.simulator import RunResult
 from kedascaler.sim.workloads import Workload
+
+REFERENCE = "oracle-startup"  # "× oracle": the achievable floor (perfect foresight, pays the start-up delay)
+BOUND = "oracle"  # "× bound": the lower bound (instant start)
+
+
+@dataclass(frozen=True)
+class AfterWarmup:
+    """The scores of the requests that arrived after the warm-up, and the cost billed from it on."""
+
+    requests: int
+    slo_attainment: float  # percent; NaN: no request after the warm-up
+    ttft_p50: float
+    ttft_p95: float
+    ttft_p99: float
+    itl_p50: float
+    itl_p95: float
+    itl_p99: float
+    cost: float
+    cost_ratio: float | None = None  # to oracle-startup's cost after the warm-up
+    cost_ratio_bound: float | None = None  # to the oracle's
 
 
 @dataclass(frozen=True)
@@ -33,7 +58,7 @@ class Score:
     itl_p99: float
     cost: float
     cost_by_variant: dict[str, float]
-    cost_ratio: float | None  # to the oracle's cost
+    cost_ratio: float | None  # to the reference's cost: oracle-startup (`score_runs`), or `oracle_cost`
     reaction_times: list[float | None]  # per load step: seconds to reach the needed capacity (None: never)
     scaling_actions: int
     actions_by_variant: dict[str, int]
@@ -44,6 +69,9 @@ class Score:
     restarts: int  # requests handed back by terminating pods, started over elsewhere
     unfinished: int
     max_replicas: dict[str, int]
+    cost_ratio_bound: float | None = None  # to the lower bound's cost (oracle)
+    warmup_s: float = 0.0
+    after_warmup: AfterWarmup | None = None
 
 
 def _pct(x: np.ndarray, q: float) -> float:
@@ -68,13 +96,24 @@ def reaction_times(run: RunResult, workload: Workload, capacity: dict[str, float
     return out
 
 
+def _ratio(cost: float, reference: float | None) -> float | None:
+    return cost / reference if reference else None
+
+
 def score(run: RunResult, workload: Workload, capacity: dict[str, float], oracle_cost: float | None = None) -> Score:
+    """The run's scores; `oracle_cost` gives the whole run's `cost_ratio` (`score_runs` gives all ratios)."""
     slo = run.slo
     ok = (run.ttft <= slo.ttft) & (run.itl <= slo.itl)
     cost = run.cost
     names = [v.name for v in run.variants]
     cold = (run.gateway_wait > 1e-9) & (run.restarts == 0)  # waited for a ready pod (not a restart)
     total = float(cost.sum())
+    late = run.arrival >= run.warmup
+    after = AfterWarmup(
+        requests=int(late.sum()), slo_attainment=100.0 * float(ok[late].mean()) if late.any() else math.nan,
+        ttft_p50=_pct(run.ttft[late], 50), ttft_p95=_pct(run.ttft[late], 95), ttft_p99=_pct(run.ttft[late], 99),
+        itl_p50=_pct(run.itl[late], 50), itl_p95=_pct(run.itl[late], 95), itl_p99=_pct(run.itl[late], 99),
+        cost=float(run.cost_after_warmup.sum()) if len(run.replica_seconds_after_warmup) else math.nan)
     return Score(
         policy=run.policy,
         requests=len(run.ttft),
@@ -82,19 +121,48 @@ def score(run: RunResult, workload: Workload, capacity: dict[str, float], oracle
         ttft_p50=_pct(run.ttft, 50), ttft_p95=_pct(run.ttft, 95), ttft_p99=_pct(run.ttft, 99),
         itl_p50=_pct(run.itl, 50), itl_p95=_pct(run.itl, 95), itl_p99=_pct(run.itl, 99),
         cost=total,
-        cost_by_variant={n: float(c) for n, c in zip(names, cost)},
-        cost_ratio=(total / oracle_cost) if oracle_cost else None,
+        cost_by_variant={n: float(c) for n, c in zip(names, cost, strict=True)},
+        cost_ratio=_ratio(total, oracle_cost),
         reaction_times=reaction_times(run, workload, capacity),
         scaling_actions=int(run.scaling_actions.sum()),
-        actions_by_variant={n: int(a) for n, a in zip(names, run.scaling_actions)},
+        actions_by_variant={n: int(a) for n, a in zip(names, run.scaling_actions, strict=True)},
         zero_time=float(run.zero_time),
         cold_requests=int(cold.sum()),
         cold_wait_s=float(run.gateway_wait[cold].sum()),
         preemptions=int(run.preemptions.sum()),
         restarts=int(run.restarts.sum()),
         unfinished=int(np.sum(~np.isfinite(run.itl))),
-        max_replicas={n: int(m) for n, m in zip(names, run.series["replicas"].max(axis=0))} if len(run.times) else {},
+        max_replicas={n: int(m) for n, m in zip(names, run.series["replicas"].max(axis=0), strict=True)}
+        if len(run.times) else {},
+        warmup_s=float(run.warmup),
+        after_warmup=after,
     )
+
+
+def with_ratios(scores: list[Score], reference: str = REFERENCE, bound: str = BOUND) -> list[Score]:
+    """The scores with their cost ratios, overall and after the warm-up, to the policies named `reference`
+    (× oracle) and `bound` (× bound) among them (None where that policy did not run)."""
+    by_name = {s.policy: s for s in scores}
+    ref, low = by_name.get(reference), by_name.get(bound)
+
+    def warm_cost(s: Score | None) -> float | None:
+        return s.after_warmup.cost if s is not None and s.after_warmup is not None else None
+
+    out = []
+    for s in scores:
+        after = s.after_warmup
+        if after is not None:
+            after = dataclasses.replace(after, cost_ratio=_ratio(after.cost, warm_cost(ref)),
+                                        cost_ratio_bound=_ratio(after.cost, warm_cost(low)))
+        out.append(dataclasses.replace(s, cost_ratio=_ratio(s.cost, ref.cost if ref else None),
+                                       cost_ratio_bound=_ratio(s.cost, low.cost if low else None),
+                                       after_warmup=after))
+    return out
+
+
+def score_runs(runs: list[RunResult], workload: Workload, capacity: dict[str, float]) -> list[Score]:
+    """Every run's scores, with the cost ratios to oracle-startup and to the oracle where they ran."""
+    return with_ratios([score(r, workload, capacity) for r in runs])
 
 
 def _fmt_s(x: float) -> str:
@@ -109,21 +177,65 @@ def _fmt_react(r: list[float | None]) -> str:
     return " / ".join("never" if x is None else f"{x:.0f} s" for x in r)
 
 
+def _fmt_ratio(x: float | None) -> str:
+    return f"{x:.2f}" if x is not None and math.isfinite(x) else "–"
+
+
+def _fmt_pct(x: float) -> str:
+    return f"{x:.1f}%" if math.isfinite(x) else "–"
+
+
 def table(scores: list[Score]) -> str:
-    """A Markdown table (reads fine on a terminal too)."""
-    head = ("| policy | SLO met | TTFT p50 / p95 / p99 | ITL p50 / p95 / p99 | cost | × oracle | "
-            "max replicas | actions | restarts | to capacity after steps | at zero | cold-start waits |")
-    rule = "|" + "---|" * 12
+    """A Markdown table (reads fine on a terminal too). Where two numbers share a cell, the second is after
+    the warm-up: the requests arriving after it, the cost billed from it on."""
+    head = ("| policy | SLO met: all / warm | TTFT p50 / p95 / p99 | ITL p50 / p95 / p99 | cost: all / warm | "
+            "× oracle: all / warm | × bound: all / warm | max replicas | actions | restarts | "
+            "to capacity after steps | at zero | cold-start waits |")
+    rule = "|" + "---|" * 13
     rows = [head, rule]
     for s in scores:
-        ratio = f"{s.cost_ratio:.2f}" if s.cost_ratio is not None else "–"
+        a = s.after_warmup
         reps = ", ".join(f"{k.split('-')[-1]} {v}" for k, v in s.max_replicas.items())
         cold = f"{s.cold_requests} req, {s.cold_wait_s:.0f} s" if s.cold_requests else "0"
+        slo = f"{_fmt_pct(s.slo_attainment)} / {_fmt_pct(a.slo_attainment) if a else '–'}"
+        cost = f"{s.cost:.2f} / {a.cost:.2f}" if a else f"{s.cost:.2f} / –"
+        ratio = f"{_fmt_ratio(s.cost_ratio)} / {_fmt_ratio(a.cost_ratio if a else None)}"
+        bound = f"{_fmt_ratio(s.cost_ratio_bound)} / {_fmt_ratio(a.cost_ratio_bound if a else None)}"
         rows.append(
-            f"| {s.policy} | {s.slo_attainment:.1f}% | {_fmt_s(s.ttft_p50)} / {_fmt_s(s.ttft_p95)} / {_fmt_s(s.ttft_p99)} | "
-            f"{_fmt_s(s.itl_p50)} / {_fmt_s(s.itl_p95)} / {_fmt_s(s.itl_p99)} | {s.cost:.2f} | {ratio} | {reps} | "
+            f"| {s.policy} | {slo} | {_fmt_s(s.ttft_p50)} / {_fmt_s(s.ttft_p95)} / {_fmt_s(s.ttft_p99)} | "
+            f"{_fmt_s(s.itl_p50)} / {_fmt_s(s.itl_p95)} / {_fmt_s(s.itl_p99)} | {cost} | {ratio} | {bound} | {reps} | "
             f"{s.scaling_actions} | {s.restarts} | {_fmt_react(s.reaction_times)} | {s.zero_time:.0f} s | {cold} |")
     return "\n".join(rows)
+
+
+def run_setup(runs: list[RunResult]) -> dict:
+    """What every policy shared, for results.json and the report: the router, the warm-up, the initial fleet
+    (static-peak's own start apart), and each policy's start."""
+    first = runs[0] if runs else None
+    shared = next((r.initial_fleet for r in runs if not r.fixed_fleet), first.initial_fleet if first else {})
+    return {"router": first.router if first else None, "warmup_s": first.warmup if first else None,
+            "initial_fleet": dict(shared), "initial_fleet_by_policy": {r.policy: dict(r.initial_fleet) for r in runs}}
+
+
+ROUTER_TEXT = {
+    "epp": "epp — llm-d's endpoint picker, default profile: queue-scorer ×2 + kv-cache-utilization-scorer ×2 "
+           "(prefix-cache-scorer ×3 is 0 without shared prefixes), highest score, ties at random, metrics "
+           "refreshed every 50 ms",
+    "service": "service — a Kubernetes Service: a ready pod at random per request",
+}
+
+
+def setup_lines(runs: list[RunResult]) -> list[str]:
+    """The run's set-up in words: router, initial fleet, warm-up (summary.md and the terminal)."""
+    setup = run_setup(runs)
+    fleet = ", ".join(f"{n} × {k}" for k, n in setup["initial_fleet"].items() if n) or "none"
+    router = setup["router"]
+    return [f"Router: {ROUTER_TEXT.get(router, router)}.",
+            f"Initial fleet, the same for every policy (the oracles included): {fleet}, warm and ready at t = 0; "
+            "static-peak is by definition its fixed fleet from t = 0.",
+            f"Warm-up: {setup['warmup_s']:.0f} s; 'warm' = requests arriving after it, cost billed from it on. "
+            "× oracle: cost ÷ oracle-startup's (perfect foresight, pays the start-up delay: the achievable floor); "
+            "× bound: cost ÷ oracle's (instant start, no headroom: the lower bound)."]
 
 
 def _json_safe(obj):
@@ -148,7 +260,10 @@ def write_report(out: Path, workload: Workload, runs: list[RunResult], scores: l
         "workload": {"name": workload.name, "requests": len(workload), "duration_s": workload.duration,
                      "steps_s": list(workload.steps), "description": workload.description},
         "settings": settings,
+        # the measured capacity per replica at the SLO, per variant: what both oracles plan with
         "capacity_req_s_per_replica": capacity,
+        **run_setup(runs),  # router, warmup_s, initial_fleet (shared), initial_fleet_by_policy
+        "reference": REFERENCE, "bound": BOUND,  # cost_ratio: ÷ the reference's cost; cost_ratio_bound: ÷ the bound's
         "runtime_s": runtime_s,
         "scores": [asdict(s) for s in scores],
         "series": {r.policy: {"t": r.times.tolist(), **{k: v.tolist() for k, v in r.series.items()}} for r in runs},
@@ -163,14 +278,17 @@ def write_report(out: Path, workload: Workload, runs: list[RunResult], scores: l
     lines = [f"# Simulation: {workload.name}", "",
              f"{len(workload)} requests over {workload.duration:.0f} s. {workload.description}", ""]
     if slo:
-        lines += [f"SLO class {slo.name}: TTFT ≤ {slo.ttft * 1000:.0f} ms and mean ITL ≤ {slo.itl * 1000:.0f} ms per request.",
-                  ""]
+        lines += [f"SLO class {slo.name}: TTFT ≤ {slo.ttft * 1000:.0f} ms and mean ITL ≤ {slo.itl * 1000:.0f} ms "
+                  "per request.", ""]
     lines += ["Settings: " + ", ".join(f"{k} = {v}" for k, v in settings.items()), "",
-              "Capacity per replica at the SLO (req/s, the oracle's and the reaction-time yardstick): "
-              + ", ".join(f"{k} {v:.2f}" for k, v in capacity.items()), "", table(scores), "",
+              "Capacity per replica at the SLO (req/s, the oracles' and the reaction-time yardstick): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in capacity.items()), ""]
+    lines += [x for line in setup_lines(runs) for x in (line, "")]
+    lines += [table(scores), "",
               "Cost: replica-seconds × cost per hour / 3600 (pods billed while starting, serving and draining). "
               "'to capacity after steps': seconds after each load step until the ready pods' capacity covers the "
-              "next minute's rate. Restarts: waiting requests handed back by a terminating pod and started over elsewhere. "
+              "next minute's rate. Restarts: waiting requests handed back by a terminating pod and started over "
+              "elsewhere. "
               "Cold-start waits: requests queued at the gateway with no ready pod.", "",
               "Plots: " + ", ".join(f"`{p.name}`" for p in files), ""]
     lines += sizing_sections(runs, "## Predictions of the model-based plans",
@@ -179,178 +297,7 @@ def write_report(out: Path, workload: Workload, runs: list[RunResult], scores: l
     return files + [out / "summary.md", out / "results.json"]
 
 
-def plot(out: Path, workload: Workload, runs: list[RunResult], scores: list[Score]) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    files = []
-    bt, rate = workload.rate(10.0)
-    n = len(runs)
-    names = [v.name for v in runs[0].variants] if runs else []
-    # 1. load and replicas over time, per policy, per variant
-    fig, axes = plt.subplots(n, 1, figsize=(11, 2.2 * n + 0.6), sharex=True, squeeze=False)
-    for ax, run in zip(axes[:, 0], runs):
-        ax2 = ax.twinx()
-        ax2.fill_between(bt, rate, step="post", color="0.85", label="arrivals (req/s)")
-        ax2.set_ylabel("req/s", color="0.5")
-        ax.set_zorder(ax2.get_zorder() + 1)
-        ax.patch.set_visible(False)
-        for v, name in enumerate(names):
-            ax.step(run.times, run.series["replicas"][:, v], where="post", label=f"{name} desired")
-            ax.step(run.times, run.series["ready"][:, v], where="post", linestyle=":", label=f"{name} ready")
-        ax.set_ylabel("replicas")
-        ax.set_title(run.policy, fontsize=9, loc="left")
-    axes[0, 0].legend(fontsize=7, ncol=4, loc="upper right")
-    axes[-1, 0].set_xlabel("time (s)")
-    fig.tight_layout()
-    files.append(out / "replicas.png")
-    fig.savefig(files[-1], dpi=90)
-    plt.close(fig)
-    # 2. KV cache and queue
-    fig, axes = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
-    for run in runs:
-        ready = run.series["ready"]
-        kv = (run.series["kv"] * ready).sum(axis=1) / np.maximum(1, ready.sum(axis=1))
-        axes[0].plot(run.times, kv, label=run.policy, linewidth=1)
-        axes[1].plot(run.times, run.series["waiting"].sum(axis=1) + run.series["gateway"], label=run.policy, linewidth=1)
-    axes[0].set_ylabel("mean KV-cache usage")
-    axes[1].set_ylabel("waiting (pods + gateway)")
-    axes[1].set_yscale("symlog")
-    axes[1].set_xlabel("time (s)")
-    axes[0].legend(fontsize=7, ncol=3)
-    fig.tight_layout()
-    files.append(out / "kv_queue.png")
-    fig.savefig(files[-1], dpi=90)
-    plt.close(fig)
-    # 3. latency percentiles with the SLO lines
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    x = np.arange(len(scores))
-    for ax, (label, keys, line) in zip(axes, [("TTFT (s)", ("ttft_p50", "ttft_p95", "ttft_p99"), runs[0].slo.ttft),
-                                              ("ITL (s)", ("itl_p50", "itl_p95", "itl_p99"), runs[0].slo.itl)]):
-        for j, k in enumerate(keys):
-            vals = [min(getattr(s, k), 1e4) for s in scores]
-            ax.bar(x + (j - 1) * 0.27, vals, 0.27, label=k.split("_")[1])
-        ax.axhline(line, color="red", linestyle="--", label="SLO")
-        ax.set_yscale("log")
-        ax.set_xticks(x, [s.policy for s in scores], rotation=30, fontsize=8)
-        ax.set_ylabel(label)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    files.append(out / "latency.png")
-    fig.savefig(files[-1], dpi=90)
-    plt.close(fig)
-    # 4. cost vs SLO attainment
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for i, s in enumerate(sorted(scores, key=lambda s: s.cost)):  # labels alternate above/below by cost rank
-        ax.scatter(s.cost, s.slo_attainment, s=40)
-        ax.annotate(s.policy, (s.cost, s.slo_attainment), fontsize=8, xytext=(4, 4 if i % 2 else -10),
-                    textcoords="offset points")
-    ax.set_xlabel("GPU cost (cost units)")
-    ax.set_ylabel("SLO attainment (%)")
-    ax.set_xscale("log")
-    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
-
-    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    files.append(out / "cost_vs_slo.png")
-    fig.savefig(files[-1], dpi=90)
-    plt.close(fig)
-    return files
-
-
-def _rel_errors(pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
-    ok = np.isfinite(pred) & np.isfinite(obs) & (obs > 0)
-    return np.abs(pred[ok] - obs[ok]) / obs[ok]
-
-
-def _med_p90(errors: np.ndarray) -> str:
-    if not len(errors):
-        return "–"
-    return f"{100 * np.median(errors):.0f}% / {100 * np.percentile(errors, 90):.0f}% (n {len(errors)})"
-
-
-def prediction_table(runs: list[RunResult]) -> str:
-    """Per policy that predicts latencies: model-based cycles, and the median / p90 of |predicted − observed|
-    ÷ observed for ITL and TTFT over the next interval: for the planned allocation (all rows, and rows where
-    the fleet was settled: the variant ran the planned replicas, all ready, through the interval), and for
-    the fleet that ran (the model at the load per pod observed). Empty when no policy predicts."""
-    rows = []
-    for run in runs:
-        learning = run.learning or {}
-        if not run.predictions and not learning:
-            continue
-        p = run.predictions
-        itl_p = np.array([x.itl_pred_ms for x in p], dtype=float)
-        itl_o = np.array([x.itl_obs_ms for x in p], dtype=float)
-        ttft_p = np.array([x.ttft_pred_ms for x in p], dtype=float)
-        ttft_o = np.array([x.ttft_obs_ms for x in p], dtype=float)
-        settled = np.array([x.settled for x in p], dtype=bool)
-        itl_r = np.array([x.itl_ran_ms for x in p], dtype=float)
-        ttft_r = np.array([x.ttft_ran_ms for x in p], dtype=float)
-        cycles = learning.get("cycles", "–")
-        based = learning.get("model_based_cycles", "–")
-        taken = learning.get("model_taken_cycles", "–")
-        first = learning.get("first_model_based")
-        rows.append(f"| {run.policy} | {cycles} | {based} | {taken} | "
-                    f"{'never' if first is None else f'{first:.0f} s'} | "
-                    f"{_med_p90(_rel_errors(itl_p, itl_o))} | {_med_p90(_rel_errors(ttft_p, ttft_o))} | "
-                    f"{_med_p90(_rel_errors(itl_p[settled], itl_o[settled]))} | "
-                    f"{_med_p90(_rel_errors(ttft_p[settled], ttft_o[settled]))} | "
-                    f"{_med_p90(_rel_errors(itl_r, itl_o))} | {_med_p90(_rel_errors(ttft_r, ttft_o))} |")
-    if not rows:
-        return ""
-    head = ("| policy | cycles | model-based | model plan taken | first model-based | ITL error median / p90 | "
-            "TTFT error median / p90 | ITL error, settled | TTFT error, settled | ITL error, fleet that ran | "
-            "TTFT error, fleet that ran |")
-    return "\n".join([head, "|" + "---|" * 11] + rows)
-
-
-def _coeffs(c) -> str:
-    return "–" if c is None else f"{c[0]:.2f} / {c[1]:.3f} / {c[2]:.1f} / {c[3]:.5f}"
-
-
-def learning_table(runs: list[RunResult]) -> str:
-    """Per learning policy and variant: when its parameters first became usable, α / β / γ / δ fitted then and
-    at the end of the run, against the true step-time coefficients. Empty when no policy learns."""
-    rows = []
-    for run in runs:
-        for name, v in (run.learning or {}).get("variants", {}).items():
-            at = v.get("usable_at")
-            last = _coeffs(v.get("last")) + ("" if v.get("last_usable") or v.get("last") is None else " (not usable)")
-            samples = v.get("samples", (0, 0))
-            rows.append(f"| {run.policy} | {name} | {'never' if at is None else f'{at:.0f} s'} | "
-                        f"{_coeffs(v.get('first'))} | {last} | {_coeffs(v.get('true'))} | "
-                        f"{samples[0]} / {samples[1]} |")
-    if not rows:
-        return ""
-    head = ("| policy | variant | usable from | α / β / γ / δ then | at the end | true | "
-            "decode / prefill pairs |")
-    return "\n".join([head, "|" + "---|" * 7] + rows)
-
-
-def sizing_sections(runs: list[RunResult], predictions_title: str, learning_title: str) -> list[str]:
-    """The prediction and learning tables under their titles, and the notes, as lines (none when no policy
-    predicts or learns): for summary.md and the `simulate` printout alike."""
-    predictions, learned = prediction_table(runs), learning_table(runs)
-    lines: list[str] = []
-    if predictions:
-        lines += [predictions_title, "", predictions, ""]
-    if learned:
-        lines += [learning_title, "", learned, ""]
-    if lines:
-        lines += [learning_notes(), ""]
-    return lines
-
-
-def learning_notes() -> str:
-    return ("Errors: |predicted − observed| ÷ observed, per model-based decision and variant, observed as the "
-            "mean ITL (token-weighted) and mean TTFT (from the arrival at the pod) of its pods over the next "
-            "reconcile interval; 'settled': the variant ran the planned replicas, all ready, through it; "
-            "'fleet that ran': the same model and parameters evaluated at the load per pod actually observed. "
-            "Learned decode coefficients are effective ones (prefill stalls included), so α̂, β̂ differ from "
-            "the step times by design.")
+# The sizing sections live in `kedascaler.sim.report_sizing`; re-exported for the CLI and the tests.
+__all__ = ["BOUND", "REFERENCE", "AfterWarmup", "Score", "learning_notes", "learning_table", "prediction_table",
+           "reaction_times", "run_setup", "score", "score_runs", "setup_lines", "sizing_sections", "table",
+           "with_ratios", "write_report"]

@@ -1,6 +1,8 @@
 """The simulator: a workload replayed through a fleet of vLLM replicas under one scaling policy, fast.
 
-One run is a fixed-step loop (`tick`, default 0.25 s) over a simulated cluster:
+One run is a fixed-step loop (`tick`, default 0.25 s) over a simulated cluster. It starts from the same warm
+fleet for every policy, the oracles included (`SimConfig.initial_fleet`, default one replica of the cheapest
+variant, ready at t = 0); a fixed fleet (`StaticPolicy`, static-peak) is by definition its own fleet from t = 0.
 
 1. pods whose start-up delay has passed become ready and take the requests queued at the gateway;
 2. control, on its own clocks (multiples of the tick): Prometheus scrapes every `scrape_interval` s (the
@@ -10,13 +12,15 @@ One run is a fixed-step loop (`tick`, default 0.25 s) over a simulated cluster:
    every `keda.polling_interval` s (a policy with `push_activation` is acted on at once, as external-push
    is) and HPA syncs every `hpa.sync_period` s (`kedascaler.sim.keda_hpa`);
    policies marked `direct` (oracle, static) set replicas themselves;
-3. the tick's arrivals are routed to the least-loaded ready pod (queued requests, then batch fill,
-   then KV usage, as `fleet.py` ranks pods; across all variants of the model), or queue at the gateway when no pod is ready;
+3. the tick's arrivals are routed to a ready pod of any variant of the model by `SimConfig.router` (`epp`,
+   llm-d's endpoint picker, or `service`, a random pod: `kedascaler.sim.cluster`), or queue at the gateway when
+   no pod is ready; a request stays on the pod it was given;
 4. every pod's `FastReplica` runs to the end of the tick (steps inside are exact, not tick-bound).
 
 Scale-down removes pods that are not ready first, then the newest ready ones; a removed pod hands its
 waiting requests back to the gateway and finishes those it is running (draining), billed until empty.
-Cost is billed for every pod that exists, starting, serving or draining. Nothing reads the wall clock:
+Cost is billed for every pod that exists, starting, serving or draining (in total, and from
+`SimConfig.warmup` on). Nothing reads the wall clock; the router's random choices come from `SimConfig.seed`:
 same workload, config and policy → same result.
 """
 
@@ -30,7 +34,8 @@ from typing import cast
 
 import numpy as np
 
-from kedascaler.sim.cluster import Cluster
+from kedascaler.sim.baselines import StaticPolicy
+from kedascaler.sim.cluster import Cluster, initial_fleet
 from kedascaler.sim.config import SLO, SimConfig, VariantConfig
 from kedascaler.sim.keda_hpa import KEDAConfig, ScalingState, hpa_step, keda_step
 from kedascaler.sim.policy_api import Observation, Policy, Prediction, Target
@@ -63,15 +68,33 @@ class RunResult:
     # policies that predict latencies (model-based sizing): one row per (decision, variant) with an outcome
     predictions: list[Prediction] = field(default_factory=list)
     learning: dict = field(default_factory=dict)  # policies that learn: what they learned and when (report.py)
+    router: str = "epp"  # SimConfig.router of the run
+    fixed_fleet: bool = False  # a fixed fleet (static-peak): it started from its own fleet, not the run's
+    warmup: float = 0.0  # SimConfig.warmup: the scores "after warm-up" count requests arriving after it
+    initial_fleet: dict[str, int] = field(default_factory=dict)  # warm replicas per variant at t = 0
+    replica_seconds_after_warmup: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per variant, t ≥ warmup
 
     @property
     def cost(self) -> np.ndarray:
         """Per variant: replica-seconds × cost per hour / 3600."""
         return self.replica_seconds * np.array([v.cost for v in self.variants]) / 3600.0
 
+    @property
+    def cost_after_warmup(self) -> np.ndarray:
+        """Per variant: the cost billed from the warm-up's end on."""
+        return self.replica_seconds_after_warmup * np.array([v.cost for v in self.variants]) / 3600.0
+
 
 def _every(interval: float, tick: float) -> int:
     return max(1, round(interval / tick)) if interval > 0 else 0
+
+
+def start_fleet(policy: Policy, config: SimConfig) -> dict[str, int]:
+    """The warm replicas per variant `policy` starts from: the run's initial fleet, the same for every policy;
+    a fixed fleet (`StaticPolicy`: static-peak) is by definition its own fleet from t = 0."""
+    if isinstance(policy, StaticPolicy):
+        return dict(policy.initial(config))
+    return initial_fleet(config)
 
 
 def simulate(workload: Workload, policy: Policy, config: SimConfig | None = None,
@@ -82,7 +105,10 @@ def simulate(workload: Workload, policy: Policy, config: SimConfig | None = None
     cluster = Cluster(config, policy.instant_start)
     nv = len(config.variants)
     names = [v.name for v in config.variants]
-    for v, n in enumerate(policy.initial(config).get(name, 0) for name in names):
+    start = start_fleet(policy, config)
+    if set(start) - set(names):
+        raise ValueError(f"initial fleet names unknown variants: {sorted(set(start) - set(names))}")
+    for v, n in enumerate(start.get(name, 0) for name in names):
         cluster.set_replicas(v, n, -1e9)  # warm at the start: ready since long before t = 0
         for pod in cluster.pods[v]:
             pod.replica.t = 0.0
@@ -193,6 +219,9 @@ def simulate(workload: Workload, policy: Policy, config: SimConfig | None = None
         scaling_actions=cluster.actions.copy(), zero_time=zero_time, duration=workload.duration,
         decisions=decisions, predictions=list(getattr(policy, "predictions", ())),
         learning=dict(policy.learning()) if hasattr(policy, "learning") else {},
+        router=config.router, fixed_fleet=isinstance(policy, StaticPolicy), warmup=config.warmup,
+        initial_fleet={n: int(start.get(n, 0)) for n in names},
+        replica_seconds_after_warmup=cluster.replica_seconds_after_warmup.copy(),
     )
 
 

@@ -25,12 +25,9 @@ import numpy as np
 from kedascaler.sim import leaderboard
 from kedascaler.sim.config import SLO, SimConfig
 from kedascaler.sim.policies import EXTRA_POLICY_NAMES, POLICY_NAMES, make_policies, workload_capacity
-from kedascaler.sim.report import score
+from kedascaler.sim.report import BOUND, REFERENCE, score_runs
 from kedascaler.sim.scenarios import SUITE, SUITE_NAMES, Scenario, suite_scenario
 from kedascaler.sim.simulator import simulate
-
-BOUND = "oracle"  # knows the future, pods start instantly: the floor
-REFERENCE = "oracle-startup"  # the oracle that waits for start-up, when it exists: what cost_ratio refers to
 
 
 @dataclass(frozen=True)
@@ -42,10 +39,11 @@ class SuiteSettings:
     scrape_interval: float = 15.0
     tick: float = 0.25
     slo: SLO = field(default_factory=SLO)
+    router: str = "epp"
 
     def config(self, scenario: Scenario) -> SimConfig:
         return SimConfig(variants=scenario.variants(self.startup_delay), tick=self.tick,
-                         scrape_interval=self.scrape_interval, slo=self.slo)
+                         scrape_interval=self.scrape_interval, slo=self.slo, router=self.router, seed=self.seed)
 
 
 @dataclass
@@ -86,10 +84,6 @@ def reference_policy(names: Sequence[str]) -> str:
     return REFERENCE if REFERENCE in names else BOUND
 
 
-def _ratio(cost: float, base: float | None) -> float | None:
-    return cost / base if base else None
-
-
 def run_scenario(scenario: Scenario | str, policies: Sequence[str], settings: SuiteSettings) -> ScenarioResult:
     """Every policy on one scenario, scored; the cost ratios to the reference and to the bound."""
     sc = suite_scenario(scenario) if isinstance(scenario, str) else scenario
@@ -101,12 +95,7 @@ def run_scenario(scenario: Scenario | str, policies: Sequence[str], settings: Su
         runs.append(simulate(workload, policy, config))
         runtime[policy.name] = round(time.perf_counter() - started, 3)
     capacity = workload_capacity(workload, config.variants, config.slo)
-    costs = {r.policy: float(r.cost.sum()) for r in runs}
-    ref, bound = costs.get(reference_policy(list(costs))), costs.get(BOUND)
-    rows = []
-    for run in runs:
-        s = asdict(score(run, workload, capacity, ref))  # its cost_ratio: to the reference
-        rows.append({"scenario": sc.name, **s, "cost_ratio_bound": _ratio(s["cost"], bound)})
+    rows = [{"scenario": sc.name, **asdict(s)} for s in score_runs(runs, workload, capacity)]
     return ScenarioResult(
         scenario=sc.name, description=sc.description, fleet=sc.fleet_label, requests=len(workload),
         duration=workload.duration, steps=tuple(workload.steps), capacity=capacity, rows=rows, runtime_s=runtime,

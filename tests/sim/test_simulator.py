@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from kedascaler.sim.config import SimConfig, default_variants
 from kedascaler.sim.perf import perf_params_for
-from kedascaler.sim.policies import KedascalerPolicy, OraclePolicy, StaticPolicy
+from kedascaler.sim.policies import KedascalerPolicy, OraclePolicy, OracleStartupPolicy, StaticPolicy, WVAPolicy
 from kedascaler.sim.replica import FastReplica, SimRequest
 from kedascaler.sim.simulator import simulate
 from kedascaler.sim.vllm_engine import Request, VLLMEngine
@@ -141,6 +142,31 @@ def test_pods_start_after_the_start_up_delay_and_requests_wait_at_the_gateway_me
     assert np.all(np.isfinite(run.ttft))
 
 
+def test_every_policy_starts_from_the_same_warm_fleet_but_a_fixed_one():
+    w, cfg = _small()
+    policies = [KedascalerPolicy(), WVAPolicy(), OraclePolicy(w, cfg), OracleStartupPolicy(w, cfg)]
+    for policy in policies:
+        run = simulate(w, policy, cfg)
+        assert run.initial_fleet == {"llama-h100": 0, "llama-a100": 1}, policy.name
+        assert not run.fixed_fleet
+    static = simulate(w, StaticPolicy({"llama-h100": 2}), cfg)  # static-peak: its fleet from t = 0, by definition
+    assert static.fixed_fleet and static.initial_fleet == {"llama-h100": 2, "llama-a100": 0}
+    assert static.series["ready"][0].tolist() == [2, 0]
+    other = SimConfig(tail=120, initial_fleet=(("llama-h100", 1), ("llama-a100", 2)))
+    run = simulate(w, WVAPolicy(), other)
+    assert run.initial_fleet == {"llama-h100": 1, "llama-a100": 2}
+    with pytest.raises(ValueError, match="unknown variants"):
+        simulate(w, WVAPolicy(), SimConfig(initial_fleet=(("llama-l40s", 1),)))
+
+
+def test_cost_after_the_warm_up_is_billed_from_it_on():
+    w, _ = _small()
+    run = simulate(w, StaticPolicy({"llama-a100": 2}), SimConfig(tail=120, warmup=100.0))
+    assert run.warmup == 100.0
+    assert run.replica_seconds_after_warmup[1] == pytest.approx(run.replica_seconds[1] - 2 * 100.0)
+    assert run.cost_after_warmup.sum() < run.cost.sum()
+
+
 def test_a_trace_slice_replays():
     w = azure_csv(SLICE)
     assert len(w) == 600
@@ -162,9 +188,29 @@ def test_simulate_command_writes_the_report(tmp_path, capsys):
     rc = main(["--trace", str(SLICE), "--policy", "kedascaler", "--policy", "wva", "--out", str(tmp_path), "--quiet"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "| kedascaler |" in out and "| oracle |" in out  # the oracle always runs: the cost ratios refer to it
+    # both oracles always run: "× oracle" refers to oracle-startup, "× bound" to oracle
+    assert "| kedascaler |" in out and "| oracle-startup |" in out and "| oracle |" in out
+    assert "× oracle: all / warm" in out and "× bound: all / warm" in out and "Router: epp" in out
     for name in ("summary.md", "results.json", "replicas.png", "kv_queue.png", "latency.png", "cost_vs_slo.png"):
         assert (tmp_path / name).stat().st_size > 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["capacity_req_s_per_replica"]) == {"llama-h100", "llama-a100"}
+    assert all(c > 0 for c in results["capacity_req_s_per_replica"].values())
+    assert results["router"] == "epp" and results["warmup_s"] == 300.0
+    assert results["initial_fleet"] == {"llama-h100": 0, "llama-a100": 1}
+    scores = {s["policy"]: s for s in results["scores"]}
+    assert scores["oracle-startup"]["cost_ratio"] == 1.0 and scores["oracle"]["cost_ratio_bound"] == 1.0
+    assert scores["wva"]["after_warmup"]["requests"] == int(np.sum(azure_csv(SLICE).times >= 300.0))
+    assert "static-peak is by definition its fixed fleet" in (tmp_path / "summary.md").read_text()
+
+
+def test_simulate_command_takes_the_router(tmp_path, capsys):
+    from kedascaler.cli.simulate import main
+
+    rc = main(["--trace", str(SLICE), "--policy", "wva", "--router", "service", "--out", str(tmp_path), "--quiet"])
+    assert rc == 0
+    assert "Router: service" in capsys.readouterr().out
+    assert json.loads((tmp_path / "results.json").read_text())["router"] == "service"
 
 
 def test_simulate_command_refuses_a_missing_trace(tmp_path, capsys):

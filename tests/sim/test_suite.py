@@ -27,7 +27,7 @@ from kedascaler.sim.suite import (
 from kedascaler.sim.workloads import Workload, poisson
 
 ROOT = Path(__file__).resolve().parents[2]
-KEYS = {f.name for f in fields(Score)} | {"scenario", "cost_ratio", "cost_ratio_bound"}
+KEYS = {f.name for f in fields(Score)} | {"scenario"}  # cost_ratio and cost_ratio_bound among them
 
 
 def tiny(rate: float, seed: int) -> Workload:
@@ -50,10 +50,10 @@ def suite(tmp_path_factory):
 
 
 def test_policies_always_include_the_oracle_and_all_means_all():
-    assert suite_policies(["wva"])[-1] == "oracle" and suite_policies(None)[0] == "kedascaler"
+    assert suite_policies(["wva"])[-2:] == ["oracle", "oracle-startup"] and suite_policies(None)[0] == "kedascaler"
     from kedascaler.sim.policies import EXTRA_POLICY_NAMES, POLICY_NAMES
 
-    assert set(suite_policies(["all"])) == set(POLICY_NAMES + EXTRA_POLICY_NAMES) | {"oracle"}
+    assert set(suite_policies(["all"])) == set(POLICY_NAMES + EXTRA_POLICY_NAMES) | {"oracle", "oracle-startup"}
     assert reference_policy(["wva", "oracle"]) == "oracle"
     assert reference_policy(["wva", "oracle-startup", "oracle"]) == "oracle-startup"
 
@@ -64,12 +64,12 @@ def test_suite_json_has_a_row_per_scenario_and_policy(suite):
     on_disk = json.loads((out / "suite.json").read_text())
     rows = on_disk["rows"]
     assert [(r["scenario"], r["policy"]) for r in rows] == [
-        (s, p) for s in ("tiny-a", "tiny-b") for p in ("static-peak", "hpa-util", "oracle")]
+        (s, p) for s in ("tiny-a", "tiny-b") for p in ("static-peak", "hpa-util", "oracle", "oracle-startup")]
     for r in rows:
         assert set(r) == KEYS
-    oracle = [r for r in rows if r["policy"] == "oracle"]
-    assert all(r["cost_ratio"] == pytest.approx(1.0) == r["cost_ratio_bound"] for r in oracle)
-    assert on_disk["suite"]["reference"] == "oracle" and on_disk["suite"]["seed"] == 3
+    assert all(r["cost_ratio_bound"] == pytest.approx(1.0) for r in rows if r["policy"] == "oracle")
+    assert all(r["cost_ratio"] == pytest.approx(1.0) for r in rows if r["policy"] == "oracle-startup")
+    assert on_disk["suite"]["reference"] == "oracle-startup" and on_disk["suite"]["seed"] == 3
     assert [s["requests"] for s in on_disk["scenarios"]] == [len(s.workload(3)) for s in TINY]
     assert (out / "suite.md").exists() and (out / "suite.json") in files
 
@@ -78,11 +78,11 @@ def test_leaderboard_tables(suite):
     _, data, _, _ = suite
     board = leaderboard.leaderboard(data)
     assert board.splitlines()[0].startswith("| rank | policy |") and "× oracle" in board
-    assert "× bound" not in board  # the reference is the bound itself
-    assert len(leaderboard.full(data).splitlines()) == 2 + 6
+    assert "× bound" in board  # the reference (oracle-startup) and the bound (oracle) side by side
+    assert len(leaderboard.full(data).splitlines()) == 2 + 8
     assert "| tiny-b |" in leaderboard.matrix(data) and "tiny-a" in leaderboard.scenarios(data)
     ranked = leaderboard.summary(data["rows"])
-    assert {s["policy"] for s in ranked} == {"static-peak", "hpa-util", "oracle"}
+    assert {s["policy"] for s in ranked} == {"static-peak", "hpa-util", "oracle", "oracle-startup"}
     assert [s["met"] for s in ranked] == sorted((s["met"] for s in ranked), reverse=True)
 
 
@@ -137,4 +137,4 @@ def test_cli_suite_prints_the_leaderboard(tmp_path, capsys):
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "| on-off | hpa-util |" in printed and "| rank | policy |" in printed
-    assert {r["policy"] for r in json.loads((tmp_path / "suite.json").read_text())["rows"]} == {"hpa-util", "oracle"}
+    assert {r["policy"] for r in json.loads((tmp_path / "suite.json").read_text())["rows"]} == {"hpa-util", "oracle", "oracle-startup"}
