@@ -149,9 +149,10 @@ def _parse(text: str, source: str, stack: tuple[str, ...], default_name: str, bu
                 raise ProfileError(f"{source}: accelerators: {what} {key} appears twice")
             seen.add((what, key))
     for i, s in enumerate(_list(doc.get("sources", []), source, "sources")):
-        s = _text(s, source, f"sources[{i}]")
-        if s not in sources:
-            sources.append(s)
+        if isinstance(s, list | dict) or s is None:
+            raise ProfileError(f"{source}: sources[{i}]: expected text, got {s!r}")
+        if str(s) not in sources:
+            sources.append(str(s))  # a bare date or number is text here
     description = _text(doc.get("description", ""), source, "description")
     return Profile(name, description, tuple(entries), tuple(sources), source)
 
