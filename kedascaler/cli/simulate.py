@@ -15,7 +15,7 @@ from pathlib import Path
 from kedascaler.kits.argtypes import non_negative, positive
 from kedascaler.sim.config import SLO, SimConfig, default_variants
 from kedascaler.sim.policies import EXTRA_POLICY_NAMES, POLICY_NAMES, make_policies, workload_capacity
-from kedascaler.sim.profile_data import DEMO_PROFILE, ProfileError, load_profile, profile_names
+from kedascaler.sim.profile_data import SCORING_PROFILE, ProfileError, load_profile, profile_names
 from kedascaler.sim.report import score, sizing_sections, table, write_report
 from kedascaler.sim.simulator import simulate
 from kedascaler.sim.workloads import SCENARIOS, load_file, rescale, scenario
@@ -38,9 +38,10 @@ def add_simulate_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--speedup", type=positive, default=1.0, help="compress the workload's time by this factor")
     p.add_argument("--rate-scale", type=positive, default=1.0, help="multiply (or thin) the requests by this factor")
     prof = p.add_mutually_exclusive_group()
-    prof.add_argument("--profile", choices=profile_names(), default=DEMO_PROFILE,
+    prof.add_argument("--profile", choices=profile_names(), default=SCORING_PROFILE,
                       help="replica profile: the variants, their costs and step-time parameters per accelerator "
-                           "(kedascaler/sim/profiles/; default demo: the live demo's small limits)")
+                           f"(kedascaler/sim/profiles/; default {SCORING_PROFILE}, the calibrated 80 GB pair; "
+                           "demo: the live demo's small limits)")
     prof.add_argument("--profile-file", type=Path, metavar="PATH",
                       help="a replica profile of your own (YAML, the bundled profiles' shape), e.g. from your "
                            "benchmark; see docs/simulator.md, 'Replica profiles'")
