@@ -17,8 +17,9 @@ from pathlib import Path
 from kedascaler.kits.argtypes import non_negative, positive
 from kedascaler.sim import leaderboard
 from kedascaler.sim.cluster import ROUTERS
-from kedascaler.sim.config import PROFILES, SLO, SimConfig, default_variants
+from kedascaler.sim.config import SLO, SimConfig, default_variants
 from kedascaler.sim.policies import EXTRA_POLICY_NAMES, POLICY_NAMES, make_policies, workload_capacity
+from kedascaler.sim.profile_data import SCORING_PROFILE, ProfileError, load_profile, profile_names
 from kedascaler.sim.report import BOUND, REFERENCE, score_runs, setup_lines, sizing_sections, table, write_report
 from kedascaler.sim.scenarios import SCENARIOS, SUITE, SUITE_NAMES, scenario, suite_scenario
 from kedascaler.sim.simulator import simulate
@@ -43,8 +44,14 @@ def add_simulate_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for generated arrivals and rate scaling (default 0)")
     p.add_argument("--speedup", type=positive, default=1.0, help="compress the workload's time by this factor")
     p.add_argument("--rate-scale", type=positive, default=1.0, help="multiply (or thin) the requests by this factor")
-    p.add_argument("--profile", choices=sorted(PROFILES), default="demo",
-                   help="server limits per accelerator (default demo: 48/32 seqs, 1600/1000 KV blocks)")
+    prof = p.add_mutually_exclusive_group()
+    prof.add_argument("--profile", choices=profile_names(), default=SCORING_PROFILE,
+                      help="replica profile: the variants, their costs and step-time parameters per accelerator "
+                           f"(kedascaler/sim/profiles/; default {SCORING_PROFILE}, the calibrated 80 GB pair; "
+                           "demo: the live demo's small limits)")
+    prof.add_argument("--profile-file", type=Path, metavar="PATH",
+                      help="a replica profile of your own (YAML, the bundled profiles' shape), e.g. from your "
+                           "benchmark; see docs/simulator.md, 'Replica profiles'")
     p.add_argument("--startup-delay", type=non_negative, default=90.0,
                    help="pod start-up delay in seconds (default 90)")
     p.add_argument("--scrape-interval", type=non_negative, default=15.0,
@@ -121,7 +128,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except (OSError, KeyError, ValueError) as exc:
         print(f"kedascaler simulate: cannot read the workload: {exc}", file=sys.stderr)
         return 2
-    config = SimConfig(variants=default_variants(args.profile, args.startup_delay), tick=args.tick,
+    profile_file = getattr(args, "profile_file", None)
+    try:
+        profile = load_profile(profile_file if profile_file is not None else args.profile)
+    except ProfileError as exc:
+        print(f"kedascaler simulate: {exc}", file=sys.stderr)
+        return 2
+    config = SimConfig(variants=default_variants(profile, args.startup_delay), tick=args.tick,
                        scrape_interval=args.scrape_interval, router=getattr(args, "router", "epp"), seed=args.seed,
                        slo=SLO("Standard" if (args.slo_ttft, args.slo_itl) == (1000.0, 50.0) else "custom",
                                args.slo_ttft / 1000.0, args.slo_itl / 1000.0))
@@ -153,7 +166,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if sections:
         print("\n".join(sections).rstrip("\n"))
     if args.out is not None:
-        settings = {"profile": args.profile, "startup_delay_s": args.startup_delay,
+        settings = {"profile": profile.name if profile_file is None else str(profile_file),
+                    "startup_delay_s": args.startup_delay,
                     "scrape_interval_s": args.scrape_interval, "tick_s": args.tick, "seed": args.seed,
                     "speedup": args.speedup, "rate_scale": args.rate_scale,
                     "variants": "; ".join(f"{v.name} {v.accelerator} cost {v.cost:g} "

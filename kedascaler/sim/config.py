@@ -2,24 +2,40 @@
 
 `SimConfig` holds the fleet's variants, the tick, the scrape interval and metrics window of the scaler's
 queries, KEDA's and HPA's settings (`kedascaler.sim.keda_hpa`), the SLO and the sampling of the time series.
-`PROFILES` are the server limits of a variant per accelerator (`default_variants`).
+`default_variants(profile)` builds the variants of a replica profile (`kedascaler.sim.profile_data`: YAML in
+`kedascaler/sim/profiles/`, or a user's file): the scoring default of `kedascaler simulate` is
+`SCORING_PROFILE`, the calibrated 80 GB pair (llama-h100 cost 40, llama-a100 cost 20); this module's own
+default stays `demo` (the live demo's small limits), so library callers and tests keep their numbers.
+`PROFILES` maps each bundled profile to its `PerfParams` fields per accelerator.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 
 from kedascaler.sim.keda_hpa import HPABehavior, KEDAConfig
-from kedascaler.sim.perf import PerfParams, perf_params_for
+from kedascaler.sim.perf import PerfParams
+from kedascaler.sim.profile_data import DEMO_PROFILE, Profile, load_profile, profile_names
 
-# Server limits of the default profile: the demo's (`kedascaler.demo.SERVER_LIMITS`) — a small share of the
-# GPU's memory for the KV cache and a small batch, so that a chat workload needs several replicas, as a
-# larger model would. `vllm-defaults` keeps vLLM's own limits (one replica then carries tens of req/s).
-PROFILES: Mapping[str, Mapping[str, dict]] = {
-    "demo": {"H100": dict(max_num_seqs=48, num_gpu_blocks=1600), "A100": dict(max_num_seqs=32, num_gpu_blocks=1000)},
-    "vllm-defaults": {"H100": {}, "A100": {}},
-}
+
+class _Profiles(Mapping[str, Mapping[str, dict]]):
+    """Per bundled profile and accelerator, the `PerfParams` fields (`perf_params_for(acc, **PROFILES[p][acc])`),
+    read from the YAML when asked for."""
+
+    def __getitem__(self, name: str) -> Mapping[str, dict]:
+        if name not in profile_names():
+            raise KeyError(name)
+        return {a.accelerator: asdict(a.params) for a in load_profile(name).accelerators}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(profile_names())
+
+    def __len__(self) -> int:
+        return len(profile_names())
+
+
+PROFILES: Mapping[str, Mapping[str, dict]] = _Profiles()
 
 
 @dataclass(frozen=True)
@@ -35,11 +51,11 @@ class VariantConfig:
     max_replicas: int = 100
 
 
-def default_variants(profile: str = "demo", startup_delay: float = 90.0) -> tuple[VariantConfig, ...]:
-    """H100 (cost 40) and A100 (cost 20) serving one model, with the profile's server limits."""
-    limits = PROFILES[profile]
-    return (VariantConfig("llama-h100", "H100", 40.0, perf_params_for("H100", **limits["H100"]), startup_delay),
-            VariantConfig("llama-a100", "A100", 20.0, perf_params_for("A100", **limits["A100"]), startup_delay))
+def default_variants(profile: str | Profile = DEMO_PROFILE, startup_delay: float = 90.0) -> tuple[VariantConfig, ...]:
+    """One variant per accelerator entry of a profile (a bundled name, a YAML path, or a loaded `Profile`):
+    its variant name, cost and parameters; `demo` and the calibrated pair give llama-h100 (40), llama-a100 (20)."""
+    p = profile if isinstance(profile, Profile) else load_profile(profile)
+    return tuple(VariantConfig(a.variant, a.accelerator, a.cost, a.params, startup_delay) for a in p.accelerators)
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,14 @@ times. `FastReplica` keeps the same model and jumps over runs of identical decod
 
 * continuous batching under `max_num_seqs` and the per-step token budget `max_num_batched_tokens`;
   running requests first, then waiting ones FCFS; prompts prefilled in chunks mixed with decodes;
-* step time from `PerfParams.step_seconds` (decode α + β·batch, prefill γ + δ·tokens, in ms);
+* step time from `PerfParams.step_seconds` (decode α + β·batch + κ·Σ context, prefill γ + δ·tokens, in ms);
 * KV cache in `block_size`-token blocks, a request holds ceil(computed tokens / block_size) blocks;
   when a running request cannot get a block the newest running request is preempted (blocks freed,
   recomputed later, first in the waiting queue; no swap, as in vLLM v1);
 * TTFT from the arrival at the replica's clock (a request that waited at the gateway keeps its arrival).
 
-While the batch does not change, k decode steps take k·(α + β·n); the next event is the earliest of: a
+While the batch does not change, k decode steps take k·(α + β·n + κ·C) + κ·n·k(k−1)/2 (C: the batch's
+context now, one token more per request each step); the next event is the earliest of: a
 request finishing, the KV cache running out of blocks, a request arriving, the caller's horizon. Block
 growth is exact: a decoding request needs a new block on the step that starts at a context length
 divisible by the block size, so a histogram of (context mod block size) gives the blocks k steps need in
@@ -26,7 +27,7 @@ import heapq
 import math
 from collections import deque
 
-from kedascaler.sim.perf import PerfParams
+from kedascaler.sim.perf import PerfParams, decode_steps_within
 
 WAITING, PREFILL, DECODE, DONE = 0, 1, 2, 3
 
@@ -92,7 +93,7 @@ class Counters:
         self.prefill_sum = 0.0  # request_prefill_time_seconds _sum (s): first token − first scheduled
         self.prefilled = 0  # its _count = request_prompt_tokens _count (requests finished)
         self.prefill_prompt = 0  # request_prompt_tokens _sum: Σ prompt tokens of the same requests
-        self.ttft_sum = 0.0  # time_to_first_token_seconds _sum (s), from the arrival at this replica, at the first token
+        self.ttft_sum = 0.0  # time_to_first_token_seconds _sum (s), from the arrival here, at the first token
         self.first_tokens = 0  # its _count
 
 
@@ -113,6 +114,7 @@ class FastReplica:
         self.prefilling: list[SimRequest] = []  # running requests whose prefill is not complete
         self.decoding = 0
         self._hist = [0] * params.block_size  # decoding requests by offset mod block_size
+        self._offset_sum = 0  # Σ offset of the decoding requests: their KV tokens are this + decoding · D
         self._finish: list[tuple[int, int, SimRequest]] = []  # (d_finish, seq, request)
         self.used_blocks = 0
         self.preemptions = 0
@@ -187,29 +189,40 @@ class FastReplica:
                 self.counters.running_time += len(self.running) * max(0.0, t - self.t)
                 self.t = t
                 return
-            tau = (p.alpha + p.beta * n) / 1000.0
+            tau = (p.alpha + p.beta * n + p.kappa * self._context_tokens()) / 1000.0
+            grow = p.kappa * n / 1000.0  # each decode step reads n more tokens of KV than the one before
             heap = self._finish
             while heap[0][2].phase != DECODE or heap[0][2].seq != heap[0][1]:
                 heapq.heappop(heap)
             k = heap[0][0] - self.decode_steps
             horizon = until if not incoming else min(until, incoming[0].dispatched)
-            k = min(k, max(1, math.ceil((horizon - self.t) / tau - 1e-9)))
+            k = min(k, decode_steps_within(horizon - self.t, tau, grow))
             k = self._fit_blocks(k)
             if k == 0:
                 self._preempt_newest()
                 continue
             self.used_blocks += self._blocks_for(k)
             self.decode_steps += k
-            self.t += k * tau
-            self.busy_time += k * tau
             c = self.counters
-            c.running_time += len(self.running) * k * tau
-            c.gap_sum += n * k * tau
+            if grow:
+                span = k * tau + grow * k * (k - 1) / 2
+                c.running_time += len(self.running) * span
+                c.gap_sum += n * span
+            else:  # the constant-step expressions, kept as they were (same floats)
+                span = k * tau
+                c.running_time += len(self.running) * k * tau
+                c.gap_sum += n * k * tau
+            self.t += span
+            self.busy_time += span
             c.gaps += n * k
             c.output_tokens += n * k
             self._pop_finished()
 
     # --- steps ---
+
+    def _context_tokens(self) -> int:
+        """Σ context length of the decoding requests: the KV their next decode step reads."""
+        return self._offset_sum + self.decoding * self.decode_steps
 
     def _blocks_for(self, k: int) -> int:
         """New blocks the decoding requests need over the next k decode steps (exact)."""
@@ -290,7 +303,7 @@ class FastReplica:
                 return True
             return False
         tokens = sum(c for _, c, _ in chunks)
-        dt = p.step_seconds(self.decoding, tokens)
+        dt = p.step_seconds(self.decoding, tokens, self._context_tokens())
         counters = self.counters
         counters.running_time += len(self.running) * dt
         counters.gap_sum += self.decoding * dt
@@ -325,6 +338,7 @@ class FastReplica:
                 continue
             req.phase = DECODE
             req.offset = req.computed - d
+            self._offset_sum += req.offset
             req.d_join, req.g_join = d, req.generated
             req.d_finish = d + req.output - req.generated
             self._hist[req.offset % bs] += 1
@@ -340,6 +354,7 @@ class FastReplica:
             if req.phase != DECODE or req.seq != seq:
                 continue
             self._hist[req.offset % bs] -= 1
+            self._offset_sum -= req.offset
             self.decoding -= 1
             req.generated = req.output
             self._finish_request(req, self.t, _blocks(req.offset + d, bs))
@@ -365,6 +380,7 @@ class FastReplica:
         if req.phase == DECODE:
             d = self.decode_steps
             self._hist[req.offset % bs] -= 1
+            self._offset_sum -= req.offset
             self.decoding -= 1
             self.used_blocks -= _blocks(req.offset + d, bs)
             req.generated = req.g_join + d - req.d_join

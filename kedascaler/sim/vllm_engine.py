@@ -2,8 +2,9 @@
 
 `VLLMEngine` runs continuous batching under `max_num_seqs` and a per-step token budget, a KV cache of
 16-token blocks, an FCFS waiting queue, preemption when the cache is full, and step times from the linear
-performance model (`kedascaler.sim.perf`). It has no clock of its own: time moves only when the caller says
-`step(dt)`, so a run is replayable. `Request` is one request in flight, `FinishedRequest` one completed.
+performance model (`kedascaler.sim.perf`; with κ a decode step also pays for the KV its batch reads). It has
+no clock of its own: time moves only when the caller says `step(dt)`, so a run is replayable. `Request` is
+one request in flight, `FinishedRequest` one completed.
 """
 
 from __future__ import annotations
@@ -156,12 +157,15 @@ class VLLMEngine:
             self._release(self._free_at)
             work = self._schedule()
             if work:
-                decodes = sum(1 for r, n in work if n == 1 and r.generated > 0)
+                decoding = [r for r, n in work if n == 1 and r.generated > 0]
+                decodes = len(decoding)
                 prefill = sum(n for r, n in work) - decodes
+                context = sum(r.computed for r in decoding) if self.params.kappa else 0  # KV the decodes read
                 for req, _ in work:
                     if req.scheduled_at is None:
                         req.scheduled_at = self._free_at
-                self._step = _Step(self._free_at + self.params.step_seconds(decodes, prefill), tuple(work))
+                dt = self.params.step_seconds(decodes, prefill, context)
+                self._step = _Step(self._free_at + dt, tuple(work))
                 continue
             if self._future and self._future[0][0] <= end:
                 self._free_at = max(self._free_at, self._future[0][0])
