@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kedascaler.sim.config import VariantConfig, default_variants
-from kedascaler.sim.perf import perf_params_for
+from kedascaler.sim.profile_data import SCORING_PROFILE
 from kedascaler.sim.workloads import (
     Workload,
     azure_csv,
@@ -54,23 +54,13 @@ def _conv(path: Path) -> Workload:
 
 # --- fleets -------------------------------------------------------------------------------------------------
 
-# L40S server limits per profile: the demo's small servers (KV cache and batch in the proportion of the
-# H100's, 48 GB against 80 GB), or vLLM's own.
-L40S_LIMITS: dict[str, dict[str, int]] = {"demo": dict(max_num_seqs=32, num_gpu_blocks=800), "vllm-defaults": {}}
+THREE_ACCELERATOR_PROFILE = "llama-3.1-8b-h100-a100-l40s"  # the calibrated H100 + A100 + L40S (48 GB) fleet
 
 
-def l40s_variant(profile: str = "demo", startup_delay: float = 90.0) -> VariantConfig:
-    """THE L40S VARIANT OF THE THREE-ACCELERATOR FLEET: point this at the calibrated L40S profile
-    (`llama-3.1-8b-l40s-48gb` / the `llama-l40s` variant of `kedascaler.sim.config`) once it exists.
-    Today: `perf_params_for("L40S")` (vllm.md's coefficients, model not stated) with `L40S_LIMITS`, cost 10
-    per replica-hour (half the A100's, a quarter of the H100's)."""
-    return VariantConfig("llama-l40s", "L40S", 10.0, perf_params_for("L40S", **L40S_LIMITS.get(profile, {})),
-                         startup_delay)
-
-
-def three_accelerator_fleet(profile: str = "demo", startup_delay: float = 90.0) -> tuple[VariantConfig, ...]:
-    """H100 (cost 40), A100 (cost 20) as `default_variants`, and the L40S (cost 10) of `l40s_variant`."""
-    return default_variants(profile, startup_delay) + (l40s_variant(profile, startup_delay),)
+def three_accelerator_fleet(profile: str = THREE_ACCELERATOR_PROFILE, startup_delay: float = 90.0
+                            ) -> tuple[VariantConfig, ...]:
+    """H100, A100 and L40S variants of the calibrated three-accelerator profile (costs in cloud list-price ratio)."""
+    return default_variants(profile, startup_delay)
 
 
 Fleet = Callable[[str, float], tuple[VariantConfig, ...]]  # (profile, startup delay) → variants
@@ -84,7 +74,7 @@ class Scenario:
     description: str
     build: Callable[[int], Workload]  # seed → workload
     fleet: Fleet = default_variants
-    profile: str = "demo"
+    profile: str = SCORING_PROFILE
 
     def workload(self, seed: int = 0) -> Workload:
         """The scenario's arrivals for `seed`, named after the scenario."""
@@ -133,10 +123,10 @@ SUITE: tuple[Scenario, ...] = (
     Scenario("long-outputs", "outputs mean ≈ 1k tokens, prompts mean 300 (prompt + output ≤ 6,144); "
                              "1.5 → 4 → 2 req/s at 300, 900 s",
              lambda seed: steps([(0, 1.5), (300, 4.0), (900, 2.0)], 1200, seed=seed, lengths=_LONG_OUT)),
-    Scenario("three-accelerators", "H100 (40) + A100 (20) + L40S (10): conv-like lengths (prompts mean 1,155), "
+    Scenario("three-accelerators", "H100 (40) + A100 (20) + L40S (17.5): conv-like lengths (prompts mean 1,155), "
                                    "2 → 8 → 4 req/s at 300, 900 s; the variant chosen decides the cost",
              lambda seed: steps([(0, 2.0), (300, 8.0), (900, 4.0)], 1200, seed=seed, lengths=_CONV_LIKE),
-             fleet=three_accelerator_fleet),
+             fleet=three_accelerator_fleet, profile=THREE_ACCELERATOR_PROFILE),
 )
 SUITE_NAMES: tuple[str, ...] = tuple(s.name for s in SUITE)
 
@@ -160,7 +150,7 @@ _OLDER: dict[str, tuple[Callable[[int], Workload], str]] = {
                                            name="idle-then-burst"), "nothing for 15 min, 10 req/s for 5 min"),
 }
 SCENARIOS: dict[str, tuple[Callable[[int], Workload], str]] = {
-    **{s.name: (s.workload, s.description) for s in SUITE if s.fleet is default_variants and s.profile == "demo"},
+    **{s.name: (s.workload, s.description) for s in SUITE if s.fleet is default_variants},
     **_OLDER,
 }
 

@@ -7,6 +7,7 @@ import pytest
 
 from kedascaler.sim import scenarios as sc
 from kedascaler.sim.config import default_variants
+from kedascaler.sim.profile_data import SCORING_PROFILE
 from kedascaler.sim.scenarios import CONV_TRACE, SCENARIOS, SUITE, SUITE_NAMES, scenario, suite_scenario
 from kedascaler.sim.workloads import Workload
 
@@ -43,7 +44,7 @@ def test_suite_names_and_fleets():
             assert [v.accelerator for v in variants] == ["H100", "A100", "L40S"]
             assert len({v.cost for v in variants}) == 3 and variants[2].params.gamma > variants[0].params.gamma
         else:
-            assert variants == default_variants("demo", 90.0)
+            assert variants == default_variants(SCORING_PROFILE, 90.0)  # the calibrated 80 GB pair
     assert "three-accelerators" not in SCENARIOS  # `--scenario` runs on the default fleet only
     assert {"overlapping-jobs", "step", "diurnal", "idle-then-burst"} <= set(SCENARIOS)
     assert len(scenario("on-off")) == len(_w("on-off"))
