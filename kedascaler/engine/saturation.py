@@ -71,7 +71,7 @@ class ModelSaturation:
 
     @property
     def has_load(self) -> bool:
-        """Any request queued or running anywhere in the model (v1's activation signal)."""
+        """Any request queued or running anywhere in the model, or KV cache in use."""
         return self.queue_total > 0 or self.running_total > 0 or self.kv_total > 0
 
     @property
@@ -239,3 +239,8 @@ def analyze(snapshot: ModelSnapshot) -> ModelSaturation:
         binding_signal=signal,
         can_scale_down=can_down,
     )
+
+
+__all__ = ["KV_SIGNAL", "QUEUE_SIGNAL", "ModelSaturation", "ReplicaSaturation", "analysed_pods", "analyze",
+           "binding_signal", "demand_replicas", "fits_on", "kv_budget", "queue_budget", "replica_saturation",
+           "replicas_needed", "spare_means", "variant_replicas", "variant_thresholds"]

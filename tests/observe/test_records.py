@@ -24,6 +24,7 @@ from kedascaler.observe import Observer, RecordWriter, configure_logging, load_s
 from kedascaler.observe.records import SCHEMA_ID, SecretFilter
 from kedascaler.loop.reconcile import CycleReport
 from tests.observe.conftest import make_reconciler
+from tests.observe.synthetic import steps_for
 
 
 def fake_report(desired: int = 2, at: float = 1000.0, data_at: float | None = None) -> CycleReport:
@@ -33,7 +34,8 @@ def fake_report(desired: int = 2, at: float = 1000.0, data_at: float | None = No
     state = VariantState(spec, 2, 2, pods)
     snap = ModelSnapshot("ns", "m", (state,), SaturationConfig(), at)
     d = Decision(key, "m", desired, True, Reason("scale-up", "kv_cache_usage", 0.85, 0.7, "needs more"),
-                 current_replicas=2, ready_replicas=2, decided_at=at, data_at=at - 1 if data_at is None else data_at)
+                 current_replicas=2, ready_replicas=2, decided_at=at, data_at=at - 1 if data_at is None else data_at,
+                 steps=steps_for(state, snap.config, desired))
     return CycleReport((d,), (snap,), CollectResult(queries=2), (), 0.01)
 
 
