@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ _TINY_RATE = 1e-300  # λ = 0 is evaluated as this (the light-load limit, exactl
 
 
 def _array(value: object, size: int | None, dtype: type) -> np.ndarray:
-    out = np.asarray(value, dtype=dtype)
+    out: np.ndarray = np.asarray(value, dtype=dtype)
     return out if size is None else np.broadcast_to(out, (size,)).astype(dtype, copy=True)
 
 
@@ -59,7 +60,7 @@ class ReplicaArrays:
            prompt_tokens: object, output_tokens: object, max_queue: object = DEFAULT_MAX_QUEUE,
            mixed: object = True) -> ReplicaArrays:
         """Broadcast scalars and arrays to one length; B and Q become integers, B ≥ 1, o ≥ 1."""
-        parts = [alpha, beta, gamma, delta, max_batch, prompt_tokens, output_tokens, max_queue, mixed]
+        parts: list[Any] = [alpha, beta, gamma, delta, max_batch, prompt_tokens, output_tokens, max_queue, mixed]
         shape = np.broadcast_shapes(*(np.shape(p) for p in parts))
         size = int(np.prod(shape)) if shape else 1
         return cls(
@@ -135,7 +136,8 @@ def _log_geometric(x: np.ndarray, count: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         neg = np.log(-np.expm1(count * safe)) - np.log(-np.expm1(safe))
     neg = np.where(a == 0.0, np.log(np.maximum(count, 1)), neg)
-    return np.where(x > 0, (count - 1) * x + neg, neg)
+    out: np.ndarray = np.where(x > 0, (count - 1) * x + neg, neg)
+    return out
 
 
 def _geometric_mean_index(x: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -171,11 +173,11 @@ class _Block:
 
     def _mu(self, k: np.ndarray) -> np.ndarray:
         p = self.p
-        col = (p.alpha, p.beta, p.gamma, p.delta)
-        cycle = cycle_ms(*(c[:, None] for c in col), k, p.prompt_tokens[:, None], p.output_tokens[:, None],
-                         p.mixed[:, None])
+        cycle = cycle_ms(p.alpha[:, None], p.beta[:, None], p.gamma[:, None], p.delta[:, None], k,
+                         p.prompt_tokens[:, None], p.output_tokens[:, None], p.mixed[:, None])
         with np.errstate(divide="ignore"):
-            return 1000.0 * k / cycle
+            mu: np.ndarray = 1000.0 * k / cycle
+        return mu
 
     def metrics(self, rate: np.ndarray) -> tuple[np.ndarray, ...]:
         """(throughput, running, waiting, blocking, itl_ms, prefill_ms, wait_ms, step_wait_ms, ttft_ms) at λ = rate."""
