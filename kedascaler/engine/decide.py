@@ -32,8 +32,8 @@ from dataclasses import dataclass, field, replace
 
 from kedascaler.engine import explain
 from kedascaler.engine.activation import INACTIVE, activation
-from kedascaler.engine.modes import HYBRID, MODEL, SATURATION, HybridPlan, hybrid_targets
 from kedascaler.engine.demand import ModelSizing
+from kedascaler.engine.modes import HYBRID, MODEL, SATURATION, HybridPlan, hybrid_targets
 from kedascaler.engine.saturation import (
     ModelSaturation,
     analysed_pods,
@@ -210,13 +210,15 @@ def _counted(snapshot: ModelSnapshot, route: Route) -> DecisionSteps:
         ready_total=sum(v.ready_replicas for v in snapshot.variants),
         pending_total=sum(v.pending_replicas for v in snapshot.variants),
         missing_total=sum(max(0, v.ready_replicas - n) for v, n in zip(snapshot.variants, analysed)),
-        analysed_total=sum(analysed), stale_variants=tuple(v.spec.key for v in snapshot.variants if not v.metrics_fresh),
+        analysed_total=sum(analysed),
+        stale_variants=tuple(v.spec.key for v in snapshot.variants if not v.metrics_fresh),
         model_thresholds=snapshot.config)
 
 
 def _inactive(snapshot: ModelSnapshot, act: Activation) -> _Outcome:
     """The model is idle past its window: zero replicas for every variant, inactive."""
-    steps = replace(_counted(snapshot, Route.INACTIVE), plan=_targets(snapshot, {v.spec.key: 0 for v in snapshot.variants}))
+    zero = {v.spec.key: 0 for v in snapshot.variants}
+    steps = replace(_counted(snapshot, Route.INACTIVE), plan=_targets(snapshot, zero))
     why: _Why = (INACTIVE, act.signal, act.idle_for, act.window)
     return _Outcome(steps, {v.spec.key: why for v in snapshot.variants})
 

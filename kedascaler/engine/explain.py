@@ -62,7 +62,8 @@ def why_no_scale_down(steps: DecisionSteps) -> str:
 def saturation_message(steps: DecisionSteps) -> str:
     """The numbers behind the model's saturation plan, in the words of the docs."""
     cfg = steps.model_thresholds
-    triggers = "" if cfg is None else f" (spare triggers kv {cfg.kv_spare_trigger:g}, queue {cfg.queue_spare_trigger:g})"
+    triggers = ("" if cfg is None
+                else f" (spare triggers kv {cfg.kv_spare_trigger:g}, queue {cfg.queue_spare_trigger:g})")
     text = (f"model needs {plural(steps.needed_replicas, 'replica')} for kv {steps.estimated_kv_total:.2f} and queue "
             f"{steps.estimated_queue_total:.3g}{triggers}; runs {steps.current_total}")
     if steps.pending_total:

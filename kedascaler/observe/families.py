@@ -110,4 +110,5 @@ def variant_label_sets(registry: CollectorRegistry, name: str = "wva_desired_rep
     return out
 
 
-__all__ = ["ACTIONS", "CYCLE_BUCKETS", "GRPC_BUCKETS", "STAGES", "VARIANT_LABELS", "ScalerMetrics", "variant_label_sets"]
+__all__ = ["ACTIONS", "CYCLE_BUCKETS", "GRPC_BUCKETS", "STAGES", "VARIANT_LABELS", "ScalerMetrics",
+           "variant_label_sets"]

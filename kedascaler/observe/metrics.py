@@ -309,5 +309,5 @@ class MetricsServer:
 
 
 __all__ = ("ACTIONS", "CYCLE_BUCKETS", "GRPC_BUCKETS", "STAGES", "VARIANT_LABELS", "InstrumentedSource",
-           "MetricsServer", "Observer", "ScalerMetrics", "log_decision", "saturation_gauges", "signal_label", "stage_of",
-           "variant_label_sets")
+           "MetricsServer", "Observer", "ScalerMetrics", "log_decision", "saturation_gauges", "signal_label",
+           "stage_of", "variant_label_sets")

@@ -93,7 +93,8 @@ def pod_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         for p in pods_of(r):
             over = str(flags.get(p.get("pod"), {}).get("over") or "")
             rows.append({"ts": r["ts"], "cycle": r.get("cycle"), "namespace": r["namespace"], "model": r["model"],
-                         "variant": r["variant"], "pod": p.get("pod"), "kv_cache_usage": finite(p.get("kv_cache_usage")),
+                         "variant": r["variant"], "pod": p.get("pod"),
+                         "kv_cache_usage": finite(p.get("kv_cache_usage")),
                          "queue_length": finite(p.get("queue_length")), "running": finite(p.get("running")),
                          "saturated": bool(over), "over": over})
     return rows
