@@ -166,8 +166,9 @@ def fetch_latency(url: str, start: float, end: float, *, token: str | None = Non
     rows: list[dict[str, Any]] = []
     try:
         for metric, query in LATENCY_QUERIES.items():
+            params: dict[str, str | float] = {"query": query, "start": start, "end": end, "step": step}
             response = requests.get(f"{url.rstrip('/')}/api/v1/query_range", headers=headers, timeout=timeout,
-                                    params={"query": query, "start": start, "end": end, "step": step})
+                                    params=params)
             response.raise_for_status()
             body = response.json()
             if body.get("status") != "success":

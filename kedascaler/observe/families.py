@@ -27,7 +27,10 @@ class ScalerMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        g = lambda name, doc, labels=VARIANT_LABELS: Gauge(name, doc, labels, registry=registry)  # noqa: E731
+
+        def g(name: str, doc: str) -> Gauge:
+            return Gauge(name, doc, VARIANT_LABELS, registry=registry)
+
         # -- per variant: the WVA-compatible decision surface (HPA via Prometheus Adapter, target value 1) --
         self.desired = g("wva_desired_replicas", "Replicas kedascaler wants for the variant (what KEDA is told).")
         self.current = g("wva_current_replicas", "Replicas the variant's Deployment runs now (spec.replicas).")

@@ -36,7 +36,7 @@ def plot_all(out: Path, tables: dict[str, list[dict[str, Any]]], latency: Sequen
     return written
 
 
-def _save(plt, fig, path: Path) -> Path:
+def _save(plt: Any, fig: Any, path: Path) -> Path:
     """Write a finished figure and free it (matplotlib keeps every open figure otherwise)."""
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -44,7 +44,7 @@ def _save(plt, fig, path: Path) -> Path:
     return path
 
 
-def _plot_decisions(plt, path: Path, rows: Sequence[dict[str, Any]], t0: float) -> Path:
+def _plot_decisions(plt: Any, path: Path, rows: Sequence[dict[str, Any]], t0: float) -> Path:
     by: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for d in rows:
         by[f"{d['namespace']}/{d['variant']}"].append(d)
@@ -69,7 +69,7 @@ def _plot_decisions(plt, path: Path, rows: Sequence[dict[str, Any]], t0: float) 
     return _save(plt, fig, path)
 
 
-def _plot_pods(plt, path: Path, pods: Sequence[dict[str, Any]], aggregate: Sequence[dict[str, Any]], t0: float,
+def _plot_pods(plt: Any, path: Path, pods: Sequence[dict[str, Any]], aggregate: Sequence[dict[str, Any]], t0: float,
                field_: str, agg_field: str, ylabel: str, title: str) -> Path:
     fig, ax = plt.subplots(figsize=(11, 4))
     by: dict[str, list[tuple[float, float]]] = defaultdict(list)
@@ -91,7 +91,7 @@ def _plot_pods(plt, path: Path, pods: Sequence[dict[str, Any]], aggregate: Seque
     return _save(plt, fig, path)
 
 
-def _plot_replicas(plt, path: Path, aggregate: Sequence[dict[str, Any]], t0: float) -> Path:
+def _plot_replicas(plt: Any, path: Path, aggregate: Sequence[dict[str, Any]], t0: float) -> Path:
     fig, ax = plt.subplots(figsize=(11, 4))
     by: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for a in aggregate:
@@ -108,7 +108,7 @@ def _plot_replicas(plt, path: Path, aggregate: Sequence[dict[str, Any]], t0: flo
     return _save(plt, fig, path)
 
 
-def _plot_predictions(plt, path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+def _plot_predictions(plt: Any, path: Path, rows: Sequence[dict[str, Any]]) -> Path:
     by: dict[str, list[float]] = defaultdict(list)
     for r in rows:
         by[r["quantity"]].append(r["error"])
@@ -122,7 +122,7 @@ def _plot_predictions(plt, path: Path, rows: Sequence[dict[str, Any]]) -> Path:
     return _save(plt, fig, path)
 
 
-def _plot_latency(plt, path: Path, rows: Sequence[dict[str, Any]], t0: float) -> Path:
+def _plot_latency(plt: Any, path: Path, rows: Sequence[dict[str, Any]], t0: float) -> Path:
     fig, ax = plt.subplots(figsize=(11, 4))
     by: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     for r in rows:

@@ -38,7 +38,8 @@ SCHEMA_ID = "kedascaler.decision-record/v1"
 def load_schema() -> dict[str, Any]:
     """The decision-record JSON schema shipped with the package."""
     text = resources.files("kedascaler.observe").joinpath("schema/decision-record.schema.json").read_text("utf-8")
-    return json.loads(text)
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 def _num(x: float | None) -> float | None:
