@@ -40,19 +40,32 @@ def condition(type_: str, ok: bool, reason: str, message: str) -> dict[str, Any]
     return {"type": type_, "status": "True" if ok else "False", "reason": reason, "message": message[:1024]}
 
 
+def metrics_condition(d: Decision) -> dict[str, Any]:
+    """MetricsAvailable: whether the variant's decision stands on fresh metrics, from what its steps say."""
+    if d.stale:
+        return condition("MetricsAvailable", False, "MetricsMissing",
+                         "no fresh vLLM metrics for this variant's pods (vllm:kv_cache_usage_perc, "
+                         "vllm:num_requests_waiting): check that Prometheus scrapes them and that the pods are "
+                         "ready; the last good decision is held and no scale-down happens on missing data")
+    if d.ready_replicas == 0 and d.current_replicas == 0:
+        return condition("MetricsAvailable", True, "NoReplicas",
+                         "the variant runs no replicas: activation decides from request signals")
+    reported = len(d.steps.pods)
+    if d.steps.route is not None and reported < d.ready_replicas:
+        return condition("MetricsAvailable", True, "MetricsFresh",
+                         f"metrics from {reported} of the variant's {d.ready_replicas} ready replica(s); the others "
+                         "are counted at the average and no scale-down happens until they report")
+    return condition("MetricsAvailable", True, "MetricsFresh",
+                     f"metrics from the variant's {d.ready_replicas} ready replica(s)")
+
+
+def last_decision(d: Decision, when: str) -> dict[str, Any]:
+    """`status.lastDecision`: the reason the engine rendered from the decision's steps, and when."""
+    return {"reason": str(d.reason)[:1024], "time": when}
+
+
 def decision_conditions(d: Decision, target_missing: bool) -> list[dict[str, Any]]:
     """MetricsAvailable, OptimizationReady and Ready for one decision, with reasons a user can act on."""
-    if d.stale:
-        metrics = condition("MetricsAvailable", False, "MetricsMissing",
-                            "no fresh vLLM metrics for this variant's pods (vllm:kv_cache_usage_perc, "
-                            "vllm:num_requests_waiting): check that Prometheus scrapes them and that the pods are "
-                            "ready; the last good decision is held and no scale-down happens on missing data")
-    elif d.ready_replicas == 0 and d.current_replicas == 0:
-        metrics = condition("MetricsAvailable", True, "NoReplicas",
-                            "the variant runs no replicas: activation decides from request signals")
-    else:
-        metrics = condition("MetricsAvailable", True, "MetricsFresh",
-                            f"metrics from the variant's {d.ready_replicas} ready replica(s)")
     optimization = condition("OptimizationReady", True, "Decided", f"desired {d.desired_replicas}: {d.reason}")
     if target_missing:
         ready = condition("Ready", False, "TargetNotFound",
@@ -62,7 +75,7 @@ def decision_conditions(d: Decision, target_missing: bool) -> list[dict[str, Any
         ready = condition("Ready", False, "MetricsMissing", "decisions are held until metrics return")
     else:
         ready = condition("Ready", True, "Ready", "KEDA is served the desired replicas of this variant")
-    return [metrics, optimization, ready]
+    return [metrics_condition(d), optimization, ready]
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
@@ -112,7 +125,7 @@ def status_for(d: Decision, target_missing: bool = False, *, plan: SloPlan | Non
         "currentReplicas": d.current_replicas,
         "desiredReplicas": d.desired_replicas,
         "active": d.active,
-        "lastDecision": {"reason": str(d.reason)[:1024], "time": when},
+        "lastDecision": last_decision(d, when),
         "desiredOptimizedAlloc": {"numReplicas": d.desired_replicas, "lastRunTime": when},
         "currentAlloc": {"numReplicas": d.current_replicas},
         "conditions": decision_conditions(d, target_missing),

@@ -14,29 +14,13 @@ active model inactive: the idle timer may run out, but the model stays active un
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from kedascaler.engine.saturation import analysed_pods
-from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey
+from kedascaler.engine.types import Action, Activation, Decision, ModelSnapshot, VariantKey
 
 DEFAULT_IDLE_WINDOW = 300.0
-INACTIVE = "inactive"
+INACTIVE = Action.INACTIVE
 IDLE_SIGNAL = "idle_seconds"
-
-
-@dataclass(frozen=True)
-class Activation:
-    """The model's activation this cycle: the flag, why, and the idle timer to carry to the next cycle."""
-
-    active: bool
-    last_activity_at: float | None  # carry in Decision.last_activity_at; None: never seen active
-    idle_for: float | None  # seconds since the last activity (None: never)
-    window: float
-    signal: str  # what decided: "running", "queue_length", "kv_cache_usage", "gateway_queue", "request",
-    #              "idle_seconds", "recent" (within the window), "started" (timer starts), "missing_data"
-    value: float | None
-    waking: bool  # active while no replica of the model is asked for: coming back from zero
-    message: str
 
 
 def can_scale_to_zero(snapshot: ModelSnapshot) -> bool:
@@ -78,7 +62,7 @@ def previous_activity(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Dec
 
 
 def activation(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision]) -> Activation | None:
-    """The model's activation this cycle; None when scale to zero is off for it (v1: always warm)."""
+    """The model's activation this cycle; None when scale to zero is off for it (the model is kept warm)."""
     if not can_scale_to_zero(snapshot):
         return None
     assert snapshot.idle_window is not None

@@ -1,48 +1,80 @@
 """decide(): one model snapshot and the previous decisions in, one Decision per variant out. Pure.
 
-The pipeline, each step a small function: stale data → hold the previous decisions; else analyse saturation
-→ plan the model's total (needed N against Σ current, which counts replicas still starting, so loading pods
-never cause a cascade) → split it over the variants with the selector → one Decision per variant whose
-Reason names the binding signal, its value and threshold.
+The pipeline, each step a small function:
+1. activation (`kedascaler.engine.activation`): with scale to zero on for the model, whether it is active;
+2. one route for the model, each giving the model's steps and a target per variant:
+   - *inactive*: idle past its window, every variant to zero;
+   - *stale*: no fresh data (and not waking from zero), each variant holds its previous decision;
+   - *planned*: analyse saturation → plan the model's total (needed N against Σ current, which counts
+     replicas still starting, so loading pods never cause a cascade) → split it over the variants with the
+     selector; with a usable model-based sizing, the model plan in hybrid or model mode;
+3. one Decision per variant, built in one place (`_decision`): its target within min/max (the one clamp of a
+   decision), its active flag, its `DecisionSteps` (every number above) and the Reason rendered from them
+   (`kedascaler.engine.explain`).
 
 Missing data never scales down: with no fresh metrics at all, each variant keeps its previous desired (raised to
 current, within min/max), marked stale with the previous `data_at`; with partial data the model may grow but not
-shrink. The floor (v1: max(Σ min_replicas, 1)) is `model_floor`, or the caller's `floor=` (for scale to zero).
+shrink. The floor, the fewest replicas a model runs while it is active, is `model_floor` (Σ min_replicas, and
+at least one) or the caller's `floor=`; a model idle past its window goes to zero by the inactive route.
 
 Thresholds: `snapshot.config` sizes the model; a variant's `VariantSpec.saturation` override only changes how
 its own pods are classified (saturated or not, their spare) — see `kedascaler.engine.saturation`.
 
 Hybrid (`sizing=`, a `ModelSizing` from `kedascaler.engine.sizing`): the model-based plan is the plan and the
-saturation plan the guard-rail (`hybrid_targets`); the stale and scale-to-zero paths keep priority.
+saturation plan the guard-rail (`hybrid_targets`); the stale and scale-to-zero routes keep priority.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from kedascaler.engine.activation import INACTIVE, Activation, activation
-from kedascaler.engine.saturation import ModelSaturation, analysed_pods, analyze
-from kedascaler.engine.selector import clamp_replicas, min_total, scale_down_order, scale_up_order, select_targets
-from kedascaler.engine.sizing import HYBRID, MODEL, SATURATION, HybridPlan, ModelSizing, hybrid_targets
-from kedascaler.engine.types import Decision, ModelSnapshot, Reason, VariantKey, VariantSpec, VariantState
+from kedascaler.engine import explain
+from kedascaler.engine.activation import INACTIVE, activation
+from kedascaler.engine.demand import ModelSizing
+from kedascaler.engine.modes import HYBRID, MODEL, SATURATION, HybridPlan, hybrid_targets
+from kedascaler.engine.saturation import (
+    ModelSaturation,
+    analysed_pods,
+    analyze,
+    spare_means,
+    variant_replicas,
+    variant_thresholds,
+)
+from kedascaler.engine.selector import clamp_replicas, min_total, select_targets
+from kedascaler.engine.types import (
+    Action,
+    Activation,
+    Decision,
+    DecisionSteps,
+    ModelSnapshot,
+    Route,
+    ScalingMode,
+    VariantKey,
+    VariantState,
+    VariantTarget,
+)
 
-SCALE_UP = "scale-up"
-SCALE_DOWN = "scale-down"
-HOLD = "hold"
-STALE = "stale"
-BOUNDS = "bounds"
+SCALE_UP = Action.SCALE_UP
+SCALE_DOWN = Action.SCALE_DOWN
+HOLD = Action.HOLD
+STALE = Action.STALE
+BOUNDS = Action.BOUNDS
+SLO_CAPACITY = "slo_capacity"
+
+_Why = tuple[Action, str, float | None, float | None]  # a variant's reason in numbers: action, signal, value, threshold
+_Latencies = tuple[float | None, float | None]  # predicted ITL and TTFT (ms)
 
 
 @dataclass(frozen=True)
 class ModelPlan:
-    """The model-level outcome of one cycle: what it needs, what it aims at, and the per-variant targets."""
+    """The model-level outcome of the saturation plan: what it needs, what it aims at, and the per-variant targets."""
 
     saturation: ModelSaturation
     floor: int  # the fewest replicas the model may run this cycle
     goal: int  # max(needed, floor): the total the model should run
-    mode: str  # SCALE_UP | SCALE_DOWN | HOLD
+    mode: Action  # SCALE_UP | SCALE_DOWN | HOLD
     targets: Mapping[VariantKey, int]  # per variant, within its min/max
 
     @property
@@ -51,8 +83,18 @@ class ModelPlan:
         return sum(self.targets.values())
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """One route's outcome for the model: its steps (targets in `plan`), and per variant its reason in numbers."""
+
+    steps: DecisionSteps
+    why: Mapping[VariantKey, _Why]
+    predicted: Mapping[VariantKey, _Latencies] = field(default_factory=dict)
+
+
 def model_floor(snapshot: ModelSnapshot) -> int:
-    """v1 keeps every model warm: Σ min_replicas, and never fewer than one replica (scale to zero comes later)."""
+    """The fewest replicas an active model runs: Σ min_replicas, and never fewer than one (an idle model goes to
+    zero by the inactive route, not by its floor)."""
     return max(min_total([v.spec for v in snapshot.variants]), 1)
 
 
@@ -84,144 +126,6 @@ def plan_model(snapshot: ModelSnapshot, *, floor: int | None = None) -> ModelPla
     return ModelPlan(sat, floor, goal, mode, select_targets(pairs, total))
 
 
-def _label(spec: VariantSpec) -> str:
-    return f"{spec.key.name} ({spec.accelerator})" if spec.accelerator else spec.key.name
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def _changes(plan: ModelPlan, snapshot: ModelSnapshot) -> str:
-    """The per-variant moves, in the order the selector made them, e.g. '+3 on a100 (A100), cost 20, cheapest'."""
-    specs = [v.spec for v in snapshot.variants]
-    current = {v.spec.key: v.current_replicas for v in snapshot.variants}
-    order = scale_down_order(specs) if plan.mode == SCALE_DOWN else scale_up_order(specs)
-    cheapest, priciest = scale_up_order(specs)[0].key, scale_down_order(specs)[0].key
-    parts = []
-    for spec in order:
-        diff = plan.targets[spec.key] - current[spec.key]
-        if diff == 0:
-            continue
-        tag = ", cheapest" if diff > 0 and spec.key == cheapest and len(specs) > 1 else ""
-        tag = ", most expensive" if diff < 0 and spec.key == priciest and len(specs) > 1 else tag
-        parts.append(f"{diff:+d} on {_label(spec)}, cost {spec.cost:g}{tag}")
-    return "; ".join(parts)
-
-
-def _why_no_scale_down(sat: ModelSaturation) -> str:
-    """Name the rule that keeps replicas which the load alone would let go."""
-    if sat.stale_variants:
-        return "metrics not fresh for " + ", ".join(k.name for k in sat.stale_variants)
-    if sat.missing_replicas:
-        return f"{_plural(sat.missing_replicas, 'ready pod')} without metrics"
-    if not sat.replicas:
-        return "no replica reported metrics yet"
-    return "fewer than 2 replicas"
-
-
-def _model_message(plan: ModelPlan, snapshot: ModelSnapshot) -> str:
-    """The numbers behind the model's plan, in the words of the docs."""
-    sat, cfg = plan.saturation, snapshot.config
-    text = (f"model needs {_plural(sat.needed_replicas, 'replica')} for kv {sat.estimated_kv_total:.2f} and queue "
-            f"{sat.estimated_queue_total:.3g} (spare triggers kv {cfg.kv_spare_trigger:g}, queue "
-            f"{cfg.queue_spare_trigger:g}); runs {sat.current_replicas}")
-    if sat.pending_replicas:
-        text += f" ({sat.pending_replicas} starting)"
-    if sat.missing_replicas:
-        text += f"; {_plural(sat.missing_replicas, 'ready pod')} without metrics counted at the average"
-    if plan.floor > sat.needed_replicas:
-        text += f"; floor {plan.floor}"
-    if plan.mode == HOLD and plan.goal < sat.current_replicas:
-        text += f"; no scale-down: {_why_no_scale_down(sat)}"
-    if plan.mode == SCALE_UP and plan.total < plan.goal:
-        text += f"; capped at {plan.total} by max_replicas"
-    if plan.mode == SCALE_DOWN and plan.total > plan.goal:
-        text += f"; held at {plan.total} by min_replicas"
-    moves = _changes(plan, snapshot)
-    return f"{text}; {moves}" if moves else text
-
-
-def _reason(plan: ModelPlan, variant: VariantState, message: str) -> Reason:
-    """This variant's reason: the model's action when the variant moved with it, else hold or bounds."""
-    sat, spec = plan.saturation, variant.spec
-    current, target = variant.current_replicas, plan.targets[spec.key]
-    load = Reason(HOLD, sat.binding_signal, sat.binding_load_per_replica(sat.current_replicas),
-                  sat.binding_threshold, message)
-    clamped = clamp_replicas(spec, current)
-    if target == current:
-        return load
-    if plan.mode == SCALE_UP and target > clamped:
-        if sat.needed_replicas > sat.current_replicas:
-            return Reason(SCALE_UP, load.signal, load.value, load.threshold, message)
-        return Reason(BOUNDS, "min_replicas", float(sat.current_replicas), float(plan.floor), message)
-    if plan.mode == SCALE_DOWN and target < clamped:
-        return Reason(SCALE_DOWN, load.signal, load.value, load.threshold, message)
-    if current < spec.min_replicas:
-        return Reason(BOUNDS, "min_replicas", float(current), float(spec.min_replicas), message)
-    if spec.max_replicas is not None and current > spec.max_replicas:
-        return Reason(BOUNDS, "max_replicas", float(current), float(spec.max_replicas), message)
-    return Reason(BOUNDS, "max_replicas", float(current), None,
-                  message + "; takes the replicas other variants may not run above their max")
-
-
-def _data_at(snapshot: ModelSnapshot) -> float:
-    """Newest timestamp among the pods analysed (a sample without one counts as taken at `taken_at`)."""
-    stamps = [p.timestamp for v in snapshot.variants for p in analysed_pods(v) if p.timestamp > 0]
-    return max(stamps) if stamps else snapshot.taken_at
-
-
-def _stale_decisions(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision]) -> tuple[Decision, ...]:
-    """No fresh data: keep each previous decision (never below current, always within min/max), marked stale."""
-    if not any(v.metrics_fresh for v in snapshot.variants):
-        why = "metrics could not be read for any variant"
-    else:
-        ready = sum(v.ready_replicas for v in snapshot.variants)
-        why = f"none of {_plural(ready, 'ready replica')} reported metrics"
-    out = []
-    for v in snapshot.variants:
-        key, prev = v.spec.key, previous.get(v.spec.key)
-        if prev is not None:
-            desired = clamp_replicas(v.spec, max(prev.desired_replicas, v.current_replicas))
-            active, data_at = prev.active or desired > 0, prev.data_at
-            held = f"holding the decision of t={prev.decided_at:g} ({prev.desired_replicas} replicas)"
-        else:
-            desired = clamp_replicas(v.spec, max(v.current_replicas, v.spec.min_replicas))
-            active, data_at = desired > 0, snapshot.taken_at
-            held = "no previous decision, holding current replicas"
-        message = f"no fresh metrics for model {snapshot.model_id}: {why}; {held}; never scales down on missing data"
-        out.append(Decision(key=key, model_id=v.spec.model_id, desired_replicas=desired, active=active,
-                            reason=Reason(STALE, "metrics", None, None, message),
-                            current_replicas=v.current_replicas, ready_replicas=v.ready_replicas,
-                            decided_at=snapshot.taken_at, data_at=data_at, stale=True))
-    return tuple(out)
-
-
-def _inactive_decisions(snapshot: ModelSnapshot, act: Activation) -> tuple[Decision, ...]:
-    """The model is idle past its window: zero replicas for every variant, inactive."""
-    message = f"model {snapshot.model_id} {act.message}; every variant to 0"
-    reason = Reason(INACTIVE, act.signal, act.idle_for, act.window, message)
-    return tuple(
-        Decision(key=v.spec.key, model_id=v.spec.model_id, desired_replicas=0, active=False, reason=reason,
-                 current_replicas=v.current_replicas, ready_replicas=v.ready_replicas, decided_at=snapshot.taken_at,
-                 data_at=_data_at(snapshot), last_activity_at=act.last_activity_at)
-        for v in snapshot.variants
-    )
-
-
-def _with_activation(decisions: tuple[Decision, ...], act: Activation) -> tuple[Decision, ...]:
-    """Scale-to-zero models: a variant is active exactly when it is asked to run (KEDA 0→1 agrees with HPA 1→N)."""
-    out = []
-    for d in decisions:
-        reason = d.reason
-        if act.waking and d.desired_replicas > 0:
-            reason = Reason(SCALE_UP, act.signal, act.value, None, f"woken from zero, {act.message}; {reason.message}")
-        else:
-            reason = replace(reason, message=f"{reason.message}; {act.message}")
-        out.append(replace(d, active=d.desired_replicas > 0, reason=reason, last_activity_at=act.last_activity_at))
-    return tuple(out)
-
-
 def decide(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision], *,
            floor: int | None = None, sizing: ModelSizing | None = None, mode: str = HYBRID) -> tuple[Decision, ...]:
     """One Decision per variant of the snapshot, in snapshot order; `floor` overrides model_floor.
@@ -237,29 +141,139 @@ def decide(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision], *,
     """
     if not snapshot.variants:
         return ()
-    if mode == SATURATION:
-        sizing = None
-    model_only = mode == MODEL
     act = activation(snapshot, previous)
-    if act is None:
-        return _decide_warm(snapshot, previous, floor, sizing, model_only)
-    if not act.active:
-        return _inactive_decisions(snapshot, act)
-    if act.waking or has_fresh_data(snapshot):  # coming back from zero needs no metrics: there are no pods
-        return _with_activation(_planned(snapshot, floor, sizing, model_only), act)
-    return _with_activation(_stale_decisions(snapshot, previous), act)
+    if act is not None and not act.active:
+        outcome = _inactive(snapshot, act)
+    elif (act is not None and act.waking) or has_fresh_data(snapshot):  # waking needs no metrics: no pods yet
+        outcome = _planned(snapshot, floor, None if mode == SATURATION else sizing, mode == MODEL)
+    else:
+        outcome = _held(snapshot, previous)
+    steps = replace(_within_bounds(outcome.steps, snapshot), activation=act)
+    data_at = _data_at(snapshot)
+    return tuple(_decision(snapshot, v, steps, outcome, previous.get(v.spec.key), data_at) for v in snapshot.variants)
 
 
-def _decide_warm(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision],
-                 floor: int | None, sizing: ModelSizing | None = None, model_only: bool = False
-                 ) -> tuple[Decision, ...]:
-    """v1: the model is always kept warm (floor ≥ 1 unless the caller says otherwise)."""
-    if not has_fresh_data(snapshot):
-        return _stale_decisions(snapshot, previous)
-    return _planned(snapshot, floor, sizing, model_only)
+def _within_bounds(steps: DecisionSteps, snapshot: ModelSnapshot) -> DecisionSteps:
+    """Every target within its variant's min/max: the one clamp every decision goes through."""
+    specs = {v.spec.key: v.spec for v in snapshot.variants}
+    return replace(steps, plan=tuple(replace(t, target=clamp_replicas(specs[t.key], t.target)) for t in steps.plan))
 
 
-SLO_CAPACITY = "slo_capacity"
+def _decision(snapshot: ModelSnapshot, variant: VariantState, model: DecisionSteps, outcome: _Outcome,
+              prev: Decision | None, data_at: float) -> Decision:
+    """The one place a Decision is built: the model's steps with this variant's view, and the reason from them."""
+    key = variant.spec.key
+    action, signal, value, threshold = outcome.why[key]
+    thresholds = variant_thresholds(variant, snapshot)
+    pods = variant_replicas(variant, thresholds)
+    spare_kv, spare_queue = spare_means(pods)
+    steps = replace(model, variant=key, action=action, signal=signal, value=value, threshold=threshold,
+                    thresholds=thresholds, pods=pods, spare_kv=spare_kv, spare_queue=spare_queue,
+                    saturation_level=max((p.kv_cache_usage for p in pods), default=0.0))
+    desired = next(t.target for t in steps.plan if t.key == key)
+    stale = steps.route == Route.STALE
+    # A variant asked for 0 is not woken by KEDA just because its model has load; a held decision keeps its flag.
+    active = desired > 0 or (stale and steps.activation is None and prev is not None and prev.active)
+    if stale:
+        data_at = prev.data_at if prev is not None else snapshot.taken_at
+        if prev is not None:
+            steps = replace(steps, held_decided_at=prev.decided_at, held_desired=prev.desired_replicas)
+    itl, ttft = outcome.predicted.get(key, (None, None))
+    return Decision(key=key, model_id=variant.spec.model_id, desired_replicas=desired, active=active,
+                    reason=explain.reason(steps, snapshot.model_id), current_replicas=variant.current_replicas,
+                    ready_replicas=variant.ready_replicas, decided_at=snapshot.taken_at, data_at=data_at,
+                    stale=stale, last_activity_at=steps.activation.last_activity_at if steps.activation else None,
+                    predicted_itl_ms=itl, predicted_ttft_ms=ttft, steps=steps)
+
+
+def _data_at(snapshot: ModelSnapshot) -> float:
+    """Newest timestamp among the pods analysed (a sample without one counts as taken at `taken_at`)."""
+    stamps = [p.timestamp for v in snapshot.variants for p in analysed_pods(v) if p.timestamp > 0]
+    return max(stamps) if stamps else snapshot.taken_at
+
+
+def _targets(snapshot: ModelSnapshot, target: Mapping[VariantKey, int],
+             saturation: Mapping[VariantKey, int] | None = None, model: Mapping[VariantKey, int] | None = None
+             ) -> tuple[VariantTarget, ...]:
+    """The plan in snapshot order: each variant's price, its replicas now, and what each plan asks."""
+    return tuple(VariantTarget(v.spec.key, v.spec.accelerator, v.spec.cost, v.current_replicas, target[v.spec.key],
+                               None if saturation is None else saturation[v.spec.key],
+                               None if model is None else model[v.spec.key])
+                 for v in snapshot.variants)
+
+
+def _counted(snapshot: ModelSnapshot, route: Route) -> DecisionSteps:
+    """The model's replica counts when it is not analysed (stale or inactive)."""
+    analysed = [len(analysed_pods(v)) for v in snapshot.variants]
+    return DecisionSteps(
+        route=route, current_total=sum(v.current_replicas for v in snapshot.variants),
+        ready_total=sum(v.ready_replicas for v in snapshot.variants),
+        pending_total=sum(v.pending_replicas for v in snapshot.variants),
+        missing_total=sum(max(0, v.ready_replicas - n) for v, n in zip(snapshot.variants, analysed)),
+        analysed_total=sum(analysed),
+        stale_variants=tuple(v.spec.key for v in snapshot.variants if not v.metrics_fresh),
+        model_thresholds=snapshot.config)
+
+
+def _inactive(snapshot: ModelSnapshot, act: Activation) -> _Outcome:
+    """The model is idle past its window: zero replicas for every variant, inactive."""
+    zero = {v.spec.key: 0 for v in snapshot.variants}
+    steps = replace(_counted(snapshot, Route.INACTIVE), plan=_targets(snapshot, zero))
+    why: _Why = (INACTIVE, act.signal, act.idle_for, act.window)
+    return _Outcome(steps, {v.spec.key: why for v in snapshot.variants})
+
+
+def _held(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision]) -> _Outcome:
+    """No fresh data: keep each previous decision, never below current (`_within_bounds` keeps it in min/max)."""
+    held = {v.spec.key: max(previous[v.spec.key].desired_replicas, v.current_replicas) if v.spec.key in previous
+            else v.current_replicas for v in snapshot.variants}
+    why: _Why = (STALE, "metrics", None, None)
+    return _Outcome(replace(_counted(snapshot, Route.STALE), plan=_targets(snapshot, held)), {k: why for k in held})
+
+
+def _saturation_steps(plan: ModelPlan, snapshot: ModelSnapshot, route: Route) -> DecisionSteps:
+    """The steps of the saturation plan: the analysis and the plan's numbers, its targets as the plan taken."""
+    sat = plan.saturation
+    return DecisionSteps(
+        route=route, taken=ScalingMode.SATURATION, binding_signal=sat.binding_signal, model_action=plan.mode,
+        signal=sat.binding_signal, value=sat.binding_load_per_replica(sat.current_replicas),
+        threshold=sat.binding_threshold, needed_replicas=sat.needed_replicas, floor=plan.floor, goal=plan.goal,
+        current_total=sat.current_replicas, ready_total=sat.ready_replicas, pending_total=sat.pending_replicas,
+        missing_total=sat.missing_replicas, analysed_total=sat.analysed_replicas, stale_variants=sat.stale_variants,
+        estimated_kv_total=sat.estimated_kv_total, estimated_queue_total=sat.estimated_queue_total,
+        avg_spare_kv=sat.avg_spare_kv, avg_spare_queue=sat.avg_spare_queue, model_thresholds=snapshot.config,
+        plan=_targets(snapshot, plan.targets, plan.targets))
+
+
+def _planned(snapshot: ModelSnapshot, floor: int | None, sizing: ModelSizing | None, model_only: bool) -> _Outcome:
+    """Plan the model and split it over its variants (hybrid with the model-based plan when `sizing` is usable)."""
+    plan = plan_model(snapshot, floor=floor)
+    if sizing is not None and not sizing.fallback:
+        return _hybrid(plan, snapshot, sizing, model_only)
+    steps = replace(_saturation_steps(plan, snapshot, Route.SATURATION),
+                    sizing_note=None if sizing is None else sizing.reason)
+    return _Outcome(steps, {v.spec.key: _variant_why(plan, steps, v) for v in snapshot.variants})
+
+
+def _variant_why(plan: ModelPlan, steps: DecisionSteps, variant: VariantState) -> _Why:
+    """This variant's reason: the model's action when the variant moved with it, else hold or bounds."""
+    sat, spec = plan.saturation, variant.spec
+    current, target = variant.current_replicas, plan.targets[spec.key]
+    load: _Why = (HOLD, steps.signal, steps.value, steps.threshold)
+    clamped = clamp_replicas(spec, current)
+    if target == current:
+        return load
+    if plan.mode == SCALE_UP and target > clamped:
+        if sat.needed_replicas > sat.current_replicas:
+            return (SCALE_UP, *load[1:])
+        return (BOUNDS, "min_replicas", float(sat.current_replicas), float(plan.floor))
+    if plan.mode == SCALE_DOWN and target < clamped:
+        return (SCALE_DOWN, *load[1:])
+    if current < spec.min_replicas:
+        return (BOUNDS, "min_replicas", float(current), float(spec.min_replicas))
+    if spec.max_replicas is not None and current > spec.max_replicas:
+        return (BOUNDS, "max_replicas", float(current), float(spec.max_replicas))
+    return (BOUNDS, "max_replicas", float(current), None)  # takes the excess of others (explain.EXCESS_NOTE)
 
 
 def _model_targets(plan: ModelPlan, snapshot: ModelSnapshot, sizing: ModelSizing) -> dict[VariantKey, int]:
@@ -273,67 +287,33 @@ def _model_targets(plan: ModelPlan, snapshot: ModelSnapshot, sizing: ModelSizing
     return targets
 
 
-def _hybrid(plan: ModelPlan, snapshot: ModelSnapshot, sizing: ModelSizing, model_only: bool = False
-            ) -> tuple[Decision, ...]:
+def _hybrid(plan: ModelPlan, snapshot: ModelSnapshot, sizing: ModelSizing, model_only: bool) -> _Outcome:
     """Hybrid: the model plan, saturation as the guard-rail (none with `model_only`); reasons name the plan taken."""
     current = {v.spec.key: v.current_replicas for v in snapshot.variants}
     model = _model_targets(plan, snapshot, sizing)
     if model_only:
-        hybrid = HybridPlan(model, MODEL, "model mode: saturation is not consulted")
+        hybrid = HybridPlan(model, MODEL, explain.MODEL_ONLY_NOTE)
     else:
         hybrid = hybrid_targets(model, plan.targets, current)
-    predicted = {v.key: (v.itl_ms, v.ttft_ms) for v in sizing.variants}
     targets = {k: hybrid.targets[k] for k in current}
-    total, now = sum(targets.values()), sum(current.values())
-    mode = SCALE_UP if total > now else SCALE_DOWN if total < now else HOLD
-    taken = replace(plan, mode=mode, targets=targets)
-    sat_message = _model_message(plan, snapshot)
-    label = "model" if model_only else "hybrid"
-    message = f"{label}, {hybrid.source} plan taken ({hybrid.reason}); slo: {sizing.reason}; saturation: {sat_message}"
-    moves = _changes(taken, snapshot)
-    if moves:
-        message += f"; {label} moves: {moves}"
-    data_at = _data_at(snapshot)
-    out = []
-    for v in snapshot.variants:
-        target = targets[v.spec.key]
-        action = SCALE_UP if target > v.current_replicas else SCALE_DOWN if target < v.current_replicas else HOLD
-        if hybrid.source == MODEL:
-            reason = Reason(action, SLO_CAPACITY, sizing.arrival_rate, sizing.capacity, message)
-        else:
-            sat = plan.saturation
-            reason = Reason(action, sat.binding_signal, sat.binding_load_per_replica(sat.current_replicas),
-                            sat.binding_threshold, message)
-        itl, ttft = predicted.get(v.spec.key, (None, None)) if hybrid.source == MODEL and target > 0 else (None, None)
-        out.append(Decision(key=v.spec.key, model_id=v.spec.model_id, desired_replicas=target, active=target > 0,
-                            reason=reason, current_replicas=v.current_replicas, ready_replicas=v.ready_replicas,
-                            decided_at=snapshot.taken_at, data_at=data_at, predicted_itl_ms=_finite(itl),
-                            predicted_ttft_ms=_finite(ttft)))
-    return tuple(out)
+    steps = replace(_saturation_steps(plan, snapshot, Route.MODEL if model_only else Route.HYBRID),
+                    taken=hybrid.source, plan=_targets(snapshot, targets, plan.targets, model),
+                    arrival_rate=sizing.arrival_rate, capacity=sizing.capacity, sizing_note=sizing.reason)
+    if hybrid.source == MODEL:
+        steps = replace(steps, signal=SLO_CAPACITY, value=sizing.arrival_rate, threshold=sizing.capacity)
+    predicted = {v.key: (_finite(v.itl_ms), _finite(v.ttft_ms)) for v in sizing.variants}
+    why: dict[VariantKey, _Why] = {}
+    latencies: dict[VariantKey, _Latencies] = {}
+    for key, target in targets.items():
+        action = SCALE_UP if target > current[key] else SCALE_DOWN if target < current[key] else HOLD
+        why[key] = (action, steps.signal, steps.value, steps.threshold)
+        if hybrid.source == MODEL and target > 0:
+            latencies[key] = predicted.get(key, (None, None))
+    return _Outcome(steps, why, latencies)
 
 
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
-
-
-def _planned(snapshot: ModelSnapshot, floor: int | None, sizing: ModelSizing | None = None,
-             model_only: bool = False) -> tuple[Decision, ...]:
-    """Plan the model and split it over its variants (hybrid with the model-based plan when `sizing` is usable)."""
-    plan = plan_model(snapshot, floor=floor)
-    if sizing is not None and not sizing.fallback:
-        return _hybrid(plan, snapshot, sizing, model_only)
-    message = _model_message(plan, snapshot)
-    if sizing is not None:
-        message += f"; {sizing.reason}"
-    data_at = _data_at(snapshot)
-    return tuple(
-        Decision(key=v.spec.key, model_id=v.spec.model_id, desired_replicas=plan.targets[v.spec.key],
-                 # per variant: a variant asked for 0 is not woken by KEDA just because its model has load
-                 active=plan.targets[v.spec.key] > 0,
-                 reason=_reason(plan, v, message), current_replicas=v.current_replicas,
-                 ready_replicas=v.ready_replicas, decided_at=snapshot.taken_at, data_at=data_at)
-        for v in snapshot.variants
-    )
 
 
 __all__ = ["BOUNDS", "HOLD", "INACTIVE", "SCALE_DOWN", "SCALE_UP", "SLO_CAPACITY", "STALE", "ModelPlan", "decide",

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kedascaler.engine.perfmodel import EFFECTIVE, MIXED, Coefficients, Estimated
+from kedascaler.engine.types import ParameterSource
 
 MIN_SAMPLES = 20
 MIN_DISTINCT_X = 3
@@ -228,18 +229,19 @@ def estimate(observations: VariantObservations) -> PerfEstimate:
 
 def choose_perf(user: Coefficients | None, estimated: PerfEstimate | None, *,
                 prefer_estimate: bool = False) -> tuple[Coefficients | None, str]:
-    """The parameters to size with, and where they come from: the user's win unless `prefer_estimate`."""
+    """The parameters to size with and their `ParameterSource` (the user's win unless `prefer_estimate`), or
+    (None, why there are none)."""
     learned = estimated.params if estimated is not None else None
     if prefer_estimate and learned is not None:
-        return learned, "estimated"
+        return learned, ParameterSource.ESTIMATED
     if user is not None:
-        return user, "variantProfile"
+        return user, ParameterSource.VARIANT_PROFILE
     if learned is not None:
-        return learned, "estimated"
+        return learned, ParameterSource.ESTIMATED
     why = estimated.reason if estimated is not None else "no observations"
     return None, f"no variantProfile.perfParms and no usable estimate ({why})"
 
 
 def prefill_mode_for(source: str) -> str:
     """The PerfModel prefill mode that goes with coefficients from `source` (see the module docstring)."""
-    return EFFECTIVE if source == "estimated" else MIXED
+    return EFFECTIVE if source == ParameterSource.ESTIMATED else MIXED

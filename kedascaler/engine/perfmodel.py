@@ -33,12 +33,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
-
-# A coefficient, length or batch: a float, or a numpy array that broadcasts with the others.
-Values = float | np.ndarray
 
 
 class Coefficients(Protocol):
@@ -65,37 +62,41 @@ class Estimated:
     delta: float
 
 
+Numeric = Any  # a float or a numpy array: the step-time functions broadcast like numpy
+
 LOCKSTEP, MIXED, EFFECTIVE = "lockstep", "mixed", "effective"
 PREFILL_MODES = (LOCKSTEP, MIXED, EFFECTIVE)
 # the modes as array codes for the vectorised functions (a bool works too: False lockstep, True mixed)
 MODE_CODES = {LOCKSTEP: 0, MIXED: 1, EFFECTIVE: 2}
 
 
-def prefill_seen_ms(alpha: Values, beta: Values, gamma: Values, delta: Values, batch: Values, prompt_tokens: Values,
-                    mode: Values) -> np.ndarray:
+def prefill_seen_ms(alpha: Numeric, beta: Numeric, gamma: Numeric, delta: Numeric, batch: Numeric,
+                    prompt_tokens: Numeric, mode: Numeric) -> np.ndarray:
     """A request's prefill at running batch `batch` (ms); numpy-broadcasting, `mode` a MODE_CODES value or array."""
     lockstep = gamma + delta * prompt_tokens * batch
     joined = np.maximum(alpha, gamma) + beta * np.maximum(batch - 1, 0) + delta * prompt_tokens
     alone = gamma + delta * prompt_tokens + 0.0 * batch  # effective: the fitted per-request line, as measured
-    return np.where(mode == 2, alone, np.where(mode == 1, joined, lockstep))
+    seen: np.ndarray = np.where(mode == 2, alone, np.where(mode == 1, joined, lockstep))
+    return seen
 
 
-def itl_seen_ms(alpha: Values, beta: Values, gamma: Values, delta: Values, batch: Values, prompt_tokens: Values,
-                output_tokens: Values, mode: Values) -> np.ndarray:
+def itl_seen_ms(alpha: Numeric, beta: Numeric, gamma: Numeric, delta: Numeric, batch: Numeric, prompt_tokens: Numeric,
+                output_tokens: Numeric, mode: Numeric) -> np.ndarray:
     """The inter-token latency a request sees at running batch `batch` (ms), prefill stalls included when mixed
     (an effective line has them inside already)."""
     decode = alpha + beta * batch
     stall = (np.maximum(gamma - alpha, 0.0) + delta * prompt_tokens) * np.maximum(batch - 1, 0)
-    return np.where(mode == 1, decode + stall / np.maximum(output_tokens - 1.0, 1.0), decode)
+    seen: np.ndarray = np.where(mode == 1, decode + stall / np.maximum(output_tokens - 1.0, 1.0), decode)
+    return seen
 
 
-def cycle_ms(alpha: Values, beta: Values, gamma: Values, delta: Values, batch: Values, prompt_tokens: Values,
-             output_tokens: Values, mode: Values) -> np.ndarray:
+def cycle_ms(alpha: Numeric, beta: Numeric, gamma: Numeric, delta: Numeric, batch: Numeric, prompt_tokens: Numeric,
+             output_tokens: Numeric, mode: Numeric) -> np.ndarray:
     """The life of one request at running batch `batch` (ms): its prefill and (o − 1) inter-token gaps."""
-    cycle: np.ndarray = (prefill_seen_ms(alpha, beta, gamma, delta, batch, prompt_tokens, mode)
-                         + np.maximum(output_tokens - 1.0, 0.0)
-                         * itl_seen_ms(alpha, beta, gamma, delta, batch, prompt_tokens, output_tokens, mode))
-    return cycle
+    life: np.ndarray = (prefill_seen_ms(alpha, beta, gamma, delta, batch, prompt_tokens, mode)
+                        + np.maximum(output_tokens - 1.0, 0.0)
+                        * itl_seen_ms(alpha, beta, gamma, delta, batch, prompt_tokens, output_tokens, mode))
+    return life
 
 
 # vLLM's default --max-num-seqs on H100-class GPUs: the batch bound when a VA gives no maxBatchSize.

@@ -24,9 +24,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike
 
 from kedascaler.engine.perfmodel import MODE_CODES, PerfModel, cycle_ms, itl_seen_ms, prefill_seen_ms
 
@@ -36,7 +36,7 @@ _BLOCK_ELEMENTS = 1 << 18  # rows × (B + 1) per block of work: a few MiB, cache
 _TINY_RATE = 1e-300  # λ = 0 is evaluated as this (the light-load limit, exactly in float64)
 
 
-def _array(value: ArrayLike, size: int | None, dtype: type[np.generic]) -> np.ndarray:
+def _array(value: object, size: int | None, dtype: type) -> np.ndarray:
     out: np.ndarray = np.asarray(value, dtype=dtype)
     return out if size is None else np.broadcast_to(out, (size,)).astype(dtype, copy=True)
 
@@ -56,11 +56,11 @@ class ReplicaArrays:
     mixed: np.ndarray  # int8 prefill-mode code (perfmodel.MODE_CODES): 0 lockstep, 1 mixed, 2 effective
 
     @classmethod
-    def of(cls, *, alpha: ArrayLike, beta: ArrayLike, gamma: ArrayLike, delta: ArrayLike, max_batch: ArrayLike,
-           prompt_tokens: ArrayLike, output_tokens: ArrayLike, max_queue: ArrayLike = DEFAULT_MAX_QUEUE,
-           mixed: ArrayLike = True) -> ReplicaArrays:
+    def of(cls, *, alpha: object, beta: object, gamma: object, delta: object, max_batch: object,
+           prompt_tokens: object, output_tokens: object, max_queue: object = DEFAULT_MAX_QUEUE,
+           mixed: object = True) -> ReplicaArrays:
         """Broadcast scalars and arrays to one length; B and Q become integers, B ≥ 1, o ≥ 1."""
-        parts = [alpha, beta, gamma, delta, max_batch, prompt_tokens, output_tokens, max_queue, mixed]
+        parts: list[Any] = [alpha, beta, gamma, delta, max_batch, prompt_tokens, output_tokens, max_queue, mixed]
         shape = np.broadcast_shapes(*(np.shape(p) for p in parts))
         size = int(np.prod(shape)) if shape else 1
         return cls(
@@ -74,13 +74,13 @@ class ReplicaArrays:
         )
 
     @classmethod
-    def from_models(cls, models: Sequence[PerfModel], prompt_tokens: ArrayLike, output_tokens: ArrayLike,
-                    max_queue: ArrayLike = DEFAULT_MAX_QUEUE) -> ReplicaArrays:
+    def from_models(cls, models: Sequence[PerfModel], prompt_tokens: object, output_tokens: object,
+                    max_queue: object = DEFAULT_MAX_QUEUE) -> ReplicaArrays:
         """Rows from PerfModels; each row's batch limit also honours its KV capacity for these lengths."""
         size = len(models)
         prompt = _array(prompt_tokens, size, np.float64)
         output = _array(output_tokens, size, np.float64)
-        limits = [m.batch_limit(float(p), float(o)) for m, p, o in zip(models, prompt, output, strict=True)]
+        limits = [m.batch_limit(float(p), float(o)) for m, p, o in zip(models, prompt, output)]
         return cls.of(alpha=[m.alpha for m in models], beta=[m.beta for m in models],
                       gamma=[m.gamma for m in models], delta=[m.delta for m in models],
                       max_batch=limits, prompt_tokens=prompt, output_tokens=output, max_queue=max_queue,
@@ -93,7 +93,7 @@ class ReplicaArrays:
         """The given rows, in that order."""
         return ReplicaArrays(*(getattr(self, f)[rows] for f in _FIELDS))
 
-    def service_rate(self, batch: ArrayLike) -> np.ndarray:
+    def service_rate(self, batch: object) -> np.ndarray:
         """μ(n) in requests/s for each row (n broadcast against the rows, capped at B; n ≤ 0 gives 0)."""
         n = np.minimum(np.asarray(batch, dtype=np.float64), self.max_batch)
         cycle = cycle_ms(self.alpha, self.beta, self.gamma, self.delta, n, self.prompt_tokens, self.output_tokens,
@@ -231,12 +231,12 @@ def _blocks(params: ReplicaArrays) -> list[_Block]:
 def _evaluate(blocks: list[_Block], size: int, rate: np.ndarray) -> list[np.ndarray]:
     outs = [np.empty(size) for _ in range(9)]
     for block in blocks:
-        for out, value in zip(outs, block.metrics(rate[block.rows]), strict=True):
+        for out, value in zip(outs, block.metrics(rate[block.rows])):
             out[block.rows] = value
     return outs
 
 
-def replica_metrics(params: ReplicaArrays, arrival_rate: ArrayLike) -> QueueMetrics:
+def replica_metrics(params: ReplicaArrays, arrival_rate: object) -> QueueMetrics:
     """Steady-state ITL, TTFT, batch, queue and throughput of one replica of each row at its arrival rate (req/s)."""
     size = len(params)
     rate = np.maximum(0.0, _array(arrival_rate, size, np.float64))
@@ -246,7 +246,7 @@ def replica_metrics(params: ReplicaArrays, arrival_rate: ArrayLike) -> QueueMetr
     return QueueMetrics(rate, *_evaluate(_blocks(params), size, rate))
 
 
-def max_arrival_rate(params: ReplicaArrays, itl_target_ms: ArrayLike | None, ttft_target_ms: ArrayLike | None, *,
+def max_arrival_rate(params: ReplicaArrays, itl_target_ms: object, ttft_target_ms: object, *,
                      rel_tol: float = DEFAULT_REL_TOL) -> np.ndarray:
     """The largest λ (req/s) one replica of each row carries with ITL ≤ its target and TTFT ≤ its target.
 

@@ -23,27 +23,22 @@ Thresholds: the model's config (`snapshot.config`) sizes the model. A variant's 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kedascaler.engine.types import ModelSnapshot, PodMetrics, SaturationConfig, VariantKey, VariantState
+from kedascaler.engine.types import (
+    ModelSnapshot,
+    PodMetrics,
+    ReplicaSaturation,
+    SaturationConfig,
+    VariantKey,
+    VariantState,
+)
 
 KV_SIGNAL = "kv_cache_usage"
 QUEUE_SIGNAL = "queue_length"
 
 _REL_SLACK = 1e-9  # relative float slack: 1.4 KV over a 0.7 budget is 2 replicas, not 3; any load is ≥ 1
-
-
-@dataclass(frozen=True)
-class ReplicaSaturation:
-    """One replica (a pod with metrics) against its variant's thresholds; spare is negative when over."""
-
-    variant: VariantKey
-    pod: str
-    kv_cache_usage: float
-    queue_length: float
-    saturated: bool
-    spare_kv: float  # kvCacheThreshold − kv_cache_usage
-    spare_queue: float  # queueLengthThreshold − queue_length
 
 
 @dataclass(frozen=True)
@@ -76,7 +71,7 @@ class ModelSaturation:
 
     @property
     def has_load(self) -> bool:
-        """Any request queued or running anywhere in the model (v1's activation signal)."""
+        """Any request queued or running anywhere in the model, or KV cache in use."""
         return self.queue_total > 0 or self.running_total > 0 or self.kv_total > 0
 
     @property
@@ -176,6 +171,22 @@ def analysed_pods(variant: VariantState) -> tuple[PodMetrics, ...]:
     return tuple(p for p in variant.pods if _usable(p))
 
 
+def variant_thresholds(variant: VariantState, snapshot: ModelSnapshot) -> SaturationConfig:
+    """The thresholds that classify a variant's pods: its own override, else the model's config."""
+    return variant.spec.saturation or snapshot.config
+
+
+def variant_replicas(variant: VariantState, config: SaturationConfig) -> tuple[ReplicaSaturation, ...]:
+    """The variant's analysed pods, each against `config` (its thresholds)."""
+    return tuple(replica_saturation(variant.spec.key, p, config) for p in analysed_pods(variant))
+
+
+def spare_means(replicas: Sequence[ReplicaSaturation]) -> tuple[float | None, float | None]:
+    """Mean spare KV and queue over the non-saturated replicas; (None, None) when none is."""
+    free = [r for r in replicas if not r.saturated]
+    return _mean([r.spare_kv for r in free]), _mean([r.spare_queue for r in free])
+
+
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -189,9 +200,8 @@ def analyze(snapshot: ModelSnapshot) -> ModelSaturation:
     full_batch = 0.0  # the most requests a queueing pod runs: what one replica holds when full
     missing = 0
     for variant in snapshot.variants:
-        own = variant.spec.saturation or config
         pods = analysed_pods(variant)
-        replicas += [replica_saturation(variant.spec.key, p, own) for p in pods]
+        replicas += variant_replicas(variant, variant_thresholds(variant, snapshot))
         running += sum(max(0.0, p.running) for p in pods)
         full_batch = max([full_batch] + [max(0.0, p.running) for p in pods if p.queue_length > 0])
         missing += max(0, variant.ready_replicas - len(pods))
@@ -204,6 +214,7 @@ def analyze(snapshot: ModelSnapshot) -> ModelSaturation:
     if needed < current:  # going down, the load must also fit spread as it is now (WVA's conservative rule)
         needed = min(current, max(needed, replicas_needed(est_kv, est_queue, config)))
     free = [r for r in replicas if not r.saturated]
+    avg_spare_kv, avg_spare_queue = spare_means(replicas)
     stale = tuple(v.spec.key for v in snapshot.variants if not v.metrics_fresh)
     complete = missing == 0 and not stale
     # WVA's rule: the load of the current replicas fits on one fewer, with at least two to start from.
@@ -216,8 +227,8 @@ def analyze(snapshot: ModelSnapshot) -> ModelSaturation:
         running_total=running,
         estimated_kv_total=est_kv,
         estimated_queue_total=est_queue,
-        avg_spare_kv=_mean([r.spare_kv for r in free]),
-        avg_spare_queue=_mean([r.spare_queue for r in free]),
+        avg_spare_kv=avg_spare_kv,
+        avg_spare_queue=avg_spare_queue,
         saturated_replicas=len(replicas) - len(free),
         current_replicas=current,
         ready_replicas=sum(v.ready_replicas for v in snapshot.variants),
@@ -228,3 +239,8 @@ def analyze(snapshot: ModelSnapshot) -> ModelSaturation:
         binding_signal=signal,
         can_scale_down=can_down,
     )
+
+
+__all__ = ["KV_SIGNAL", "QUEUE_SIGNAL", "ModelSaturation", "ReplicaSaturation", "analysed_pods", "analyze",
+           "binding_signal", "demand_replicas", "fits_on", "kv_budget", "queue_budget", "replica_saturation",
+           "replicas_needed", "spare_means", "variant_replicas", "variant_thresholds"]

@@ -10,8 +10,22 @@ targets stop at the limits.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol, TypeVar
 
 from kedascaler.engine.types import VariantKey, VariantSpec
+
+
+class Priced(Protocol):
+    """Anything that names a variant and its cost per replica (a VariantSpec, a plan's VariantTarget)."""
+
+    @property
+    def key(self) -> VariantKey: ...
+
+    @property
+    def cost(self) -> float: ...
+
+
+P = TypeVar("P", bound=Priced)
 
 
 def clamp_replicas(spec: VariantSpec, replicas: int) -> int:
@@ -23,12 +37,12 @@ def clamp_replicas(spec: VariantSpec, replicas: int) -> int:
     return out
 
 
-def scale_up_order(specs: Sequence[VariantSpec]) -> list[VariantSpec]:
+def scale_up_order(specs: Sequence[P]) -> list[P]:
     """Where new replicas go first: cheapest per replica, then name ascending."""
     return sorted(specs, key=lambda s: (s.cost, s.key.namespace, s.key.name))
 
 
-def scale_down_order(specs: Sequence[VariantSpec]) -> list[VariantSpec]:
+def scale_down_order(specs: Sequence[P]) -> list[P]:
     """Where replicas are removed first: most expensive per replica, then name descending."""
     return sorted(specs, key=lambda s: (s.cost, s.key.namespace, s.key.name), reverse=True)
 

@@ -2,7 +2,12 @@
 
 Everything lives in one `CollectorRegistry` owned by the `Observer` (never prometheus_client's global one), and
 is served on its own port by `MetricsServer`. The Observer is fed one `CycleReport` per reconcile cycle; the
-gRPC interceptor (`kedascaler.observe.interceptor`) and `InstrumentedSource` feed the same registry.
+gRPC interceptor (`kedascaler.observe.interceptor`) and `InstrumentedSource` feed the same registry. The
+families themselves are in `kedascaler.observe.families`.
+
+A variant's gauges show what its decision says: its replicas, and the saturation numbers the engine computed
+for it (`Decision.steps`: its pods' KV-cache usage and spare capacity against its own thresholds); nothing here
+analyses pods again.
 
 Cardinality is bounded by the inventory: every per-variant series carries exactly
 `variant, namespace, model, accelerator`, and a variant that leaves the inventory (or changes model or
@@ -17,110 +22,38 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+from prometheus_client import CollectorRegistry, MetricsHandler, generate_latest
 
-from kedascaler.engine.saturation import analysed_pods, replica_saturation
-from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey, VariantState
+from kedascaler.engine.types import Decision, DecisionSteps, VariantKey
+from kedascaler.kits.httpserver import HttpServerThread
 from kedascaler.loop.cycle import CycleReport
+from kedascaler.observe.families import (
+    ACTIONS,
+    CYCLE_BUCKETS,
+    GRPC_BUCKETS,
+    STAGES,
+    VARIANT_LABELS,
+    ScalerMetrics,
+    variant_label_sets,
+)
 from kedascaler.observe.records import DecisionRecorder, RecordWriter
 from kedascaler.sources.base import CollectResult, MetricsSource, ScrapeTarget
 
+if TYPE_CHECKING:
+    from kedascaler.observe.interceptor import MetricsInterceptor
+
 log = logging.getLogger("kedascaler.observe")
 
-VARIANT_LABELS = ("variant", "namespace", "model", "accelerator")
-ACTIONS = ("scale-up", "scale-down", "hold", "stale", "bounds", "inactive")
 _SIGNAL = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-STAGES = ("workload", "collect", "usage", "engine", "slo", "other")  # usage: the optional usage query (a warning)
-
-# Reconcile cycles take milliseconds (emulated) to seconds (a big fleet behind a slow Prometheus).
-CYCLE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-# gRPC answers come from the board: sub-millisecond normally; streams last minutes to hours.
-GRPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 10.0, 60.0, 600.0, 3600.0)
-
-
-class ScalerMetrics:
-    """The metric families, created once in one registry. Names and label sets are the public contract."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
-        g = lambda name, doc, labels=VARIANT_LABELS: Gauge(name, doc, labels, registry=registry)  # noqa: E731
-        # -- per variant: the WVA-compatible decision surface (HPA via Prometheus Adapter, target value 1) --
-        self.desired = g("wva_desired_replicas", "Replicas kedascaler wants for the variant (what KEDA is told).")
-        self.current = g("wva_current_replicas", "Replicas the variant's Deployment runs now (spec.replicas).")
-        self.ready = g("wva_ready_replicas", "Ready replicas of the variant's Deployment.")
-        self.saturation = g("wva_saturation_level",
-                            "Max KV-cache usage (0-1) over the variant's pods with fresh metrics; 0 with none.")
-        self.spare_kv = g("wva_spare_kv", "Mean spare KV-cache fraction (kvCacheThreshold - usage) over the "
-                          "variant's non-saturated pods; 0 when none.")
-        self.spare_queue = g("wva_spare_queue", "Mean spare queue (queueLengthThreshold - waiting) over the "
-                             "variant's non-saturated pods; 0 when none.")
-        self.active = g("wva_active", "1 when the variant's model is active (requests arriving or queued), else 0.")
-        self.last_scaling = g("wva_last_scaling_decision_timestamp",
-                              "Unix time of the last decision that changed the variant's desired replicas.")
-        self.decision_stale = g("wva_decision_stale", "1 when the variant's decision is held on stale metrics.")
-        self.decisions = Counter("wva_scaling_decisions", "Decisions per variant by action and binding signal.",
-                                 (*VARIANT_LABELS, "action", "signal"), registry=registry)
-        # -- SLO sizing: the performance parameters learned online, and what the model plan predicts --
-        self.perf_estimate = Gauge("kedascaler_perf_estimate_ms",
-                                   "Performance parameter fitted online (ms): alpha, beta (decode), gamma, delta "
-                                   "(prefill).", (*VARIANT_LABELS, "parameter"), registry=registry)
-        self.perf_fit_r2 = Gauge("kedascaler_perf_estimate_r2", "R² of the online fit, by line (decode, prefill).",
-                                 (*VARIANT_LABELS, "line"), registry=registry)
-        self.perf_fit_samples = Gauge("kedascaler_perf_estimate_samples",
-                                      "Observations in the fit's sliding window, by line.", (*VARIANT_LABELS, "line"),
-                                      registry=registry)
-        self.perf_fit_usable = Gauge("kedascaler_perf_estimate_usable",
-                                     "1 when both fitted lines pass the quality checks, else 0.", VARIANT_LABELS,
-                                     registry=registry)
-        self.model_based = Gauge("kedascaler_model_based_sizing",
-                                 "1 when the variant's model is sized by the queueing model this cycle (model or "
-                                 "hybrid mode with usable inputs), 0 when it falls back to saturation.",
-                                 (*VARIANT_LABELS, "source"), registry=registry)
-        self.predicted_itl = Gauge("kedascaler_predicted_itl_ms",
-                                   "ITL the queueing model predicts for the variant under the plan taken (ms).",
-                                   VARIANT_LABELS, registry=registry)
-        self.predicted_ttft = Gauge("kedascaler_predicted_ttft_ms",
-                                    "TTFT the queueing model predicts for the variant under the plan taken (ms).",
-                                    VARIANT_LABELS, registry=registry)
-        # -- the scaler's own health --
-        self.cycle_duration = Histogram("kedascaler_reconcile_duration_seconds", "Duration of one reconcile cycle.",
-                                        buckets=CYCLE_BUCKETS, registry=registry)
-        self.cycles = Counter("kedascaler_reconcile_cycles", "Reconcile cycles completed.", registry=registry)
-        self.cycle_errors = Counter("kedascaler_reconcile_errors", "Errors met by reconcile cycles, by stage.",
-                                    ("stage",), registry=registry)
-        self.last_cycle = Gauge("kedascaler_last_reconcile_timestamp_seconds", "Unix time the last cycle ended.",
-                                registry=registry)
-        self.variants = Gauge("kedascaler_variants", "VariantAutoscalings decided in the last cycle.",
-                              registry=registry)
-        self.source_duration = Histogram("kedascaler_metrics_source_duration_seconds",
-                                         "Time to collect the vLLM metrics of one cycle (all queries or scrapes).",
-                                         ("source",), buckets=CYCLE_BUCKETS, registry=registry)
-        self.source_queries = Counter("kedascaler_metrics_source_queries",
-                                      "PromQL queries (or pod scrapes) made by the metrics source.", registry=registry)
-        self.source_failures = Counter("kedascaler_metrics_source_failures",
-                                       "Metrics-source failures: whole collections, or single pods.", ("kind",),
-                                       registry=registry)
-        self.source_samples = Gauge("kedascaler_metrics_source_samples", "Pod samples read in the last cycle.",
-                                    registry=registry)
-        self.staleness = Gauge("kedascaler_metrics_staleness_seconds",
-                               "Seconds since the newest metrics behind the model's decisions were taken.",
-                               ("namespace", "model"), registry=registry)
-        self.grpc_requests = Counter("kedascaler_grpc_requests", "gRPC requests handled, by method and status code.",
-                                     ("method", "code"), registry=registry)
-        self.grpc_duration = Histogram("kedascaler_grpc_request_duration_seconds",
-                                       "gRPC handling time (streams: their whole life), by method and code.",
-                                       ("method", "code"), buckets=GRPC_BUCKETS, registry=registry)
-        self.grpc_open_streams = Gauge("kedascaler_grpc_open_streams", "Server-streaming calls open now, by method.",
-                                       ("method",), registry=registry)
-        self.records = Counter("kedascaler_decision_records", "Decision records emitted (log and file).",
-                               registry=registry)
 
 
 def stage_of(error: str) -> str:
-    """The stage an error string of a CycleReport comes from, by the prefix the reconciler gives it."""
-    head = error.split(" ", 1)[0].rstrip(":").lower()
-    return head if head in ("workload", "engine", "slo") else "other"
+    """The `stage` label of a cycle's error: the stage it carries (`CycleError.stage`, typed by the cycle),
+    "other" for an error that carries none or one outside the bounded label set."""
+    stage = getattr(error, "stage", None)
+    return str(stage) if stage is not None and str(stage) in STAGES else "other"
 
 
 def signal_label(signal: str) -> str:
@@ -128,20 +61,9 @@ def signal_label(signal: str) -> str:
     return signal if _SIGNAL.match(signal or "") else "other"
 
 
-def saturation_level(variant: VariantState) -> float:
-    """Max KV-cache usage over the variant's analysed pods (fresh, finite); 0 when none reported."""
-    pods = analysed_pods(variant)
-    return max((max(0.0, p.kv_cache_usage) for p in pods), default=0.0)
-
-
-def spare_capacity(variant: VariantState, snapshot: ModelSnapshot) -> tuple[float, float]:
-    """Mean spare KV and queue over the variant's non-saturated pods (the engine's per-replica view); 0, 0 with none."""
-    config = variant.spec.saturation or snapshot.config
-    free = [r for r in (replica_saturation(variant.spec.key, p, config) for p in analysed_pods(variant))
-            if not r.saturated]
-    if not free:
-        return 0.0, 0.0
-    return sum(r.spare_kv for r in free) / len(free), sum(r.spare_queue for r in free) / len(free)
+def saturation_gauges(steps: DecisionSteps) -> tuple[float, float, float]:
+    """(saturation level, spare KV, spare queue) of a variant as its decision's steps say; 0 where there is none."""
+    return (_finite(steps.saturation_level), _finite(steps.spare_kv or 0.0), _finite(steps.spare_queue or 0.0))
 
 
 def _finite(x: float) -> float:
@@ -174,7 +96,7 @@ class Observer:
             self.metrics.source_failures.labels(kind)
 
     # -- wiring helpers --
-    def interceptor(self):
+    def interceptor(self) -> MetricsInterceptor:
         """A grpc.aio server interceptor counting requests into this Observer's registry."""
         from kedascaler.observe.interceptor import MetricsInterceptor
 
@@ -212,9 +134,8 @@ class Observer:
         m.cycles.inc()
         m.cycle_duration.observe(max(0.0, report.duration_s))
         m.last_cycle.set(now)
-        collect_errors = set(report.collect.errors)
         for error in report.errors:
-            m.cycle_errors.labels("collect" if error in collect_errors else stage_of(error)).inc()
+            m.cycle_errors.labels(stage_of(error)).inc()
         collect: CollectResult = report.collect
         for _ in collect.warnings:  # usage unknown this cycle: SLO sizing falls back, nothing held
             m.cycle_errors.labels("usage").inc()
@@ -227,27 +148,18 @@ class Observer:
 
     def _update_variants(self, report: CycleReport) -> None:
         m = self.metrics
-        states = {v.spec.key: (v, snap) for snap in report.snapshots for v in snap.variants}
         seen: dict[VariantKey, tuple[str, str, str, str]] = {}
         for d in report.decisions:
-            state = states.get(d.key)
-            accelerator = state[0].spec.accelerator if state else ""
-            labels = (d.key.name, d.key.namespace, d.model_id, accelerator)
+            own = d.steps.own
+            labels = (d.key.name, d.key.namespace, d.model_id, own.accelerator if own is not None else "")
             seen[d.key] = labels
             m.desired.labels(*labels).set(d.desired_replicas)
             m.current.labels(*labels).set(d.current_replicas)
             m.ready.labels(*labels).set(d.ready_replicas)
             m.active.labels(*labels).set(1 if d.active else 0)
             m.decision_stale.labels(*labels).set(1 if d.stale else 0)
-            if state is not None:
-                variant, snap = state
-                kv, queue = spare_capacity(variant, snap)
-                m.saturation.labels(*labels).set(_finite(saturation_level(variant)))
-                m.spare_kv.labels(*labels).set(_finite(kv))
-                m.spare_queue.labels(*labels).set(_finite(queue))
-            else:
-                for gauge in (m.saturation, m.spare_kv, m.spare_queue):
-                    gauge.labels(*labels).set(0)
+            for gauge, number in zip((m.saturation, m.spare_kv, m.spare_queue), saturation_gauges(d.steps)):
+                gauge.labels(*labels).set(number)
             previous = self._last_desired.get(d.key)
             if previous is None or previous != d.desired_replicas or self._variant_series.get(d.key) != labels:
                 m.last_scaling.labels(*labels).set(d.decided_at or self.clock())
@@ -327,7 +239,7 @@ class Observer:
         self._model_series = set(by_model)
 
 
-def log_decision(record: dict) -> None:
+def log_decision(record: dict[str, Any]) -> None:
     """One log line per decision: readable text, and the whole record as `decision` for the JSON formatter."""
     reason = record["reason"]
     logging.getLogger("kedascaler.decisions").info(
@@ -356,7 +268,7 @@ class InstrumentedSource:
     def close(self) -> None:
         self.source.close()
 
-    def __getattr__(self, name: str):  # anything else (e.g. a source's own settings) passes through
+    def __getattr__(self, name: str) -> Any:  # anything else (e.g. a source's own settings) passes through
         return getattr(self.source, name)
 
 
@@ -366,14 +278,13 @@ class MetricsServer:
     def __init__(self, registry: CollectorRegistry, port: int = 8080, host: str = "0.0.0.0") -> None:
         self.registry = registry
         self.host = host
-        self._requested_port = port
-        self._server = None
-        self._thread: threading.Thread | None = None
+        self._http = HttpServerThread(MetricsHandler.factory(registry), host=host, port=port, name="metrics",
+                                      what="/metrics")
 
     @property
     def port(self) -> int | None:
         """The bound port once started (useful with port 0)."""
-        return None if self._server is None else self._server.server_port
+        return self._http.port
 
     @property
     def url(self) -> str:
@@ -381,25 +292,13 @@ class MetricsServer:
         return f"http://{host}:{self.port}/metrics"
 
     def start(self) -> int:
-        if self._server is not None:
-            raise RuntimeError("MetricsServer already started")
-        try:
-            self._server, self._thread = start_http_server(self._requested_port, addr=self.host,
-                                                           registry=self.registry)
-        except OSError as exc:
-            raise OSError(f"cannot serve /metrics on {self.host}:{self._requested_port}: {exc.strerror or exc}"
-                          " (is the port in use?)") from None
-        log.info("/metrics listening on %s:%d", self.host, self.port)
-        return self.port
+        """Bind and serve; returns the port. An OSError names the address (is the port in use?)."""
+        port = self._http.start()
+        log.info("/metrics listening on %s:%d", self.host, port)
+        return port
 
     def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
+        self._http.close()
 
     def __enter__(self) -> MetricsServer:
         self.start()
@@ -409,15 +308,6 @@ class MetricsServer:
         self.stop()
 
 
-def variant_label_sets(registry: CollectorRegistry, name: str = "wva_desired_replicas") -> set[tuple[str, ...]]:
-    """The (variant, namespace, model, accelerator) label sets a metric has now (for tests and debugging)."""
-    out = set()
-    for family in registry.collect():
-        for sample in family.samples:
-            if sample.name == name:
-                out.add(tuple(sample.labels[k] for k in VARIANT_LABELS))
-    return out
-
-
-__all__ = ("Observer", "MetricsServer", "InstrumentedSource", "ScalerMetrics", "VARIANT_LABELS",
-                          "log_decision", "variant_label_sets")
+__all__ = ("ACTIONS", "CYCLE_BUCKETS", "GRPC_BUCKETS", "STAGES", "VARIANT_LABELS", "InstrumentedSource",
+           "MetricsServer", "Observer", "ScalerMetrics", "log_decision", "saturation_gauges", "signal_label",
+           "stage_of", "variant_label_sets")

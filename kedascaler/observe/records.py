@@ -1,9 +1,10 @@
 """Decision records: one structured JSON object per decision, for logs, JSONL files and `kedascaler analyze`.
 
-A record carries everything that made the decision (per-pod KV cache, queue and running requests, replica
-counts, the thresholds of the model's config), the result (desired replicas, active) and the reason. Its
-shape is the JSON schema `schema/decision-record.schema.json` (version `SCHEMA_ID`), loaded with
-`load_schema()`.
+A record carries everything that made the decision: its inputs (per-pod KV cache, queue and running requests,
+replica counts), the thresholds the engine used for the variant, the engine's steps (`Decision.steps`: the
+saturation analysis, per-pod saturation, the plan per variant), the result (desired replicas, active) and the
+reason. Nothing is re-derived here: the numbers are the engine's. Its shape is the JSON schema
+`schema/decision-record.schema.json` (version `SCHEMA_ID`), loaded with `load_schema()`.
 
 Also here: `configure_logging(level, fmt)` with a JSON formatter for every log line, and `SecretFilter`, which
 scrubs Authorization headers, bearer tokens and `token=`-style secrets from every record before it is written.
@@ -23,9 +24,12 @@ from collections.abc import Callable, Iterable
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from kedascaler.engine.types import Decision, ModelSnapshot, VariantState
+from kedascaler.engine.types import Decision, DecisionSteps, SaturationConfig, VariantState
+
+if TYPE_CHECKING:
+    from kedascaler.loop.reconcile import CycleReport
 
 SCHEMA_ID = "kedascaler.decision-record/v1"
 
@@ -34,7 +38,8 @@ SCHEMA_ID = "kedascaler.decision-record/v1"
 def load_schema() -> dict[str, Any]:
     """The decision-record JSON schema shipped with the package."""
     text = resources.files("kedascaler.observe").joinpath("schema/decision-record.schema.json").read_text("utf-8")
-    return json.loads(text)
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 def _num(x: float | None) -> float | None:
@@ -49,14 +54,43 @@ def iso_time(ts: float) -> str:
     return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def decision_record(decision: Decision, variant: VariantState | None, snapshot: ModelSnapshot | None, *,
-                    cycle: int, now: float, predicted_itl_ms: float | None = None,
-                    predicted_ttft_ms: float | None = None) -> dict[str, Any]:
-    """The record of one decision, joined with the variant's state and the model's thresholds in the snapshot."""
+def thresholds_record(config: SaturationConfig | None) -> dict[str, float] | None:
+    """The thresholds the engine used for the variant (None: not known)."""
+    if config is None:
+        return None
+    return {"kv_cache_threshold": config.kv_cache_threshold, "queue_length_threshold": config.queue_length_threshold,
+            "kv_spare_trigger": config.kv_spare_trigger, "queue_spare_trigger": config.queue_spare_trigger}
+
+
+def steps_record(steps: DecisionSteps) -> dict[str, Any] | None:
+    """The engine's steps behind a decision, as JSON (None: the decision carries none)."""
+    if steps.route is None:
+        return None
+    return {
+        "route": steps.route, "taken": steps.taken, "model_action": steps.model_action,
+        "binding_signal": steps.binding_signal, "needed_replicas": steps.needed_replicas, "floor": steps.floor,
+        "goal": steps.goal,
+        "model_replicas": {"current": steps.current_total, "ready": steps.ready_total, "pending": steps.pending_total,
+                           "missing": steps.missing_total, "analysed": steps.analysed_total},
+        "stale_variants": [k.name for k in steps.stale_variants],
+        "estimated_kv_total": _num(steps.estimated_kv_total),
+        "estimated_queue_total": _num(steps.estimated_queue_total),
+        "avg_spare_kv": _num(steps.avg_spare_kv), "avg_spare_queue": _num(steps.avg_spare_queue),
+        "spare_kv": _num(steps.spare_kv), "spare_queue": _num(steps.spare_queue),
+        "saturation_level": _num(steps.saturation_level),
+        "pods": [{"pod": r.pod, "kv_cache_usage": _num(r.kv_cache_usage), "queue_length": _num(r.queue_length),
+                  "saturated": r.saturated, "over": r.over, "spare_kv": _num(r.spare_kv),
+                  "spare_queue": _num(r.spare_queue)} for r in steps.pods],
+        "plan": [{"variant": t.key.name, "current": t.current, "target": t.target, "saturation": t.saturation,
+                  "model": t.model} for t in steps.plan],
+        "arrival_rate": _num(steps.arrival_rate), "capacity": _num(steps.capacity),
+    }
+
+
+def decision_record(decision: Decision, variant: VariantState | None, *, cycle: int, now: float,
+                    predicted_itl_ms: float | None = None, predicted_ttft_ms: float | None = None) -> dict[str, Any]:
+    """The record of one decision: its steps, joined with the variant's state (the inputs) in the snapshot."""
     ts = decision.decided_at or now
-    config = snapshot.config if snapshot is not None else None
-    if variant is not None and variant.spec.saturation is not None:
-        config = variant.spec.saturation
     pods = [] if variant is None else [
         {"pod": p.pod, "kv_cache_usage": _num(p.kv_cache_usage), "queue_length": _num(p.queue_length),
          "running": _num(p.running), "timestamp": _num(p.timestamp)}
@@ -80,10 +114,8 @@ def decision_record(decision: Decision, variant: VariantState | None, snapshot: 
             "min_replicas": variant.spec.min_replicas if variant is not None else 0,
             "max_replicas": variant.spec.max_replicas if variant is not None else None,
         },
-        "thresholds": None if config is None else {
-            "kv_cache_threshold": config.kv_cache_threshold, "queue_length_threshold": config.queue_length_threshold,
-            "kv_spare_trigger": config.kv_spare_trigger, "queue_spare_trigger": config.queue_spare_trigger,
-        },
+        "thresholds": thresholds_record(decision.steps.thresholds),
+        "steps": steps_record(decision.steps),
         "result": {"desired_replicas": decision.desired_replicas, "active": decision.active},
         "reason": {"action": decision.reason.action, "signal": decision.reason.signal,
                    "value": _num(decision.reason.value), "threshold": _num(decision.reason.threshold),
@@ -106,16 +138,15 @@ class DecisionRecorder:
         self.clock = clock
         self.cycle = 0
 
-    def records(self, report) -> list[dict[str, Any]]:  # report: kedascaler.reconcile.CycleReport
+    def records(self, report: CycleReport) -> list[dict[str, Any]]:
         self.cycle += 1
         now = self.clock()
-        states = {v.spec.key: (v, snap) for snap in report.snapshots for v in snap.variants}
+        states = {v.spec.key: v for snap in report.snapshots for v in snap.variants}
         usage = report.usage
         plans = report.plans
         out = []
         for d in report.decisions:
-            variant, snap = states.get(d.key, (None, None))
-            record = decision_record(d, variant, snap, cycle=self.cycle, now=now,
+            record = decision_record(d, states.get(d.key), cycle=self.cycle, now=now,
                                      predicted_itl_ms=d.predicted_itl_ms, predicted_ttft_ms=d.predicted_ttft_ms)
             observed = observed_latencies(usage.get(d.key, ()))
             for name, value in observed.items():

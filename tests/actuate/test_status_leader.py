@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from kedascaler.actuate.leader import LeaderElector
 from kedascaler.actuate.status import StatusWriter
@@ -238,3 +239,24 @@ def test_written_status_matches_the_crd_status_schema():
         for cond in status["conditions"]:
             cond["lastTransitionTime"] = "2026-01-01T00:00:00Z"
         validator.validate(status)
+
+
+def test_status_is_rendered_from_the_decisions_steps():
+    # One of three ready pods did not report: the decision says so, and MetricsAvailable tells the user.
+    from kedascaler.actuate.status import status_for
+    from kedascaler.engine import decide
+    from kedascaler.engine.types import ModelSnapshot, PodMetrics, SaturationConfig, VariantState
+
+    pods = (PodMetrics("llama-h100-0", 0.5, 0.0, 2.0, 999.0), PodMetrics("llama-h100-1", 0.4, 0.0, 2.0, 999.0))
+    snap = ModelSnapshot("demo", "meta/llama", (VariantState(SPEC, 3, 3, pods),), SaturationConfig(), 1000.0)
+    (d,) = decide(snap, {})
+    status = status_for(d)
+    metrics = {c["type"]: c for c in status["conditions"]}["MetricsAvailable"]
+    assert (metrics["status"], metrics["reason"]) == ("True", "MetricsFresh")
+    assert metrics["message"].startswith("metrics from 2 of the variant's 3 ready replica(s)")
+    assert "no scale-down happens until they report" in metrics["message"]
+    assert status["lastDecision"]["reason"] == str(d.reason) and "1 ready pod without metrics" in str(d.reason)
+    # Every pod reported: the message it always had.
+    (full,) = decide(replace(snap, variants=(VariantState(SPEC, 2, 2, pods),)), {})
+    metrics = {c["type"]: c for c in status_for(full)["conditions"]}["MetricsAvailable"]
+    assert metrics["message"] == "metrics from the variant's 2 ready replica(s)"

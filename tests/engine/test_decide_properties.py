@@ -8,13 +8,14 @@ from dataclasses import replace
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from kedascaler.engine import analyze, decide, fits_on, plan_model, scale_down_order, scale_up_order
+from kedascaler.engine import analyze, decide, explain, fits_on, plan_model, scale_down_order, scale_up_order
 from kedascaler.engine.selector import clamp_replicas
 from kedascaler.engine.types import (
     Decision,
     ModelSnapshot,
     PodMetrics,
     Reason,
+    Route,
     SaturationConfig,
     VariantKey,
     VariantSpec,
@@ -82,6 +83,19 @@ def test_never_below_min_nor_above_max_and_one_decision_per_variant(data):
         assert v.spec.min_replicas <= d.desired_replicas <= ceiling(v.spec)
         assert d.decided_at == snap.taken_at
         assert d.current_replicas == v.current_replicas and d.ready_replicas == v.ready_replicas
+
+
+@given(st.data())
+def test_every_decision_carries_steps_that_say_what_it_did(data):
+    snap = data.draw(snapshots())
+    out = decide(snap, data.draw(previous_decisions(snap)))
+    for v, d in zip(snap.variants, out):
+        own = d.steps.own
+        assert own is not None and own.target == d.desired_replicas and own.current == v.current_replicas
+        assert d.steps.thresholds == (v.spec.saturation or snap.config)
+        assert d.reason == explain.reason(d.steps, d.model_id)  # the text is rendered from the numbers
+        assert d.stale == (d.steps.route == Route.STALE)
+        assert d.steps.current_total == sum(x.current_replicas for x in snap.variants)
 
 
 @given(st.data())

@@ -15,8 +15,8 @@ import pytest
 
 from kedascaler.cli.analyze import add_analyze_parser, cmd_analyze
 from kedascaler.observe import Observer, RecordWriter
-from kedascaler.observe.analyze import CSV_FILES, PLOT_FILES, SUMMARY_FILES, analyze_file, load_records
-from kedascaler.sim.load import OfferedLoad
+from kedascaler.observe.analyze import CSV_FILES, PLOT_FILES, SUMMARY_FILES, analyze_file, analyze_records, load_records
+from kedascaler.sim.fleet import OfferedLoad
 from tests.observe.conftest import MODEL, make_reconciler
 from tests.observe.synthetic import synthetic_records
 
@@ -175,3 +175,29 @@ def test_prometheus_latency_is_pulled_over_the_records_range(tmp_path):
     assert (tmp_path / "o" / "latency.csv").is_file() and (tmp_path / "o" / "latency.png").is_file()
     assert FakePrometheus.seen_auth[-1] == "Bearer tok"
     assert "ttft_p90_s: mean 0.375, max 0.5 (2 points)" in (tmp_path / "o" / "ANALYSIS_SUMMARY.md").read_text()
+
+
+def test_saturation_events_are_the_engines_verdict_from_the_recorded_steps(tmp_path):
+    records = synthetic_records(seed=3, cycles=4)
+    over = sum(1 for r in records for p in r["steps"]["pods"] if p["over"])
+    assert over > 0
+    # Take the verdict away from one saturated pod: analyze does not redo the threshold test.
+    first = next(r for r in records if any(p["over"] for p in r["steps"]["pods"]))
+    pod = next(p for p in first["steps"]["pods"] if p["over"])
+    pod["over"], pod["saturated"] = "", False
+    analysis = analyze_records(records, tmp_path / "o")
+    assert analysis.summary["saturation_events"] == over - 1
+    rows = list(csv.DictReader((tmp_path / "o" / "pods.csv").open()))
+    mine = [row for row in rows if row["pod"] == pod["pod"] and float(row["ts"]) == first["ts"]]
+    assert [row["saturated"] for row in mine] == ["False"]
+    assert not any("no engine steps" in n for n in analysis.notes)
+
+
+def test_records_without_steps_are_read_with_a_note(tmp_path):
+    records = synthetic_records(seed=3, cycles=4)
+    for r in records:
+        del r["steps"]  # as written before records carried the engine's steps
+    analysis = analyze_records(records, tmp_path / "o")
+    assert analysis.summary["records"] == len(records) and analysis.summary["saturation_events"] == 0
+    assert any(f"{len(records)} of {len(records)} records carry no engine steps" in n for n in analysis.notes)
+    assert "carry no engine steps" in (tmp_path / "o" / "ANALYSIS_SUMMARY.md").read_text()

@@ -7,6 +7,7 @@ import math
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 
 import pytest
 import requests
@@ -217,11 +218,51 @@ def test_a_failed_usage_query_is_counted_apart_and_holds_nothing(fleet, scraper)
 
 
 def test_error_stages_and_signal_labels_are_bounded():
+    from kedascaler.loop.cycle import CycleError, Stage
     from kedascaler.observe.metrics import signal_label, stage_of
 
-    assert stage_of("workload llm/llama-a100: deployment not found") == "workload"
-    assert stage_of("engine llm/meta/llama: ValueError: ...") == "engine"
-    assert stage_of("something else") == "other"
+    assert stage_of(CycleError(Stage.WORKLOAD, "workload llm/llama-a100: deployment not found")) == "workload"
+    assert stage_of(CycleError(Stage.ENGINE, "engine llm/meta/llama: ValueError: ...")) == "engine"
+    assert stage_of(CycleError(Stage.ACTIVATION, "activation source failed: timeout")) == "activation"
+    assert stage_of("engine-looking text without a stage") == "other"  # the stage is carried, never parsed
     assert signal_label("kv_cache_usage") == "kv_cache_usage"
     assert signal_label("a signal with spaces {and} braces") == "other"
     assert signal_label("") == "other"
+
+
+def test_the_variant_gauges_show_what_the_decisions_steps_say():
+    # No snapshot in the report at all: saturation and spare come from the decision's steps, the engine's numbers.
+    from kedascaler.engine.types import Decision, DecisionSteps, Reason, Route, VariantKey, VariantTarget
+    from kedascaler.loop.reconcile import CycleReport
+    from kedascaler.sources.base import CollectResult
+
+    key = VariantKey("ns", "v-l40s")
+    steps = DecisionSteps(route=Route.SATURATION, variant=key, saturation_level=0.42, spare_kv=0.3, spare_queue=1.5,
+                          plan=(VariantTarget(key, "L40S", 12.0, 1, 2),))
+    d = Decision(key, "m", 2, True, Reason("scale-up", "kv_cache_usage", 0.42, 0.7, "x"), current_replicas=1,
+                 ready_replicas=1, decided_at=100.0, data_at=99.0, steps=steps)
+    observer = Observer(log_decisions=False, clock=lambda: 100.0)
+    observer.on_cycle(CycleReport((d,), (), CollectResult(), (), 0.01))
+    text = observer.exposition().decode()
+    labels = dict(variant="v-l40s", namespace="ns", model="m", accelerator="L40S")
+    assert value(text, "wva_saturation_level", **labels) == pytest.approx(0.42)
+    assert value(text, "wva_spare_kv", **labels) == pytest.approx(0.3)
+    assert value(text, "wva_spare_queue", **labels) == pytest.approx(1.5)
+    assert value(text, "wva_desired_replicas", **labels) == 2.0
+    # Steps that found no spare (every pod saturated) show 0, as the gauges always did.
+    observer.on_cycle(CycleReport((replace(d, steps=replace(steps, spare_kv=None, spare_queue=None)),), (),
+                                  CollectResult(), (), 0.01))
+    text = observer.exposition().decode()
+    assert value(text, "wva_spare_kv", **labels) == 0.0 and value(text, "wva_spare_queue", **labels) == 0.0
+
+
+def test_a_real_cycle_shows_the_engines_numbers(fleet, scraper):
+    observer = Observer(log_decisions=False)
+    report = make_reconciler(fleet, scraper).run_once()
+    observer.on_cycle(report)
+    text = observer.exposition().decode()
+    for d in report.decisions:
+        labels = dict(variant=d.key.name, namespace=NS, model=MODEL)
+        assert value(text, "wva_saturation_level", **labels) == pytest.approx(d.steps.saturation_level)
+        assert value(text, "wva_spare_kv", **labels) == pytest.approx(d.steps.spare_kv or 0.0)
+        assert value(text, "wva_spare_queue", **labels) == pytest.approx(d.steps.spare_queue or 0.0)

@@ -24,6 +24,7 @@ from kedascaler.observe import Observer, RecordWriter, configure_logging, load_s
 from kedascaler.observe.records import SCHEMA_ID, SecretFilter
 from kedascaler.sources.base import CollectResult
 from tests.observe.conftest import make_reconciler
+from tests.observe.synthetic import steps_for
 
 
 def fake_report(desired: int = 2, at: float = 1000.0, data_at: float | None = None) -> CycleReport:
@@ -33,7 +34,8 @@ def fake_report(desired: int = 2, at: float = 1000.0, data_at: float | None = No
     state = VariantState(spec, 2, 2, pods)
     snap = ModelSnapshot("ns", "m", (state,), SaturationConfig(), at)
     d = Decision(key, "m", desired, True, Reason("scale-up", "kv_cache_usage", 0.85, 0.7, "needs more"),
-                 current_replicas=2, ready_replicas=2, decided_at=at, data_at=at - 1 if data_at is None else data_at)
+                 current_replicas=2, ready_replicas=2, decided_at=at, data_at=at - 1 if data_at is None else data_at,
+                 steps=steps_for(state, snap.config, desired))
     return CycleReport((d,), (snap,), CollectResult(queries=2), (), 0.01)
 
 
@@ -161,3 +163,42 @@ def test_the_filter_alone_scrubs_records_for_any_handler():
     assert record.getMessage() == "token=[REDACTED]"
     assert scrub("Authorization: Basic dXNlcjpwYXNz") == "Authorization: Basic [REDACTED]"
     assert scrub("nothing secret here: kv_cache_usage=0.8") == "nothing secret here: kv_cache_usage=0.8"
+
+
+def test_a_record_carries_the_thresholds_and_steps_the_engine_used(validator):
+    # The variant's own override classified its pods; the record says so, without looking the override up again.
+    from dataclasses import replace
+
+    from kedascaler.engine import decide
+    from kedascaler.observe.records import DecisionRecorder
+
+    tight = SaturationConfig(0.6, 4.0, 0.1, 1.0)
+    report = fake_report()
+    (snap,) = report.snapshots
+    state = replace(snap.variants[0], spec=replace(snap.variants[0].spec, saturation=tight))
+    snap = replace(snap, variants=(state,))
+    decisions = decide(snap, {})
+    (record,) = DecisionRecorder(clock=lambda: 1000.0).records(replace(report, decisions=decisions, snapshots=(snap,)))
+    validator.validate(record)
+    assert record["thresholds"]["kv_cache_threshold"] == 0.6 and record["thresholds"]["queue_length_threshold"] == 4.0
+    steps = record["steps"]
+    assert steps["route"] == "saturation" and steps["needed_replicas"] == decisions[0].steps.needed_replicas
+    # The NaN pod is not analysed; the other is over both of the override's thresholds.
+    assert [(p["pod"], p["over"], p["saturated"]) for p in steps["pods"]] == [("v-a100-0", "kv+queue", True)]
+    assert steps["plan"] == [{"variant": "v-a100", "current": 2, "target": decisions[0].desired_replicas,
+                              "saturation": decisions[0].desired_replicas, "model": None}]
+    assert record["reason"]["message"] == decisions[0].reason.message
+
+
+def test_a_decision_without_steps_records_none(validator):
+    from dataclasses import replace
+
+    from kedascaler.engine.types import DecisionSteps
+    from kedascaler.observe.records import DecisionRecorder
+
+    report = fake_report()
+    bare = replace(report, decisions=(replace(report.decisions[0], steps=DecisionSteps()),))
+    (record,) = DecisionRecorder(clock=lambda: 1000.0).records(bare)
+    validator.validate(record)
+    assert record["steps"] is None and record["thresholds"] is None
+    assert record["inputs"]["pods"][0]["kv_cache_usage"] == 0.85  # the inputs are still the variant's
