@@ -9,7 +9,8 @@ stabilisation) would be misjudged under them. So a `KedaBaseline` is a `direct` 
 * the Prometheus scrape of its own exporter (`exporter_scrape` s; 0 when the trigger's query reads vLLM's
   metrics, which the simulator scrapes already, so the value is evaluated when KEDA or HPA asks);
 * KEDA's polling (`polling_interval`: activation 0 ↔ 1, cooldownPeriod, minReplicaCount);
-* HPA's sync (`hpa.sync_period`: AverageValue arithmetic with its tolerance, windows and policies).
+* HPA's sync (`hpa.sync_period`, at `sync_phase` + k·period: AverageValue arithmetic with its tolerance,
+  windows and policies).
 
 `decide` is called every `interval` s, the greatest common divisor of those clocks, and answers the
 replicas of the variants its ScaledObjects target (others are left as they are).
@@ -56,27 +57,28 @@ class ScaledObject:
 
 
 class _Clock:
-    """Fires at the multiples of `period` (never when period is 0)."""
+    """Fires at phase + k·period, k = 0, 1, … (never when period is 0)."""
 
-    def __init__(self, period: float) -> None:
+    def __init__(self, period: float, phase: float = 0.0) -> None:
         self.period = period
-        self.next = 0.0
+        self.phase = phase
+        self.next = phase
 
     def due(self, now: float) -> bool:
         if self.period <= 0 or now + 1e-6 < self.next:
             return False
-        self.next = (math.floor((now + 1e-6) / self.period) + 1) * self.period
+        self.next = self.phase + (math.floor((now + 1e-6 - self.phase) / self.period) + 1) * self.period
         return True
 
 
 class Actuation:
     """KEDA's polling and HPA's sync for the variants a baseline's ScaledObject targets."""
 
-    def __init__(self, scaled_object: ScaledObject) -> None:
+    def __init__(self, scaled_object: ScaledObject, sync_phase: float = 0.0) -> None:
         self.scaled_object = scaled_object
         self.states: dict[str, ScalingState] = {}
         self.poll = _Clock(scaled_object.polling_interval)
-        self.sync = _Clock(scaled_object.hpa.sync_period)
+        self.sync = _Clock(scaled_object.hpa.sync_period, sync_phase)
 
     def patch(self, name: str, replicas: int) -> None:
         """Someone else wrote the Deployment's replicas (WVA's scale-from-zero engine patches `/scale`)."""
@@ -116,12 +118,13 @@ class KedaBaseline(_Base):
     follows = ""  # upstream repository, files and commit
     cycle = 15.0
     exporter_scrape = 0.0
+    sync_phase = 0.0  # HPA's sync runs at sync_phase + k·sync_period
 
     def __init__(self, scaled_object: ScaledObject) -> None:
         self.scaled_object = scaled_object
-        self.actuation = Actuation(scaled_object)
+        self.actuation = Actuation(scaled_object, self.sync_phase)
         self.interval = _gcd(self.cycle, self.exporter_scrape, scaled_object.polling_interval,
-                             scaled_object.hpa.sync_period)
+                             scaled_object.hpa.sync_period, self.sync_phase)
         self._cycle = _Clock(self.cycle)
         self._scrape = _Clock(self.exporter_scrape)
         self.published: dict[str, float] = {}  # what the policy exports (or what the query would return)
@@ -151,7 +154,8 @@ class KedaBaseline(_Base):
     def settings(self) -> dict:
         """This baseline's configuration as data, for the report: what it follows, its clocks, its ScaledObject."""
         return {"follows": self.follows, "cycle_s": self.cycle, "exporter_scrape_s": self.exporter_scrape,
-                "scaled_object": self.scaled_object.settings(), **self.policy_settings()}
+                "hpa_sync_phase_s": self.sync_phase, "scaled_object": self.scaled_object.settings(),
+                **self.policy_settings()}
 
     def policy_settings(self) -> dict:
         return {}

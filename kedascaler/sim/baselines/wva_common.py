@@ -70,6 +70,13 @@ class WVABaseline(KedaBaseline):
     """WVA's engine around an analyzer: VA status (`desired`), enforcer, scale-from-zero, KEDA actuation."""
 
     exporter_scrape = 10.0  # WVA's ServiceMonitor
+    # HPA's sync phase against the cycle: cycles at 0, 15, 30 … (V1: 0, 30, 60 …), WVA scraped at 0, 10, 20 …
+    # (before a cycle that falls on the same instant), HPA syncs at 10, 25, 40 …: every decision reaches the
+    # Deployment 10 s after it is made, before the next cycle reads the replicas — a constant near the 12.5 s
+    # mean of a 10 s scrape and a 15 s sync at random phases. At the worst phase (sync at the cycle, after its
+    # read) every value lands one cycle late and V2 oscillates between two holds; a bursty trace's results
+    # move with the phase (docs/simulator.md).
+    sync_phase = 10.0
     wake_on_gateway = True  # the scale-from-zero engine polls every 100 ms
     reads_counters: bool = False  # the analyzer reads pods' counters (V2); the enforcer does with scale to zero
 
