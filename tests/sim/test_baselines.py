@@ -133,7 +133,7 @@ def test_static_peak_never_changes():
                          ids=lambda p: p.name)
 def test_each_baseline_states_its_upstream_commit_and_settings(policy):
     settings = policy.settings()
-    assert re.search(r"[0-9a-f]{40}", settings["follows"])
+    assert re.search(r"[0-9a-f]{40}", settings["follows"]) and settings["deviations"]
     so = settings["scaled_object"]
     assert so["query"] and so["threshold"] > 0 and so["metricType"] == "AverageValue"
     assert math.isclose(policy.interval, math.gcd(*(round(x) for x in (

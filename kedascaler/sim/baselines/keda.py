@@ -53,7 +53,7 @@ class ScaledObject:
                 "pollingInterval_s": self.polling_interval, "cooldownPeriod_s": self.cooldown_period,
                 "minReplicaCount": self.min_replicas,
                 "maxReplicaCount": "the variant's cap" if self.max_replicas is None else self.max_replicas,
-                "hpa": self.hpa.settings(), "source": self.source}
+                "hpa": self.hpa.settings()}
 
 
 class _Clock:
@@ -116,6 +116,7 @@ class KedaBaseline(_Base):
 
     direct = True
     follows = ""  # upstream repository, files and commit
+    deviations: tuple[str, ...] = ()  # what this model does differently from upstream, on purpose
     cycle = 15.0
     exporter_scrape = 0.0
     sync_phase = 0.0  # HPA's sync runs at sync_phase + k·sync_period
@@ -153,7 +154,8 @@ class KedaBaseline(_Base):
 
     def settings(self) -> dict:
         """This baseline's configuration as data, for the report: what it follows, its clocks, its ScaledObject."""
-        return {"follows": self.follows, "cycle_s": self.cycle, "exporter_scrape_s": self.exporter_scrape,
+        return {"follows": self.follows, "deviations": list(self.deviations), "cycle_s": self.cycle,
+                "exporter_scrape_s": self.exporter_scrape,
                 "hpa_sync_phase_s": self.sync_phase, "scaled_object": self.scaled_object.settings(),
                 **self.policy_settings()}
 

@@ -43,6 +43,9 @@ class KedaQueuePolicy(KedaBaseline):
 
     name = "keda-queue"
     follows = SOURCE
+    deviations = ("the query is summed: production-stack's returns one series per pod, which KEDA rejects from two",
+                  "maxReplicaCount: the simulator's variant cap (the chart's 5, the tutorial's 2)",
+                  "the gateway's own queue is not in the metric (vLLM's router does not queue)")
     cycle = 15.0  # the query runs whenever KEDA or HPA reads it
 
     def __init__(self, threshold: float = 5.0, polling_interval: float = 15.0, cooldown_period: float = 360.0,

@@ -32,4 +32,4 @@ class StaticPolicy(_Base):
 
     def settings(self) -> dict:
         return {"follows": "the oracle's fleet for the peak (kedascaler.sim.oracle.OraclePolicy.peak)",
-                "replicas": dict(self.replicas)}
+                "deviations": [], "replicas": dict(self.replicas)}

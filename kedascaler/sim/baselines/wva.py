@@ -35,7 +35,7 @@ a terminated pod's series stays in the 1 m window for up to a minute); see also 
 from __future__ import annotations
 
 from kedascaler.engine.types import SaturationConfig
-from kedascaler.sim.baselines.wva_common import WVABaseline, pending
+from kedascaler.sim.baselines.wva_common import WVA_DEVIATIONS, WVABaseline, pending
 from kedascaler.sim.policy_api import Observation
 
 SOURCE = ("llm-d/llm-d-workload-variant-autoscaler@b08b1c77c89d284361e40b2a9315e93ef46e7022: "
@@ -49,6 +49,8 @@ class WVAPolicy(WVABaseline):
 
     name = "wva"
     follows = SOURCE
+    deviations = (*WVA_DEVIATIONS,
+                  "pods reporting metrics are the ready pods already scraped (no lingering series of removed pods)")
     cycle = 30.0
 
     def __init__(self, config: SaturationConfig | None = None, scale_to_zero: bool = False,

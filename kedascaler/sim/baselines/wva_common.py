@@ -66,6 +66,14 @@ class RequestHistory:
         return self.total - start
 
 
+WVA_DEVIATIONS = (
+    "maxReplicaCount: the simulator's variant cap, not the sample's 10",
+    "metricType AverageValue (v0.9.0's KEDA sample says Value, under which HPA would ask ceil(pods × desired))",
+    "HPA syncs 10 s after each cycle (a fixed phase; real phases are random)",
+    "the GPU limiter (enableLimiter, off by default) is not modelled",
+)
+
+
 class WVABaseline(KedaBaseline):
     """WVA's engine around an analyzer: VA status (`desired`), enforcer, scale-from-zero, KEDA actuation."""
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 
-from kedascaler.sim.baselines.wva_common import WVABaseline, pending
+from kedascaler.sim.baselines.wva_common import WVA_DEVIATIONS, WVABaseline, pending
 from kedascaler.sim.baselines.wva_v2_capacity import CapacityModel, median
 from kedascaler.sim.policy_api import Observation
 
@@ -48,6 +48,12 @@ class WVAV2Policy(WVABaseline):
 
     name = "wva-v2"
     follows = SOURCE
+    deviations = (*WVA_DEVIATIONS,
+                  "a variant's cost is its configured cost (upstream: 0 for a variant without live replicas)",
+                  "avg output tokens = Δ generation tokens ÷ Δ successes over 5 m (no per-request histogram)",
+                  "the Deployment's vLLM args state the profile's max-num-seqs, max-num-batched-tokens and "
+                  "num-gpu-blocks-override",
+                  "ties in cost ÷ capacity broken by name; throughput/queueing-model analyzers, P/D roles not modelled")
     cycle = 15.0
     reads_counters: bool = True  # avg input/output tokens per pod
 
