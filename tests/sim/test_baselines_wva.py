@@ -21,6 +21,11 @@ def test_adds_one_replica_to_the_cheapest_variant_that_reports_metrics():
     assert out == {"llama-a100": 3, "llama-h100": 1}  # +1 only, however saturated; A100 is cheaper (20 < 40)
 
 
+def test_each_variant_starts_warm_at_its_minimum_of_one():
+    assert WVAPolicy().initial(SimConfig()) == {"llama-a100": 1, "llama-h100": 1}
+    assert WVAPolicy(scale_to_zero=True).initial(SimConfig()) == {"llama-a100": 1, "llama-h100": 0}
+
+
 def test_a_variant_at_zero_replicas_reports_no_metrics_and_is_not_decided():
     out = WVAPolicy().analyse(a100_h100(0, (1, 1, [(0.95, 30.0)])))
     assert out == {"llama-a100": 2}  # the H100 (0 replicas) is not among the analysed variants
@@ -101,7 +106,7 @@ def test_scale_from_zero_sets_every_inactive_variant_to_one():
 
 @pytest.fixture(scope="module")
 def step_run():
-    w = steps([(0, 3.0), (60, 20.0)], 480, seed=7)
+    w = steps([(0, 3.0), (60, 45.0)], 480, seed=7)  # beyond the warm H100 + A100 (≈ 29 req/s)
     cfg = SimConfig(tail=120)
     return simulate(w, WVAPolicy(), cfg), cfg
 
@@ -115,4 +120,4 @@ def test_in_a_run_it_adds_one_replica_per_cycle_and_waits_for_each(step_run):
     total = run.series["replicas"].sum(axis=1)
     per_cycle = total[:: round(30 / cfg.sample_interval)]
     assert np.max(np.diff(per_cycle)) <= 1 and total.max() > total[0]
-    assert run.series["replicas"][:, 0].max() == 0  # the H100, at zero, is never scaled up by V1
+    assert np.all(run.series["replicas"][:, 0] == 1)  # the H100 (minReplicaCount 1): +1 goes to the cheaper A100

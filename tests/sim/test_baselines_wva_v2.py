@@ -59,7 +59,7 @@ def test_anticipates_pending_pods_instead_of_adding_again():
 
 
 def test_removes_floor_spare_over_capacity_from_the_priciest_first():
-    policy = WVAV2Policy()  # no finished requests: k2 falls back to k1 (small 6400, big 25600)
+    policy = WVAV2Policy(min_replicas=0)  # no finished requests: k2 falls back to k1 (small 6400, big 25600)
     out = policy.analyse(obs(0.0, view(SMALL, 2, 2, [(0.1, 0)] * 2), view(BIG, 4, 4, [(0.1, 0)] * 4)))
     supply, demand = 2 * 6400 + 4 * 25600, 2 * 800 + 4 * 3200
     spare = supply - demand / 0.70
@@ -70,9 +70,10 @@ def test_removes_floor_spare_over_capacity_from_the_priciest_first():
 
 
 def test_the_cheapest_keeps_one_only_when_it_is_the_last_with_replicas():
-    policy = WVAV2Policy()
-    out = policy.analyse(obs(0.0, view(SMALL, 1, 1, [(0.0, 0)]), view(BIG, 1, 1, [(0.0, 0)])))
+    views = (view(SMALL, 1, 1, [(0.0, 0)]), view(BIG, 1, 1, [(0.0, 0)]))
+    out = WVAV2Policy(min_replicas=0).analyse(obs(0.0, *views))
     assert out == {"small": 1, "big": 0}  # spare 32000: the big one goes, the small one (6400 left) is kept
+    assert WVAV2Policy().analyse(obs(0.0, *views)) == {"small": 1, "big": 1}  # minReplicaCount 1 (the default)
 
 
 def test_a_variant_without_replicas_enters_at_its_deployment_derived_capacity():
@@ -89,7 +90,7 @@ def test_a_model_without_metrics_is_skipped():
 
 
 def test_in_a_run_it_jumps_by_more_than_one_replica_in_a_cycle():
-    w = steps([(0, 2.0), (60, 20.0)], 360, seed=7)
+    w = steps([(0, 2.0), (60, 45.0)], 360, seed=7)
     cfg = SimConfig(tail=120)
     run = simulate(w, WVAV2Policy(), cfg)
     total = run.series["replicas"].sum(axis=1)

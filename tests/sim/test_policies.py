@@ -65,7 +65,7 @@ def test_every_default_name_builds_its_policy_and_hpa_util_is_gone(step_runs):
 
 def test_baselines_scale_up_on_the_step(step_runs):
     _, _, runs = step_runs
-    for name in ("kedascaler", "wva", "wva-v2", "keda-queue", "hpa-kv"):
+    for name in ("kedascaler", "keda-queue", "hpa-kv"):  # wva, wva-v2: their warm H100 + A100 carry 20 req/s
         total = runs[name].series["replicas"].sum(axis=1)
         assert total.max() > total[0], name
 

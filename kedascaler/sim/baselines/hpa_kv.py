@@ -36,6 +36,7 @@ class HPAKVPolicy(KedaBaseline):
     deviations = ("not an upstream recipe: the setup a user would write (target 0.7 under WVA's 0.8)",
                   "maxReplicaCount: the simulator's variant cap")
     cycle = 15.0  # the query runs whenever KEDA or HPA reads it
+    cheapest_only = True
 
     def __init__(self, target: float = 0.70, min_replicas: int = 1) -> None:
         super().__init__(ScaledObject(

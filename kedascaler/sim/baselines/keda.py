@@ -22,8 +22,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from kedascaler.sim.baselines.base import _Base
-from kedascaler.sim.config import VariantConfig
+from kedascaler.sim.baselines.base import _Base, cheapest
+from kedascaler.sim.config import SimConfig, VariantConfig
 from kedascaler.sim.keda_hpa import HPABehavior, KEDAConfig, ScalingState, hpa_step, keda_activation
 from kedascaler.sim.policy_api import Observation
 
@@ -131,8 +131,19 @@ class KedaBaseline(_Base):
         self.published: dict[str, float] = {}  # what the policy exports (or what the query would return)
         self.visible: dict[str, float] = {}  # what Prometheus holds, hence what KEDA and HPA read
 
+    cheapest_only = False  # one ScaledObject on the cheapest variant (a plain trigger), else one per variant
+
     def keda_min_replicas(self, variant: VariantConfig) -> int:
         return self.scaled_object.min_replicas
+
+    def initial(self, config: SimConfig) -> dict[str, int]:
+        """One warm replica of the cheapest variant, and every targeted variant at its minReplicaCount: the
+        state a ScaledObject that ran before t = 0 leaves."""
+        out = super().initial(config)
+        targeted = (cheapest(config.variants),) if self.cheapest_only else config.variants
+        for v in targeted:
+            out[v.name] = max(out.get(v.name, 0), min(self.scaled_object.min_replicas, v.max_replicas))
+        return out
 
     def metric(self, obs: Observation) -> dict[str, float]:
         """The trigger's value per targeted variant, computed at a cycle."""

@@ -47,6 +47,7 @@ class KedaQueuePolicy(KedaBaseline):
                   "maxReplicaCount: the simulator's variant cap (the chart's 5, the tutorial's 2)",
                   "the gateway's own queue is not in the metric (vLLM's router does not queue)")
     cycle = 15.0  # the query runs whenever KEDA or HPA reads it
+    cheapest_only = True
 
     def __init__(self, threshold: float = 5.0, polling_interval: float = 15.0, cooldown_period: float = 360.0,
                  min_replicas: int = 1) -> None:

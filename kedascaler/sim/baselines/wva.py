@@ -54,8 +54,8 @@ class WVAPolicy(WVABaseline):
     cycle = 30.0
 
     def __init__(self, config: SaturationConfig | None = None, scale_to_zero: bool = False,
-                 retention: float = 600.0) -> None:
-        super().__init__(SOURCE, scale_to_zero, retention)
+                 retention: float = 600.0, min_replicas: int | None = None) -> None:
+        super().__init__(SOURCE, scale_to_zero, retention, min_replicas)
         self.config = config or SaturationConfig()
 
     def analyse(self, obs: Observation) -> dict[str, int] | None:

@@ -12,9 +12,14 @@ Follows llm-d/llm-d-workload-variant-autoscaler:
   gateway queue, acted on at once through `wake_on_gateway`);
 * `docs/integrations/keda-integration.md` (main) and `config/samples/keda/annotations/scaledobject.yaml`
   (v0.9.0): the ScaledObject per variant — Prometheus trigger on `wva_desired_replicas`, threshold 1,
-  activationThreshold 0, pollingInterval 5 s, cooldownPeriod 30 s, minReplicaCount unset (0), HPA behaviour
-  without stabilisation, up and down by max(100% per 30 s, 5 pods per 15 s); WVA's own metrics scraped every
-  10 s (`charts/workload-variant-autoscaler/templates/manager/wva-servicemonitor.yaml`).
+  activationThreshold 0, pollingInterval 5 s, cooldownPeriod 30 s, HPA behaviour without stabilisation, up
+  and down by max(100% per 30 s, 5 pods per 15 s); WVA's own metrics scraped every 10 s
+  (`charts/workload-variant-autoscaler/templates/manager/wva-servicemonitor.yaml`);
+* minReplicaCount 1 on every variant, as WVA's two-variant benchmark runs it (v0.9.0
+  `docs/developer-guide/two-variant-wva-benchmark.md`, `hack/benchmark/scenarios/guides/variants/
+  v2-tp1-cheaper.yaml`: min/max 1/10 on both variants): the single-variant KEDA examples leave it unset (0),
+  but then V1 can never use a second variant (at zero it reports no metrics). With scale to zero on, 0
+  (`min_replicas` overrides either); the variants start warm at their minimum.
 
 Deliberate deviations (both baselines): maxReplicaCount is the simulator's variant cap, not the sample's 10 (a
 capacity choice, not a scaling behaviour); metricType AverageValue — main's KEDA doc says so, v0.9.0's sample
@@ -36,11 +41,12 @@ WVA_HPA = HPABehavior(
     scale_down_policies=(HPAPolicy("Percent", 100, 30.0), HPAPolicy("Pods", 5, 15.0)))
 
 
-def wva_scaled_object(source: str) -> ScaledObject:
-    """The ScaledObject WVA's docs put on each variant's Deployment."""
+def wva_scaled_object(source: str, min_replicas: int) -> ScaledObject:
+    """The ScaledObject WVA's docs put on each variant's Deployment, with `min_replicas` as minReplicaCount."""
     return ScaledObject(query='wva_desired_replicas{variant_name="<deployment>",exported_namespace="<namespace>"}',
                         threshold=1.0, activation_threshold=0.0, polling_interval=5.0, cooldown_period=30.0,
-                        min_replicas=0, max_replicas=None, hpa=WVA_HPA, metric_type="AverageValue", source=source)
+                        min_replicas=min_replicas, max_replicas=None, hpa=WVA_HPA, metric_type="AverageValue",
+                        source=source)
 
 
 class RequestHistory:
@@ -88,8 +94,12 @@ class WVABaseline(KedaBaseline):
     wake_on_gateway = True  # the scale-from-zero engine polls every 100 ms
     reads_counters: bool = False  # the analyzer reads pods' counters (V2); the enforcer does with scale to zero
 
-    def __init__(self, source: str, scale_to_zero: bool = False, retention: float = 600.0) -> None:
-        super().__init__(wva_scaled_object(source))
+    def __init__(self, source: str, scale_to_zero: bool = False, retention: float = 600.0,
+                 min_replicas: int | None = None) -> None:
+        """`min_replicas`: each variant's minReplicaCount; None: 1, or 0 with scale to zero."""
+        if min_replicas is None:
+            min_replicas = 0 if scale_to_zero else 1
+        super().__init__(wva_scaled_object(source, min_replicas))
         self.scale_to_zero = scale_to_zero
         self.retention = retention
         self.reads_counters = scale_to_zero or self.reads_counters
@@ -104,7 +114,7 @@ class WVABaseline(KedaBaseline):
     def enforce(self, obs: Observation, targets: dict[str, int], costs: dict[str, float]) -> dict[str, int]:
         """The enforcer: all to 0 after `retention` without a request (scale to zero on), else ≥ 1 in total on
         the cheapest decided variant (cost, then name)."""
-        if self.scale_to_zero:
+        if self.scale_to_zero and self.scaled_object.min_replicas == 0:  # v0.9: not with a minReplicas > 0
             if self.requests.observe(obs) == 0:
                 return dict.fromkeys(targets, 0)
             return targets

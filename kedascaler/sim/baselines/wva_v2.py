@@ -59,8 +59,8 @@ class WVAV2Policy(WVABaseline):
 
     def __init__(self, scale_up_threshold: float = 0.85, scale_down_boundary: float = 0.70,
                  kv_cache_threshold: float = 0.80, queue_length_threshold: float = 5.0,
-                 scale_to_zero: bool = False, retention: float = 600.0) -> None:
-        super().__init__(SOURCE, scale_to_zero, retention)
+                 scale_to_zero: bool = False, retention: float = 600.0, min_replicas: int | None = None) -> None:
+        super().__init__(SOURCE, scale_to_zero, retention, min_replicas)
         self.scale_up_threshold = scale_up_threshold
         self.scale_down_boundary = scale_down_boundary
         self.model = CapacityModel(kv_cache_threshold, queue_length_threshold)
@@ -125,7 +125,8 @@ class WVAV2Policy(WVABaseline):
             name, cap = v.config.name, prc[v.config.name]
             if cap <= 0:
                 continue
-            removable = targets[name] - max(0, v.config.min_replicas)
+            # the VA's minReplicas: the ScaledObject's minReplicaCount (internal/annotations)
+            removable = targets[name] - max(self.scaled_object.min_replicas, v.config.min_replicas)
             if removable <= 0:
                 continue
             n = min(math.floor(spare / cap), removable)
