@@ -24,7 +24,8 @@ Follows llm-d/llm-d-workload-variant-autoscaler:
 Deliberate deviations (both baselines): maxReplicaCount is the simulator's variant cap, not the sample's 10 (a
 capacity choice, not a scaling behaviour); metricType AverageValue — main's KEDA doc says so, v0.9.0's sample
 says `Value`, under which HPA computes ceil(current pods × value ÷ threshold) and would ask N² replicas for a
-desired N (KEDA's default, the HPA samples and the README use AverageValue, under which HPA lands on N).
+desired N (KEDA's default, the HPA samples and the README use AverageValue, under which HPA lands on N); the
+HPA's sync runs at a fixed phase, 10 s after each cycle (`sync_phase`); the GPU limiter is not modelled.
 """
 
 from __future__ import annotations
@@ -143,7 +144,8 @@ class WVABaseline(KedaBaseline):
                 self.last_note = f"scale from zero: {view.config.name} → 1 (requests at the EPP)"
 
     def policy_settings(self) -> dict:
-        return {"scale_to_zero": self.scale_to_zero, "retention_s": self.retention,
+        return {"minReplicaCount_from": "WVA's two-variant benchmark (min/max 1/10 per variant); 0 with scale to zero",
+                "scale_to_zero": self.scale_to_zero, "retention_s": self.retention,
                 "scale_from_zero": "every inactive variant to 1 when requests wait at the gateway"}
 
 
