@@ -1,14 +1,22 @@
 """The scaling policies the simulator compares, all fed the same arrivals and the same cluster model.
 
 kedascaler's (`kedascaler.sim.scaler_policies`: the shared cycle step `serve` runs), the baselines it is judged
-against (`kedascaler.sim.baselines`: WVA, KEDA's Prometheus scaler, HPA, a static fleet) and the oracle
-(`kedascaler.sim.oracle`: the cost floor). This module names them and builds fresh ones for a run.
+against (`kedascaler.sim.baselines`, one module each: WVA's V1 and v0.9 loops, KEDA's Prometheus scaler on the
+queue, HPA on KV-cache usage, a static fleet) and the oracle (`kedascaler.sim.oracle`: the cost floor). This
+module names them and builds fresh ones for a run.
 """
 
 from __future__ import annotations
 
 from kedascaler.engine.sizing import HYBRID, MODEL
-from kedascaler.sim.baselines import HPAUtilPolicy, KedaQueuePolicy, StaticPolicy, WVAPolicy, cheapest
+from kedascaler.sim.baselines import (
+    HPAKVPolicy,
+    KedaQueuePolicy,
+    StaticPolicy,
+    WVAPolicy,
+    WVAV2Policy,
+    cheapest,
+)
 from kedascaler.sim.config import SimConfig
 from kedascaler.sim.oracle import (
     OraclePolicy,
@@ -24,14 +32,14 @@ from kedascaler.sim.policy_api import Policy
 from kedascaler.sim.scaler_policies import NAMESPACE, KedascalerPolicy, KedascalerSloPolicy
 from kedascaler.sim.workloads import Workload
 
-__all__ = ["EXTRA_POLICY_NAMES", "NAMESPACE", "POLICY_NAMES", "HPAUtilPolicy", "KedaQueuePolicy", "KedascalerPolicy",
-           "KedascalerSloPolicy", "OraclePolicy", "StaticPolicy", "WVAPolicy", "calibrated_capacity", "cheapest",
-           "cheapest_mix", "future_rates", "make_policies", "replica_capacity", "slo_attainment_at",
+__all__ = ["EXTRA_POLICY_NAMES", "NAMESPACE", "POLICY_NAMES", "HPAKVPolicy", "KedaQueuePolicy", "KedascalerPolicy",
+           "KedascalerSloPolicy", "OraclePolicy", "StaticPolicy", "WVAPolicy", "WVAV2Policy", "calibrated_capacity",
+           "cheapest", "cheapest_mix", "future_rates", "make_policies", "replica_capacity", "slo_attainment_at",
            "workload_capacity"]
 
 
-POLICY_NAMES = ("kedascaler", "kedascaler-warm", "wva", "keda-queue", "hpa-util", "static-peak", "oracle-startup",
-                "oracle")
+POLICY_NAMES = ("kedascaler", "kedascaler-warm", "wva", "wva-v2", "keda-queue", "hpa-kv", "static-peak",
+                "oracle-startup", "oracle")
 # run on request (--policy), not by default: SLO sizing with learned parameters (hybrid, model) and with the
 # true ones as a user-given profile
 EXTRA_POLICY_NAMES: tuple[str, ...] = ("kedascaler-hybrid", "kedascaler-model", "kedascaler-hybrid-profile")
@@ -55,10 +63,12 @@ def make_policies(names: list[str] | tuple[str, ...], workload: Workload, config
             out.append(KedascalerPolicy(model_id, scale_to_zero=False))
         elif name == "wva":
             out.append(WVAPolicy())
+        elif name == "wva-v2":
+            out.append(WVAV2Policy())
         elif name == "keda-queue":
             out.append(KedaQueuePolicy())
-        elif name == "hpa-util":
-            out.append(HPAUtilPolicy())
+        elif name == "hpa-kv":
+            out.append(HPAKVPolicy())
         elif name == "static-peak":
             out.append(StaticPolicy(oracle.peak(config)))
         elif name == "oracle":

@@ -1,4 +1,5 @@
-"""Each policy behaves as documented; the oracle is the cost floor at its SLO."""
+"""kedascaler's policies behave as documented; every default policy scales on a step; the oracle is the cost
+floor at its SLO. The baselines' own behaviour: tests/sim/test_baselines*.py."""
 
 from __future__ import annotations
 
@@ -9,10 +10,7 @@ from kedascaler.engine.types import PodMetrics
 from kedascaler.sim.config import SimConfig, default_variants
 from kedascaler.sim.policies import (
     POLICY_NAMES,
-    HPAUtilPolicy,
-    KedaQueuePolicy,
     KedascalerPolicy,
-    WVAPolicy,
     cheapest_mix,
     make_policies,
 )
@@ -33,39 +31,9 @@ def _obs(now: float, a100: tuple[int, int, list[tuple[float, float]]], h100=(0, 
     return Observation(now, tuple(views), 0)
 
 
-def test_wva_adds_one_replica_per_cycle_to_the_cheapest_variant():
-    wva = WVAPolicy()
-    out = wva.decide(_obs(0, (2, 2, [(0.95, 30), (0.95, 30)])))
-    assert out["llama-a100"].value == 3 and out["llama-h100"].value == 0  # +1 only, however saturated
-
-
-def test_wva_skips_a_variant_with_pending_replicas_and_keeps_its_previous_desired():
-    wva = WVAPolicy()
-    wva.decide(_obs(0, (2, 2, [(0.95, 30)] * 2)))
-    out = wva.decide(_obs(60, (2, 2, [(0.95, 30)] * 2)))  # HPA has not applied 3 yet: preserved, no +1 more
-    assert out["llama-a100"].value == 3
-    out = wva.decide(_obs(120, (3, 2, [(0.95, 30)] * 2)))  # the third is loading: the next +1 goes to H100
-    assert out["llama-a100"].value == 3 and out["llama-h100"].value == 1
-
-
-def test_wva_removes_one_from_the_most_expensive_when_n_minus_one_is_safe():
-    wva = WVAPolicy()
-    out = wva.decide(_obs(0, (2, 2, [(0.1, 0), (0.1, 0)]), h100=(1, 1, [(0.1, 0)])))
-    assert out["llama-h100"].value == 0 and out["llama-a100"].value == 2
-    out = WVAPolicy().decide(_obs(0, (2, 2, [(0.6, 0), (0.6, 0)])))  # 1.2 KV on one replica: not safe
-    assert out["llama-a100"].value == 2
-
-
 def test_kedascaler_asks_for_the_whole_size_in_one_cycle():
     out = KedascalerPolicy().decide(_obs(0, (2, 2, [(0.95, 30), (0.95, 30)])))
     assert out["llama-a100"].value + out["llama-h100"].value > 3
-
-
-def test_keda_queue_and_hpa_util_scale_the_cheapest_variant_by_their_metric():
-    out = KedaQueuePolicy(threshold=5).decide(_obs(0, (2, 2, [(0.5, 20), (0.5, 10)])))
-    assert set(out) == {"llama-a100"} and out["llama-a100"].value == pytest.approx(6)
-    out = HPAUtilPolicy(target=0.7).decide(_obs(0, (2, 2, [(0.5, 0), (0.5, 0)])))
-    assert out["llama-a100"].value == pytest.approx(2 * (10 / 32) / 0.7)
 
 
 def test_cheapest_mix_covers_the_rate_at_least_cost():
@@ -86,25 +54,19 @@ def step_runs():
     return _step_runs()
 
 
-def test_static_never_changes(step_runs):
-    _, _, runs = step_runs
-    run = runs["static-peak"]
-    assert run.scaling_actions.sum() == 0
-    assert np.all(run.series["replicas"] == run.series["replicas"][0])
-
-
-def test_wva_total_rises_by_at_most_one_per_cycle(step_runs):
-    _, _, runs = step_runs
-    run = runs["wva"]
-    total = run.series["replicas"].sum(axis=1)
-    per_cycle = total[:: int(60 / 5)]  # samples every 5 s, WVA cycles every 60 s
-    assert np.max(np.diff(per_cycle)) <= 1
-    assert total.max() > total[0]  # it did scale up on the step
+def test_every_default_name_builds_its_policy_and_hpa_util_is_gone(step_runs):
+    w, cfg, runs = step_runs
+    assert list(runs) == list(POLICY_NAMES)
+    baselines = ("wva", "wva-v2", "keda-queue", "hpa-kv", "static-peak")
+    assert [n for n in POLICY_NAMES if n in baselines] == list(baselines) and "hpa-util" not in POLICY_NAMES
+    assert POLICY_NAMES[:2] == ("kedascaler", "kedascaler-warm") and POLICY_NAMES[-1] == "oracle"
+    with pytest.raises(ValueError, match="unknown policy"):
+        make_policies(["hpa-util"], w, cfg)
 
 
 def test_baselines_scale_up_on_the_step(step_runs):
     _, _, runs = step_runs
-    for name in ("kedascaler", "keda-queue", "hpa-util"):
+    for name in ("kedascaler", "keda-queue", "hpa-kv"):  # wva, wva-v2: their warm H100 + A100 carry 20 req/s
         total = runs[name].series["replicas"].sum(axis=1)
         assert total.max() > total[0], name
 

@@ -40,7 +40,7 @@ TINY = [Scenario("tiny-a", "2 req/s for 60 s", functools.partial(tiny, 2.0)),
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
-    policies = suite_policies(["static-peak", "hpa-util"])
+    policies = suite_policies(["static-peak", "hpa-kv"])
     settings = SuiteSettings(seed=3)
     results = run_suite(TINY, policies, settings, jobs=2)
     data = suite_data(results, settings, policies, 1.0, 2)
@@ -64,7 +64,7 @@ def test_suite_json_has_a_row_per_scenario_and_policy(suite):
     on_disk = json.loads((out / "suite.json").read_text())
     rows = on_disk["rows"]
     assert [(r["scenario"], r["policy"]) for r in rows] == [
-        (s, p) for s in ("tiny-a", "tiny-b") for p in ("static-peak", "hpa-util", "oracle", "oracle-startup")]
+        (s, p) for s in ("tiny-a", "tiny-b") for p in ("static-peak", "hpa-kv", "oracle", "oracle-startup")]
     for r in rows:
         assert set(r) == KEYS
     assert all(r["cost_ratio_bound"] == pytest.approx(1.0) for r in rows if r["policy"] == "oracle")
@@ -82,7 +82,7 @@ def test_leaderboard_tables(suite):
     assert len(leaderboard.full(data).splitlines()) == 2 + 8
     assert "| tiny-b |" in leaderboard.matrix(data) and "tiny-a" in leaderboard.scenarios(data)
     ranked = leaderboard.summary(data["rows"])
-    assert {s["policy"] for s in ranked} == {"static-peak", "hpa-util", "oracle", "oracle-startup"}
+    assert {s["policy"] for s in ranked} == {"static-peak", "hpa-kv", "oracle", "oracle-startup"}
     assert [s["met"] for s in ranked] == sorted((s["met"] for s in ranked), reverse=True)
 
 
@@ -133,8 +133,8 @@ def test_sim_tables_unknown_block(tmp_path, suite):
 def test_cli_suite_prints_the_leaderboard(tmp_path, capsys):
     from kedascaler.cli.simulate import main
 
-    argv = ["--suite", "--only", "on-off", "--policy", "hpa-util", "--jobs", "1", "--quiet", "--out", str(tmp_path)]
+    argv = ["--suite", "--only", "on-off", "--policy", "hpa-kv", "--jobs", "1", "--quiet", "--out", str(tmp_path)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "| on-off | hpa-util |" in printed and "| rank | policy |" in printed
-    assert {r["policy"] for r in json.loads((tmp_path / "suite.json").read_text())["rows"]} == {"hpa-util", "oracle", "oracle-startup"}
+    assert "| on-off | hpa-kv |" in printed and "| rank | policy |" in printed
+    assert {r["policy"] for r in json.loads((tmp_path / "suite.json").read_text())["rows"]} == {"hpa-kv", "oracle", "oracle-startup"}
