@@ -236,7 +236,9 @@ class StatusWriter:
     def write(self, decisions: Iterable[Decision], state: InventoryState,
               missing_targets: Collection[VariantKey] = (), *, plans: Mapping[tuple[str, str], SloPlan] | None = None,
               parameters: Mapping[VariantKey, VariantParameters] | None = None) -> int:
-        """Write every decision's status that changed; Events for desired changes and new problems. Returns patches made.
+        """Write every decision's status that changed; Events for desired changes and new problems.
+
+        Returns the number of patches made.
 
         `plans` (per (namespace, model)) and `parameters` (per VA): SLO sizing's outcome (CycleReport.plans and
         .parameters), written as the ModelBasedSizing condition and status.performanceEstimate."""
