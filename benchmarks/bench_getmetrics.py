@@ -1,8 +1,9 @@
 """GetMetrics throughput and latency of a real ScalerServer on loopback, as many KEDA clients would load it.
 
 Side by side with a no-op grpcio servicer in the same run (same clients, same machine): the ratio of the
-two throughputs is the cost of kedascaler's own RPC path. The server runs in this process; the clients run in separate processes (spawned, each with its own channels)
-so that the client side does not share the server's GIL. Prints: clients, calls/s, p50 ms, p99 ms.
+two throughputs is the cost of kedascaler's own RPC path. The server runs in this process; the clients run
+in separate processes (spawned, each with its own channels) so that the client side does not share the
+server's GIL. Prints: clients, calls/s, p50 ms, p99 ms.
 
     uv run python benchmarks/bench_getmetrics.py [--clients 1 16 64] [--duration 3] [--variants 1000]
 """
@@ -34,7 +35,8 @@ from kedascaler.server.app import ScalerServer  # noqa: E402
 class NoopScaler(pb_grpc.ExternalScalerServicer):
     """The floor: grpcio's own cost of one GetMetrics, answering a constant without reading anything."""
 
-    _ANSWER = pb.GetMetricsResponse(metricValues=[pb.MetricValue(metricName="noop", metricValue=1, metricValueFloat=1.0)])
+    _ANSWER = pb.GetMetricsResponse(
+        metricValues=[pb.MetricValue(metricName="noop", metricValue=1, metricValueFloat=1.0)])
 
     async def GetMetrics(self, request, context):  # noqa: N802 - grpc's naming
         return self._ANSWER
@@ -136,7 +138,8 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-async def measure(port: int, pool: ProcessPoolExecutor, processes: int, clients: int, args) -> tuple[float, float, float, int]:
+async def measure(port: int, pool: ProcessPoolExecutor, processes: int, clients: int,
+                  args) -> tuple[float, float, float, int]:
     """Spread `clients` over up to `processes` client processes; return calls/s, p50, p99, errors."""
     loop = asyncio.get_running_loop()
     procs = max(1, min(processes, clients))
@@ -156,7 +159,8 @@ async def main_async(args) -> int:
     port = await server.start()
     cpus = os.cpu_count() or 1
     print(f"GetMetrics on 127.0.0.1:{port}: {args.variants} variants, {args.duration:g}s per row "
-          f"(+{args.warmup:g}s warm-up), up to {args.processes} client process(es), {cpus} CPU(s) shared with the server")
+          f"(+{args.warmup:g}s warm-up), up to {args.processes} client process(es), "
+          f"{cpus} CPU(s) shared with the server")
     noop, noop_port = await start_noop()
     print(f"{'clients':>8} {'calls/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} | {'no-op calls/s':>13} "
           f"{'no-op p50':>9} {'no-op p99':>9} | {'cost ratio':>10}")

@@ -6,8 +6,9 @@ over the window as the usage query gives it), so the figure is the scaler's own 
 from the real PrometheusSource's fixed query list.
 
 `--scaling-mode`: `off` is the saturation engine alone (no planner); `saturation`, `hybrid` or `model` run
-the reconcile loop with SLO sizing (`PlannerSettings`) in that global mode (as `serve --scaling-mode` does), every VA with a
-`variantProfile` and a service class, so each model is sized every cycle. Prints a table, exits 0.
+the reconcile loop with SLO sizing (`PlannerSettings`) in that global mode (as `serve --scaling-mode`
+does), every VA with a `variantProfile` and a service class, so each model is sized every cycle. Prints a
+table, exits 0.
 """
 
 from __future__ import annotations

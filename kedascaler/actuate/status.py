@@ -13,7 +13,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import kubernetes.client
 from kubernetes.client.exceptions import ApiException
@@ -24,12 +24,25 @@ from kedascaler.spec.config import API_GROUP, API_VERSION, VA_KIND
 from kedascaler.spec.inventory import InventoryState
 from kedascaler.spec.problems import Problem
 
+if TYPE_CHECKING:
+    import urllib3
+
 log = logging.getLogger("kedascaler.actuate.status")
 
 VA_PLURAL = "variantautoscalings"
 VA_VERSION = API_VERSION.split("/", 1)[1]
 COMPONENT = "kedascaler"
 _TIME_KEYS = ("lastTransitionTime", "lastRunTime", "time")
+
+
+# The client's signatures name models, but its @validate_call builds the CoreV1Event from a dict body, and with
+# `_preload_content=False` it returns the urllib3 response rather than the model (as in actuate/leader.py).
+def _as_event(body: dict[str, Any]) -> kubernetes.client.CoreV1Event:
+    return cast(kubernetes.client.CoreV1Event, body)
+
+
+def _raw(response: object) -> urllib3.BaseHTTPResponse:
+    return cast("urllib3.BaseHTTPResponse", response)
 
 
 def rfc3339(seconds: float) -> str:
@@ -121,7 +134,7 @@ def status_for(d: Decision, target_missing: bool = False, *, plan: SloPlan | Non
     With SLO sizing (`plan`: the model's SloPlan, `params`: the variant's VariantParameters) also the
     `ModelBasedSizing` condition, `performanceEstimate` and the predicted latencies of the plan taken."""
     when = rfc3339(d.decided_at or time.time())
-    status = {
+    status: dict[str, Any] = {
         "currentReplicas": d.current_replicas,
         "desiredReplicas": d.desired_replicas,
         "active": d.active,
@@ -191,7 +204,7 @@ class EventRecorder:
         involved = {"apiVersion": api_version, "kind": kind, "namespace": namespace, "name": name}
         if uid:
             involved["uid"] = uid
-        body = {
+        body: dict[str, Any] = {
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"name": f"{name}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
             "involvedObject": involved, "reason": reason, "message": message[:1024], "type": event_type,
@@ -199,7 +212,7 @@ class EventRecorder:
             "reportingInstance": self.component, "firstTimestamp": now, "lastTimestamp": now, "count": 1,
         }
         try:
-            self.core.create_namespaced_event(namespace, body, _preload_content=False).read()
+            _raw(self.core.create_namespaced_event(namespace, _as_event(body), _preload_content=False)).read()
             self.recorded += 1
         except Exception as exc:  # noqa: BLE001
             log.warning("could not record Event %s on %s %s/%s: %s", reason, kind, namespace, name, exc)
@@ -223,7 +236,9 @@ class StatusWriter:
     def write(self, decisions: Iterable[Decision], state: InventoryState,
               missing_targets: Collection[VariantKey] = (), *, plans: Mapping[tuple[str, str], SloPlan] | None = None,
               parameters: Mapping[VariantKey, VariantParameters] | None = None) -> int:
-        """Write every decision's status that changed; Events for desired changes and new problems. Returns patches made.
+        """Write every decision's status that changed; Events for desired changes and new problems.
+
+        Returns the number of patches made.
 
         `plans` (per (namespace, model)) and `parameters` (per VA): SLO sizing's outcome (CycleReport.plans and
         .parameters), written as the ModelBasedSizing condition and status.performanceEstimate."""
@@ -301,9 +316,9 @@ class StatusWriter:
                 cond["lastTransitionTime"] = rfc3339(now)
                 self._transitions[(key, cond["type"])] = (cond["status"], cond["lastTransitionTime"])
         try:
-            self.custom.patch_namespaced_custom_object_status(
+            _raw(self.custom.patch_namespaced_custom_object_status(
                 API_GROUP, VA_VERSION, key.namespace, VA_PLURAL, key.name, {"status": status},
-                _preload_content=False).read()
+                _preload_content=False)).read()
         except ApiException as exc:
             if exc.status == 404:
                 log.info("VariantAutoscaling %s is gone; not writing its status", key)

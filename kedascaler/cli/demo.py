@@ -200,7 +200,8 @@ def format_cycle(report: CycleReport, fleet: EmulatedFleet) -> list[str]:
             reason = "" if d is None else str(d.reason)
             active = "" if d is None else ("active  " if d.active else "inactive")
             lines.append(
-                f"t={fleet.now:6.0f}s load {rate:5.1f} req/s gw {gateway:3d} | {v.spec.key.name:<14} {v.spec.accelerator:<4} "
+                f"t={fleet.now:6.0f}s load {rate:5.1f} req/s gw {gateway:3d} | "
+                f"{v.spec.key.name:<14} {v.spec.accelerator:<4} "
                 f"cost {v.spec.cost:>4g} | kv max {kv:4.2f} queue {queue:4.0f} | replicas {v.current_replicas} "
                 f"({v.ready_replicas} ready) -> {desired:<2} {active} | {reason}"
             )

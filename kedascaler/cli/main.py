@@ -31,11 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the external scaler (gRPC) and its reconcile loop")
     source = serve.add_mutually_exclusive_group()
     source.add_argument("--inventory", type=Path, help="folder of VariantAutoscaling and ConfigMap YAML (no cluster)")
-    source.add_argument("--kubernetes", action="store_true", help="watch the Kubernetes API (in-cluster or --kubeconfig)")
+    source.add_argument("--kubernetes", action="store_true",
+                        help="watch the Kubernetes API (in-cluster or --kubeconfig)")
     serve.add_argument("--kubeconfig", help="kubeconfig file (implies --kubernetes when given alone)")
     serve.add_argument("--namespace", help="only VariantAutoscalings in this namespace (default: all)")
     serve.add_argument("--label-selector", help="only VariantAutoscalings with these labels (sharding)")
-    serve.add_argument("--controller-namespace", default="kedascaler-system", help="where the ConfigMaps and the Lease live")
+    serve.add_argument("--controller-namespace", default="kedascaler-system",
+                       help="where the ConfigMaps and the Lease live")
     serve.add_argument("--prometheus-url", help="read vLLM metrics from Prometheus (default: scrape pods directly)")
     serve.add_argument("--prometheus-token-file", type=Path, help="bearer token file for Prometheus")
     serve.add_argument("--prometheus-ca-file", type=Path, help="CA bundle for Prometheus over TLS")
@@ -44,10 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--stale-after", type=positive, default=300.0,
                        help="answer UNAVAILABLE when the metrics behind a decision are older than this (default 300 s)")
     serve.add_argument("--idle-window", type=positive, default=300.0,
-                       help="seconds without requests before a model whose variants all have minReplicas 0 goes to zero (default 300)")
+                       help="seconds without requests before a model whose variants all have minReplicas 0 "
+                            "goes to zero (default 300)")
     serve.add_argument("--no-scale-to-zero", action="store_true", help="keep every model warm (never report inactive)")
     serve.add_argument("--activation-port", type=port,
-                       help="serve POST /v1/activate/{namespace}/{model} on this port, for gateways to wake a cold model at once")
+                       help="serve POST /v1/activate/{namespace}/{model} on this port, "
+                            "for gateways to wake a cold model at once")
     serve.add_argument("--activation-prometheus-url",
                        help="where to read the gateway's queue for cold models (default: --prometheus-url)")
     serve.add_argument("--activation-query", help="PromQL for requests waiting per model at the gateway "
@@ -92,7 +96,8 @@ def _tls_config(args: argparse.Namespace, parser: argparse.ArgumentParser):
         return None
     if not (args.tls_cert and args.tls_key):
         parser.error("--tls-cert and --tls-key go together: give both")
-    for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key), ("--tls-client-ca", args.tls_client_ca)):
+    for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key),
+                       ("--tls-client-ca", args.tls_client_ca)):
         if path is not None and not path.is_file():
             parser.error(f"{flag}: file {path} does not exist")
     return TLSConfig(str(args.tls_cert), str(args.tls_key), str(args.tls_client_ca) if args.tls_client_ca else None)
@@ -194,8 +199,9 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         if after_cycle is not None and kube is not None:
             writer, elector = after_cycle
             if elector.is_leader:  # every replica answers KEDA; only the leader writes status and events
+                # on wake-up cycles, plans and parameters are the last full cycle's
                 writer.write(report.decisions, kube.current(), kube.missing_targets(),
-                             plans=reconciler.plans, parameters=reconciler.parameters)  # wake-up cycles: the last full one's
+                             plans=reconciler.plans, parameters=reconciler.parameters)
 
     loop_task = asyncio.create_task(reconciler.run_forever(args.interval, on_cycle=on_cycle))
     try:
@@ -222,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.kubeconfig and not args.inventory:
             args.kubernetes = True
         if not args.inventory and not args.kubernetes:
-            parser.error("serve needs a source of VariantAutoscalings: --inventory DIR, or --kubernetes / --kubeconfig FILE")
+            parser.error("serve needs a source of VariantAutoscalings: "
+                         "--inventory DIR, or --kubernetes / --kubeconfig FILE")
         return asyncio.run(_serve(args, parser))
     if args.command == "demo":
         from kedascaler.cli.demo import run_demo

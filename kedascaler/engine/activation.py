@@ -85,7 +85,8 @@ def activation(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision])
 
     if busy is not None and (busy[0] != "request" or t - (last or t) < window):
         signal, value = busy
-        what = {"request": f"request pushed {value:.3g}s ago", "gateway_queue": f"{value:g} request(s) queued at the gateway"}
+        what = {"request": f"request pushed {value:.3g}s ago",
+                "gateway_queue": f"{value:g} request(s) queued at the gateway"}
         return result(True, signal, value, f"active: {what.get(signal, f'{signal} {value:.3g} at the pods')}")
     gap = missing_data(snapshot)
     if last is None:

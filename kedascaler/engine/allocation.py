@@ -118,7 +118,7 @@ def allocate(rate: float, variants: Sequence[VariantOption], capacities: Sequenc
     falls short. `capacities`: what one replica of each variant carries within the targets."""
     rows: list[Row] = []
     notes: list[str] = []
-    for i, (v, cap) in enumerate(zip(variants, capacities)):
+    for i, (v, cap) in enumerate(zip(variants, capacities, strict=True)):
         low = max(0, v.min_replicas)
         room = accelerator_room(Row(i, 0, 0, 0, None, v.accelerator, v.accelerator_count), pool)
         if room is not None and room < low:
@@ -142,10 +142,10 @@ def allocate(rate: float, variants: Sequence[VariantOption], capacities: Sequenc
         short = False
         if not complete:
             notes.append(f"search stopped after {SEARCH_BUDGET} nodes: cheapest found, maybe not the cheapest")
-        for row, e in zip(useful, extra):
+        for row, e in zip(useful, extra, strict=True):
             _take(pool, row, e)
     out = list(base)
-    for row, e in zip(useful, extra):
+    for row, e in zip(useful, extra, strict=True):
         out[row.index] += e
     return out, "; ".join(notes), short
 

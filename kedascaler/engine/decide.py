@@ -209,7 +209,7 @@ def _counted(snapshot: ModelSnapshot, route: Route) -> DecisionSteps:
         route=route, current_total=sum(v.current_replicas for v in snapshot.variants),
         ready_total=sum(v.ready_replicas for v in snapshot.variants),
         pending_total=sum(v.pending_replicas for v in snapshot.variants),
-        missing_total=sum(max(0, v.ready_replicas - n) for v, n in zip(snapshot.variants, analysed)),
+        missing_total=sum(max(0, v.ready_replicas - n) for v, n in zip(snapshot.variants, analysed, strict=True)),
         analysed_total=sum(analysed),
         stale_variants=tuple(v.spec.key for v in snapshot.variants if not v.metrics_fresh),
         model_thresholds=snapshot.config)

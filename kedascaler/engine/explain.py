@@ -34,7 +34,7 @@ def takes_excess(steps: DecisionSteps) -> bool:
 
 def moves(plan: Sequence[VariantTarget], targets: Sequence[int], direction: Action | None) -> str:
     """The per-variant moves, in the order the selector made them, e.g. '+3 on a100 (A100), cost 20, cheapest'."""
-    wanted = {v.key: n for v, n in zip(plan, targets)}
+    wanted = {v.key: n for v, n in zip(plan, targets, strict=True)}
     order = scale_down_order(plan) if direction == Action.SCALE_DOWN else scale_up_order(plan)
     cheapest, priciest = scale_up_order(plan)[0].key, scale_down_order(plan)[0].key
     parts = []

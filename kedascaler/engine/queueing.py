@@ -80,7 +80,7 @@ class ReplicaArrays:
         size = len(models)
         prompt = _array(prompt_tokens, size, np.float64)
         output = _array(output_tokens, size, np.float64)
-        limits = [m.batch_limit(float(p), float(o)) for m, p, o in zip(models, prompt, output)]
+        limits = [m.batch_limit(float(p), float(o)) for m, p, o in zip(models, prompt, output, strict=True)]
         return cls.of(alpha=[m.alpha for m in models], beta=[m.beta for m in models],
                       gamma=[m.gamma for m in models], delta=[m.delta for m in models],
                       max_batch=limits, prompt_tokens=prompt, output_tokens=output, max_queue=max_queue,
@@ -231,7 +231,7 @@ def _blocks(params: ReplicaArrays) -> list[_Block]:
 def _evaluate(blocks: list[_Block], size: int, rate: np.ndarray) -> list[np.ndarray]:
     outs = [np.empty(size) for _ in range(9)]
     for block in blocks:
-        for out, value in zip(outs, block.metrics(rate[block.rows])):
+        for out, value in zip(outs, block.metrics(rate[block.rows]), strict=True):
             out[block.rows] = value
     return outs
 

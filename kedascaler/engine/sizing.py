@@ -117,7 +117,7 @@ def _share(rate: float, capacities: Sequence[float], counts: Sequence[int], j: i
     """The load of one replica of variant j: the model's load spread in proportion to capacity."""
     if counts[j] == 0:
         return 0.0
-    total = sum(n * c for n, c in zip(counts, capacities))
+    total = sum(n * c for n, c in zip(counts, capacities, strict=True))
     if total > 0:
         return rate * capacities[j] / total
     return rate / sum(counts)  # nothing meets the targets: spread per replica, to predict the miss
@@ -137,7 +137,7 @@ def size_models(demands: Sequence[ModelDemand], available: Mapping[str, int] | N
     if rows:
         found = max_arrival_rate(_arrays(rows), np.array([_target(_slo(d).itl_ms) for d, _ in rows]),
                                  np.array([_target(_slo(d).ttft_ms) for d, _ in rows]))
-        for (m, _), (d, v), cap in zip(pairs, rows, found):
+        for (m, _), (d, v), cap in zip(pairs, rows, found, strict=True):
             w = _workload(d)
             fits = _perf(v).batch_limit(w.prompt_tokens, w.output_tokens) >= 1
             caps[m].append(float(cap) if fits else 0.0)
@@ -154,7 +154,8 @@ def size_models(demands: Sequence[ModelDemand], available: Mapping[str, int] | N
     if running:
         metrics = replica_metrics(_arrays([(demands[m], demands[m].variants[j]) for m, j in running]),
                                   [loads[mj] for mj in running])
-        predicted = {mj: (float(itl), float(ttft)) for mj, itl, ttft in zip(running, metrics.itl_ms, metrics.ttft_ms)}
+        predicted = {mj: (float(itl), float(ttft))
+                     for mj, itl, ttft in zip(running, metrics.itl_ms, metrics.ttft_ms, strict=True)}
 
     out: list[ModelSizing] = []
     for m, d in enumerate(demands):
@@ -163,9 +164,9 @@ def size_models(demands: Sequence[ModelDemand], available: Mapping[str, int] | N
             continue
         counts, note, short = plans[m]
         sized = [VariantSizing(v.key, n, caps[m][j], loads[(m, j)], *predicted.get((m, j), (math.nan, math.nan)),
-                               n * v.cost) for j, (v, n) in enumerate(zip(d.variants, counts))]
+                               n * v.cost) for j, (v, n) in enumerate(zip(d.variants, counts, strict=True))]
         rate = _workload(d).arrival_rate
-        capacity = sum(n * c for n, c in zip(counts, caps[m]))
+        capacity = sum(n * c for n, c in zip(counts, caps[m], strict=True))
         cost = sum(v.cost for v in sized)
         short = short or capacity < rate * (1 - COVERED)
         out.append(ModelSizing(d.namespace, d.model_id, False, _reason(d, sized, capacity, cost, short, note),

@@ -3,8 +3,9 @@
 The inputs are what the shell gathered this cycle — the inventory, each variant's workload status, the
 metrics samples, the clock reading, the gateway queues and the pushed wake-ups; the state is everything kept
 between cycles — the previous decisions, the last full cycle's SLO plans, the planner's observations and
-fits, each directly scraped pod's last counter reading — as one immutable value. `serve` (`kedascaler.loop.reconcile.Reconciler`) is a thin timer around this
-function; the simulator's kedascaler policies call the very same function with simulated inputs.
+fits, each directly scraped pod's last counter reading — as one immutable value. `serve`
+(`kedascaler.loop.reconcile.Reconciler`) is a thin timer around this function; the simulator's kedascaler
+policies call the very same function with simulated inputs.
 
 No I/O and no clock here. One model's failure (engine or sizing) never loses another model's decision: it
 keeps its previous decisions and the error is reported.

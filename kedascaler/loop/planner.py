@@ -3,8 +3,9 @@
 The engine's pieces are pure (`engine/sizing.py`, `engine/estimation.py`); so is this module. The state they
 need between cycles — each variant's sliding window of observations, its latest fit, its KV cache size, and
 each model's last known request lengths — is a `PlannerState` value passed in and returned by `plan_cycle`,
-joined with the inventory (modes, `variantProfile`, `sloClassRef`, the `serviceclass` ConfigMap). Everything it decides carries its reason: the plan, or why a model falls back
-to saturation, and per variant where its parameters come from (`variantProfile`, `estimated`) or why none.
+joined with the inventory (modes, `variantProfile`, `sloClassRef`, the `serviceclass` ConfigMap).
+Everything it decides carries its reason: the plan, or why a model falls back to saturation, and per
+variant where its parameters come from (`variantProfile`, `estimated`) or why none.
 
 No clock and no I/O: `now` comes in; the reconcile loop and the simulator call it the same way.
 """

@@ -80,7 +80,9 @@ def static_status(spec: VariantSpec, urls: Sequence[str]) -> WorkloadStatus:
 
 
 def owner_of(pod: str, namespace: str, by_target: Mapping[tuple[str, str], VariantSpec]) -> VariantSpec | None:
-    """The variant whose Deployment owns a pod, by Kubernetes' naming (`<deployment>-<hash>-<id>`): longest prefix wins."""
+    """The variant whose Deployment owns a pod, by Kubernetes' naming (`<deployment>-<hash>-<id>`).
+
+    The longest prefix wins."""
     parts = pod.split("-")
     for cut in range(len(parts) - 1, 0, -1):
         spec = by_target.get((namespace, "-".join(parts[:cut])))

@@ -14,7 +14,8 @@ from kedascaler.engine.types import Action
 
 VARIANT_LABELS = ("variant", "namespace", "model", "accelerator")
 ACTIONS = tuple(Action)  # scale-up, scale-down, hold, stale, bounds, inactive
-STAGES = ("workload", "collect", "activation", "usage", "engine", "slo", "other")  # usage: the optional usage query (a warning)
+# usage: the optional usage query (a warning)
+STAGES = ("workload", "collect", "activation", "usage", "engine", "slo", "other")
 
 # Reconcile cycles take milliseconds (emulated) to seconds (a big fleet behind a slow Prometheus).
 CYCLE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

@@ -158,7 +158,8 @@ class Observer:
             m.ready.labels(*labels).set(d.ready_replicas)
             m.active.labels(*labels).set(1 if d.active else 0)
             m.decision_stale.labels(*labels).set(1 if d.stale else 0)
-            for gauge, number in zip((m.saturation, m.spare_kv, m.spare_queue), saturation_gauges(d.steps)):
+            gauges = (m.saturation, m.spare_kv, m.spare_queue)
+            for gauge, number in zip(gauges, saturation_gauges(d.steps), strict=True):
                 gauge.labels(*labels).set(number)
             previous = self._last_desired.get(d.key)
             if previous is None or previous != d.desired_replicas or self._variant_series.get(d.key) != labels:

@@ -52,7 +52,8 @@ def _plot_decisions(plt: Any, path: Path, rows: Sequence[dict[str, Any]], t0: fl
     fig, axes = plt.subplots(max(1, len(keys)), 1, figsize=(11, 2.6 * max(1, len(keys))), sharex=True, squeeze=False)
     marks = {"scale-up": ("^", "tab:green"), "scale-down": ("v", "tab:red"), "stale": ("x", "tab:gray"),
              "bounds": ("s", "tab:purple")}
-    for ax, key in zip(axes[:, 0], keys):
+    # strict=False: with no variant there is still one (empty) axis, and nothing to draw on it
+    for ax, key in zip(axes[:, 0], keys, strict=False):
         seq = by[key]
         t = [d["ts"] - t0 for d in seq]
         ax.step(t, [d["current"] for d in seq], where="post", label="current", color="tab:blue")
@@ -60,7 +61,7 @@ def _plot_decisions(plt: Any, path: Path, rows: Sequence[dict[str, Any]], t0: fl
         for action, (marker, color) in marks.items():
             pts = [(d["ts"] - t0, d["desired"]) for d in seq if d["action"] == action]
             if pts:
-                ax.scatter(*zip(*pts), marker=marker, color=color, label=action, zorder=3)
+                ax.scatter(*zip(*pts, strict=True), marker=marker, color=color, label=action, zorder=3)
         ax.set_ylabel("replicas")
         ax.set_title(key, fontsize=9)
         ax.legend(fontsize=7, loc="upper left")
@@ -77,13 +78,13 @@ def _plot_pods(plt: Any, path: Path, pods: Sequence[dict[str, Any]], aggregate: 
         if p[field_] is not None:
             by[f"{p['variant']}/{p['pod']}"].append((p["ts"] - t0, p[field_]))
     for key, pts in sorted(by.items())[:30]:
-        ax.plot(*zip(*pts), linewidth=0.8, alpha=0.6, label=key if len(by) <= 10 else None)
+        ax.plot(*zip(*pts, strict=True), linewidth=0.8, alpha=0.6, label=key if len(by) <= 10 else None)
     models: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for a in aggregate:
         if a[agg_field] is not None:
             models[a["model"]].append((a["ts"] - t0, a[agg_field]))
     for model, pts in sorted(models.items()):
-        ax.plot(*zip(*pts), linewidth=2.2, color="black", label=f"{model} ({agg_field})")
+        ax.plot(*zip(*pts, strict=True), linewidth=2.2, color="black", label=f"{model} ({agg_field})")
     ax.set_xlabel("seconds since first record")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -113,7 +114,7 @@ def _plot_predictions(plt: Any, path: Path, rows: Sequence[dict[str, Any]]) -> P
     for r in rows:
         by[r["quantity"]].append(r["error"])
     fig, axes = plt.subplots(1, len(by), figsize=(5 * len(by), 3.5), squeeze=False)
-    for ax, (quantity, errors) in zip(axes[0], sorted(by.items())):
+    for ax, (quantity, errors) in zip(axes[0], sorted(by.items()), strict=True):
         ax.hist(errors, bins=min(30, max(5, len(errors) // 3)), color="tab:blue", alpha=0.8)
         ax.axvline(0, color="black", linewidth=1)
         ax.set_title(f"{quantity}: predicted(N) − observed(N+1)", fontsize=9)
@@ -128,7 +129,7 @@ def _plot_latency(plt: Any, path: Path, rows: Sequence[dict[str, Any]], t0: floa
     for r in rows:
         by[(r["model"], r["metric"])].append((r["ts"] - t0, r["value"]))
     for (model, metric), pts in sorted(by.items()):
-        ax.plot(*zip(*sorted(pts)), label=f"{model} {metric}")
+        ax.plot(*zip(*sorted(pts), strict=True), label=f"{model} {metric}")
     ax.set_xlabel("seconds since first record")
     ax.set_ylabel("seconds")
     ax.set_title("vLLM latency (Prometheus)")

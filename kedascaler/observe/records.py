@@ -51,7 +51,7 @@ def _num(x: float | None) -> float | None:
 
 
 def iso_time(ts: float) -> str:
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def thresholds_record(config: SaturationConfig | None) -> dict[str, float] | None:

@@ -7,6 +7,7 @@ import math
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 from kedascaler.engine.types import Action
@@ -34,7 +35,7 @@ def summarize(records: Sequence[dict[str, Any]], bad_lines: int,
         variants[key] = {
             "model": rs[0]["model"], "accelerator": rs[0].get("accelerator", ""), "decisions": len(rs),
             "actions": {a: actions.get(a, 0) for a in sorted(set(ACTIONS) | set(actions))},
-            "desired_changes": sum(1 for a, b in zip(desired, desired[1:]) if a != b),
+            "desired_changes": sum(1 for a, b in pairwise(desired) if a != b),
             "desired_min": min(desired), "desired_max": max(desired), "desired_last": desired[-1],
             "current_max": max(replicas_of(r).get("current", 0) for r in rs),
             "kv_mean": rounded(statistics.fmean(kvs)) if kvs else None, "kv_max": rounded(max(kvs)) if kvs else None,

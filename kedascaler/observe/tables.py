@@ -14,6 +14,7 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,7 @@ def aggregate_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in records:
         groups[(r["ts"], mkey(r))].append(r)
     rows = []
-    for (ts, model), rs in sorted(groups.items()):
+    for (ts, _), rs in sorted(groups.items()):
         kvs = [kv for r in rs for p in pods_of(r) if (kv := finite(p.get("kv_cache_usage"))) is not None]
         qs = [q for r in rs for p in pods_of(r) if (q := finite(p.get("queue_length"))) is not None]
         run = [x for r in rs for p in pods_of(r) if (x := finite(p.get("running"))) is not None]
@@ -146,7 +147,7 @@ def prediction_rows(records: Sequence[dict[str, Any]], aggregate: Sequence[dict[
     for a in aggregate:
         by_model[f"{a['namespace']}/{a['model']}"].append(a)
     for model, seq in sorted(by_model.items()):
-        for now, nxt in zip(seq, seq[1:]):
+        for now, nxt in pairwise(seq):
             if now["desired"] > 0 and now["kv_mean"] is not None and nxt["kv_mean"] is not None:
                 predicted = now["kv_total"] / now["desired"]
                 rows.append(_prediction(now["ts"], nxt["ts"], model, "", "kv_per_replica", predicted, nxt["kv_mean"]))
@@ -154,7 +155,7 @@ def prediction_rows(records: Sequence[dict[str, Any]], aggregate: Sequence[dict[
     for r in records:
         by_variant[vkey(r)].append(r)
     for variant, seq in sorted(by_variant.items()):
-        for now, nxt in zip(seq, seq[1:]):
+        for now, nxt in pairwise(seq):
             for quantity in ("itl_ms", "ttft_ms"):
                 predicted = finite(now.get(f"predicted_{quantity}"))
                 observed = finite(nxt.get(f"observed_{quantity}"))

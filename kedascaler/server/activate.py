@@ -33,7 +33,8 @@ MAX_LISTED = 20
 class ActivationServer(HttpServerThread):
     """HTTP server for `POST /v1/activate/{namespace}/{model}`; start() binds (port 0: any), close() stops."""
 
-    def __init__(self, board: DecisionBoard, inbox: ActivationInbox, *, host: str = "0.0.0.0", port: int = 9091) -> None:
+    def __init__(self, board: DecisionBoard, inbox: ActivationInbox, *, host: str = "0.0.0.0",
+                 port: int = 9091) -> None:
         super().__init__(_Handler, host=host, port=port, name="activation-http", what="activation", owner=self)
         self.board = board
         self.inbox = inbox
@@ -62,7 +63,8 @@ class ActivationServer(HttpServerThread):
         variants = sorted(k.name for k, s in view.specs.items() if k.namespace == namespace and s.model_id == model)
         if not variants:
             known = sorted({s.model_id for k, s in view.specs.items() if k.namespace == namespace})
-            listed = ", ".join(known[:MAX_LISTED]) + (f" and {len(known) - MAX_LISTED} more" if len(known) > MAX_LISTED else "")
+            more = f" and {len(known) - MAX_LISTED} more" if len(known) > MAX_LISTED else ""
+            listed = ", ".join(known[:MAX_LISTED]) + more
             where = f"models in namespace {namespace!r}: {listed}" if known else \
                 f"no models are known in namespace {namespace!r}"
             return 404, {"error": f"model {model!r} not found in namespace {namespace!r} ({where})",

@@ -95,7 +95,8 @@ class ScalerServer:
         if self._server is not None:
             raise RuntimeError("ScalerServer already started")
         server = grpc.aio.server(options=_SERVER_OPTIONS, interceptors=self.interceptors)
-        pb_grpc.add_ExternalScalerServicer_to_server(self._servicer, GuardedRegistrar(server))  # garbage: INVALID_ARGUMENT
+        # GuardedRegistrar: a request that is not a valid message gets INVALID_ARGUMENT
+        pb_grpc.add_ExternalScalerServicer_to_server(self._servicer, GuardedRegistrar(server))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         address = f"{self.host}:{self._requested_port}"

@@ -34,7 +34,8 @@ def _safe(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]
     return parse
 
 
-def _guard(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+def _guard(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    """The same handler, rebuilt (as the generated code builds it) around a deserializer that cannot fail."""
     if handler.request_streaming:
         return handler  # ExternalScaler has no client streaming
     if handler.unary_unary is not None:
@@ -44,7 +45,8 @@ def _guard(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
             if isinstance(request, Malformed):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.details)
             return await inner(request, context)
-        return handler._replace(request_deserializer=_safe(handler.request_deserializer), unary_unary=unary)
+        return grpc.unary_unary_rpc_method_handler(unary, _safe(handler.request_deserializer),
+                                                   handler.response_serializer)
     inner_stream = handler.unary_stream
 
     async def stream(request, context):
@@ -52,7 +54,8 @@ def _guard(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.details)
         async for item in inner_stream(request, context):
             yield item
-    return handler._replace(request_deserializer=_safe(handler.request_deserializer), unary_stream=stream)
+    return grpc.unary_stream_rpc_method_handler(stream, _safe(handler.request_deserializer),
+                                                handler.response_serializer)
 
 
 class GuardedRegistrar:

@@ -18,8 +18,10 @@ NAMESPACE_KEY = "namespace"  # its namespace (default: the ScaledObject's namesp
 
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_SUBDOMAIN_RULE = "a DNS-1123 subdomain: at most 253 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
-_LABEL_RULE = "a DNS-1123 label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"
+_SUBDOMAIN_RULE = ("a DNS-1123 subdomain: at most 253 lowercase letters, digits, '-' and '.', "
+                   "starting and ending with a letter or digit")
+_LABEL_RULE = ("a DNS-1123 label: at most 63 lowercase letters, digits and '-', "
+               "starting and ending with a letter or digit")
 
 
 class InvalidMetadata(ValueError):

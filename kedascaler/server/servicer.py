@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import NoReturn
 
 import grpc
 
@@ -115,7 +116,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
         return pb.GetMetricsResponse(metricValues=[value])
 
     # -- error mapping --
-    async def _fail(self, context: grpc.aio.ServicerContext, method: str, exc: Exception) -> None:
+    async def _fail(self, context: grpc.aio.ServicerContext, method: str, exc: Exception) -> NoReturn:
         """End the call with the failure's status; unexpected exceptions become INTERNAL, trace in the log only."""
         if isinstance(exc, RpcFailure):
             failure = exc
@@ -150,6 +151,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
     # -- streams --
     async def StreamIsActive(self, request: pb.ScaledObjectRef, context) -> AsyncIterator[pb.IsActiveResponse]:
         """The current flag at once (after the first decision if there is none yet), then every change."""
+        error: Exception | None
         try:
             key = self._key(request)
             self._require_known(key)
@@ -193,6 +195,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
 
     async def StreamMetricSpec(self, request: pb.ScaledObjectRef, context) -> AsyncIterator[pb.GetMetricSpecResponse]:
         """The same specs as GetMetricSpec at once; they never change for a VA, so then hold until shutdown."""
+        error: Exception | None
         try:
             response = self._spec_response(request)
         except Exception as exc:  # noqa: BLE001

@@ -277,7 +277,8 @@ class KedascalerSloPolicy(KedascalerPolicy):
             variants[name] = {
                 "usable_at": self._usable_at.get(name), "first": self._first_fit.get(name), "last": last,
                 "last_usable": bool(est is not None and est.usable),
-                "why_not": (est.reason if est is not None else "no observations") if est is None or not est.usable else "",
+                "why_not": ((est.reason if est is not None else "no observations")
+                            if est is None or not est.usable else ""),
                 "samples": (params.decode_samples, params.prefill_samples) if params is not None else (0, 0),
                 "true": true}
         return {"variants": variants, "cycles": self.cycles, "model_based_cycles": self.model_based_cycles,

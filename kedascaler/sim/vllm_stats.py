@@ -45,7 +45,7 @@ class BucketHistogram:
     def cumulative(self) -> list[tuple[str, float]]:
         """(le, cumulative count) pairs as the exposition format wants them, ending with +Inf."""
         out, total = [], 0
-        for bound, n in zip(self.bounds + (math.inf,), self.counts):
+        for bound, n in zip(self.bounds + (math.inf,), self.counts, strict=True):
             total += n
             out.append(("+Inf" if bound == math.inf else repr(float(bound)), float(total)))
         return out

@@ -36,7 +36,8 @@ def read_documents(folder: Path) -> tuple[list[tuple[str, Mapping[str, Any]]], l
             if doc is None:
                 continue
             if not isinstance(doc, Mapping):
-                problems.append(Problem(str(path), f"document {i + 1}", "-", "expected a Kubernetes object (a mapping)"))
+                problems.append(Problem(str(path), f"document {i + 1}", "-",
+                                        "expected a Kubernetes object (a mapping)"))
                 continue
             if doc.get("kind") == "List" and isinstance(doc.get("items"), list):
                 docs += [(str(path), item) for item in doc["items"] if isinstance(item, Mapping)]

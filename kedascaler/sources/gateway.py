@@ -138,7 +138,8 @@ class GatewayMetricsSource:
             rows = [(s.labels, s.value) for family in text_string_to_metric_families(answer.text)
                     for s in family.samples if s.name == GATEWAY_QUEUE_METRIC]
         except Exception as exc:  # noqa: BLE001
-            return ActivationReading({m: None for m in models}, (f"gateway {self.url}: {type(exc).__name__}: {exc}",), 1)
+            error = f"gateway {self.url}: {type(exc).__name__}: {exc}"
+            return ActivationReading({m: None for m in models}, (error,), 1)
         errors: list[str] = []
         return ActivationReading(_finish(models, _by_model(rows), errors), tuple(errors), 1)
 

@@ -239,7 +239,8 @@ def _usage_rows(rows: list[Series],
             found = into.setdefault((labels.get("namespace", ""), labels["pod"], ""), {})
             found[signal] = found.get(signal, 0.0) + value * kv_cache_tokens(labels)
         else:
-            into.setdefault((labels.get("namespace", ""), labels["pod"], labels.get("model_name", "")), {})[signal] = value
+            pod_key = (labels.get("namespace", ""), labels["pod"], labels.get("model_name", ""))
+            into.setdefault(pod_key, {})[signal] = value
     out = []
     if unlabelled:
         out.append(f"prometheus usage: {unlabelled} series without a pod label ignored (usage for SLO sizing only)")

@@ -78,11 +78,13 @@ class ServiceClasses:
             return None, None, "no spec.sloClassRef"
         name, key = ref
         if name and name != self.configmap:
-            return None, None, f"spec.sloClassRef.name {name!r}: no such service-class ConfigMap (have {self.configmap!r})"
+            return None, None, (f"spec.sloClassRef.name {name!r}: no such service-class ConfigMap "
+                                f"(have {self.configmap!r})")
         found = self.by_key(key)
         if found is None:
             keys = ", ".join(c.key for c in self.classes) or "none"
-            return None, None, f"spec.sloClassRef.key {key!r}: no such class in ConfigMap {self.configmap} (keys: {keys})"
+            return None, None, (f"spec.sloClassRef.key {key!r}: no such class in ConfigMap {self.configmap} "
+                                f"(keys: {keys})")
         slo = found.slo_for(model)
         if slo is None:
             return found, None, f"service class {found.name!r} has no targets for model {model!r}"

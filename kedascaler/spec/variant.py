@@ -166,8 +166,10 @@ def parse_variant_autoscaling(doc: Mapping[str, Any], source: str,
         decode = check.mapping(parms, "decodeParms", "spec.variantProfile.perfParms.decodeParms")
         prefill = check.mapping(parms, "prefillParms", "spec.variantProfile.perfParms.prefillParms")
         p = "spec.variantProfile.perfParms"
-        values = [check.number(decode, k, f"{p}.decodeParms.{k}", default=None, minimum=0.0) for k in ("alpha", "beta")]
-        values += [check.number(prefill, k, f"{p}.prefillParms.{k}", default=None, minimum=0.0) for k in ("gamma", "delta")]
+        values = [check.number(decode, k, f"{p}.decodeParms.{k}", default=None, minimum=0.0)
+                  for k in ("alpha", "beta")]
+        values += [check.number(prefill, k, f"{p}.prefillParms.{k}", default=None, minimum=0.0)
+                   for k in ("gamma", "delta")]
         if all(v is not None for v in values):
             perf = PerfParams(*values)  # type: ignore[arg-type]
     prefer_estimate = False

@@ -215,7 +215,8 @@ def test_elector_thread_renews_and_releases(apiserver, api_client):
     try:
         assert eventually(lambda: a.is_leader)
         first = apiserver.get("Lease", "kedascaler-system", "bg")["metadata"]["resourceVersion"]
-        assert eventually(lambda: apiserver.get("Lease", "kedascaler-system", "bg")["metadata"]["resourceVersion"] != first)
+        assert eventually(
+            lambda: apiserver.get("Lease", "kedascaler-system", "bg")["metadata"]["resourceVersion"] != first)
     finally:
         a.stop()
     assert apiserver.get("Lease", "kedascaler-system", "bg")["spec"]["holderIdentity"] == ""
@@ -231,7 +232,8 @@ def test_written_status_matches_the_crd_status_schema():
     from kedascaler.actuate.status import invalid_status, status_for
     from kedascaler.spec.problems import Problem
 
-    crd = yaml.safe_load((Path(__file__).resolve().parents[2] / "charts/kedascaler/crds/variantautoscalings.yaml").read_text())
+    crd_file = Path(__file__).resolve().parents[2] / "charts/kedascaler/crds/variantautoscalings.yaml"
+    crd = yaml.safe_load(crd_file.read_text())
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
     validator = jsonschema.Draft4Validator(schema, format_checker=jsonschema.FormatChecker())
     for status in (status_for(decision(3)), status_for(decision(1, stale=True), target_missing=True),

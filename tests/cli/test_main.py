@@ -93,7 +93,8 @@ spec:
 """)
         port = free_port()
         proc = subprocess.Popen([*KEDASCALER, "serve", "--inventory", str(inventory), "--port", str(port),
-                                 "--interval", "0.5", "--metrics-port", "0"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                 "--interval", "0.5", "--metrics-port", "0"],
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             answer = None
             request = json.dumps({"scaledObjectRef": {"name": "llama-a100", "namespace": "llm"},
@@ -158,7 +159,8 @@ spec:
 
     def is_active():
         got = subprocess.run([tool, "-plaintext", "-d", '{"name": "llama-a100", "namespace": "llm"}',
-                              f"127.0.0.1:{port}", "externalscaler.ExternalScaler/IsActive"], capture_output=True, text=True)
+                              f"127.0.0.1:{port}", "externalscaler.ExternalScaler/IsActive"],
+                             capture_output=True, text=True)
         return json.loads(got.stdout).get("result", False) if got.returncode == 0 else None
 
     try:

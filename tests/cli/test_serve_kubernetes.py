@@ -63,7 +63,8 @@ def test_serve_with_kubeconfig_writes_decisions_to_va_status(apiserver, tmp_path
     apiserver.put(pod(emulated.name, app="llama-h100", ip="127.0.0.1", port_annotation=str(emulated.port)))
     proc = subprocess.Popen(
         [sys.executable, "-m", "kedascaler.cli.main", "serve", "--kubeconfig", str(kubeconfig), "--port", "0",
-         "--interval", "0.5", "--metrics-port", "0"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+         "--interval", "0.5", "--metrics-port", "0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={"PATH": "/usr/bin:/bin", "POD_NAME": "kedascaler-test-0"})
     try:
         def status():

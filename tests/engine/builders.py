@@ -31,7 +31,8 @@ def variant(name: str, *, cost: float = 10.0, current: int = 1, ready: int | Non
     """A variant whose ready replicas default to its current ones; `loads` are the pods that reported."""
     spec = VariantSpec(key(name), MODEL, name, accelerator=accelerator, cost=cost, min_replicas=min_replicas,
                        max_replicas=max_replicas, saturation=saturation)
-    return VariantState(spec, current, current if ready is None else ready, pods(name, *loads, at=at, running=running), fresh)
+    return VariantState(spec, current, current if ready is None else ready,
+                        pods(name, *loads, at=at, running=running), fresh)
 
 
 def snapshot(*variants: VariantState, config: SaturationConfig | None = None, taken_at: float = 120.0) -> ModelSnapshot:

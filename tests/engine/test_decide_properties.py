@@ -79,7 +79,7 @@ def test_never_below_min_nor_above_max_and_one_decision_per_variant(data):
     snap = data.draw(snapshots())
     out = decide(snap, data.draw(previous_decisions(snap)))
     assert [d.key for d in out] == [v.spec.key for v in snap.variants]
-    for v, d in zip(snap.variants, out):
+    for v, d in zip(snap.variants, out, strict=True):
         assert v.spec.min_replicas <= d.desired_replicas <= ceiling(v.spec)
         assert d.decided_at == snap.taken_at
         assert d.current_replicas == v.current_replicas and d.ready_replicas == v.ready_replicas
@@ -89,7 +89,7 @@ def test_never_below_min_nor_above_max_and_one_decision_per_variant(data):
 def test_every_decision_carries_steps_that_say_what_it_did(data):
     snap = data.draw(snapshots())
     out = decide(snap, data.draw(previous_decisions(snap)))
-    for v, d in zip(snap.variants, out):
+    for v, d in zip(snap.variants, out, strict=True):
         own = d.steps.own
         assert own is not None and own.target == d.desired_replicas and own.current == v.current_replicas
         assert d.steps.thresholds == (v.spec.saturation or snap.config)
@@ -110,8 +110,9 @@ def test_scale_down_keeps_enough_ready_replicas_for_the_load(data):
     snap = data.draw(snapshots(complete=data.draw(st.booleans())))
     out = decide(snap, {})
     # Replicas a variant gives up by choice (not because its max forces it): then the load must fit on the rest.
-    kept = [min(v.current_replicas, ceiling(v.spec), d.desired_replicas) for v, d in zip(snap.variants, out)]
-    voluntary = any(k < min(v.current_replicas, ceiling(v.spec)) for v, k in zip(snap.variants, kept))
+    kept = [min(v.current_replicas, ceiling(v.spec), d.desired_replicas)
+            for v, d in zip(snap.variants, out, strict=True)]
+    voluntary = any(k < min(v.current_replicas, ceiling(v.spec)) for v, k in zip(snap.variants, kept, strict=True))
     if voluntary:
         sat = analyze(snap)
         assert sat.complete and sat.analysed_replicas > 0
@@ -129,7 +130,7 @@ def test_missing_metrics_never_lower_desired_below_current(data):
     snap = data.draw(snapshots())
     sat = analyze(snap)
     assume(not sat.complete)
-    for v, d in zip(snap.variants, decide(snap, data.draw(previous_decisions(snap)))):
+    for v, d in zip(snap.variants, decide(snap, data.draw(previous_decisions(snap))), strict=True):
         assert d.desired_replicas >= min(v.current_replicas, ceiling(v.spec))
 
 
@@ -138,7 +139,7 @@ def test_no_fresh_metrics_at_all_holds_previous_decisions_marked_stale(data):
     snap = data.draw(snapshots())
     snap = replace(snap, variants=tuple(replace(v, metrics_fresh=False) for v in snap.variants))
     prev = data.draw(previous_decisions(snap))
-    for v, d in zip(snap.variants, decide(snap, prev)):
+    for v, d in zip(snap.variants, decide(snap, prev), strict=True):
         assert d.stale and d.reason.action == "stale"
         p = prev.get(v.spec.key)
         base = v.spec.min_replicas if p is None else p.desired_replicas
@@ -171,11 +172,12 @@ def test_pending_replicas_prevent_cascades(data):
     snap = data.draw(snapshots())
     first = decide(snap, {})
     assume(not any(d.stale for d in first))
-    assume(all(d.desired_replicas >= v.ready_replicas for v, d in zip(snap.variants, first)))
+    assume(all(d.desired_replicas >= v.ready_replicas for v, d in zip(snap.variants, first, strict=True)))
     later = replace(snap, variants=tuple(replace(v, current_replicas=d.desired_replicas)
-                                         for v, d in zip(snap.variants, first)), taken_at=snap.taken_at + 60)
+                                         for v, d in zip(snap.variants, first, strict=True)),
+                    taken_at=snap.taken_at + 60)
     second = decide(later, {d.key: d for d in first})
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         assert b.desired_replicas <= a.desired_replicas
 
 

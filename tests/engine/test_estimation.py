@@ -114,7 +114,8 @@ def emulated_pairs(accelerator: str, max_batch: int, rate: float, rng, seconds: 
     engine = VLLMEngine(perf_params_for(accelerator, max_num_seqs=max_batch))
     times = np.cumsum(rng.exponential(1.0 / rate, int(rate * seconds * 1.5) + 10))
     prompts = rng.integers(64, 2048, len(times))
-    for i, (t, p) in enumerate(zip(times[times < seconds], prompts)):
+    # strict=False: prompts were drawn for every arrival time; only the arrivals before `seconds` are sent
+    for i, (t, p) in enumerate(zip(times[times < seconds], prompts, strict=False)):
         engine.add_request(Request(i, int(p), 200, float(t)))
     decode, prefill, running, finished = [], [], [], []
     while engine.now < seconds:

@@ -62,7 +62,8 @@ def test_heavy_load_saturates_at_the_full_batch():
     assert m.throughput[0] == pytest.approx(mu_b, rel=1e-6)
     assert m.mean_running[0] == pytest.approx(64, rel=1e-6)
     assert m.itl_ms[0] == pytest.approx(itl_seen_ms(7.0, 0.035, 15.4, 0.00034, 64, PROMPT, OUTPUT, True), rel=1e-6)
-    lockstep = replica_metrics(arrays(max_batch=64, mixed=False), 3 * float(arrays(max_batch=64, mixed=False).peak_rate()[0]))
+    lock = arrays(max_batch=64, mixed=False)
+    lockstep = replica_metrics(lock, 3 * float(lock.peak_rate()[0]))
     assert lockstep.itl_ms[0] == pytest.approx(7.0 + 0.035 * 64, rel=1e-6)
     assert lockstep.throughput[0] == pytest.approx(
         PerfModel(**H100, max_batch_size=64, prefill_mode=LOCKSTEP).max_throughput(PROMPT, OUTPUT), rel=1e-6)

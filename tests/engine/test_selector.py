@@ -91,7 +91,7 @@ variant_specs = st.lists(
 def test_targets_stay_in_bounds_and_move_cheapest_first(specs, data):
     currents = [data.draw(st.integers(0, 12)) for _ in specs]
     total = data.draw(st.integers(0, 40))
-    pairs = list(zip(specs, currents))
+    pairs = list(zip(specs, currents, strict=True))
     targets = select_targets(pairs, total)
     assert select_targets(pairs, total) == targets  # deterministic
     start = {s.key: clamp_replicas(s, c) for s, c in pairs}

@@ -147,9 +147,9 @@ def test_unusable_inputs_fall_back_to_saturation_with_a_reason(build, words):
 
 def _brute_force(caps, costs, lows, highs, rate):
     best = math.inf
-    for counts in itertools.product(*(range(lo, hi + 1) for lo, hi in zip(lows, highs))):
-        if sum(n * c for n, c in zip(counts, caps)) >= rate * (1 - 1e-9):
-            best = min(best, sum(n * c for n, c in zip(counts, costs)))
+    for counts in itertools.product(*(range(lo, hi + 1) for lo, hi in zip(lows, highs, strict=True))):
+        if sum(n * c for n, c in zip(counts, caps, strict=True)) >= rate * (1 - 1e-9):
+            best = min(best, sum(n * c for n, c in zip(counts, costs, strict=True)))
     return best
 
 
@@ -163,14 +163,14 @@ def test_the_allocation_is_as_cheap_as_brute_force(specs, fill):
     options = [option(f"v{i}-{acc}", perfs[acc], float(cost), min_replicas=low, max_replicas=low + room)
                for i, (acc, cost, low, room) in enumerate(specs)]
     caps = [capacity(perfs[acc], slo) for acc, *_ in specs]
-    most = sum((low + room) * c for c, (_, _, low, room) in zip(caps, specs))
+    most = sum((low + room) * c for c, (_, _, low, room) in zip(caps, specs, strict=True))
     rate = fill * most
     plan = size_model(demand(rate, *options, slo=slo))
     assert not plan.short
     expect = _brute_force(caps, [o.cost for o in options], [o.min_replicas for o in options],
                           [o.max_replicas for o in options], rate)
     assert plan.cost == pytest.approx(expect)
-    for o, v in zip(options, plan.variants):
+    for o, v in zip(options, plan.variants, strict=True):
         assert o.min_replicas <= v.replicas <= o.max_replicas
 
 
@@ -215,9 +215,9 @@ def test_hybrid_never_goes_below_saturation_and_goes_down_only_when_both_agree()
 @given(st.lists(st.tuples(st.integers(0, 9), st.integers(0, 9), st.integers(0, 9)), min_size=1, max_size=4))
 def test_hybrid_properties(rows):
     keys = [key(f"v{i}") for i in range(len(rows))]
-    model = {k: r[0] for k, r in zip(keys, rows)}
-    sat = {k: r[1] for k, r in zip(keys, rows)}
-    cur = {k: r[2] for k, r in zip(keys, rows)}
+    model = {k: r[0] for k, r in zip(keys, rows, strict=True)}
+    sat = {k: r[1] for k, r in zip(keys, rows, strict=True)}
+    cur = {k: r[2] for k, r in zip(keys, rows, strict=True)}
     total = sum(hybrid_targets(model, sat, cur).targets.values())
     assert total >= sum(sat.values())
     if total < sum(cur.values()):
@@ -240,7 +240,7 @@ def test_many_models_in_one_call_match_one_at_a_time():
     demands = [demand(float(r), option(f"m{i}-h100", H100, 40.0), option(f"m{i}-a100", A100, 25.0), model=f"m{i}")
                for i, r in enumerate(rng.uniform(0, 200, 20))]
     together = size_models(demands)
-    for d, plan in zip(demands, together):
+    for d, plan in zip(demands, together, strict=True):
         assert plan.targets == size_model(d).targets
 
 

@@ -3,8 +3,8 @@
 `FakeMetrics` answers Prometheus' `/api/v1/query` for the cycle's four queries (the three saturation ones
 and the usage one, from an optional `usage` table: pod -> {signal: value}, empty by default) and each pod's
 `/pods/<name>/metrics` exposition from one table of per-pod values, and can be told to misbehave
-(`mode`: "hang" accepts and never answers), to leave pods out, or be stopped and started again on the same port. `BlackHole` accepts TCP
-connections and never answers: a server hanging longer than any timeout.
+(`mode`: "hang" accepts and never answers), to leave pods out, or be stopped and started again on the same
+port. `BlackHole` accepts TCP connections and never answers: a server hanging longer than any timeout.
 """
 
 from __future__ import annotations

@@ -189,8 +189,9 @@ def _check_va(doc: dict[str, Any]) -> None:
     _assert_problems_name_fields(parsed.problems)
     assert (parsed.variant is None) == bool(parsed.problems)
     if parsed.variant is not None:
-        assert parsed.variant.spec.min_replicas >= 0 and parsed.variant.spec.cost >= 0
-        assert parsed.variant.spec.max_replicas is None or parsed.variant.spec.max_replicas >= parsed.variant.spec.min_replicas
+        spec = parsed.variant.spec
+        assert spec.min_replicas >= 0 and spec.cost >= 0
+        assert spec.max_replicas is None or spec.max_replicas >= spec.min_replicas
 
 
 def _check_docs(docs: list[dict[str, Any]]) -> None:

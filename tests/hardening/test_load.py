@@ -72,7 +72,8 @@ async def hammer(channels, seconds: float, codes: Counter, latencies: list[float
                 name = specs[key] = (await stub.GetMetricSpec(ref(key), timeout=10)).metricSpecs[0].metricName
             t = time.perf_counter()
             try:
-                reply = await stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref(key), metricName=name), timeout=10)
+                request = pb.GetMetricsRequest(scaledObjectRef=ref(key), metricName=name)
+                reply = await stub.GetMetrics(request, timeout=10)
                 assert 1 <= reply.metricValues[0].metricValue <= 7
                 codes[grpc.StatusCode.OK] += 1
             except grpc.aio.AioRpcError as e:
@@ -97,7 +98,8 @@ async def _getmetrics_load(seconds: float) -> None:
     latencies.sort()
     p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
     print(f"\nGetMetrics load: {CLIENTS} clients, {seconds:g}s, {sum(codes.values())} calls "
-          f"({sum(codes.values()) / seconds:.0f}/s), p50 {p50 * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms, codes {dict(codes)}")
+          f"({sum(codes.values()) / seconds:.0f}/s), p50 {p50 * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms, "
+          f"codes {dict(codes)}")
     assert set(codes) == {grpc.StatusCode.OK}, codes
     assert codes[grpc.StatusCode.OK] > CLIENTS
 
@@ -204,6 +206,7 @@ async def test_graceful_stop_under_load_completes_in_flight_refuses_new_and_exit
     results = await asyncio.gather(*in_flight, return_exceptions=True)
     for c in channels:
         await c.close()
-    assert all(isinstance(r, pb.GetMetricsResponse) for r in results), [r for r in results if isinstance(r, Exception)][:3]
+    failed = [r for r in results if isinstance(r, Exception)]
+    assert all(isinstance(r, pb.GetMetricsResponse) for r in results), failed[:3]
     assert all(code == grpc.StatusCode.UNAVAILABLE for code in late), late
     assert took < grace + 0.5, took

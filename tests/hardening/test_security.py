@@ -5,7 +5,8 @@ running as the same non-root user with nothing that would give root back.
 
 Already covered elsewhere, not repeated: TLS and mTLS to the gRPC server, including a client cert from another
 CA refused (tests/server/test_tls.py); RBAC without wildcards, readOnlyRootFilesystem, no privilege
-escalation, capabilities dropped (tests/deploy/test_chart.py); Dockerfile `USER 10001` (tests/deploy/test_dockerfile.py).
+escalation, capabilities dropped (tests/deploy/test_chart.py); Dockerfile `USER 10001`
+(tests/deploy/test_dockerfile.py).
 """
 
 from __future__ import annotations

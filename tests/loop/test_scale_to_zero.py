@@ -279,7 +279,8 @@ def test_scale_to_zero_settings_come_from_the_variant_autoscalings():
     from kedascaler.spec.variant import VariantAutoscaling, parse_scale_to_zero
 
     def variants(**per):
-        return [VariantAutoscaling(VariantSpec(VariantKey(NS, k), MODEL, k), scale_to_zero=parse_scale_to_zero(per.get(k, {})))
+        return [VariantAutoscaling(VariantSpec(VariantKey(NS, k), MODEL, k),
+                                   scale_to_zero=parse_scale_to_zero(per.get(k, {})))
                 for k in ("a", "b")]
 
     assert scale_to_zero_setting(variants(), 300.0) == ScaleToZeroSetting(300.0, None)
@@ -288,7 +289,8 @@ def test_scale_to_zero_settings_come_from_the_variant_autoscalings():
     assert scale_to_zero_setting(got, 300.0) == ScaleToZeroSetting(600.0, "q")
     assert scale_to_zero_setting(variants(a={"idleWindowSeconds": 60}), None) == ScaleToZeroSetting(60.0, None)
     assert scale_to_zero_setting(variants(b={"enabled": False}), 300.0) == ScaleToZeroSetting(None, None)
-    assert scale_to_zero_setting(variants(a={"idleWindowSeconds": "soon"})[:1], 300.0) == ScaleToZeroSetting(300.0, None)
+    unusable = variants(a={"idleWindowSeconds": "soon"})[:1]
+    assert scale_to_zero_setting(unusable, 300.0) == ScaleToZeroSetting(300.0, None)
 
 
 def test_without_anything_to_wake_a_model_every_model_stays_warm(fleet):

@@ -158,7 +158,7 @@ def test_the_real_prometheus_scrapes_every_wva_metric(fleet, scraper, tmp_path):
             def got(q):
                 return prom.query(q) or None
             for name in WVA_METRICS:
-                result = wait_until(lambda: got(name), 30, what=name)
+                result = wait_until(lambda name=name: got(name), 30, what=name)
                 assert {r["metric"]["variant"] for r in result} == {"llama-h100", "llama-a100"}, name
                 assert all(set(VARIANT_LABELS) <= set(r["metric"]) for r in result)
             for r in prom.query("wva_desired_replicas"):
@@ -169,7 +169,7 @@ def test_the_real_prometheus_scrapes_every_wva_metric(fleet, scraper, tmp_path):
             for health in ("kedascaler_reconcile_duration_seconds_count", "kedascaler_reconcile_cycles_total",
                            "kedascaler_metrics_source_duration_seconds_bucket", "kedascaler_metrics_staleness_seconds",
                            "kedascaler_reconcile_errors_total"):
-                assert wait_until(lambda: got(health), 30, what=health)
+                assert wait_until(lambda health=health: got(health), 30, what=health)
     assert server.port is None  # stopped
 
 

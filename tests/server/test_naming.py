@@ -44,9 +44,8 @@ def test_strip_keda_prefix_only_strips_the_index_prefix():
 def test_metadata_defaults_to_the_scaledobject_and_ignores_unknown_keys(name, namespace, extra):
     extra = {k: v for k, v in extra.items() if k not in ("variantAutoscaling", "namespace")}
     assert variant_key(name, namespace, extra) == VariantKey(namespace, name)
-    assert variant_key("other", "elsewhere", {**extra, "variantAutoscaling": name, "namespace": namespace}) == VariantKey(
-        namespace, name
-    )
+    named = {**extra, "variantAutoscaling": name, "namespace": namespace}
+    assert variant_key("other", "elsewhere", named) == VariantKey(namespace, name)
 
 
 @given(st.text(max_size=20).filter(lambda s: not re.fullmatch(LABEL, s)))

@@ -26,7 +26,10 @@ def certs(tmp_path_factory) -> CertSet:
 def credentials(certs: CertSet, *, client: str | None = None) -> grpc.ChannelCredentials:
     if client is None:
         return grpc.ssl_channel_credentials(root_certificates=certs.ca.read_bytes())
-    cert, key = (certs.client_cert, certs.client_key) if client == "client" else (certs.stranger_cert, certs.stranger_key)
+    if client == "client":
+        cert, key = certs.client_cert, certs.client_key
+    else:
+        cert, key = certs.stranger_cert, certs.stranger_key
     return grpc.ssl_channel_credentials(
         root_certificates=certs.ca.read_bytes(), private_key=key.read_bytes(), certificate_chain=cert.read_bytes()
     )

@@ -137,4 +137,5 @@ def test_cli_suite_prints_the_leaderboard(tmp_path, capsys):
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "| on-off | hpa-kv |" in printed and "| rank | policy |" in printed
-    assert {r["policy"] for r in json.loads((tmp_path / "suite.json").read_text())["rows"]} == {"hpa-kv", "oracle", "oracle-startup"}
+    rows = json.loads((tmp_path / "suite.json").read_text())["rows"]
+    assert {r["policy"] for r in rows} == {"hpa-kv", "oracle", "oracle-startup"}

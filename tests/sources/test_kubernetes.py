@@ -195,7 +195,8 @@ def test_selector_and_port_helpers():
     assert selector_matches(sel, {"app": "x", "tier": "a"})
     assert not selector_matches(sel, {"app": "x", "tier": "b"})
     assert not selector_matches(None, {"app": "x"})
-    assert metrics_port({"metadata": {}, "spec": {"containers": [{"ports": [{"name": "metrics", "containerPort": 9100}]}]}}) == 9100
+    named_port = {"containers": [{"ports": [{"name": "metrics", "containerPort": 9100}]}]}
+    assert metrics_port({"metadata": {}, "spec": named_port}) == 9100
     assert metrics_port({"metadata": {}, "spec": {}}) == 8000
 
 

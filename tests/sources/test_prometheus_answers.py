@@ -156,8 +156,8 @@ def test_usage_signals_are_joined_per_pod_in_ms_and_per_second(fake_prometheus):
         _usage(p0, "itl", "0.0082"), _usage(p0, "ttft", "0.12"), _usage(p0, "prefill", "0.03"),
         _usage(p0, "prompt_tokens_mean", "230"), _usage(p0, "mean_running", "6.5"), _usage(p0, "backlog_delta", "-3"),
         # p1: nothing finished (0/0), a broken histogram, no backlog series
-        _usage(p1, "completed", "0"), _usage(p1, "itl", "NaN"), _usage(p1, "ttft", "+Inf"), _usage(p1, "prefill", "-0.5"),
-        _usage(p1, "mean_running", "0"),
+        _usage(p1, "completed", "0"), _usage(p1, "itl", "NaN"), _usage(p1, "ttft", "+Inf"),
+        _usage(p1, "prefill", "-0.5"), _usage(p1, "mean_running", "0"),
         ({**_pod(p0), "signal": "something-else"}, "1"), ({"namespace": "ns", "signal": "completed"}, "1"),
         _usage("gone-pod", "completed", "9"),  # no saturation sample: not a pod of this cycle
     ]

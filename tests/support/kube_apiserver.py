@@ -122,7 +122,8 @@ class FakeApiServer:
 
         self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="fake-apiserver", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="fake-apiserver",
+                                        daemon=True)
         self._thread.start()
         return self
 
@@ -243,7 +244,8 @@ class FakeApiServer:
         self._record(kind, "DELETED", obj)
         return copy.deepcopy(obj)
 
-    def _events_since(self, kind: Kind, rv: int, namespace: str | None, selector: str | None) -> list[tuple[int, str, dict]]:
+    def _events_since(self, kind: Kind, rv: int, namespace: str | None,
+                      selector: str | None) -> list[tuple[int, str, dict]]:
         return [(erv, t, o) for erv, t, o in self.history[kind.plural]
                 if erv > rv and (namespace is None or o["metadata"].get("namespace") == namespace)
                 and selector_matches(selector, o["metadata"].get("labels") or {})]
@@ -423,7 +425,8 @@ class _Handler(BaseHTTPRequestHandler):
             if raw_rv == "0":  # "any": synthetic ADDED for what exists now
                 rv = api.rv
                 initial = [("ADDED", copy.deepcopy(o)) for (ons, _), o in sorted(api.objects[kind.plural].items())
-                           if (ns is None or ons == ns) and selector_matches(selector, o["metadata"].get("labels") or {})]
+                           if (ns is None or ons == ns)
+                           and selector_matches(selector, o["metadata"].get("labels") or {})]
             else:
                 rv, initial = int(raw_rv), []
                 if rv < api.compacted[kind.plural]:
