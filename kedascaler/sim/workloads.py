@@ -171,16 +171,22 @@ def overlapping_jobs(rates: tuple[float, ...] = (10.0, 15.0, 12.0), gap: float =
     starts = [i * gap for i in range(len(rates))]
     duration = starts[-1] + length + tail
 
-    def rate_fn(t: np.ndarray) -> np.ndarray:
-        out = np.zeros_like(t)
-        for s, r in zip(starts, rates, strict=True):
-            out += np.where((t >= s) & (t < s + length), r, 0.0)
-        return out
+    rate_fn = _jobs(starts, rates, length)
 
     kw.setdefault("name", "overlapping-jobs")
     kw.setdefault("description", f"jobs of {', '.join(f'{r:g}' for r in rates)} req/s, {gap:g} s apart, "
                                  f"{length:g} s each (peak {sum(rates):g} req/s), ShareGPT-like lengths")
     return shaped(rate_fn, duration, seed=seed, rate_max=sum(rates), steps=tuple(float(s) for s in starts[1:]), **kw)
+
+
+def _jobs(starts: list[float], rates: tuple[float, ...], length: float) -> Callable[[np.ndarray], np.ndarray]:
+    """The arrival rate of jobs at `rates` req/s starting at `starts`, `length` s each (overlapping ones add up)."""
+    def rate_fn(t: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(t)
+        for s, r in zip(starts, rates, strict=True):
+            out += np.where((t >= s) & (t < s + length), r, 0.0)
+        return out
+    return rate_fn
 
 
 def sequential_jobs(rates: tuple[float, ...] = (10.0, 15.0, 12.0), length: float = 300.0, pause: float = 60.0,
@@ -189,11 +195,7 @@ def sequential_jobs(rates: tuple[float, ...] = (10.0, 15.0, 12.0), length: float
     starts = [i * (length + pause) for i in range(len(rates))]
     duration = starts[-1] + length + tail
 
-    def rate_fn(t: np.ndarray) -> np.ndarray:
-        out = np.zeros_like(t)
-        for s, r in zip(starts, rates, strict=True):
-            out += np.where((t >= s) & (t < s + length), r, 0.0)
-        return out
+    rate_fn = _jobs(starts, rates, length)
 
     kw.setdefault("name", "sequential-jobs")
     kw.setdefault("description", f"jobs of {', '.join(f'{r:g}' for r in rates)} req/s one after another, "

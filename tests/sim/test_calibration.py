@@ -27,8 +27,8 @@ from kedascaler.sim.profile_data import (
     profile_names,
 )
 from kedascaler.sim.replica import FastReplica, SimRequest
-from kedascaler.sim.vllm_engine import Request, VLLMEngine
 from kedascaler.sim.workloads import load_file
+from tests.support.sim import replay_on_both
 
 # The Azure 2023 conversation trace beside the checkout (../shared/traces), else the slice kept in the repo.
 _ROOT = Path(__file__).resolve().parents[2]
@@ -146,22 +146,8 @@ def test_h100_over_a100_capacity_at_the_slo_on_the_conv_mix():
 
 def test_the_fast_replica_agrees_with_the_step_by_step_engine_with_the_kv_read():
     p = _entry("llama-3.1-8b-a100-80gb").params
-    rng = random.Random(3)
-    arrivals, t = [], 0.0
-    while t < 60:
-        t += rng.expovariate(2.0)
-        arrivals.append((t, rng.randint(50, 3000), rng.randint(10, 400)))
-    fast, slow = FastReplica(p), VLLMEngine(p)
-    fast_reqs, slow_done = [], []
-    for i, (a, pr, o) in enumerate(arrivals):
-        fast.advance(a)
-        fast_reqs.append(SimRequest(i, a, pr, o))
-        fast.submit(fast_reqs[-1], a)
-        slow_done += slow.step(a - slow.now)
-        slow.add_request(Request(i, pr, o, a))
-    fast.advance(1000)
-    slow_done += slow.step(1000 - slow.now)
-    by_id = {f.id: f for f in slow_done}
+    fast_reqs, by_id = replay_on_both(p, seed=3, rate=2.0, seconds=60, prompts=(50, 3000), outputs=(10, 400),
+                                      until=1000)
     assert np.mean([q.ttft for q in fast_reqs]) == pytest.approx(np.mean([by_id[q.id].ttft for q in fast_reqs]),
                                                                rel=0.1)
     assert np.mean([q.itl for q in fast_reqs]) == pytest.approx(np.mean([by_id[q.id].mean_itl for q in fast_reqs]),

@@ -14,9 +14,8 @@ from kedascaler.sim.perf import perf_params_for
 from kedascaler.sim.policies import KedascalerPolicy, OraclePolicy, OracleStartupPolicy, StaticPolicy, WVAPolicy
 from kedascaler.sim.replica import FastReplica, SimRequest
 from kedascaler.sim.simulator import simulate
-from kedascaler.sim.vllm_engine import Request, VLLMEngine
 from kedascaler.sim.workloads import azure_csv, poisson, steps
-from tests.support.sim import blocks_held
+from tests.support.sim import blocks_held, replay_on_both
 
 SLICE = Path(__file__).parent / "data" / "azure-conv-slice.csv"
 
@@ -84,22 +83,8 @@ def test_kv_cache_full_grows_the_queue_and_preempts():
 
 def test_fast_replica_agrees_with_the_step_by_step_engine():
     p = perf_params_for("A100", max_num_seqs=32, num_gpu_blocks=1000)
-    rng = random.Random(1)
-    arrivals, t = [], 0.0
-    while t < 120:
-        t += rng.expovariate(5.0)
-        arrivals.append((t, rng.randint(50, 1500), rng.randint(10, 300)))
-    fast, slow = FastReplica(p), VLLMEngine(p)
-    fast_reqs, slow_done = [], []
-    for i, (a, pr, o) in enumerate(arrivals):
-        fast.advance(a)
-        fast_reqs.append(SimRequest(i, a, pr, o))
-        fast.submit(fast_reqs[-1], a)
-        slow_done += slow.step(a - slow.now)
-        slow.add_request(Request(i, pr, o, a))
-    fast.advance(2000)
-    slow_done += slow.step(2000 - slow.now)
-    slow_by_id = {f.id: f for f in slow_done}
+    fast_reqs, slow_by_id = replay_on_both(p, seed=1, rate=5.0, seconds=120, prompts=(50, 1500),
+                                           outputs=(10, 300), until=2000)
     assert len(slow_by_id) == len(fast_reqs)
     fast_ttft = np.mean([q.ttft for q in fast_reqs])
     slow_ttft = np.mean([slow_by_id[q.id].ttft for q in fast_reqs])
