@@ -18,7 +18,13 @@ from kedascaler.kits.argtypes import non_negative, positive
 from kedascaler.sim import leaderboard
 from kedascaler.sim.cluster import ROUTERS
 from kedascaler.sim.config import SLO, SimConfig, default_variants
-from kedascaler.sim.policies import EXTRA_POLICY_NAMES, POLICY_NAMES, make_policies, workload_capacity
+from kedascaler.sim.policies import (
+    EXTRA_POLICY_NAMES,
+    POLICY_NAMES,
+    make_policies,
+    policy_settings,
+    workload_capacity,
+)
 from kedascaler.sim.profile_data import SCORING_PROFILE, ProfileError, load_profile, profile_names
 from kedascaler.sim.report import BOUND, REFERENCE, score_runs, setup_lines, sizing_sections, table, write_report
 from kedascaler.sim.scenarios import SCENARIOS, SUITE, SUITE_NAMES, scenario, suite_scenario
@@ -173,7 +179,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                     "variants": "; ".join(f"{v.name} {v.accelerator} cost {v.cost:g} "
                                           f"max_num_seqs {v.params.max_num_seqs} "
                                           f"kv_blocks {v.params.num_gpu_blocks}" for v in config.variants)}
-        files = write_report(args.out, workload, runs, scores, capacity, settings, runtime)
+        files = write_report(args.out, workload, runs, scores, capacity, settings, runtime,
+                             policy_settings(policies))
         print("wrote " + ", ".join(str(f) for f in files))
     return 0
 

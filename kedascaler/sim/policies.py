@@ -34,8 +34,8 @@ from kedascaler.sim.workloads import Workload
 
 __all__ = ["EXTRA_POLICY_NAMES", "NAMESPACE", "POLICY_NAMES", "HPAKVPolicy", "KedaQueuePolicy", "KedascalerPolicy",
            "KedascalerSloPolicy", "OraclePolicy", "StaticPolicy", "WVAPolicy", "WVAV2Policy", "calibrated_capacity",
-           "cheapest", "cheapest_mix", "future_rates", "make_policies", "replica_capacity", "slo_attainment_at",
-           "workload_capacity"]
+           "cheapest", "cheapest_mix", "future_rates", "make_policies", "policy_settings", "replica_capacity",
+           "slo_attainment_at", "workload_capacity"]
 
 
 POLICY_NAMES = ("kedascaler", "kedascaler-warm", "wva", "wva-v2", "keda-queue", "hpa-kv", "static-peak",
@@ -77,4 +77,15 @@ def make_policies(names: list[str] | tuple[str, ...], workload: Workload, config
             out.append(OracleStartupPolicy(workload, config))
         else:
             raise ValueError(f"unknown policy {name!r}; known: {', '.join(POLICY_NAMES + EXTRA_POLICY_NAMES)}")
+    return out
+
+
+def policy_settings(policies: list[Policy]) -> dict[str, dict]:
+    """Each policy's configuration as data (the baselines' `settings()`: upstream source, commit, clocks,
+    ScaledObject, deviations), for the report; policies without one are left out."""
+    out: dict[str, dict] = {}
+    for policy in policies:
+        settings = getattr(policy, "settings", None)
+        if callable(settings):
+            out[policy.name] = settings()
     return out

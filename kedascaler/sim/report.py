@@ -249,7 +249,8 @@ def _json_safe(obj):
 
 
 def write_report(out: Path, workload: Workload, runs: list[RunResult], scores: list[Score], capacity: dict[str, float],
-                 settings: dict, runtime_s: dict[str, float]) -> list[Path]:
+                 settings: dict, runtime_s: dict[str, float],
+                 policy_settings: dict[str, dict] | None = None) -> list[Path]:
     """summary.md, results.json and the plots under `out`; returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -265,6 +266,8 @@ def write_report(out: Path, workload: Workload, runs: list[RunResult], scores: l
         **run_setup(runs),  # router, warmup_s, initial_fleet (shared), initial_fleet_by_policy
         "reference": REFERENCE, "bound": BOUND,  # cost_ratio: ÷ the reference's cost; cost_ratio_bound: ÷ the bound's
         "runtime_s": runtime_s,
+        # each baseline's configuration as its upstream docs set it: source, commit, clocks, ScaledObject, deviations
+        "policy_settings": policy_settings or {},
         "scores": [asdict(s) for s in scores],
         "series": {r.policy: {"t": r.times.tolist(), **{k: v.tolist() for k, v in r.series.items()}} for r in runs},
         # the policy's reasons when it changed something (kedascaler: the engine's Reason), first 500 per policy
@@ -284,6 +287,12 @@ def write_report(out: Path, workload: Workload, runs: list[RunResult], scores: l
               "Capacity per replica at the SLO (req/s, the oracles' and the reaction-time yardstick): "
               + ", ".join(f"{k} {v:.2f}" for k, v in capacity.items()), ""]
     lines += [x for line in setup_lines(runs) for x in (line, "")]
+    for name, cfg in (policy_settings or {}).items():
+        source = cfg.get("source") or cfg.get("follows") or ""
+        lines += [f"- `{name}`: " + (f"{source}; " if source else "")
+                  + ", ".join(f"{k} = {v}" for k, v in cfg.items() if k not in ("source", "follows"))]
+    if policy_settings:
+        lines.append("")
     lines += [table(scores), "",
               "Cost: replica-seconds × cost per hour / 3600 (pods billed while starting, serving and draining). "
               "'to capacity after steps': seconds after each load step until the ready pods' capacity covers the "

@@ -24,7 +24,13 @@ import numpy as np
 
 from kedascaler.sim import leaderboard
 from kedascaler.sim.config import SLO, SimConfig
-from kedascaler.sim.policies import EXTRA_POLICY_NAMES, POLICY_NAMES, make_policies, workload_capacity
+from kedascaler.sim.policies import (
+    EXTRA_POLICY_NAMES,
+    POLICY_NAMES,
+    make_policies,
+    policy_settings,
+    workload_capacity,
+)
 from kedascaler.sim.report import BOUND, REFERENCE, score_runs
 from kedascaler.sim.scenarios import SUITE, SUITE_NAMES, Scenario, suite_scenario
 from kedascaler.sim.simulator import simulate
@@ -62,6 +68,7 @@ class ScenarioResult:
     variants: list[str]
     rate: tuple[np.ndarray, np.ndarray]  # arrivals per 10 s bucket: (starts, req/s)
     replicas: dict[str, tuple[np.ndarray, np.ndarray]]  # policy → (sample times, desired replicas × variants)
+    policy_settings: dict[str, dict] = field(default_factory=dict)  # the baselines' configurations, as data
 
 
 def known_policies() -> tuple[str, ...]:
@@ -90,7 +97,8 @@ def run_scenario(scenario: Scenario | str, policies: Sequence[str], settings: Su
     workload = sc.workload(settings.seed)
     config = settings.config(sc)
     runs, runtime = [], {}
-    for policy in make_policies(list(policies), workload, config):
+    made = make_policies(list(policies), workload, config)
+    for policy in made:
         started = time.perf_counter()
         runs.append(simulate(workload, policy, config))
         runtime[policy.name] = round(time.perf_counter() - started, 3)
@@ -100,7 +108,7 @@ def run_scenario(scenario: Scenario | str, policies: Sequence[str], settings: Su
         scenario=sc.name, description=sc.description, fleet=sc.fleet_label, requests=len(workload),
         duration=workload.duration, steps=tuple(workload.steps), capacity=capacity, rows=rows, runtime_s=runtime,
         variants=[v.name for v in config.variants], rate=workload.rate(10.0),
-        replicas={r.policy: (r.times, r.series["replicas"]) for r in runs})
+        replicas={r.policy: (r.times, r.series["replicas"]) for r in runs}, policy_settings=policy_settings(made))
 
 
 def _job(sc: Scenario) -> Scenario | str:
@@ -158,6 +166,8 @@ def suite_data(results: Sequence[ScenarioResult], settings: SuiteSettings, polic
                        "duration_s": r.duration, "steps_s": list(r.steps), "capacity_req_s_per_replica": r.capacity,
                        "runtime_s": r.runtime_s} for r in results],
         "rows": [row for r in results for row in r.rows],
+        # each baseline's configuration as its upstream docs set it (from the first scenario: they do not vary)
+        "policy_settings": results[0].policy_settings if results else {},
     })
 
 

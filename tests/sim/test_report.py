@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 
 import numpy as np
@@ -64,3 +65,22 @@ def test_the_set_up_names_the_router_the_warm_up_and_the_shared_start(runs):
     setup = run_setup(rs)
     assert setup["router"] == "epp" and setup["warmup_s"] == 100.0
     assert setup["initial_fleet"] == {"llama-h100": 0, "llama-a100": 1}  # all three are fixed fleets: the first
+
+
+def test_the_report_states_each_baseline_s_upstream_configuration(tmp_path):
+    """results.json and summary.md say which upstream file and commit each baseline follows, and how it is set up."""
+    import json
+
+    from kedascaler.cli.simulate import add_simulate_parser, cmd_simulate
+
+    parser = argparse.ArgumentParser()
+    add_simulate_parser(parser.add_subparsers())
+    args = parser.parse_args(["simulate", "--scenario", "step-up-down", "--policy", "wva", "--policy", "keda-queue",
+                              "--quiet", "--out", str(tmp_path)])
+    assert cmd_simulate(args) == 0
+    stated = json.loads((tmp_path / "results.json").read_text())["policy_settings"]
+    assert set(stated) >= {"wva", "keda-queue"}
+    assert "@" in stated["wva"]["follows"] and stated["wva"]["cycle_s"] == 30
+    assert stated["keda-queue"]["deviations"]
+    summary = (tmp_path / "summary.md").read_text()
+    assert "- `wva`: llm-d/llm-d-workload-variant-autoscaler@" in summary
