@@ -1,10 +1,15 @@
 """The simulated cluster: Deployments of pods per variant, the gateway queue, and the router.
 
-Each pod runs a `FastReplica` (`kedascaler.sim.replica`). Scale-down removes pods that are not ready first,
-then the newest ready ones; a removed pod hands its waiting requests back to the gateway (they start over:
-`restart`) and finishes those it is running (draining), billed until empty. The gateway holds requests while
-no pod is ready. A request handed to a pod stays on it until it finishes (vLLM cannot migrate a request):
-routing happens once per request, on arrival or when the gateway's queue is let go.
+Each pod runs a `FastReplica` (`kedascaler.sim.replica`). Scale-down removes pods as the ReplicaSet controller
+ranks them (`controller.ActivePodsWithRanks`): not ready first, then — when the policy sets it
+(`sets_deletion_cost`) — the lowest `controller.kubernetes.io/pod-deletion-cost`, then the most recently
+created. A policy that sets deletion cost ranks each ready pod by the requests its last scrape showed
+(running + waiting), so the emptiest go first; without it, Kubernetes knows nothing of the load. A removed pod
+hands its waiting requests back to the gateway (they start over: `restart`) and has
+`SimConfig.termination_grace_s` to finish those it is running (draining, billed); those still running then are
+aborted — killed mid-generation, retried by the client from the start — and the GPU time they used is wasted.
+The gateway holds requests while no pod is ready. A request handed to a pod stays on it until it finishes (vLLM
+cannot migrate a request): routing happens once per request, on arrival or when the gateway's queue is let go.
 
 Routers (`SimConfig.router`), both among the ready pods of all the model's variants, random choices drawn
 from `SimConfig.seed`:
@@ -58,7 +63,8 @@ def initial_fleet(config: SimConfig) -> dict[str, int]:
 class SimPod:
     """One pod of the simulated cluster: its replica, when it was created and gets ready, its scrapes."""
 
-    __slots__ = ("name", "serial", "variant", "created", "ready_at", "replica", "draining", "samples", "ended")
+    __slots__ = ("name", "serial", "variant", "created", "ready_at", "replica", "draining", "samples", "ended",
+                 "deadline")
 
     def __init__(self, name: str, variant: int, created: float, ready_at: float, params: PerfParams,
                  serial: int = 0) -> None:
@@ -71,6 +77,14 @@ class SimPod:
         self.draining = False
         self.samples: deque[tuple[float, float, float, float]] = deque()  # (t, kv, waiting, running)
         self.ended = math.nan
+        self.deadline = math.inf  # draining: when the grace period ends and what still runs is killed
+
+    def deletion_cost(self) -> float:
+        """What a scaler that sets pod-deletion-cost puts on this pod: the requests its last scrape showed."""
+        if not self.samples:
+            return 0.0
+        _, _, waiting, running = self.samples[-1]
+        return waiting + running
 
 
 def restart(req: SimRequest) -> None:
@@ -99,6 +113,9 @@ class Cluster:
         self.replica_seconds = np.zeros(len(config.variants))
         self.replica_seconds_after_warmup = np.zeros(len(config.variants))  # billed from `config.warmup` on
         self._names = 0
+        self.deletion_cost = False  # the policy sets pod-deletion-cost: the emptiest ready pods go first
+        self.aborted = 0  # requests killed mid-generation by a terminated pod
+        self.aborted_gpu_s = 0.0  # GPU-seconds those aborted runs had used
         if config.router not in ROUTERS:
             raise ValueError(f"unknown router {config.router!r}; known: {', '.join(ROUTERS)}")
         self.rng = np.random.default_rng(config.seed)
@@ -121,8 +138,11 @@ class Cluster:
             delay = 0.0 if self.instant_start else cfg.startup_delay
             pods.append(SimPod(f"{cfg.name}-{self._names}", v, now, now + delay, cfg.params, self._names))
         if len(pods) > n:
-            # ReplicaSet order (controller.ActivePodsWithRanks): pods not ready first, then the newest.
-            order = sorted(pods, key=lambda p: (p.ready_at <= now, -p.created, -p.serial))
+            # ReplicaSet order (controller.ActivePodsWithRanks): pods not ready first, then the lowest
+            # pod-deletion-cost (when the policy sets it), then the newest.
+            def rank(p: SimPod) -> tuple[bool, float, float, int]:
+                return (p.ready_at <= now, p.deletion_cost() if self.deletion_cost else 0.0, -p.created, -p.serial)
+            order = sorted(pods, key=rank)
             for pod in order[: len(pods) - n]:
                 pods.remove(pod)
                 if pod.ready_at > now:
@@ -133,6 +153,7 @@ class Cluster:
                     pod.ended = now
                     continue
                 pod.draining = True
+                pod.deadline = now + self.config.termination_grace_s
                 self.draining.append(pod)
 
     def _requeue(self, replica: FastReplica) -> None:
@@ -207,13 +228,31 @@ class Cluster:
             self.replica_seconds[pod.variant] += tick
             if warm:
                 self.replica_seconds_after_warmup[pod.variant] += tick
-            pod.replica.advance(end)
+            pod.replica.advance(min(end, pod.deadline))
             self.finished += pod.replica.take_finished()
             if pod.replica.outstanding == 0:
-                pod.ended = end
+                pod.ended = min(end, pod.deadline)
+            elif end >= pod.deadline:
+                self._kill(pod)
             else:
                 still.append(pod)
         self.draining = still
+
+    def _kill(self, pod: SimPod) -> None:
+        """The grace period is over: what the pod still runs is aborted (retried by the client from the start)."""
+        replica = pod.replica
+        running = list(replica.running.values())
+        share = 1.0 / max(1, len(running))  # each run's share of the batch's GPU time
+        for req in running:
+            used = max(0.0, pod.deadline - req.scheduled) * share if req.scheduled == req.scheduled else 0.0
+            req.aborts += 1
+            req.wasted += used
+            self.aborted += 1
+            self.aborted_gpu_s += used
+        while replica.running:
+            replica._preempt_newest()  # frees its blocks; back to waiting, to be handed back below
+        self._requeue(replica)
+        pod.ended = pod.deadline
 
     def scrape(self, now: float, window: float) -> None:
         for pods in self.pods:

@@ -87,3 +87,8 @@ class SimConfig:
     # Warm replicas per variant at t = 0, the same for every policy (the oracles included; static-peak is its
     # fixed fleet by definition): ((variant name, replicas), ...); None: one replica of the cheapest variant.
     initial_fleet: tuple[tuple[str, int], ...] | None = None
+    # A pod removed by a scale-down gets SIGTERM: it stops taking requests (its waiting ones go back to the
+    # gateway) and has `termination_grace_s` (Kubernetes' terminationGracePeriodSeconds, default 30 s) to finish
+    # what it runs; whatever still runs then is killed (aborted, retried by the client from the start).
+    # A preStop drain sized for the traffic's outputs is a longer grace; math.inf drains everything.
+    termination_grace_s: float = 30.0

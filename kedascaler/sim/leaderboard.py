@@ -66,6 +66,7 @@ def summary(rows: Sequence[Row], target: float = SLO_TARGET) -> list[dict[str, A
             "slo_mean": sum(slo) / len(slo), "slo_worst": min(slo), "cost": sum(float(r["cost"]) for r in mine),
             "ratio": _geomean([_num(r.get("cost_ratio")) for r in mine]),
             "ratio_bound": _geomean([_num(r.get("cost_ratio_bound")) for r in mine]),
+            "aborted": sum(int(r.get("aborted") or 0) for r in mine),
         })
     out.sort(key=lambda s: (-int(s["met"]), -round(float(s["slo_mean"]), 1),
                             math.inf if s["ratio"] is None else float(s["ratio"]), str(s["policy"])))
@@ -78,12 +79,12 @@ def leaderboard(data: Mapping[str, Any]) -> str:
     target = float(suite.get("slo_target_pct", SLO_TARGET))
     ref, bound = _ratio_headers(suite)
     head = (f"| rank | policy | SLO ≥ {target:g}% | mean SLO | worst SLO | total cost | {ref} (geo-mean) |"
-            + (f" {bound} (geo-mean) |" if bound else ""))
-    lines = [head, "|" + "---|" * (8 if bound else 7)]
+            + (f" {bound} (geo-mean) |" if bound else "") + " aborted requests |")
+    lines = [head, "|" + "---|" * (9 if bound else 8)]
     for i, s in enumerate(summary(rows, target), 1):
         lines.append(f"| {i} | {s['policy']} | {s['met']} / {s['scenarios']} | {s['slo_mean']:.1f}% | "
                      f"{s['slo_worst']:.1f}% | {s['cost']:.1f} | {_fmt_ratio(s['ratio'])} |"
-                     + (f" {_fmt_ratio(s['ratio_bound'])} |" if bound else ""))
+                     + (f" {_fmt_ratio(s['ratio_bound'])} |" if bound else "") + f" {s['aborted']} |")
     return "\n".join(lines)
 
 

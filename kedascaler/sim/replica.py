@@ -37,7 +37,7 @@ class SimRequest:
 
     __slots__ = ("id", "arrival", "prompt", "output", "generated", "computed", "target", "blocks", "offset",
                  "d_join", "g_join", "d_finish", "seq", "phase", "first_token", "finished", "preemptions",
-                 "variant", "dispatched", "restarts", "scheduled", "prefill")
+                 "variant", "dispatched", "restarts", "scheduled", "prefill", "aborts", "wasted")
 
     def __init__(self, rid: int, arrival: float, prompt: int, output: int) -> None:
         self.id = rid
@@ -62,6 +62,8 @@ class SimRequest:
         self.restarts = 0  # times handed back by a terminating pod and started over
         self.scheduled = math.nan  # start of the step that first admitted it (vLLM's prefill time starts here)
         self.prefill = math.nan  # seconds from `scheduled` to the first token (observed by vLLM when it finishes)
+        self.aborts = 0  # times killed mid-generation by a pod terminated before it finished (retried by the client)
+        self.wasted = 0.0  # GPU-seconds its aborted runs used (its share of the pod's batch), thrown away
 
     @property
     def ttft(self) -> float:

@@ -72,6 +72,8 @@ class Score:
     cost_ratio_bound: float | None = None  # to the lower bound's cost (oracle)
     warmup_s: float = 0.0
     after_warmup: AfterWarmup | None = None
+    aborted: int = 0  # runs killed mid-generation by a scale-down (the pod's grace period ran out)
+    aborted_gpu_s: float = 0.0  # GPU-seconds those runs had used, wasted
 
 
 def _pct(x: np.ndarray, q: float) -> float:
@@ -136,6 +138,8 @@ def score(run: RunResult, workload: Workload, capacity: dict[str, float], oracle
         if len(run.times) else {},
         warmup_s=float(run.warmup),
         after_warmup=after,
+        aborted=int(run.aborts.sum()) if len(run.aborts) else 0,
+        aborted_gpu_s=float(run.aborted_gpu_s),
     )
 
 
@@ -189,9 +193,9 @@ def table(scores: list[Score]) -> str:
     """A Markdown table (reads fine on a terminal too). Where two numbers share a cell, the second is after
     the warm-up: the requests arriving after it, the cost billed from it on."""
     head = ("| policy | SLO met: all / warm | TTFT p50 / p95 / p99 | ITL p50 / p95 / p99 | cost: all / warm | "
-            "× oracle: all / warm | × bound: all / warm | max replicas | actions | restarts | "
+            "× oracle: all / warm | × bound: all / warm | max replicas | actions | restarts | aborted (GPU s) | "
             "to capacity after steps | at zero | cold-start waits |")
-    rule = "|" + "---|" * 13
+    rule = "|" + "---|" * 14
     rows = [head, rule]
     for s in scores:
         a = s.after_warmup
@@ -204,7 +208,8 @@ def table(scores: list[Score]) -> str:
         rows.append(
             f"| {s.policy} | {slo} | {_fmt_s(s.ttft_p50)} / {_fmt_s(s.ttft_p95)} / {_fmt_s(s.ttft_p99)} | "
             f"{_fmt_s(s.itl_p50)} / {_fmt_s(s.itl_p95)} / {_fmt_s(s.itl_p99)} | {cost} | {ratio} | {bound} | {reps} | "
-            f"{s.scaling_actions} | {s.restarts} | {_fmt_react(s.reaction_times)} | {s.zero_time:.0f} s | {cold} |")
+            f"{s.scaling_actions} | {s.restarts} | {s.aborted} ({s.aborted_gpu_s:.0f}) | "
+            f"{_fmt_react(s.reaction_times)} | {s.zero_time:.0f} s | {cold} |")
     return "\n".join(rows)
 
 

@@ -57,6 +57,8 @@ class KedascalerPolicy(_Base):
 
     name = "kedascaler"
     reads_counters = False
+    # the leader sets controller.kubernetes.io/pod-deletion-cost from each pod's load (actuate/deletion_cost.py)
+    sets_deletion_cost = True
 
     def __init__(self, model_id: str = "meta/llama-3.1-8b", interval: float = 15.0,
                  config: SaturationConfig | None = None, scale_to_zero: bool = True,

@@ -73,6 +73,9 @@ class RunResult:
     warmup: float = 0.0  # SimConfig.warmup: the scores "after warm-up" count requests arriving after it
     initial_fleet: dict[str, int] = field(default_factory=dict)  # warm replicas per variant at t = 0
     replica_seconds_after_warmup: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per variant, t ≥ warmup
+    aborts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # per request: runs killed
+    aborted_gpu_s: float = 0.0  # GPU-seconds the killed runs had used, thrown away
+    deletion_cost: bool = False  # the policy set pod-deletion-cost (emptiest pods removed first)
 
     @property
     def cost(self) -> np.ndarray:
@@ -103,6 +106,7 @@ def simulate(workload: Workload, policy: Policy, config: SimConfig | None = None
     config = config or SimConfig()
     tick = config.tick
     cluster = Cluster(config, policy.instant_start)
+    cluster.deletion_cost = bool(getattr(policy, "sets_deletion_cost", False))
     nv = len(config.variants)
     names = [v.name for v in config.variants]
     start = start_fleet(policy, config)
@@ -222,6 +226,8 @@ def simulate(workload: Workload, policy: Policy, config: SimConfig | None = None
         router=config.router, fixed_fleet=isinstance(policy, StaticPolicy), warmup=config.warmup,
         initial_fleet={n: int(start.get(n, 0)) for n in names},
         replica_seconds_after_warmup=cluster.replica_seconds_after_warmup.copy(),
+        aborts=np.array([r.aborts for r in reqs], dtype=np.int64), aborted_gpu_s=cluster.aborted_gpu_s,
+        deletion_cost=cluster.deletion_cost,
     )
 
 

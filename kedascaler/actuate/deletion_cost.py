@@ -1,0 +1,114 @@
+"""Scale down without killing work: mark which pods a ReplicaSet should delete first.
+
+When HPA lowers a Deployment's replicas the ReplicaSet controller picks the pods to delete by its own ranks:
+not ready first, then the lowest `controller.kubernetes.io/pod-deletion-cost`, then the newest. It knows
+nothing of which vLLM pod holds long generations in flight. Before a variant's target drops, the leader sets
+that annotation on the variant's ready pods from what each carries — the running and waiting requests its last
+metrics showed, and its KV cache in use — so the emptiest pods go first and fewer requests are aborted.
+
+`deletion_costs` is pure (decisions and snapshots in, a cost per pod out); `DeletionCostWriter` patches only the
+pods of variants that are scaling down, only when the order changed since it last wrote it, at most once per
+variant per `min_interval_s`, each call with a timeout. RBAC: `patch` on `pods` (the chart grants it when
+`podDeletionCost.enabled`). Off (`serve --no-pod-deletion-cost`): no writer, nothing patched.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import kubernetes.client
+from kubernetes.client.exceptions import ApiException
+
+from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey
+
+log = logging.getLogger("kedascaler.actuate.deletion_cost")
+
+ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
+REQUEST_WEIGHT = 1000  # one request in flight outweighs any KV-cache difference
+KV_WEIGHT = 100  # KV cache in use, 0–1: the tie-break between pods with as many requests
+
+
+@dataclass(frozen=True)
+class PodCost:
+    """One pod's deletion cost: higher is deleted later (an int, as the annotation takes)."""
+
+    namespace: str
+    pod: str
+    cost: int
+
+
+def pod_cost(running: float, queue: float, kv_cache_usage: float) -> int:
+    """The work a pod holds, as an integer: requests in flight first, then KV cache in use."""
+    requests = max(0.0, running) + max(0.0, queue)
+    return int(round(REQUEST_WEIGHT * requests + KV_WEIGHT * min(1.0, max(0.0, kv_cache_usage))))
+
+
+def deletion_costs(decisions: Iterable[Decision], snapshots: Iterable[ModelSnapshot]
+                   ) -> dict[VariantKey, tuple[PodCost, ...]]:
+    """For each variant asked for fewer replicas than it runs, its ready pods' costs, emptiest first.
+    Variants holding or growing, and decisions on stale data, get nothing: no reason to touch their pods."""
+    shrinking = {d.key for d in decisions if not d.stale and d.desired_replicas < d.current_replicas}
+    out: dict[VariantKey, tuple[PodCost, ...]] = {}
+    for snap in snapshots:
+        for v in snap.variants:
+            key = v.spec.key
+            if key not in shrinking or not v.pods:
+                continue
+            costs = [PodCost(key.namespace, p.pod, pod_cost(p.running, p.queue_length, p.kv_cache_usage))
+                     for p in v.pods]
+            out[key] = tuple(sorted(costs, key=lambda c: (c.cost, c.pod)))
+    return out
+
+
+def _order(costs: tuple[PodCost, ...]) -> tuple[str, ...]:
+    return tuple(c.pod for c in costs)
+
+
+class DeletionCostWriter:
+    """Patches `controller.kubernetes.io/pod-deletion-cost` on the pods of variants that scale down."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient, *, min_interval_s: float = 30.0,
+                 timeout_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.core = kubernetes.client.CoreV1Api(api_client)
+        self.min_interval_s = min_interval_s
+        self.timeout_s = timeout_s
+        self.clock = clock
+        self._written: dict[VariantKey, tuple[tuple[str, ...], float]] = {}  # order last written, and when
+        self.patches = 0  # pods annotated, in all
+        self.protected = 0  # requests on pods ranked after the emptiest (what the order protects), in all
+
+    def write(self, decisions: Iterable[Decision], snapshots: Iterable[ModelSnapshot]) -> int:
+        """Annotate the pods of every shrinking variant whose order changed; returns the pods patched."""
+        patched = 0
+        now = self.clock()
+        plan = deletion_costs(decisions, snapshots)
+        for key, costs in plan.items():
+            order = _order(costs)
+            last = self._written.get(key)
+            if last is not None and (last[0] == order or now - last[1] < self.min_interval_s):
+                continue  # the same order is already on the pods, or written moments ago
+            done = [self._patch(c) for c in costs]  # every pod, even after one fails
+            patched += sum(done)
+            if all(done):
+                self._written[key] = (order, now)
+                self.protected += sum(c.cost // REQUEST_WEIGHT for c in costs[1:])
+        for key in [k for k in self._written if k not in plan]:
+            del self._written[key]  # no longer shrinking: the next scale-down writes afresh
+        self.patches += patched
+        return patched
+
+    def _patch(self, cost: PodCost) -> bool:
+        body = {"metadata": {"annotations": {ANNOTATION: str(cost.cost)}}}
+        try:
+            self.core.patch_namespaced_pod(cost.pod, cost.namespace, body, _request_timeout=self.timeout_s)
+            return True
+        except ApiException as exc:
+            log.warning("could not set %s on pod %s/%s: HTTP %s %s", ANNOTATION, cost.namespace, cost.pod,
+                        exc.status, exc.reason)
+        except Exception as exc:  # noqa: BLE001 - a pod's patch failing never stops the cycle's other writes
+            log.warning("could not set %s on pod %s/%s: %s", ANNOTATION, cost.namespace, cost.pod, exc)
+        return False
+
