@@ -123,6 +123,9 @@ SUITE: tuple[Scenario, ...] = (
     Scenario("long-outputs", "outputs mean ≈ 1k tokens, prompts mean 300 (prompt + output ≤ 6,144); "
                              "1.5 → 4 → 2 req/s at 300, 900 s",
              lambda seed: steps([(0, 1.5), (300, 4.0), (900, 2.0)], 1200, seed=seed, lengths=_LONG_OUT)),
+    Scenario("long-outputs-drop", "outputs mean ≈ 1k tokens, 16 → 2 req/s at 600 s: the scale-down lands on "
+                                  "pods holding long generations (what pod-deletion-cost and the grace period decide)",
+             lambda seed: steps([(0, 16.0), (600, 2.0)], 1200, seed=seed, lengths=_LONG_OUT)),
     Scenario("three-accelerators", "H100 (40) + A100 (20) + L40S (17.5): conv-like lengths (prompts mean 1,155), "
                                    "2 → 8 → 4 req/s at 300, 900 s; the variant chosen decides the cost",
              lambda seed: steps([(0, 2.0), (300, 8.0), (900, 4.0)], 1200, seed=seed, lengths=_CONV_LIKE),

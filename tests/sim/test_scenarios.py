@@ -37,7 +37,7 @@ def test_same_seed_same_arrivals(s):
 
 
 def test_suite_names_and_fleets():
-    assert len(SUITE_NAMES) == len(set(SUITE_NAMES)) == 12
+    assert len(SUITE_NAMES) == len(set(SUITE_NAMES)) == 13
     for s in SUITE:
         variants = s.variants(90.0)
         if s.name == "three-accelerators":
