@@ -62,8 +62,7 @@ class SimRequest:
         self.restarts = 0  # times handed back by a terminating pod and started over
         self.scheduled = math.nan  # start of the step that first admitted it (vLLM's prefill time starts here)
         self.prefill = math.nan  # seconds from `scheduled` to the first token (observed by vLLM when it finishes)
-        self.aborts = 0  # times killed mid-generation by a pod terminated before it finished (retried by the client)
-        self.wasted = 0.0  # GPU-seconds its aborted runs used (its share of the pod's batch), thrown away
+        self.aborts, self.wasted = 0, 0.0  # runs killed by a terminated pod; the GPU-seconds they had used
 
     @property
     def ttft(self) -> float:
