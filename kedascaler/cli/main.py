@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--kubeconfig", help="kubeconfig file (implies --kubernetes when given alone)")
     serve.add_argument("--namespace", help="only VariantAutoscalings in this namespace (default: all)")
     serve.add_argument("--label-selector", help="only VariantAutoscalings with these labels (sharding)")
+    serve.add_argument("--scaledobjects", action="store_true",
+                       help="also watch KEDA ScaledObjects: a variant described by one (trigger metadata modelID, or "
+                       "WVA v0.9's llm-d.ai/managed annotations) needs no VariantAutoscaling")
     serve.add_argument("--controller-namespace", default="kedascaler-system",
                        help="where the ConfigMaps and the Lease live")
     serve.add_argument("--prometheus-url", help="read vLLM metrics from Prometheus (default: scrape pods directly)")
@@ -139,7 +142,8 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         from kedascaler.cli.kube import kubernetes_sources
 
         kube, status_writer, elector = kubernetes_sources(
-            args.kubeconfig, args.namespace, args.label_selector, args.controller_namespace)
+            args.kubeconfig, args.namespace, args.label_selector, args.controller_namespace,
+            scaled_objects=args.scaledobjects)
         kube.start()
         if not kube.wait_synced(30):
             log.warning("the Kubernetes inventory is not synced after 30 s (is the VariantAutoscaling CRD installed, "
