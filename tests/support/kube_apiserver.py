@@ -320,6 +320,16 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return KINDS[m.group(3)], m.group(2), m.group(4), bool(m.group(5)), query
 
+    def _refused(self, kind: Kind, query: dict[str, str], obj: dict) -> bool:
+        """`?fieldValidation=Strict` (kubectl's default) on a custom resource whose CRD is applied: refuse what
+        the CRD's schema does not declare or allow, as the API server does (the caller holds the lock)."""
+        crd = self.api.crd_for(kind) if kind.custom and query.get("fieldValidation") == "Strict" else None
+        found = kube_discovery.strict_errors({**obj, "apiVersion": kind.api_version, "kind": kind.kind}, crd) \
+            if crd else None
+        if found:
+            self._fail(*found)
+        return bool(found)
+
     def _log(self) -> None:
         with self.api.cond:
             self.api.requests.append((self.command, self.path))
@@ -378,12 +388,14 @@ class _Handler(BaseHTTPRequestHandler):
         route = self._route()
         if route is None:
             return
-        kind, ns, name, _, _ = route
+        kind, ns, name, _, query = route
         body = self._body()
         if name or not isinstance(body, dict):
             self._fail(405, "MethodNotAllowed", "POST to a collection with an object body")
             return
         with self.api.cond:
+            if self._refused(kind, query, body):
+                return
             meta = body.setdefault("metadata", {})
             if meta.get("name") and (ns or "", meta["name"]) in self.api.objects[kind.plural]:
                 self._fail(409, "AlreadyExists", f'{kind.plural} "{meta["name"]}" already exists')
@@ -400,12 +412,14 @@ class _Handler(BaseHTTPRequestHandler):
         route = self._route()
         if route is None:
             return
-        kind, ns, name, status_sub, _ = route
+        kind, ns, name, status_sub, query = route
         body = self._body()
         if not name or not isinstance(body, dict):
             self._fail(405, "MethodNotAllowed", "PUT needs a named object")
             return
         with self.api.cond:
+            if self._refused(kind, query, body):
+                return
             key = (ns or "", name)
             existing = self.api.objects[kind.plural].get(key)
             if existing is None:
@@ -425,7 +439,7 @@ class _Handler(BaseHTTPRequestHandler):
         route = self._route()
         if route is None:
             return
-        kind, ns, name, status_sub, _ = route
+        kind, ns, name, status_sub, query = route
         ctype = self.headers.get("Content-Type", "")
         body = self._body()
         if "merge-patch" not in ctype or not isinstance(body, dict):
@@ -443,6 +457,8 @@ class _Handler(BaseHTTPRequestHandler):
                 patched = merge_patch(existing, {"status": body.get("status")})
             else:
                 patched = merge_patch(existing, {k: v for k, v in body.items() if k != "status" or not kind.custom})
+            if self._refused(kind, query, patched):
+                return
             updated = self.api._replace(kind, key, existing, patched, status_only=status_sub)
         self._send_json(200, updated)
 

@@ -120,6 +120,45 @@ def table(objects: Sequence[Mapping[str, Any]], columns: Sequence[Mapping[str, A
             "columnDefinitions": definitions, "rows": rows}
 
 
+def pruning(schema: dict) -> dict:
+    """The schema as the API server applies it to a structural CRD: a field it does not declare is pruned
+    (dropped silently), so here it is an error (additionalProperties: false wherever properties are listed)."""
+    out = dict(schema)
+    if "properties" in out and not out.get("x-kubernetes-preserve-unknown-fields"):
+        out["properties"] = {k: pruning(v) for k, v in out["properties"].items()}
+        out["additionalProperties"] = False
+    if isinstance(out.get("items"), dict):
+        out["items"] = pruning(out["items"])
+    return out
+
+
+def strict_errors(obj: Mapping[str, Any], crd: Mapping[str, Any]) -> tuple[int, str, str] | None:
+    """`?fieldValidation=Strict` on a custom resource, as the API server does it: (400, BadRequest, …) for a
+    field its CRD does not declare, (422, Invalid, …) for one that breaks the schema; None when it fits."""
+    import jsonschema
+
+    version = (obj.get("apiVersion") or "").rpartition("/")[2]
+    schemas = [v["schema"]["openAPIV3Schema"] for v in (crd.get("spec") or {}).get("versions") or []
+               if v.get("name") == version and v.get("schema")]
+    if not schemas:
+        return None
+    unknown, invalid = [], []
+    for error in jsonschema.Draft4Validator(pruning(schemas[0])).iter_errors(obj):
+        where = ".".join(str(p) for p in error.absolute_path)
+        if error.validator == "additionalProperties":
+            extra = re.findall(r"'([^']+)' was unexpected", error.message) or [error.message]
+            unknown += [f'unknown field "{where + "." if where else ""}{name}"' for name in extra]
+        else:
+            invalid.append(f"{where or '<root>'}: Invalid value: {error.message}")
+    kind, name = obj.get("kind"), (obj.get("metadata") or {}).get("name")
+    if unknown:
+        return 400, "BadRequest", f"{kind} in version \"{version}\" cannot be handled as a {kind}: strict " \
+                                  f"decoding error: {', '.join(unknown)}"
+    if invalid:
+        return 422, "Invalid", f'{kind}.{crd["spec"]["group"]} "{name}" is invalid: ' + "; ".join(invalid)
+    return None
+
+
 def wants_table(accept: str | None) -> bool:
     return bool(accept) and "as=Table" in accept
 
