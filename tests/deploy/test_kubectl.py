@@ -8,6 +8,8 @@ except under `CI=true`, where a missing kubectl fails them.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import re
 import shutil
@@ -29,14 +31,26 @@ MODEL = "meta/llama-3.1-8b"
 COLUMNS = ["NAME", "MODEL", "ACCELERATOR", "CURRENT", "DESIRED", "MODE", "REASON", "AGE"]
 
 
+MIN_MINOR = 26  # server-side field validation (fieldValidation=Strict, read from /openapi/v3) is kubectl's default
+
+
+def _missing(message: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@functools.cache
 def kubectl_binary() -> str:
     found = shutil.which("kubectl")
     if found is None:
-        message = "kubectl is not installed (Debian: apt-get install kubernetes-client; scripts/test.sh does it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+        _missing("kubectl is not installed (Debian: apt-get install kubernetes-client; scripts/test.sh does it)")
+    version = subprocess.run([found, "version", "--client", "-o", "json"], capture_output=True, text=True,
+                             timeout=30)
+    minor = re.match(r"\d+", json.loads(version.stdout or "{}").get("clientVersion", {}).get("minor", "0"))
+    if minor is None or int(minor.group()) < MIN_MINOR:
+        _missing(f"{found} is older than kubectl 1.{MIN_MINOR}, which these tests need: {version.stdout.strip()}")
+    return str(found)
 
 
 class Kubectl:
