@@ -57,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "for gateways to wake a cold model at once")
     serve.add_argument("--activation-prometheus-url",
                        help="where to read the gateway's queue for cold models (default: --prometheus-url)")
-    serve.add_argument("--activation-query", help="PromQL for requests waiting per model at the gateway "
-                       "(default: sum by (target_model_name) (inference_extension_flow_control_queue_size))")
+    serve.add_argument("--activation-query", help="PromQL for requests waiting per model at the gateway, one series "
+                       "per target_model_name (default: llm-d router v0.10's llm_d_epp_flow_control_queue_size, else "
+                       "the older inference_extension_flow_control_queue_size, in one query)")
     serve.add_argument("--scaling-mode", choices=MODES, default=HYBRID,
                        help="for VAs without spec.scalingMode: saturation (KV cache and queue only), model (size for "
                        "the service class's ITL/TTFT with the queueing model) or hybrid (the model plan, never below "
