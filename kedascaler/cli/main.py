@@ -1,4 +1,4 @@
-"""The `kedascaler` command: serve, demo, simulate, analyze, validate.
+"""The `kedascaler` command: serve, demo, simulate, analyze, explain, validate.
 
 Thin: it parses flags, builds the edges (inventory, metrics, server) and hands them to the reconcile loop.
 Bad command-line input exits with code 2 and a message naming the flag.
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kedascaler.cli.analyze import add_analyze_parser, cmd_analyze
+from kedascaler.cli.explain import add_explain_parser, cmd_explain
 from kedascaler.cli.simulate import add_simulate_parser, cmd_simulate
 from kedascaler.engine.sizing import HYBRID, MODES
 from kedascaler.kits.argtypes import port, positive
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_observe_arguments(serve)
     add_observe_arguments(demo, metrics_port=0)
     add_analyze_parser(sub)
+    add_explain_parser(sub)
     add_simulate_parser(sub)
 
     validate = sub.add_parser("validate", help="check an inventory folder; exit 2 when anything is invalid")
@@ -225,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_level, getattr(args, "log_format", "plain"))
     if args.command == "analyze":
         return cmd_analyze(args)
+    if args.command == "explain":
+        return cmd_explain(args)
     if args.command == "simulate":
         return cmd_simulate(args)
     if args.command == "validate":
