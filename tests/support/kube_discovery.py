@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import calendar
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -62,7 +63,7 @@ def json_path(obj: Any, path: str) -> Any:
 def human_age(timestamp: str, now: float | None = None) -> str:
     """An RFC 3339 time as the API server prints a `date` column: the age, `45s`, `5m`, `3h`, `2d`."""
     try:
-        then = time.mktime(time.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+        then = calendar.timegm(time.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ"))
     except (TypeError, ValueError):
         return "<invalid>"
     seconds = max(0, int((time.time() if now is None else now) - then))
