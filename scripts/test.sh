@@ -13,6 +13,13 @@ if ! command -v prometheus >/dev/null 2>&1; then
   # The package starts a system service on :9090 on some hosts; the tests start their own instances.
   ($SUDO systemctl stop prometheus >/dev/null 2>&1 || $SUDO service prometheus stop >/dev/null 2>&1 || pkill -x prometheus) 2>/dev/null || true
 fi
+if ! command -v kubectl >/dev/null 2>&1; then
+  # Real kubectl against the API server fixture (tests/deploy/test_kubectl.py): Debian's kubernetes-client.
+  echo "test: installing Debian's kubernetes-client (kubectl, for the kubectl tests)" >&2
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null
+fi
 start=$(date +%s)
 set +e
 uv run --frozen ruff check .

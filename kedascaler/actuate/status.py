@@ -7,6 +7,7 @@ Event when a variant's desired replicas change and when a configuration problem 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -73,8 +74,10 @@ def metrics_condition(d: Decision) -> dict[str, Any]:
 
 
 def last_decision(d: Decision, when: str) -> dict[str, Any]:
-    """`status.lastDecision`: the reason the engine rendered from the decision's steps, and when."""
-    return {"reason": str(d.reason)[:1024], "time": when}
+    """`status.lastDecision`: the reason the engine rendered from the decision's steps, when, and in brief (the
+    reason's numbers without its message: the `Reason` column of `kubectl get va`)."""
+    return {"reason": str(d.reason)[:1024], "brief": str(dataclasses.replace(d.reason, message=""))[:128],
+            "time": when}
 
 
 def decision_conditions(d: Decision, target_missing: bool) -> list[dict[str, Any]]:
@@ -222,12 +225,15 @@ class StatusWriter:
     """Patches VariantAutoscaling status when it changed, and records Events; keeps what it last wrote."""
 
     def __init__(self, api_client: kubernetes.client.ApiClient, *, events: EventRecorder | None = None,
-                 existing: Callable[[VariantKey], Mapping[str, Any] | None] | None = None) -> None:
+                 existing: Callable[[VariantKey], Mapping[str, Any] | None] | None = None,
+                 uid_of: Callable[[VariantKey], str | None] | None = None) -> None:
         """`existing(key)` gives a VA's status as the cluster holds it (from the watch), so that a new leader
-        neither re-patches unchanged statuses nor resets condition transition times."""
+        neither re-patches unchanged statuses nor resets condition transition times. `uid_of(key)` gives its
+        metadata.uid, which an Event's involvedObject needs for `kubectl describe va` to list it."""
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
         self.events = events or EventRecorder(api_client)
         self.existing = existing
+        self.uid_of = uid_of
         self.written: dict[VariantKey, dict[str, Any]] = {}  # the full status last written per VA
         self._transitions: dict[tuple[VariantKey, str], tuple[str, str]] = {}  # (va, type) -> (status, time)
         self._problems_seen: set[str] = set()
@@ -242,7 +248,7 @@ class StatusWriter:
 
         `plans` (per (namespace, model)) and `parameters` (per VA): SLO sizing's outcome (CycleReport.plans and
         .parameters), written as the ModelBasedSizing condition and status.performanceEstimate."""
-        known = {s.key for s in state.variants}
+        known = {s.key for s in state.variants} - state.from_scaled_objects  # CRD-free: no VA to write to
         patches = 0
         for d in decisions:
             if d.key not in known:
@@ -259,7 +265,8 @@ class StatusWriter:
                     was = old if old is not None else d.current_replicas
                     self.events.record(API_VERSION, VA_KIND, d.key.namespace, d.key.name, "Normal",
                                        "ScaleUp" if d.desired_replicas > was else "ScaleDown",
-                                       f"desired replicas {was} → {d.desired_replicas}: {d.reason}")
+                                       f"desired replicas {was} → {d.desired_replicas}: {d.reason}",
+                                       uid=self.uid_of(d.key) if self.uid_of else None)
         patches += self._write_problems(state.problems)
         for key in list(self.written):
             if key not in known and not any(p.obj == f"{VA_KIND} {key}" for p in state.problems):
@@ -276,12 +283,14 @@ class StatusWriter:
             if subject is None:
                 continue
             api_version, kind, namespace, name = subject
+            uid = None
             if kind == VA_KIND:
                 by_va.setdefault(VariantKey(namespace, name), []).append(problem)
+                uid = self.uid_of(VariantKey(namespace, name)) if self.uid_of else None
             if str(problem) not in self._problems_seen:
                 self.events.record(api_version, kind, namespace, name, "Warning",
                                    "InvalidSpec" if kind == VA_KIND else "InvalidConfiguration",
-                                   f"{problem.field}: {problem.message}")
+                                   f"{problem.field}: {problem.message}", uid=uid)
         self._problems_seen = current  # a problem that goes away and comes back is recorded again
         for key, found in by_va.items():
             if self._patch(key, invalid_status(found), time.time()):

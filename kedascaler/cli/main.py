@@ -1,4 +1,4 @@
-"""The `kedascaler` command: serve, demo, simulate, analyze, validate.
+"""The `kedascaler` command: serve, demo, simulate, analyze, explain, validate.
 
 Thin: it parses flags, builds the edges (inventory, metrics, server) and hands them to the reconcile loop.
 Bad command-line input exits with code 2 and a message naming the flag.
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kedascaler.cli.analyze import add_analyze_parser, cmd_analyze
+from kedascaler.cli.explain import add_explain_parser, cmd_explain
 from kedascaler.cli.simulate import add_simulate_parser, cmd_simulate
 from kedascaler.engine.sizing import HYBRID, MODES
 from kedascaler.kits.argtypes import port, positive
@@ -36,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--kubeconfig", help="kubeconfig file (implies --kubernetes when given alone)")
     serve.add_argument("--namespace", help="only VariantAutoscalings in this namespace (default: all)")
     serve.add_argument("--label-selector", help="only VariantAutoscalings with these labels (sharding)")
+    serve.add_argument("--scaledobjects", action="store_true",
+                       help="also watch KEDA ScaledObjects: a variant described by one (trigger metadata modelID, or "
+                       "WVA v0.9's llm-d.ai/managed annotations) needs no VariantAutoscaling")
     serve.add_argument("--controller-namespace", default="kedascaler-system",
                        help="where the ConfigMaps and the Lease live")
     serve.add_argument("--prometheus-url", help="read vLLM metrics from Prometheus (default: scrape pods directly)")
@@ -54,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "for gateways to wake a cold model at once")
     serve.add_argument("--activation-prometheus-url",
                        help="where to read the gateway's queue for cold models (default: --prometheus-url)")
-    serve.add_argument("--activation-query", help="PromQL for requests waiting per model at the gateway "
-                       "(default: sum by (target_model_name) (inference_extension_flow_control_queue_size))")
+    serve.add_argument("--activation-query", help="PromQL for requests waiting per model at the gateway, one series "
+                       "per target_model_name (default: llm-d router v0.10's llm_d_epp_flow_control_queue_size, else "
+                       "the older inference_extension_flow_control_queue_size, in one query)")
     serve.add_argument("--scaling-mode", choices=MODES, default=HYBRID,
                        help="for VAs without spec.scalingMode: saturation (KV cache and queue only), model (size for "
                        "the service class's ITL/TTFT with the queueing model) or hybrid (the model plan, never below "
@@ -80,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_observe_arguments(serve)
     add_observe_arguments(demo, metrics_port=0)
     add_analyze_parser(sub)
+    add_explain_parser(sub)
     add_simulate_parser(sub)
 
     validate = sub.add_parser("validate", help="check an inventory folder; exit 2 when anything is invalid")
@@ -139,7 +145,8 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         from kedascaler.cli.kube import kubernetes_sources
 
         kube, status_writer, elector = kubernetes_sources(
-            args.kubeconfig, args.namespace, args.label_selector, args.controller_namespace)
+            args.kubeconfig, args.namespace, args.label_selector, args.controller_namespace,
+            scaled_objects=args.scaledobjects)
         kube.start()
         if not kube.wait_synced(30):
             log.warning("the Kubernetes inventory is not synced after 30 s (is the VariantAutoscaling CRD installed, "
@@ -220,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_level, getattr(args, "log_format", "plain"))
     if args.command == "analyze":
         return cmd_analyze(args)
+    if args.command == "explain":
+        return cmd_explain(args)
     if args.command == "simulate":
         return cmd_simulate(args)
     if args.command == "validate":

@@ -6,9 +6,13 @@ Deployments, `kedascaler.sim.deployment`) and queues it at the fleet, like a gat
 It implements `Workloads`, so the reconcile loop reads replicas and scrape targets from it as it would
 from Kubernetes.
 
-The fleet is also the gateway: `inference_extension_flow_control_queue_size{target_model_name=...}` (the
-requests it queues per model while no pod is ready, `queued_for`) is exposed on a /metrics endpoint of its
-own registry (`gateway_url` once started), as the llm-d EndpointPicker does: the scale-from-zero signal.
+The fleet is also the gateway: the requests it queues per model while no pod is ready (`queued_for`) are
+exposed on a /metrics endpoint of its own registry (`gateway_url` once started), as the llm-d router's
+EndpointPicker does: the scale-from-zero signal. `gateway_generation` picks the router it plays:
+"inference-extension" (before llm-d router v0.10: `inference_extension_flow_control_queue_size{target_model_name}`),
+"llm-d" (v0.10: `llm_d_epp_flow_control_queue_size{fairness_id, priority, inference_pool, model_name,
+target_model_name}`, plus `llm_d_epp_request_running` and `llm_d_epp_inflight_tokens` per model and
+`llm_d_epp_flow_control_pool_saturation{inference_pool, stage}`), or "both" (a router mid-migration).
 """
 
 from __future__ import annotations
@@ -29,20 +33,52 @@ from kedascaler.sim.load import OfferedLoad, PoissonArrivals
 from kedascaler.sim.perf import PerfParams, perf_params_for
 from kedascaler.sim.vllm_engine import FinishedRequest, Request
 from kedascaler.sources.base import WorkloadStatus
-from kedascaler.sources.gateway import GATEWAY_QUEUE_METRIC, MODEL_LABEL
+from kedascaler.sources.gateway import (
+    EPP_QUEUE_METRIC,
+    INFLIGHT_TOKENS_METRIC,
+    LEGACY_QUEUE_METRIC,
+    MODEL_LABEL,
+    POOL_SATURATION_METRIC,
+    REQUEST_RUNNING_METRIC,
+)
+
+GATEWAY_GENERATIONS = ("inference-extension", "llm-d", "both")
+EMULATED_POOL = "emulated-pool"  # the one InferencePool the emulated router fronts
 
 
 class _GatewayCollector:
-    """The fleet's per-model queue under the inference gateway's name, labelled target_model_name."""
+    """The fleet's per-model queue (and, as llm-d's router v0.10, its other EPP metrics) at scrape time."""
 
     def __init__(self, fleet: EmulatedFleet) -> None:
         self._fleet = fleet
 
     def collect(self) -> Iterator[Metric]:
-        g = GaugeMetricFamily(GATEWAY_QUEUE_METRIC, "Requests queued in flow control, waiting for a ready endpoint.",
-                              labels=[MODEL_LABEL])
-        for model, size in sorted(self._fleet.queue_sizes().items()):
-            g.add_metric([model], float(size))
+        queues = sorted(self._fleet.queue_sizes().items())
+        generation = self._fleet.gateway_generation
+        help_text = "Requests queued in flow control, waiting for a ready endpoint."
+        if generation in ("inference-extension", "both"):
+            g = GaugeMetricFamily(LEGACY_QUEUE_METRIC, help_text, labels=[MODEL_LABEL])
+            for model, size in queues:
+                g.add_metric([model], float(size))
+            yield g
+        if generation not in ("llm-d", "both"):
+            return
+        g = GaugeMetricFamily(EPP_QUEUE_METRIC, help_text, labels=["fairness_id", "priority", "inference_pool",
+                                                                   "model_name", MODEL_LABEL])
+        for model, size in queues:
+            g.add_metric(["default", "0", EMULATED_POOL, model, model], float(size))
+        yield g
+        running, tokens, saturation = self._fleet.epp_load()
+        for name, text, values in ((REQUEST_RUNNING_METRIC, "Requests running on the pool's endpoints.", running),
+                                   (INFLIGHT_TOKENS_METRIC, "Tokens of the requests in flight.", tokens)):
+            g = GaugeMetricFamily(name, text, labels=[MODEL_LABEL])
+            for model, value in sorted(values.items()):
+                g.add_metric([model], float(value))
+            yield g
+        g = GaugeMetricFamily(POOL_SATURATION_METRIC, "Saturation of the pool per stage (0-1).",
+                              labels=["inference_pool", "stage"])
+        for stage, value in sorted(saturation.items()):
+            g.add_metric([EMULATED_POOL, stage], value)
         yield g
 
 
@@ -54,9 +90,12 @@ class EmulatedFleet:
     """
 
     def __init__(self, *, seed: int = 0, tick: float = 0.05, start_time: float = 0.0,
-                 keep_finished: int = 200_000) -> None:
+                 keep_finished: int = 200_000, gateway_generation: str = "inference-extension") -> None:
         if tick <= 0:
             raise ValueError("tick must be > 0")
+        if gateway_generation not in GATEWAY_GENERATIONS:
+            raise ValueError(f"gateway_generation must be one of {GATEWAY_GENERATIONS}, got {gateway_generation!r}")
+        self.gateway_generation = gateway_generation
         self.seed = seed
         self.tick = tick
         self._now = start_time
@@ -164,6 +203,29 @@ class EmulatedFleet:
         """`queued_for` of every model the fleet has seen (the gateway's queue metric)."""
         with self._lock:
             return {model: len(queue) for model, queue in self._queue.items()}
+
+    def epp_load(self) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+        """What the emulated llm-d router exports besides its queue: per model the requests running on its
+        pods and its tokens in flight (prompt plus output of those queued at the fleet, KV-cache tokens in the
+        pods), and the pool's saturation per stage over the ready pods (decode: mean KV-cache use; prefill:
+        mean waiting ÷ batch limit; effective: the larger)."""
+        with self._lock:
+            running: dict[str, float] = {}
+            tokens: dict[str, float] = {}
+            kv, waiting = [], []
+            for model, queue in self._queue.items():
+                tokens[model] = float(sum(r.prompt_tokens + r.output_tokens for r in queue))
+                running.setdefault(model, 0.0)
+            for pod in (p for d in self._deployments.values() for p in d.ready_pods):
+                engine, p = pod.engine, pod.params
+                model = pod.model
+                running[model] = running.get(model, 0.0) + engine.running_count
+                tokens[model] = tokens.get(model, 0.0) + engine.used_blocks * p.block_size
+                kv.append(engine.used_blocks / p.num_gpu_blocks)
+                waiting.append(min(1.0, (engine.outstanding - engine.running_count) / p.max_num_seqs))
+            decode = sum(kv) / len(kv) if kv else 0.0
+            prefill = sum(waiting) / len(waiting) if waiting else 0.0
+            return running, tokens, {"decode": decode, "prefill": prefill, "effective": max(decode, prefill)}
 
     def drain_finished(self) -> list[FinishedRequest]:
         """Requests finished since the last call (the most recent `keep_finished` of them)."""

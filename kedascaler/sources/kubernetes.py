@@ -4,7 +4,8 @@ Four reflectors (list-then-watch threads, see `kube_watch`) keep an in-memory co
 holds; `current()` turns it into an `InventoryState` with the same `build_inventory` as the file inventory,
 and `status(spec)` answers the reconcile loop's "how many replicas, which pods to scrape" from memory.
 A ConfigMap that does not parse keeps its last good version in force (logged, and reported as a problem so
-the status writer records an Event).
+the status writer records an Event). With `scaled_objects`, a fifth watches KEDA's ScaledObjects: a variant
+described by one alone (CRD-free, `spec.variant.parse_scaled_object`) joins the inventory.
 """
 
 from __future__ import annotations
@@ -34,10 +35,13 @@ from kedascaler.spec.config import (
 )
 from kedascaler.spec.inventory import InventoryState, build_inventory
 from kedascaler.spec.problems import Problem
+from kedascaler.spec.variant import SCALED_OBJECT_API_VERSION, SCALED_OBJECT_KIND
 
 log = logging.getLogger("kedascaler.kubernetes")
 
 VA_PLURAL = "variantautoscalings"
+KEDA_GROUP, KEDA_VERSION = SCALED_OBJECT_API_VERSION.split("/")
+SO_PLURAL = "scaledobjects"
 VA_VERSION = API_VERSION.split("/", 1)[1]
 PORT_ANNOTATION = "prometheus.io/port"
 PORT_NAMES = ("http", "metrics")
@@ -111,7 +115,10 @@ class KubernetesInventory:
 
     def __init__(self, api_client: kubernetes.client.ApiClient, *, namespace: str | None = None,
                  label_selector: str | None = None, controller_namespace: str = "kedascaler-system",
-                 watch_timeout_s: int = 300, backoff_base_s: float = 0.5, backoff_max_s: float = 30.0) -> None:
+                 scaled_objects: bool = False, watch_timeout_s: int = 300, backoff_base_s: float = 0.5,
+                 backoff_max_s: float = 30.0) -> None:
+        """`scaled_objects`: also watch KEDA ScaledObjects (same namespace and label selector as the VAs), for
+        CRD-free variants (`kedascaler.spec.variant.parse_scaled_object`)."""
         self.api_client = api_client
         self.namespace = namespace
         self.label_selector = label_selector
@@ -121,15 +128,20 @@ class KubernetesInventory:
         core = kubernetes.client.CoreV1Api(api_client)
         where = f"namespace {namespace}" if namespace else "all namespaces"
         va_list: Callable[..., Any]
+        so_list: Callable[..., Any]
         deploy_list: Callable[..., Any]
         pod_list: Callable[..., Any]
         if namespace:
             va_list = functools.partial(custom.list_namespaced_custom_object, API_GROUP, VA_VERSION, namespace,
                                         VA_PLURAL, label_selector=label_selector)
+            so_list = functools.partial(custom.list_namespaced_custom_object, KEDA_GROUP, KEDA_VERSION, namespace,
+                                        SO_PLURAL, label_selector=label_selector)
             deploy_list = functools.partial(apps.list_namespaced_deployment, namespace)
             pod_list = functools.partial(core.list_namespaced_pod, namespace)
         else:
             va_list = functools.partial(custom.list_cluster_custom_object, API_GROUP, VA_VERSION, VA_PLURAL,
+                                        label_selector=label_selector)
+            so_list = functools.partial(custom.list_cluster_custom_object, KEDA_GROUP, KEDA_VERSION, SO_PLURAL,
                                         label_selector=label_selector)
             deploy_list = apps.list_deployment_for_all_namespaces
             pod_list = core.list_pod_for_all_namespaces
@@ -145,7 +157,13 @@ class KubernetesInventory:
         self.configmaps = reflector(
             WatchedResource("ConfigMap", "v1", functools.partial(core.list_namespaced_config_map, controller_namespace),
                             f"ConfigMaps in {controller_namespace}"), self._invalidate)
-        self._reflectors = (self.variantautoscalings, self.deployments, self.pods, self.configmaps)
+        self._reflectors: tuple[Reflector, ...] = (self.variantautoscalings, self.deployments, self.pods,
+                                                   self.configmaps)
+        self.scaledobjects: Reflector | None = None
+        if scaled_objects:
+            self.scaledobjects = reflector(WatchedResource(SCALED_OBJECT_KIND, SCALED_OBJECT_API_VERSION, so_list,
+                                                           f"ScaledObjects in {where}"), self._invalidate)
+            self._reflectors += (self.scaledobjects,)
         self._lock = threading.Lock()
         self._dirty = True
         self._state = InventoryState()
@@ -210,6 +228,8 @@ class KubernetesInventory:
                 docs.append((self._source(chosen), chosen))
         for va in self.variantautoscalings.items():
             docs.append((self._source(va), va))
+        for so in self.scaledobjects.items() if self.scaledobjects is not None else ():
+            docs.append((self._source(so), so))
         state = build_inventory(docs)
         state = replace(state, problems=tuple(problems) + state.problems)
         counts = (len(state.variants), len(state.problems))
@@ -277,6 +297,11 @@ class KubernetesInventory:
         """A VariantAutoscaling's status as last seen by the watch."""
         obj = self.variantautoscalings.get(key.namespace, key.name)
         return (obj or {}).get("status")
+
+    def va_uid(self, key: VariantKey) -> str | None:
+        """A VariantAutoscaling's metadata.uid as last seen by the watch (Events name it)."""
+        obj = self.variantautoscalings.get(key.namespace, key.name)
+        return ((obj or {}).get("metadata") or {}).get("uid")
 
     def missing_targets(self, state: InventoryState | None = None) -> frozenset[VariantKey]:
         """Variants whose scaleTargetRef names a Deployment that does not exist."""

@@ -22,7 +22,12 @@ from kedascaler.spec.config import (
 )
 from kedascaler.spec.problems import Problem
 from kedascaler.spec.serviceclass import ServiceClasses, parse_serviceclass_configmap
-from kedascaler.spec.variant import VariantAutoscaling, parse_variant_autoscaling
+from kedascaler.spec.variant import (
+    SCALED_OBJECT_KIND,
+    VariantAutoscaling,
+    parse_scaled_object,
+    parse_variant_autoscaling,
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,8 @@ class InventoryState:
     accelerator_costs: tuple[tuple[str, float], ...] = ()  # accelerator name -> unit cost
     problems: tuple[Problem, ...] = ()
     service_classes: ServiceClasses | None = None  # the `serviceclass` ConfigMap (SLO sizing); None: absent
+    # CRD-free variants: described by a ScaledObject alone (no VariantAutoscaling, so no status to write).
+    from_scaled_objects: frozenset[VariantKey] = frozenset()
 
     def __post_init__(self) -> None:
         given: tuple[VariantAutoscaling | VariantSpec, ...] = tuple(self.variants)
@@ -89,11 +96,21 @@ def build_inventory(docs: Iterable[tuple[str, Mapping[str, Any]]]) -> InventoryS
                                     "defined twice: the first definition is kept, rename or remove this one"))
             continue
         variants[parsed.variant.key] = parsed.variant
+    crd_free: set[VariantKey] = set()
+    for source, doc in docs:  # after the VariantAutoscalings: a VA of the same name is the variant
+        if doc.get("kind") != SCALED_OBJECT_KIND:
+            continue
+        parsed = parse_scaled_object(doc, source, costs)
+        problems += parsed.problems
+        if parsed.variant is not None and parsed.variant.key not in variants:
+            variants[parsed.variant.key] = parsed.variant
+            crd_free.add(parsed.variant.key)
     state = InventoryState(
         variants=tuple(variants.values()),
         saturation=saturation,
         accelerator_costs=tuple(sorted(costs.items())),
         problems=tuple(problems),
         service_classes=classes,
+        from_scaled_objects=frozenset(crd_free),
     )
     return state

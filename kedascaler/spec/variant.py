@@ -220,3 +220,83 @@ def parse_variant_autoscaling(doc: Mapping[str, Any], source: str,
     variant = VariantAutoscaling(engine_spec, VariantProfile(max_batch, perf, prefer_estimate), slo_ref, scale_to_zero,
                                  scaling_mode, endpoints)
     return ParsedVariant(variant, ())
+
+
+# -- CRD-free variants: one KEDA ScaledObject describes the variant ----------------------------------------------
+# For WVA v0.9 users (its annotations on the ScaledObject) and plain-KEDA users (keys in the trigger's metadata).
+# The ScaledObject is read as the VariantAutoscaling it stands for and parsed by `parse_variant_autoscaling`, so a
+# CRD-free variant is typed, defaulted and validated exactly like its CRD twin.
+SCALED_OBJECT_API_VERSION = "keda.sh/v1alpha1"
+SCALED_OBJECT_KIND = "ScaledObject"
+MANAGED_ANNOTATION = "llm-d.ai/managed"  # "true": WVA v0.9's opt-in
+MODEL_ANNOTATION = "llm-d.ai/model-id"
+COST_ANNOTATION = "llm-d.ai/variant-cost"
+ACCELERATOR_ANNOTATION = "llm-d.ai/accelerator"
+KEDA_MAX_REPLICAS = 100  # KEDA's default maxReplicaCount
+_EXTERNAL_TRIGGERS = ("external", "external-push")
+# VA field <- (trigger metadata key, annotation); the trigger's key wins.
+_SCALED_OBJECT_FIELDS = {
+    "modelID": ("modelID", MODEL_ANNOTATION),
+    "accelerator": ("accelerator", ACCELERATOR_ANNOTATION),
+    "acceleratorCount": ("acceleratorCount", None),
+    "variantCost": ("variantCost", COST_ANNOTATION),
+    "scalingMode": ("scalingMode", None),
+}
+
+
+def _kedascaler_trigger(spec: Mapping[str, Any]) -> tuple[int, Mapping[str, Any]] | None:
+    """The (index, metadata) of the external trigger that carries modelID, else of the first external one."""
+    triggers = spec.get("triggers")
+    external = [(i, mapping_or_empty(t.get("metadata"))) for i, t in enumerate(triggers or [])
+                if isinstance(t, Mapping) and t.get("type") in _EXTERNAL_TRIGGERS] if isinstance(triggers, list) else []
+    return next((t for t in external if "modelID" in t[1]), external[0] if external else None)
+
+
+def parse_scaled_object(doc: Mapping[str, Any], source: str,
+                        accelerator_costs: Mapping[str, float] | None = None) -> ParsedVariant:
+    """A variant described entirely by a ScaledObject, typed as the `VariantAutoscaling` it stands for.
+
+    The ScaledObject is a variant when it carries `llm-d.ai/managed: "true"` or an external trigger with
+    `modelID` in its metadata, and that trigger names no VariantAutoscaling (`variantAutoscaling`: then it is
+    the CRD way). Anything else is not ours: `ParsedVariant(None, ())`. The variant is named by the
+    ScaledObject (the key KEDA's calls resolve to); min/max are its minReplicaCount (0) and maxReplicaCount
+    (100, KEDA's defaults); the target is its scaleTargetRef."""
+    meta = mapping_or_empty(doc.get("metadata"))
+    annotations = mapping_or_empty(meta.get("annotations"))
+    spec = mapping_or_empty(doc.get("spec"))
+    trigger = _kedascaler_trigger(spec)
+    index, metadata = trigger if trigger is not None else (0, {})
+    managed = str(annotations.get(MANAGED_ANNOTATION, "")).strip().lower() == "true"
+    if doc.get("kind") != SCALED_OBJECT_KIND or "variantAutoscaling" in metadata:
+        return ParsedVariant(None, ())
+    if not managed and "modelID" not in metadata:
+        return ParsedVariant(None, ())
+    where = {"metadata.name": "metadata.name", "metadata.namespace": "metadata.namespace",
+             "spec.scaleTargetRef": "spec.scaleTargetRef", "spec.scaleTargetRef.name": "spec.scaleTargetRef.name",
+             "spec.scaleTargetRef.kind": "spec.scaleTargetRef.kind", "spec.minReplicas": "spec.minReplicaCount",
+             "spec.maxReplicas": "spec.maxReplicaCount", "spec.sloClassRef.key": f"spec.triggers[{index}].metadata"
+             ".sloClass", "spec.scaleToZero": f"spec.triggers[{index}].metadata.idleWindowSeconds"}
+    va_spec: dict[str, Any] = {"scaleTargetRef": spec.get("scaleTargetRef"),
+                               "minReplicas": spec.get("minReplicaCount", 0),
+                               "maxReplicas": spec.get("maxReplicaCount", KEDA_MAX_REPLICAS)}
+    for field_name, (key, annotation) in _SCALED_OBJECT_FIELDS.items():
+        named = f"spec.triggers[{index}].metadata.{key}"
+        if annotation is not None and key not in metadata and annotation not in annotations:
+            named += f" (or annotation {annotation})"
+        if key in metadata:
+            va_spec[field_name] = metadata[key]
+        elif annotation is not None and annotation in annotations:
+            va_spec[field_name] = annotations[annotation]
+            named = f"metadata.annotations[{annotation}]"
+        where[f"spec.{field_name}"] = named
+    if metadata.get("sloClass"):
+        va_spec["sloClassRef"] = {"name": "serviceclass", "key": metadata["sloClass"]}
+    window = number_or_none(metadata.get("idleWindowSeconds"))
+    if window is not None:
+        va_spec["scaleToZero"] = {"idleWindowSeconds": window}
+    va_doc = {"apiVersion": API_VERSION, "kind": "VariantAutoscaling", "spec": va_spec,
+              "metadata": {k: meta[k] for k in ("name", "namespace", "labels") if k in meta}}
+    parsed = parse_variant_autoscaling(va_doc, source, accelerator_costs)
+    obj = f"ScaledObject {meta.get('namespace') or 'default'}/{meta.get('name') or '<unnamed>'}"
+    problems = tuple(Problem(p.source, obj, where.get(p.field, p.field), p.message) for p in parsed.problems)
+    return ParsedVariant(parsed.variant, problems)

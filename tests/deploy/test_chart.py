@@ -1,4 +1,6 @@
-"""The Helm chart: renders with defaults, every object valid for Kubernetes 1.30, least-privilege RBAC, lint."""
+"""The Helm chart as real Helm renders it (Helm v4's engine, `tests/support/helm.py`): lint clean over a matrix of
+values, every object valid for Kubernetes 1.30, least-privilege RBAC, every values key used and every reference
+to one defined."""
 
 from __future__ import annotations
 
@@ -11,21 +13,48 @@ import yaml
 
 from kedascaler.spec.config import parse_cost_configmap, parse_saturation_configmap
 from kedascaler.spec.serviceclass import parse_serviceclass_configmap
-from tests.support.chart_render import Renderer, TemplateError, leaf_keys, render_chart
+from tests.support.helm import leaf_keys, lint_chart, render_chart
 from tests.support.kube import pruning
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "kedascaler"
 K8S_VERSION = "1.30.0"
 NOT_IN_CORE_SCHEMAS = {"ServiceMonitor"}  # prometheus-operator's CRD kind
+# The values matrix: each entry is `helm install --set` of its keys.
 VARIANTS = {
     "defaults": {},
+    "tls": {"tls.enabled": True, "tls.secretName": "my-tls"},
+    "one-namespace": {"watch.namespace": "llm", "watch.labelSelector": "team=a"},
+    "scale-to-zero": {"scaleToZero.activationPort": 8081, "scaleToZero.idleWindowSeconds": 120},
+    "always-warm": {"scaleToZero.enabled": False},
+    "dashboard": {"grafanaDashboard.enabled": True, "metrics.serviceMonitor.enabled": True},
+    "replicas": {"replicaCount": 3},
+    "crd-free": {"scaledObjects.enabled": True},
     "everything-on": {"tls.enabled": True, "metrics.serviceMonitor.enabled": True, "watch.namespace": "llm",
-                      "watch.labelSelector": "team=a", "grafanaDashboard.enabled": True},
+                      "watch.labelSelector": "team=a", "grafanaDashboard.enabled": True,
+                      "scaleToZero.activationPort": 8081, "scaledObjects.enabled": True, "replicaCount": 3},
 }
 
 
 def validate(obj: dict) -> None:
     kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+def rendered(variant: str = "defaults") -> list[dict]:
+    objects, _ = render_chart(CHART, VARIANTS[variant])
+    return [o for _, o in objects]
+
+
+def container_of(objects: list[dict]) -> dict:
+    (deploy,) = [o for o in objects if o["kind"] == "Deployment"]
+    (container,) = deploy["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_helm_lint_reports_nothing_but_the_icon(variant):
+    report = lint_chart(CHART, VARIANTS[variant])
+    assert report["errors"] == [], report
+    assert [m["error"] for m in report["messages"]] == ["icon is recommended"], report
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -44,14 +73,64 @@ def test_every_rendered_object_is_valid_kubernetes(variant):
             pytest.fail(f"{source}: {obj['kind']} {obj['metadata']['name']}: {exc}")
 
 
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_rendered_args_start_the_scaler(variant):
+    """The container's args parse as `kedascaler serve` flags: the pod would start with these values."""
+    from kedascaler.cli.main import build_parser
+
+    container = container_of(rendered(variant))
+    args = build_parser().parse_args(["serve", *container["args"]])
+    overrides = VARIANTS[variant]
+    assert args.kubernetes and args.port == 9090
+    assert args.namespace == (overrides.get("watch.namespace") or None)
+    assert args.no_scale_to_zero is (overrides.get("scaleToZero.enabled") is False)
+    if not args.no_scale_to_zero:
+        assert args.idle_window == overrides.get("scaleToZero.idleWindowSeconds", 300)
+    assert args.activation_port == overrides.get("scaleToZero.activationPort")
+    assert bool(args.tls_cert) is bool(overrides.get("tls.enabled"))
+    assert args.scaledobjects is bool(overrides.get("scaledObjects.enabled"))
+
+
+def test_several_replicas_and_the_activation_port_reach_the_pods_and_the_service():
+    objects = rendered("everything-on")
+    (deploy,) = [o for o in objects if o["kind"] == "Deployment"]
+    assert deploy["spec"]["replicas"] == 3
+    ports = {p["name"]: p["containerPort"] for p in container_of(objects)["ports"]}
+    assert ports == {"grpc": 9090, "metrics": 8080, "activation": 8081}
+    (grpc,) = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "kedascaler"]
+    assert grpc["spec"]["clusterIP"] == "None"  # headless: a gateway posts to every replica
+    assert {p["name"]: p["port"] for p in grpc["spec"]["ports"]} == {"grpc": 9090, "activation": 8081}
+    (default_grpc,) = [o for o in rendered() if o["kind"] == "Service" and o["metadata"]["name"] == "kedascaler"]
+    assert [p["name"] for p in default_grpc["spec"]["ports"]] == ["grpc"]
+
+
+def test_tls_mounts_the_secret_it_names():
+    objects = rendered("tls")
+    (deploy,) = [o for o in objects if o["kind"] == "Deployment"]
+    volumes = {v["name"]: v for v in deploy["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["tls"]["secret"]["secretName"] == "my-tls"
+    assert "--tls-client-ca=/etc/kedascaler/tls/ca.crt" in container_of(objects)["args"]
+
+
 def test_crd_is_apiextensions_v1_with_status_and_printer_columns():
     objects, _ = render_chart(CHART)
     (crd,) = [o for _, o in objects if o["kind"] == "CustomResourceDefinition"]
     assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
     (version,) = crd["spec"]["versions"]
     assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
-    columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns == ["Model", "Accelerator", "Current", "Desired", "Active", "Metrics Ready", "Age"]
+    columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
+    assert columns == ["Model", "Accelerator", "Current", "Desired", "Mode", "Reason", "Age"]
+    wide = [c["name"] for c in version["additionalPrinterColumns"] if c.get("priority")]
+    assert wide == ["Active", "Metrics Ready"]  # kubectl get va -o wide
+    assert crd["spec"]["names"]["shortNames"] == ["va"]
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    for column in version["additionalPrinterColumns"]:  # every column reads a field the CRD declares
+        path = re.sub(r"\[\?\(.*?\)\]", "", column["jsonPath"]).split(".")[1:]
+        if path[0] == "status":
+            node = {"properties": status}
+            for part in path[1:]:
+                node = node["items"] if "items" in node else node
+                node = node["properties"][part]
     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
     assert spec["required"] == ["scaleTargetRef", "modelID"]
     assert spec["properties"]["minReplicas"]["default"] == 0
@@ -59,8 +138,9 @@ def test_crd_is_apiextensions_v1_with_status_and_printer_columns():
     assert spec["properties"]["variantCost"]["default"] == "10"
 
 
-def test_rbac_has_no_wildcards_and_only_the_needed_writes():
-    objects, _ = render_chart(CHART)
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_rbac_has_no_wildcards_and_only_the_needed_writes(variant):
+    objects, _ = render_chart(CHART, VARIANTS[variant])
     rules = [r for _, o in objects if o["kind"] in ("ClusterRole", "Role") for r in o["rules"]]
     assert rules
     for rule in rules:
@@ -71,6 +151,16 @@ def test_rbac_has_no_wildcards_and_only_the_needed_writes():
               if verb not in ("get", "list", "watch")}
     assert writes == {("variantautoscalings/status", "patch"), ("variantautoscalings/status", "update"),
                       ("events", "create"), ("events", "patch"), ("leases", "create"), ("leases", "update")}
+
+
+def test_scaledobjects_are_read_only_when_crd_free_variants_are_on():
+    def keda_rules(variant):
+        return [r for o in rendered(variant) if o["kind"] == "ClusterRole" for r in o["rules"]
+                if "keda.sh" in r["apiGroups"]]
+
+    assert keda_rules("defaults") == []
+    assert keda_rules("crd-free") == [{"apiGroups": ["keda.sh"], "resources": ["scaledobjects"],
+                                       "verbs": ["get", "list", "watch"]}]
 
 
 def test_deployment_is_hardened_and_probes_grpc_health():
@@ -126,26 +216,40 @@ def test_chart_yaml_fields():
     assert chart.get("appVersion") and chart.get("description")
 
 
-def test_every_values_key_is_used_and_every_used_key_exists():
+_REFERENCE = re.compile(r"\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
+
+
+def test_every_values_reference_in_a_template_is_a_values_key():
+    """Helm renders a missing key as nothing: a misspelt reference must fail here instead."""
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    used: set[str] = set()
-    for overrides in VARIANTS.values():
-        _, renderer = render_chart(CHART, overrides)  # raises on a reference to a missing key
-        used |= renderer.used
-    unused = {k for k in leaf_keys(values) if k not in used and not any(u.startswith(k + ".") for u in used)}
-    assert not unused, f"values.yaml keys no template uses: {sorted(unused)}"
+    defined = leaf_keys(values) | {k for k in _prefixes(leaf_keys(values))}
+    for path in sorted((CHART / "templates").glob("*")):
+        for ref in _REFERENCE.findall(path.read_text()):
+            assert ref[1:] in defined, f"{path.name}: .Values{ref} is not a key of values.yaml"
 
 
-def test_renderer_refuses_what_it_does_not_know():
-    r = Renderer({"a": {"b": 1}})
-    assert r.render("x: {{ .Values.a.b }}") == "x: 1"
-    assert r.render("a\n{{- if .Values.a.b }}\nyes\n{{- end }}\n") == "a\nyes\n"
-    with pytest.raises(TemplateError):
-        r.render("{{ .Values.a.c }}")
-    with pytest.raises(TemplateError):
-        r.render("{{ toYaml .Values.a }}")
-    with pytest.raises(TemplateError):
-        r.render("{{- if .Values.a.b }}")
+def _prefixes(keys: set[str]) -> set[str]:
+    return {".".join(k.split(".")[:i]) for k in keys for i in range(1, k.count(".") + 1)}
+
+
+def test_every_values_key_changes_what_helm_renders():
+    """Each leaf of values.yaml, changed, changes the rendered chart (with every optional part switched on):
+    no key is dead."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    base_overrides = {**VARIANTS["everything-on"], "scaleToZero.enabled": True}
+    base, _ = render_chart(CHART, base_overrides)
+    for key in sorted(leaf_keys(values)):
+        node = values
+        for part in key.split("."):
+            node = node[part]
+        if isinstance(node, bool):
+            changed = not base_overrides.get(key, node)
+        elif isinstance(node, (int, float)):
+            changed = base_overrides.get(key, node) + 7
+        else:
+            changed = "changed-value" if "\n" not in str(node) else str(node) + "x: 1\n"
+        other, _ = render_chart(CHART, {**base_overrides, key: changed})
+        assert other != base, f"values key {key!r} does not change what the chart renders"
 
 
 # --- the status kedascaler writes, against the CRD's status schema -------------------------------------------

@@ -161,3 +161,25 @@ def test_local_folder_keeps_its_service_classes():
     refs = [v.slo_class_ref for v in state.variants]
     slo, priority, _ = model_targets(state.service_classes, refs, state.variants[0].model_id)
     assert slo is not None and (slo.itl_ms, slo.ttft_ms, priority) == (24.0, 500.0, 1)
+
+
+# --- CRD-free: examples/crd-free ---------------------------------------------------------------------------------
+
+def test_crd_free_scaledobjects_scale_the_example_deployments_through_kedascaler():
+    docs = documents(ROOT / "examples" / "crd-free")
+    assert [d["kind"] for _, d in docs] == ["ScaledObject", "ScaledObject"]
+    deployments = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in of_kind("Deployment")}
+    state = build_inventory(docs)
+    assert state.problems == () and state.from_scaled_objects == {v.key for v in state.variants}
+    for _, so in docs:
+        assert (so["metadata"]["namespace"], so["spec"]["scaleTargetRef"]["name"]) in deployments
+        (trigger,) = so["spec"]["triggers"]
+        assert trigger["metadata"]["scalerAddress"] == SCALER_ADDRESS
+        assert "variantAutoscaling" not in trigger["metadata"]
+    twins = {v.key: v for v in build_inventory(documents()).variants}  # the CRD examples of the same variants
+    for variant in state.variants:
+        twin = twins[variant.key]
+        assert (variant.model_id, variant.spec.accelerator, variant.spec.min_replicas, variant.spec.max_replicas,
+                variant.scaling_mode, variant.slo_class_ref) == (
+            twin.model_id, twin.spec.accelerator, twin.spec.min_replicas, twin.spec.max_replicas,
+            twin.scaling_mode, twin.slo_class_ref)

@@ -27,8 +27,8 @@ from kedascaler.loop.reconcile import Reconciler
 from kedascaler.sources.files import StaticInventory
 from kedascaler.sources.gateway import PrometheusActivationSource
 from kedascaler.sources.prometheus import PrometheusSource
-from tests.support.chart_render import render_chart
 from tests.support.grpc_certs import CertSet, make_certs, openssl
+from tests.support.helm import render_chart
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "hardening-s3cr3t-bearer-9f8e7d"

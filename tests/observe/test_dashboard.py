@@ -71,7 +71,7 @@ def test_every_expression_is_valid_promql(tmp_path):
 
 
 def test_chart_ships_the_dashboard_as_a_sidecar_configmap_when_enabled():
-    from tests.support.chart_render import render_chart
+    from tests.support.helm import render_chart
 
     off, _ = render_chart(CHART)
     assert not any(obj["metadata"]["name"].endswith("-dashboard") for _, obj in off if obj["kind"] == "ConfigMap")

@@ -245,3 +245,75 @@ def test_bad_configmap_is_an_event_on_the_configmap(apiserver, api_client, inven
     assert event["involvedObject"] == {"apiVersion": "v1", "kind": "ConfigMap", "namespace": "kedascaler-system",
                                        "name": "saturation-scaling-config"}
     assert "kvSpareTrigger" in event["message"] and "last good" in event["message"]
+
+
+# --- CRD-free variants: ScaledObjects watched (serve --scaledobjects) ---------------------------------------------
+
+def crd_free_scaled_object(name: str, namespace: str, **metadata: str) -> dict:
+    return {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"scaleTargetRef": {"name": name}, "minReplicaCount": 1, "maxReplicaCount": 6,
+                     "triggers": [{"type": "external", "metadata": {"scalerAddress": "kedascaler:9090",
+                                                                    **metadata}}]}}
+
+
+class _Load:
+    """Every pod reports the same KV cache and queue (a MetricsSource)."""
+
+    def collect(self, targets):
+        from kedascaler.sources.base import CollectResult, PodSample
+
+        return CollectResult(tuple(PodSample(t.variant.namespace, t.pod, "meta/llama", 0.92, 6.0, 8.0, 1000.0,
+                                             variant=t.variant) for t in targets), queries=len(targets))
+
+    def close(self):
+        pass
+
+
+def test_a_crd_free_scaledobject_is_decided_like_its_crd_twin(apiserver, api_client):
+    """Namespace `crd`: a VariantAutoscaling and a ScaledObject naming it; `crdfree`: the same variant in a
+    ScaledObject alone. Same pods, same load: the same decision; status is written only where there is a VA."""
+    from kedascaler.actuate.status import StatusWriter
+    from kedascaler.loop.board import DecisionBoard
+    from kedascaler.loop.reconcile import Reconciler
+
+    for ns in ("crd", "crdfree"):
+        apiserver.put(deployment("llama", namespace=ns, replicas=2, ready=2))
+        for i in (1, 2):
+            apiserver.put(pod(f"llama-{i}", app="llama", ip=f"10.0.{len(ns)}.{i}", namespace=ns))
+    apiserver.put(va("llama", "meta/llama", namespace="crd", accelerator="A100", variantCost="20", minReplicas=1,
+                     maxReplicas=6))
+    apiserver.put(crd_free_scaled_object("llama", "crd", variantAutoscaling="llama"))  # the CRD way: not a variant
+    apiserver.put(crd_free_scaled_object("llama", "crdfree", modelID="meta/llama", accelerator="A100",
+                                         variantCost="20"))
+    inventory = KubernetesInventory(api_client, scaled_objects=True, backoff_base_s=0.05, backoff_max_s=0.2)
+    try:
+        inventory.start()
+        assert inventory.wait_synced(5)
+        state = inventory.current()
+        assert state.problems == ()
+        twin, crd_free = (VariantKey("crd", "llama"), VariantKey("crdfree", "llama"))
+        assert {v.key for v in state.variants} == {twin, crd_free} and state.from_scaled_objects == {crd_free}
+        specs = {v.key: v.spec for v in state.variants}
+        assert specs[twin].__class__(**{**specs[twin].__dict__, "key": crd_free}) == specs[crd_free]
+        reconciler = Reconciler(inventory, _Load(), DecisionBoard(), workloads=inventory, clock=lambda: 1000.0)
+        decisions = {d.key: d for d in reconciler.run_once().decisions}
+        assert decisions[crd_free].desired_replicas == decisions[twin].desired_replicas > 2
+        assert str(decisions[crd_free].reason) == str(decisions[twin].reason)
+
+        writer = StatusWriter(api_client, existing=inventory.va_status, uid_of=inventory.va_uid)
+        assert writer.write(decisions.values(), state, inventory.missing_targets()) == 1  # the twin's VA only
+        assert apiserver.count("PATCH", "/namespaces/crdfree/") == 0
+
+        apiserver.delete("ScaledObject", "crdfree", "llama")  # the ScaledObject goes: so does the variant
+        assert eventually(lambda: {v.key for v in inventory.current().variants} == {twin})
+    finally:
+        inventory.stop()
+
+
+def test_scaledobjects_are_not_watched_unless_asked(apiserver, inventory):
+    apiserver.put(crd_free_scaled_object("llama", "demo", modelID="meta/llama"))
+    inventory.start()
+    assert inventory.wait_synced(5)
+    assert inventory.current().variants == () and inventory.scaledobjects is None
+    assert apiserver.count("GET", "/scaledobjects") == 0

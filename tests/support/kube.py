@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.support.kube_apiserver import FakeApiServer, api_client_for
+from tests.support.kube_discovery import pruning  # noqa: F401 - re-exported for the tests
 
 
 @pytest.fixture
@@ -32,15 +33,3 @@ def eventually(check: Callable[[], bool], timeout: float = 5.0, interval: float 
             return True
         time.sleep(interval)
     return check()
-
-
-def pruning(schema: dict) -> dict:
-    """The schema as the API server applies it to a structural CRD: a field it does not declare is pruned
-    (dropped silently), so here it is an error (additionalProperties: false wherever properties are listed)."""
-    out = dict(schema)
-    if "properties" in out and not out.get("x-kubernetes-preserve-unknown-fields"):
-        out["properties"] = {k: pruning(v) for k, v in out["properties"].items()}
-        out["additionalProperties"] = False
-    if isinstance(out.get("items"), dict):
-        out["items"] = pruning(out["items"])
-    return out

@@ -8,6 +8,12 @@ a Status object when the resourceVersion is older than the last compaction).
 
 Tests drive it directly too: `put`/`delete` objects, `compact()` history, `drop_watches()` (cut every watch
 connection mid-stream), `send_bookmarks()`, and read `requests` to count calls.
+
+kubectl works against it too (`kube_discovery`): discovery (`/version`, `/api`, `/apis`, each group/version's
+resources with short names), server-side tables for `kubectl get` (a custom resource's columns from its applied
+CRD's `additionalPrinterColumns`), field selectors (the Events `kubectl describe` lists), Namespaces, CRDs and
+KEDA's ScaledObjects and TriggerAuthentications (KEDA is "installed"), and strategic-merge patches (applied as
+merge patches).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import kubernetes.client
 
+from tests.support import kube_discovery
+
 
 @dataclass(frozen=True)
 class Kind:
@@ -35,6 +43,7 @@ class Kind:
     kind: str
     namespaced: bool = True
     custom: bool = False  # CRs carry kind/apiVersion on list items; built-ins do not
+    short_names: tuple[str, ...] = ()  # discovery's, unless an applied CRD names its own
 
     @property
     def api_version(self) -> str:
@@ -44,12 +53,18 @@ class Kind:
 KINDS = {
     k.plural: k
     for k in (
-        Kind("/apis/llmd.ai/v1alpha1", "variantautoscalings", "VariantAutoscaling", custom=True),
-        Kind("/apis/apps/v1", "deployments", "Deployment"),
-        Kind("/api/v1", "pods", "Pod"),
-        Kind("/api/v1", "configmaps", "ConfigMap"),
-        Kind("/api/v1", "events", "Event"),
+        Kind("/apis/llmd.ai/v1alpha1", "variantautoscalings", "VariantAutoscaling", custom=True, short_names=("va",)),
+        Kind("/apis/apps/v1", "deployments", "Deployment", short_names=("deploy",)),
+        Kind("/api/v1", "pods", "Pod", short_names=("po",)),
+        Kind("/api/v1", "configmaps", "ConfigMap", short_names=("cm",)),
+        Kind("/api/v1", "events", "Event", short_names=("ev",)),
+        Kind("/api/v1", "namespaces", "Namespace", namespaced=False, short_names=("ns",)),
         Kind("/apis/coordination.k8s.io/v1", "leases", "Lease"),
+        Kind("/apis/apiextensions.k8s.io/v1", "customresourcedefinitions", "CustomResourceDefinition",
+             namespaced=False, short_names=("crd", "crds")),
+        Kind("/apis/keda.sh/v1alpha1", "scaledobjects", "ScaledObject", custom=True, short_names=("so",)),
+        Kind("/apis/keda.sh/v1alpha1", "triggerauthentications", "TriggerAuthentication", custom=True,
+             short_names=("ta", "triggerauth")),
     )
 }
 PLURAL_OF = {k.kind: k.plural for k in KINDS.values()}
@@ -190,6 +205,28 @@ class FakeApiServer:
     def count(self, method: str, path_part: str = "") -> int:
         return sum(1 for m, p in list(self.requests) if m == method and path_part in p)
 
+    # -- what kubectl reads (call with self.cond held) --
+    def crd_for(self, kind: Kind) -> dict | None:
+        """The applied CustomResourceDefinition of a custom kind, if any."""
+        group = kind.api_version.split("/", 1)[0]
+        return self.objects["customresourcedefinitions"].get(("", f"{kind.plural}.{group}"))
+
+    def discovered(self) -> list[dict[str, Any]]:
+        """Every kind as discovery lists it; an applied CRD's short names and categories win."""
+        out = []
+        for kind in KINDS.values():
+            names = ((self.crd_for(kind) or {}).get("spec") or {}).get("names") or {} if kind.custom else {}
+            out.append({"prefix": kind.prefix, "plural": kind.plural, "kind": kind.kind,
+                        "namespaced": kind.namespaced, "short_names": names.get("shortNames") or kind.short_names,
+                        "categories": names.get("categories") or ()})
+        return out
+
+    def table_of(self, kind: Kind, objects: list[dict], rv: str) -> dict:
+        """`kubectl get`'s server-side table: a custom kind's columns from its CRD, else Name and Age."""
+        version = kind.api_version.split("/")[-1]
+        columns = kube_discovery.printer_columns(self.crd_for(kind) if kind.custom else None, version)
+        return kube_discovery.table(objects, columns, rv)
+
     # -- storage (call with self.cond held) --
     def _bump(self) -> str:
         self.rv += 1
@@ -283,6 +320,16 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return KINDS[m.group(3)], m.group(2), m.group(4), bool(m.group(5)), query
 
+    def _refused(self, kind: Kind, query: dict[str, str], obj: dict) -> bool:
+        """`?fieldValidation=Strict` (kubectl's default) on a custom resource whose CRD is applied: refuse what
+        the CRD's schema does not declare or allow, as the API server does (the caller holds the lock)."""
+        crd = self.api.crd_for(kind) if kind.custom and query.get("fieldValidation") == "Strict" else None
+        found = kube_discovery.strict_errors({**obj, "apiVersion": kind.api_version, "kind": kind.kind}, crd) \
+            if crd else None
+        if found:
+            self._fail(*found)
+        return bool(found)
+
     def _log(self) -> None:
         with self.api.cond:
             self.api.requests.append((self.command, self.path))
@@ -290,17 +337,29 @@ class _Handler(BaseHTTPRequestHandler):
     # -- verbs --
     def do_GET(self) -> None:  # noqa: N802
         self._log()
+        with self.api.cond:
+            path, resources = urlsplit(self.path).path, self.api.discovered()
+            found = (kube_discovery.discovery(path, resources, f"127.0.0.1:{self.server.server_address[1]}")
+                     or kube_discovery.openapi_v3(path, resources))
+        if found is not None:
+            self._send_json(200, found)
+            return
         route = self._route()
         if route is None:
             return
         kind, ns, name, _, query = route
         api = self.api
+        as_table = kube_discovery.wants_table(self.headers.get("Accept"))
         if name:
             with api.cond:
                 obj = api.objects[kind.plural].get((ns or "", name))
                 obj = copy.deepcopy(obj) if obj else None
+                rv = str(api.rv)
             if obj is None:
                 self._fail(404, "NotFound", f'{kind.plural} "{name}" not found')
+            elif as_table:
+                with api.cond:
+                    self._send_json(200, api.table_of(kind, [obj], rv))
             else:
                 self._send_json(200, obj)
             return
@@ -308,10 +367,15 @@ class _Handler(BaseHTTPRequestHandler):
         if query.get("watch") in ("1", "true", "True"):
             self._watch(kind, ns, selector, query)
             return
+        fields = query.get("fieldSelector")
         with api.cond:
             items = [copy.deepcopy(o) for (ons, _), o in sorted(api.objects[kind.plural].items())
-                     if (ns is None or ons == ns) and selector_matches(selector, o["metadata"].get("labels") or {})]
+                     if (ns is None or ons == ns) and selector_matches(selector, o["metadata"].get("labels") or {})
+                     and kube_discovery.field_selector_matches(fields, o)]
             rv = str(api.rv)
+            if as_table:
+                self._send_json(200, api.table_of(kind, items, rv))
+                return
         if not kind.custom:
             for item in items:
                 item.pop("kind", None)
@@ -324,12 +388,14 @@ class _Handler(BaseHTTPRequestHandler):
         route = self._route()
         if route is None:
             return
-        kind, ns, name, _, _ = route
+        kind, ns, name, _, query = route
         body = self._body()
         if name or not isinstance(body, dict):
             self._fail(405, "MethodNotAllowed", "POST to a collection with an object body")
             return
         with self.api.cond:
+            if self._refused(kind, query, body):
+                return
             meta = body.setdefault("metadata", {})
             if meta.get("name") and (ns or "", meta["name"]) in self.api.objects[kind.plural]:
                 self._fail(409, "AlreadyExists", f'{kind.plural} "{meta["name"]}" already exists')
@@ -346,12 +412,14 @@ class _Handler(BaseHTTPRequestHandler):
         route = self._route()
         if route is None:
             return
-        kind, ns, name, status_sub, _ = route
+        kind, ns, name, status_sub, query = route
         body = self._body()
         if not name or not isinstance(body, dict):
             self._fail(405, "MethodNotAllowed", "PUT needs a named object")
             return
         with self.api.cond:
+            if self._refused(kind, query, body):
+                return
             key = (ns or "", name)
             existing = self.api.objects[kind.plural].get(key)
             if existing is None:
@@ -371,12 +439,14 @@ class _Handler(BaseHTTPRequestHandler):
         route = self._route()
         if route is None:
             return
-        kind, ns, name, status_sub, _ = route
+        kind, ns, name, status_sub, query = route
         ctype = self.headers.get("Content-Type", "")
         body = self._body()
         if "merge-patch" not in ctype or not isinstance(body, dict):
             self._fail(415, "UnsupportedMediaType", f"only merge patches are supported here, got {ctype!r}")
             return
+        if "strategic-merge-patch" in ctype:  # kubectl apply on built-ins: close enough as a merge patch
+            body = {k: v for k, v in body.items() if not k.startswith("$")}
         with self.api.cond:
             key = (ns or "", name or "")
             existing = self.api.objects[kind.plural].get(key)
@@ -387,6 +457,8 @@ class _Handler(BaseHTTPRequestHandler):
                 patched = merge_patch(existing, {"status": body.get("status")})
             else:
                 patched = merge_patch(existing, {k: v for k, v in body.items() if k != "status" or not kind.custom})
+            if self._refused(kind, query, patched):
+                return
             updated = self.api._replace(kind, key, existing, patched, status_only=status_sub)
         self._send_json(200, updated)
 
