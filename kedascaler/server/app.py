@@ -25,11 +25,20 @@ log = logging.getLogger("kedascaler.server")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ExternalScaler"].full_name  # "externalscaler.ExternalScaler"
 
+# A ScaledObjectRef is a few hundred bytes (names, the trigger's metadata): anything larger is refused by grpc
+# on arrival with RESOURCE_EXHAUSTED, before it is parsed, validated, logged or echoed (grpc's default: 4 MiB).
+MAX_REQUEST_BYTES = 64 * 1024
+# An open stream costs about 30 KB; a unary call is short. The default leaves 2,048 slots for unary calls.
+DEFAULT_MAX_STREAMS = 2_048
+DEFAULT_MAX_CONCURRENT_RPCS = 4_096
+
 # KEDA dials without keepalive; server pings find dead peers so their streams (and subscriptions) end.
 _SERVER_OPTIONS = (
     ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not silently share it
     ("grpc.keepalive_time_ms", 60_000),
     ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+    ("grpc.max_send_message_length", 4 * 1024 * 1024),
 )
 
 
@@ -70,16 +79,28 @@ class ScalerServer:
         clock: Callable[[], float] = time.time,
         grace: float = 5.0,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        max_streams: int = DEFAULT_MAX_STREAMS,
+        max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS,
     ) -> None:
+        """`max_streams`: open streams at most (each ScaledObject with an external-push trigger holds one);
+        `max_concurrent_rpcs`: calls in progress at most, streams included (grpc answers RESOURCE_EXHAUSTED
+        beyond it); it must exceed max_streams, so unary calls always have room."""
         if stale_after is not None and stale_after <= 0:
             raise ValueError(f"stale_after must be a positive number of seconds or None, got {stale_after!r}")
+        if max_streams < 1:
+            raise ValueError(f"max_streams must be at least 1, got {max_streams!r}")
+        if max_concurrent_rpcs <= max_streams:
+            raise ValueError(f"max_concurrent_rpcs ({max_concurrent_rpcs}) must be larger than max_streams "
+                             f"({max_streams}): unary calls need room beside the open streams")
+        self.max_streams = max_streams
+        self.max_concurrent_rpcs = max_concurrent_rpcs
         self.board = board
         self.host = host
         self.tls = tls
         self.grace = grace
         self.interceptors = tuple(interceptors)  # e.g. request metrics; they see every RPC
         self._requested_port = port
-        self._servicer = ExternalScalerServicer(board, stale_after=stale_after, clock=clock)
+        self._servicer = ExternalScalerServicer(board, stale_after=stale_after, clock=clock, max_streams=max_streams)
         self._health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._port: int | None = None
@@ -94,7 +115,8 @@ class ScalerServer:
         """Bind and start serving; returns the bound port."""
         if self._server is not None:
             raise RuntimeError("ScalerServer already started")
-        server = grpc.aio.server(options=_SERVER_OPTIONS, interceptors=self.interceptors)
+        server = grpc.aio.server(options=_SERVER_OPTIONS, interceptors=self.interceptors,
+                                 maximum_concurrent_rpcs=self.max_concurrent_rpcs)
         # GuardedRegistrar: a request that is not a valid message gets INVALID_ARGUMENT
         pb_grpc.add_ExternalScalerServicer_to_server(self._servicer, GuardedRegistrar(server))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
