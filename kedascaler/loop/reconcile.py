@@ -135,40 +135,51 @@ class Reconciler:
 
     async def run_forever(self, interval: float, wake: asyncio.Event | None = None,
                           on_cycle: Callable[[CycleReport], None] | None = None) -> None:
-        """Cycle every `interval` seconds, or at once when `wake` is set; I/O runs in a worker thread.
+        """Cycle every `interval` seconds; I/O runs in a worker thread.
 
-        With an inbox, a wake-up that brings pushed requests runs a cycle of just those models, without moving
-        the next full cycle (so a stream of pushes never starves the others); a bare wake runs a full cycle.
+        With an inbox, pushed requests wake it for a cycle of just those models, coalesced by the inbox (at
+        most one per model per `inbox.min_gap`), and never move the next full cycle: a stream of pushes
+        neither starves the full cycles nor adds any. Without an inbox, setting `wake` runs a full cycle now.
         """
         loop = asyncio.get_running_loop()
         if wake is None and self.inbox is not None:
             wake = asyncio.Event()
         if wake is not None and self.inbox is not None:
             self.inbox.attach(wake, loop)
-        full_due, next_full = True, loop.time()
+        next_full = loop.time()
         while True:
             if wake is not None:
                 wake.clear()  # before taking the pending models: a push after this sets it again
-            models = None
-            if self.inbox is not None:
-                pending = self.inbox.take_pending()  # a full cycle reads every pushed time anyway
-                models = None if full_due else (pending or None)
-            try:
-                report = await asyncio.to_thread(self.run_once, models)
-                if on_cycle is not None:
-                    on_cycle(report)
-            except Exception:  # noqa: BLE001 - the loop must outlive any one cycle
-                log.exception("reconcile cycle failed; decisions on the board are kept")
-            if models is None:
-                next_full = loop.time() + interval
+            models: frozenset[ModelRef] | None = frozenset()
+            if loop.time() >= next_full:
+                models = None
+                if self.inbox is not None:
+                    self.inbox.take_pending()  # a full cycle reads every pushed time anyway
+            elif self.inbox is not None:
+                models = frozenset(self.inbox.take_due())
+            if models is None or models:
+                await self._cycle(models, on_cycle)
+                if models is None:
+                    next_full = loop.time() + interval
             timeout = max(0.0, next_full - loop.time())
+            due = self.inbox.next_due() if self.inbox is not None else None
+            if due is not None:
+                timeout = min(timeout, due)
             if wake is None:
                 await asyncio.sleep(timeout)
                 continue
             try:
                 await asyncio.wait_for(wake.wait(), timeout=timeout)
-                woke = True
             except TimeoutError:
-                woke = False
-            waiting = self.inbox is not None and self.inbox.has_pending
-            full_due = not woke or not waiting or loop.time() >= next_full
+                continue
+            if self.inbox is None:
+                next_full = loop.time()  # a bare wake: a full cycle now
+
+    async def _cycle(self, models: frozenset[ModelRef] | None, on_cycle: Callable[[CycleReport], None] | None
+                     ) -> None:
+        try:
+            report = await asyncio.to_thread(self.run_once, models)
+            if on_cycle is not None:
+                on_cycle(report)
+        except Exception:  # noqa: BLE001 - the loop must outlive any one cycle
+            log.exception("reconcile cycle failed; decisions on the board are kept")
