@@ -49,10 +49,13 @@ class Reconciler:
     def __init__(self, inventory: Inventory, metrics: MetricsSource, board: DecisionBoard,
                  workloads: Workloads | None = None, clock: Callable[[], float] = time.time, *,
                  idle_window: float | None = None, activation: ActivationSource | None = None,
-                 inbox: ActivationInbox | None = None, planner: PlannerSettings | None = None) -> None:
+                 inbox: ActivationInbox | None = None, planner: PlannerSettings | None = None,
+                 activation_queries: bool = False) -> None:
         """`idle_window` (s): scale idle models to zero (None: only VAs with scaleToZero.idleWindowSeconds);
         `activation`: reads gateway queues; `inbox`: pushed requests; `planner`: SLO sizing (modes, learned
-        parameters), once per full cycle — None: saturation only."""
+        parameters), once per full cycle — None: saturation only; `activation_queries`: run the VAs' own
+        `spec.scaleToZero.activationQuery` (arbitrary PromQL, run with the scaler's token: off unless the
+        operator allows it), else the default gateway query for every model."""
         self.inventory = inventory
         self.metrics = metrics
         self.workloads = workloads
@@ -60,6 +63,8 @@ class Reconciler:
         self.clock = clock
         self.activation = activation
         self.inbox = inbox
+        self.activation_queries = activation_queries
+        self._ignored_queries: frozenset[ModelRef] = frozenset()  # said once per change
         self.state = CycleState(CycleConfig(idle_window, activation is not None, inbox is not None, planner))
 
     @property
@@ -128,6 +133,14 @@ class Reconciler:
         enabled, overrides = scale_to_zero_models(inventory, self.state.config)
         if not enabled:
             return None
+        if overrides and not self.activation_queries:
+            ignored = frozenset(overrides)
+            if ignored != self._ignored_queries:
+                log.warning("spec.scaleToZero.activationQuery ignored for %s: the VAs' own PromQL runs only when "
+                            "the operator starts kedascaler serve with --allow-activation-queries; the default "
+                            "gateway query is used", ", ".join(f"{ns}/{m}" for ns, m in sorted(ignored)))
+            self._ignored_queries = ignored
+            overrides = {}
         try:
             return self.activation.read(enabled, overrides)
         except Exception as exc:  # noqa: BLE001 - "not known" for every model, never "idle"

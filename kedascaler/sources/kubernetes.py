@@ -32,7 +32,7 @@ from kedascaler.spec.config import (
     parse_cost_configmap,
     parse_saturation_configmap,
 )
-from kedascaler.spec.inventory import InventoryState, build_inventory
+from kedascaler.spec.inventory import InventoryState, build_inventory, without_static_targets
 from kedascaler.spec.problems import Problem
 
 log = logging.getLogger("kedascaler.kubernetes")
@@ -111,8 +111,12 @@ class KubernetesInventory:
 
     def __init__(self, api_client: kubernetes.client.ApiClient, *, namespace: str | None = None,
                  label_selector: str | None = None, controller_namespace: str = "kedascaler-system",
-                 watch_timeout_s: int = 300, backoff_base_s: float = 0.5, backoff_max_s: float = 30.0) -> None:
+                 watch_timeout_s: int = 300, backoff_base_s: float = 0.5, backoff_max_s: float = 30.0,
+                 metrics_endpoints_annotation: bool = False) -> None:
+        """`metrics_endpoints_annotation`: honour the VAs' metrics-endpoints annotation (URLs to scrape); off
+        by default, so that whoever may create a VariantAutoscaling cannot make the scaler fetch any URL."""
         self.api_client = api_client
+        self.metrics_endpoints_annotation = metrics_endpoints_annotation
         self.namespace = namespace
         self.label_selector = label_selector
         self.controller_namespace = controller_namespace
@@ -211,6 +215,8 @@ class KubernetesInventory:
         for va in self.variantautoscalings.items():
             docs.append((self._source(va), va))
         state = build_inventory(docs)
+        if not self.metrics_endpoints_annotation:  # whoever may create a VA must not choose what we fetch
+            state = without_static_targets(state)
         state = replace(state, problems=tuple(problems) + state.problems)
         counts = (len(state.variants), len(state.problems))
         if counts != self._last_counts:
