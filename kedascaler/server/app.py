@@ -9,12 +9,12 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from kedascaler.kits.watchedfile import WatchedFile
 from kedascaler.loop.board import DecisionBoard
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
@@ -44,7 +44,11 @@ _SERVER_OPTIONS = (
 
 @dataclass(frozen=True)
 class TLSConfig:
-    """PEM files for TLS; with client_ca_file, clients must present a certificate signed by it (mTLS)."""
+    """PEM files for TLS; with client_ca_file, clients must present a certificate signed by it (mTLS).
+
+    The files are watched: a renewed certificate (cert-manager, a mounted Secret's atomic update) is used for
+    every new connection from then on, without a restart. A renewal that is not PEM keeps the last good files
+    in use (logged once)."""
 
     cert_file: str
     key_file: str
@@ -52,17 +56,56 @@ class TLSConfig:
 
     def credentials(self) -> grpc.ServerCredentials:
         """Read the files now, so a missing or unreadable one fails at start with its path in the message."""
-        cert = _read("TLS certificate", self.cert_file)
-        key = _read("TLS private key", self.key_file)
-        ca = _read("TLS client CA", self.client_ca_file) if self.client_ca_file else None
-        return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+        files = [WatchedFile(self.cert_file, what="TLS certificate file"),
+                 WatchedFile(self.key_file, what="TLS private key file")]
+        if self.client_ca_file:
+            files.append(WatchedFile(self.client_ca_file, what="TLS client CA file"))
+        current = _certificate_config(files)
+        seen = [f.reloads for f in files]
+
+        def fetch() -> grpc.ServerCertificateConfiguration | None:
+            """Called by grpc before each handshake: a new configuration when a file changed, else None."""
+            try:
+                contents = [f.read() for f in files]
+            except ValueError:  # never readable: cannot happen after the first read succeeded
+                return None
+            reloads = [f.reloads for f in files]
+            if reloads == seen:
+                return None
+            seen[:] = reloads
+            problem = _not_pem(files, contents)
+            if problem:
+                log.warning("TLS: %s; new connections keep the certificate read before", problem)
+                return None
+            log.info("TLS: certificate files changed; new connections use them")
+            return _configuration(contents)
+
+        return grpc.dynamic_ssl_server_credentials(current, fetch,
+                                                   require_client_authentication=self.client_ca_file is not None)
 
 
-def _read(what: str, path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise ValueError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
+_PEM_MARKS = ((b"-----BEGIN CERTIFICATE-----",), (b"PRIVATE KEY-----",), (b"-----BEGIN CERTIFICATE-----",))
+
+
+def _not_pem(files: Sequence[WatchedFile], contents: Sequence[bytes]) -> str | None:
+    for f, data, marks in zip(files, contents, _PEM_MARKS, strict=False):
+        if not all(m in data for m in marks):
+            return f"{f.what} {f.path} is not PEM ({marks[0].decode()} missing)"
+    return None
+
+
+def _configuration(contents: Sequence[bytes]) -> grpc.ServerCertificateConfiguration:
+    cert, key = contents[0], contents[1]
+    ca = contents[2] if len(contents) > 2 else None
+    return grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca)
+
+
+def _certificate_config(files: Sequence[WatchedFile]) -> grpc.ServerCertificateConfiguration:
+    contents = [f.read() for f in files]  # ValueError naming the file
+    problem = _not_pem(files, contents)
+    if problem:
+        raise ValueError(problem)
+    return _configuration(contents)
 
 
 class ScalerServer:
