@@ -80,7 +80,8 @@ class TLSConfig:
             log.info("TLS: certificate files changed; new connections use them")
             return _configuration(contents)
 
-        return grpc.dynamic_ssl_server_credentials(current, fetch,
+        # grpc's fetcher may return None ("unchanged"); the stub's annotation does not say so
+        return grpc.dynamic_ssl_server_credentials(current, fetch,  # type: ignore[arg-type]
                                                    require_client_authentication=self.client_ca_file is not None)
 
 

@@ -58,7 +58,11 @@ class PromQLClient:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self._token_file = bearer_token if isinstance(bearer_token, TokenFile) else None
-        token = self._token_file.token() if self._token_file is not None else (bearer_token or None)
+        token: str | None
+        if isinstance(bearer_token, TokenFile):
+            token = bearer_token.token()
+        else:
+            token = bearer_token or None
         self._secret: str | None = token  # the token in use now
         self._secrets: list[str] = [token] if token else []  # every token used so far: all scrubbed
         session = requests.Session()
