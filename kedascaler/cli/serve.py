@@ -82,6 +82,9 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     push.add_argument("--activation-token-file", type=Path,
                       help="callers of the activation endpoint must send 'Authorization: Bearer <the file's "
                            "token>'; the file is re-read when it changes")
+    push.add_argument("--activation-max-connections", type=count, default=16,
+                      help="open connections to the activation endpoint at most, one thread each; one more gets "
+                           "503 (default 16: a gateway keeps a few alive)")
     push.add_argument("--activation-insecure", action="store_true",
                       help="allow the activation endpoint on a non-loopback address with no token: anyone who "
                            "reaches the port can wake models")
@@ -267,7 +270,8 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
             log.warning("activation endpoint on %s without authentication (--activation-insecure): anyone who "
                         "reaches it can wake models", args.activation_host)
         activation_server = ActivationServer(board, inbox, host=args.activation_host, port=args.activation_port,
-                                             token=args.activation_token, insecure=args.activation_insecure)
+                                             token=args.activation_token, insecure=args.activation_insecure,
+                                             max_connections=args.activation_max_connections)
         cleanups.append(activation_server.close)
         _started("the activation endpoint", activation_server.start)
     server = ScalerServer(board, port=args.port, tls=tls, stale_after=args.stale_after, interceptors=obs.interceptors,

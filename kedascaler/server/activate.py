@@ -41,7 +41,7 @@ log = logging.getLogger("kedascaler.server.activate")
 
 PREFIX = "/v1/activate/"
 MAX_BODY_BYTES = 4096  # the body is ignored: a gateway sends none, or a few bytes of JSON
-MAX_CONNECTIONS = 64
+MAX_CONNECTIONS = 16  # one thread each; few, so a flood cannot crowd the gRPC loop out of the GIL
 MAX_LISTED = 20
 TOKEN_FLAG = "--activation-token-file"
 _UNAUTHORIZED = (f"missing or wrong bearer token: send the header 'Authorization: Bearer <token>' with the token "
