@@ -1,7 +1,9 @@
 # kedascaler: the KEDA external scaler for vLLM. Two stages: dependencies are resolved from uv.lock in the
 # builder; the final image holds only the virtual environment (no compilers, no uv, no pip cache).
+# The base is pinned to a Python patch release and a Debian release, the same for both stages; raise both
+# together (and rebuild) for security updates.
 
-FROM python:3.11-slim AS builder
+FROM python:3.11.17-slim-trixie AS builder
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never \
@@ -15,7 +17,7 @@ COPY README.md ./
 COPY kedascaler ./kedascaler
 RUN uv sync --frozen --no-dev --no-editable
 
-FROM python:3.11-slim
+FROM python:3.11.17-slim-trixie
 LABEL org.opencontainers.image.title="kedascaler" \
       org.opencontainers.image.description="KEDA external scaler for vLLM inference servers" \
       org.opencontainers.image.licenses="Apache-2.0"

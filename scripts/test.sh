@@ -10,8 +10,8 @@ if ! command -v prometheus >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-  # The package starts a system service on :9090 on some hosts; the tests start their own instances.
-  ($SUDO systemctl stop prometheus >/dev/null 2>&1 || $SUDO service prometheus stop >/dev/null 2>&1 || pkill -x prometheus) 2>/dev/null || true
+  # On some hosts the package also starts a system service on :9090. It is left alone: a test command never
+  # stops a process it did not start, and the tests start their own Prometheus instances on free ports.
 fi
 if ! command -v kubectl >/dev/null 2>&1; then
   # Real kubectl against the API server fixture (tests/deploy/test_kubectl.py): Debian's kubernetes-client.

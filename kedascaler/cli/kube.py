@@ -13,6 +13,7 @@ from kedascaler.sources.kubernetes import KubernetesInventory, load_api_client
 
 def kubernetes_sources(kubeconfig: str | None, namespace: str | None, label_selector: str | None,
                        controller_namespace: str, identity: str | None = None, *, scaled_objects: bool = False,
+                       metrics_endpoints_annotation: bool = False,
                        ) -> tuple[KubernetesInventory, StatusWriter, LeaderElector]:
     """Everything `serve --kubernetes` needs: (KubernetesInventory, StatusWriter, LeaderElector), not started.
 
@@ -23,7 +24,8 @@ def kubernetes_sources(kubeconfig: str | None, namespace: str | None, label_sele
     """
     api_client = load_api_client(kubeconfig)
     inventory = KubernetesInventory(api_client, namespace=namespace or None, label_selector=label_selector or None,
-                                    controller_namespace=controller_namespace, scaled_objects=scaled_objects)
+                                    controller_namespace=controller_namespace, scaled_objects=scaled_objects,
+                                    metrics_endpoints_annotation=metrics_endpoints_annotation)
     writer = StatusWriter(api_client, existing=inventory.va_status, uid_of=inventory.va_uid)
     identity = identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     elector = LeaderElector(api_client, controller_namespace, "kedascaler-leader", identity)

@@ -1,7 +1,8 @@
 """The `kedascaler` command: serve, demo, simulate, analyze, explain, validate.
 
 Thin: it parses flags, builds the edges (inventory, metrics, server) and hands them to the reconcile loop.
-Bad command-line input exits with code 2 and a message naming the flag.
+Bad command-line input exits with code 2 and a message naming the flag; `serve` failing to start (a port in
+use) exits 1 with one line saying why. `serve` itself lives in `kedascaler.cli.serve`.
 """
 
 from __future__ import annotations
@@ -10,68 +11,26 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from kedascaler.cli.analyze import add_analyze_parser, cmd_analyze
 from kedascaler.cli.explain import add_explain_parser, cmd_explain
+from kedascaler.cli.serve import StartError, add_serve_parser, check_serve_args, serve
 from kedascaler.cli.simulate import add_simulate_parser, cmd_simulate
-from kedascaler.engine.sizing import HYBRID, MODES
 from kedascaler.kits.argtypes import port, positive
 from kedascaler.observe.records import configure_logging
 from kedascaler.observe.wiring import Observability, add_observe_arguments
 
 log = logging.getLogger("kedascaler")
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kedascaler", description=__doc__.splitlines()[0])
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the external scaler (gRPC) and its reconcile loop")
-    source = serve.add_mutually_exclusive_group()
-    source.add_argument("--inventory", type=Path, help="folder of VariantAutoscaling and ConfigMap YAML (no cluster)")
-    source.add_argument("--kubernetes", action="store_true",
-                        help="watch the Kubernetes API (in-cluster or --kubeconfig)")
-    serve.add_argument("--kubeconfig", help="kubeconfig file (implies --kubernetes when given alone)")
-    serve.add_argument("--namespace", help="only VariantAutoscalings in this namespace (default: all)")
-    serve.add_argument("--label-selector", help="only VariantAutoscalings with these labels (sharding)")
-    serve.add_argument("--scaledobjects", action="store_true",
-                       help="also watch KEDA ScaledObjects: a variant described by one (trigger metadata modelID, or "
-                       "WVA v0.9's llm-d.ai/managed annotations) needs no VariantAutoscaling")
-    serve.add_argument("--controller-namespace", default="kedascaler-system",
-                       help="where the ConfigMaps and the Lease live")
-    serve.add_argument("--prometheus-url", help="read vLLM metrics from Prometheus (default: scrape pods directly)")
-    serve.add_argument("--prometheus-token-file", type=Path, help="bearer token file for Prometheus")
-    serve.add_argument("--prometheus-ca-file", type=Path, help="CA bundle for Prometheus over TLS")
-    serve.add_argument("--port", type=port, default=9090, help="gRPC port (default 9090)")
-    serve.add_argument("--interval", type=positive, default=15.0, help="seconds between reconcile cycles (default 15)")
-    serve.add_argument("--stale-after", type=positive, default=300.0,
-                       help="answer UNAVAILABLE when the metrics behind a decision are older than this (default 300 s)")
-    serve.add_argument("--idle-window", type=positive, default=300.0,
-                       help="seconds without requests before a model whose variants all have minReplicas 0 "
-                            "goes to zero (default 300)")
-    serve.add_argument("--no-scale-to-zero", action="store_true", help="keep every model warm (never report inactive)")
-    serve.add_argument("--activation-port", type=port,
-                       help="serve POST /v1/activate/{namespace}/{model} on this port, "
-                            "for gateways to wake a cold model at once")
-    serve.add_argument("--activation-prometheus-url",
-                       help="where to read the gateway's queue for cold models (default: --prometheus-url)")
-    serve.add_argument("--activation-query", help="PromQL for requests waiting per model at the gateway, one series "
-                       "per target_model_name (default: llm-d router v0.10's llm_d_epp_flow_control_queue_size, else "
-                       "the older inference_extension_flow_control_queue_size, in one query)")
-    serve.add_argument("--scaling-mode", choices=MODES, default=HYBRID,
-                       help="for VAs without spec.scalingMode: saturation (KV cache and queue only), model (size for "
-                       "the service class's ITL/TTFT with the queueing model) or hybrid (the model plan, never below "
-                       "what saturation asks; default). Model and hybrid fall back to saturation, per model, until "
-                       "it has a service class, workload statistics and performance parameters (given or learned)")
-    serve.add_argument("--refit-interval", type=positive, default=60.0,
-                       help="seconds between two fits of a variant's performance parameters (default 60)")
-    serve.add_argument("--tls-cert", type=Path, help="server certificate (PEM) for TLS")
-    serve.add_argument("--tls-key", type=Path, help="server private key (PEM) for TLS")
-    serve.add_argument("--tls-client-ca", type=Path, help="CA that client certificates must chain to (mTLS)")
-
+    add_serve_parser(sub)
     demo = sub.add_parser("demo", help="emulated vLLM fleet + the real gRPC server + a KEDA/HPA stand-in")
     demo.add_argument("--port", type=port, default=9090, help="gRPC port (default 9090; 0 picks a free one)")
     demo.add_argument("--duration", type=positive, help="run this many seconds, then exit 0 (default: until Ctrl-C)")
@@ -80,9 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--idle-window", type=positive, default=20.0,
                       help="emulated seconds without requests before the model goes to zero (default 20)")
     demo.add_argument("--activation-port", type=port, default=0,
-                      help="port of POST /v1/activate/{namespace}/{model} (default 0: a free one)")
+                      help="port of POST /v1/activate/{namespace}/{model} on 127.0.0.1 (default 0: a free one)")
 
-    add_observe_arguments(serve)
     add_observe_arguments(demo, metrics_port=0)
     add_analyze_parser(sub)
     add_explain_parser(sub)
@@ -90,32 +48,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check an inventory folder; exit 2 when anything is invalid")
     validate.add_argument("folder", type=Path)
+    for command in sub.choices.values():  # `kedascaler serve ... --log-level DEBUG` works too
+        command.add_argument("--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS,
+                             help="DEBUG, INFO (default), WARNING or ERROR")
     return parser
 
 
-def _tls_config(args: argparse.Namespace, parser: argparse.ArgumentParser):
-    from kedascaler.server.app import TLSConfig
-
-    if not args.tls_cert and not args.tls_key:
-        if args.tls_client_ca:
-            parser.error("--tls-client-ca needs --tls-cert and --tls-key (mTLS is TLS plus client certificates)")
-        return None
-    if not (args.tls_cert and args.tls_key):
-        parser.error("--tls-cert and --tls-key go together: give both")
-    for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key),
-                       ("--tls-client-ca", args.tls_client_ca)):
-        if path is not None and not path.is_file():
-            parser.error(f"{flag}: file {path} does not exist")
-    return TLSConfig(str(args.tls_cert), str(args.tls_key), str(args.tls_client_ca) if args.tls_client_ca else None)
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
-    from kedascaler.sources.files import FileInventory
+    from kedascaler.sources.files import FileInventory, yaml_files
 
     if not args.folder.is_dir():
         print(f"error: folder {args.folder} does not exist", file=sys.stderr)
         return 2
+    if not yaml_files(args.folder):
+        print(f"error: no YAML files (*.yaml, *.yml) in folder {args.folder}: nothing to validate", file=sys.stderr)
+        return 2
     state = FileInventory(args.folder).current()
+    if not state.variants and not state.problems:
+        print(f"note: no VariantAutoscaling in {args.folder} (only ConfigMaps or other objects)", file=sys.stderr)
     for problem in state.problems:
         print(f"invalid: {problem}", file=sys.stderr)
     for spec in state.specs:
@@ -123,102 +73,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"ok: VariantAutoscaling {spec.key} model={spec.model_id} accelerator={spec.accelerator} "
               f"cost={spec.cost:g} replicas={spec.min_replicas}..{bound}")
     return 2 if state.problems else 0
-
-
-async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from kedascaler.loop.board import DecisionBoard
-    from kedascaler.loop.reconcile import Reconciler
-    from kedascaler.server.app import ScalerServer, run_until_signal
-    from kedascaler.sources.base import Inventory, MetricsSource
-    from kedascaler.sources.files import FileInventory
-
-    tls = _tls_config(args, parser)
-    after_cycle = None
-    kube = None
-    cleanups: list[Callable[[], None]] = []
-    inventory: Inventory
-    if args.inventory is not None:
-        if not args.inventory.is_dir():
-            parser.error(f"--inventory: folder {args.inventory} does not exist")
-        inventory = FileInventory(args.inventory)
-    else:
-        from kedascaler.cli.kube import kubernetes_sources
-
-        kube, status_writer, elector = kubernetes_sources(
-            args.kubeconfig, args.namespace, args.label_selector, args.controller_namespace,
-            scaled_objects=args.scaledobjects)
-        kube.start()
-        if not kube.wait_synced(30):
-            log.warning("the Kubernetes inventory is not synced after 30 s (is the VariantAutoscaling CRD installed, "
-                        "and may this ServiceAccount list it?); serving what is known and retrying")
-        elector.start()
-        inventory = kube
-        after_cycle = (status_writer, elector)
-        cleanups.append(elector.stop)
-        cleanups.append(kube.stop)
-    token = args.prometheus_token_file.read_text().strip() if args.prometheus_token_file else None
-    metrics: MetricsSource
-    if args.prometheus_url:
-        from kedascaler.sources.prometheus import PrometheusSource
-
-        metrics = PrometheusSource(args.prometheus_url, bearer_token=token,
-                                   ca_file=str(args.prometheus_ca_file) if args.prometheus_ca_file else None)
-    else:
-        from kedascaler.sources.scrape import DirectScrapeSource
-
-        metrics = DirectScrapeSource()
-    obs = Observability.from_args(args, configure_logs=False)
-    metrics_port = obs.start()
-    if metrics_port:
-        log.info("/metrics on port %d", metrics_port)
-    cleanups.append(obs.stop)
-    metrics = obs.instrument(metrics)
-    from kedascaler.loop.inbox import ActivationInbox
-    from kedascaler.server.activate import ActivationServer
-    from kedascaler.sources.gateway import DEFAULT_ACTIVATION_QUERY, PrometheusActivationSource
-
-    inbox = ActivationInbox() if args.activation_port is not None else None
-    activation_url = args.activation_prometheus_url or args.prometheus_url
-    activation = None
-    if activation_url:
-        activation = PrometheusActivationSource(
-            activation_url, query=args.activation_query or DEFAULT_ACTIVATION_QUERY, bearer_token=token,
-            ca_file=str(args.prometheus_ca_file) if args.prometheus_ca_file else None)
-        cleanups.append(activation.close)
-    board = DecisionBoard()
-    from kedascaler.loop.planner import PlannerSettings
-
-    planner = PlannerSettings(args.scaling_mode, refit_interval=args.refit_interval)
-    reconciler = Reconciler(inventory, metrics, board, kube,
-                            idle_window=None if args.no_scale_to_zero else args.idle_window,
-                            activation=activation, inbox=inbox, planner=planner)
-    if inbox is not None:
-        activation_server = ActivationServer(board, inbox, port=args.activation_port)
-        activation_server.start()
-        log.info("activation endpoint on port %d: POST /v1/activate/{namespace}/{model}", activation_server.port)
-        cleanups.append(activation_server.close)
-    server = ScalerServer(board, port=args.port, tls=tls, stale_after=args.stale_after, interceptors=obs.interceptors)
-    port = await server.start()
-    log.info("kedascaler serving ExternalScaler on port %d (%s)", port, "TLS" if tls else "plaintext")
-
-    def on_cycle(report) -> None:
-        obs.on_cycle(report)
-        if after_cycle is not None and kube is not None:
-            writer, elector = after_cycle
-            if elector.is_leader:  # every replica answers KEDA; only the leader writes status and events
-                # on wake-up cycles, plans and parameters are the last full cycle's
-                writer.write(report.decisions, kube.current(), kube.missing_targets(),
-                             plans=reconciler.plans, parameters=reconciler.parameters)
-
-    loop_task = asyncio.create_task(reconciler.run_forever(args.interval, on_cycle=on_cycle))
-    try:
-        await run_until_signal(server)
-    finally:
-        loop_task.cancel()
-        metrics.close()
-        for cleanup in cleanups:
-            cleanup()
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,12 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "validate":
         return cmd_validate(args)
     if args.command == "serve":
-        if args.kubeconfig and not args.inventory:
-            args.kubernetes = True
-        if not args.inventory and not args.kubernetes:
-            parser.error("serve needs a source of VariantAutoscalings: "
-                         "--inventory DIR, or --kubernetes / --kubeconfig FILE")
-        return asyncio.run(_serve(args, parser))
+        check_serve_args(args, parser)
+        try:
+            return asyncio.run(serve(args, parser))
+        except StartError as exc:
+            print(f"kedascaler serve: error: {exc}", file=sys.stderr)
+            return 1
     if args.command == "demo":
         from kedascaler.cli.demo import run_demo
 

@@ -37,3 +37,33 @@ def port(value: str) -> int:
     if not 0 <= number <= 65535:
         raise argparse.ArgumentTypeError(f"must be within 0-65535, got {value}")
     return number
+
+
+def http_url(value: str) -> str:
+    """An http:// or https:// URL with a host (and a valid port when one is given): `http://prometheus:9090`."""
+    from urllib.parse import urlsplit
+
+    hint = "expected an http:// or https:// URL with a host, e.g. http://prometheus.monitoring:9090"
+    if not value or any(c.isspace() for c in value):
+        raise argparse.ArgumentTypeError(f"{value!r}: {hint}")
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # ValueError when it is not a number in 0-65535
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r}: {exc}; {hint}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"{value!r}: {hint}")
+    if port == 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: port 0 cannot be dialled; {hint}")
+    return value
+
+
+def count(value: str) -> int:
+    """A whole number ≥ 1 (a limit)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return number

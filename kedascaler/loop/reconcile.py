@@ -49,10 +49,13 @@ class Reconciler:
     def __init__(self, inventory: Inventory, metrics: MetricsSource, board: DecisionBoard,
                  workloads: Workloads | None = None, clock: Callable[[], float] = time.time, *,
                  idle_window: float | None = None, activation: ActivationSource | None = None,
-                 inbox: ActivationInbox | None = None, planner: PlannerSettings | None = None) -> None:
+                 inbox: ActivationInbox | None = None, planner: PlannerSettings | None = None,
+                 activation_queries: bool = False) -> None:
         """`idle_window` (s): scale idle models to zero (None: only VAs with scaleToZero.idleWindowSeconds);
         `activation`: reads gateway queues; `inbox`: pushed requests; `planner`: SLO sizing (modes, learned
-        parameters), once per full cycle — None: saturation only."""
+        parameters), once per full cycle — None: saturation only; `activation_queries`: run the VAs' own
+        `spec.scaleToZero.activationQuery` (arbitrary PromQL, run with the scaler's token: off unless the
+        operator allows it), else the default gateway query for every model."""
         self.inventory = inventory
         self.metrics = metrics
         self.workloads = workloads
@@ -60,6 +63,8 @@ class Reconciler:
         self.clock = clock
         self.activation = activation
         self.inbox = inbox
+        self.activation_queries = activation_queries
+        self._ignored_queries: frozenset[ModelRef] = frozenset()  # said once per change
         self.state = CycleState(CycleConfig(idle_window, activation is not None, inbox is not None, planner))
 
     @property
@@ -128,6 +133,14 @@ class Reconciler:
         enabled, overrides = scale_to_zero_models(inventory, self.state.config)
         if not enabled:
             return None
+        if overrides and not self.activation_queries:
+            ignored = frozenset(overrides)
+            if ignored != self._ignored_queries:
+                log.warning("spec.scaleToZero.activationQuery ignored for %s: the VAs' own PromQL runs only when "
+                            "the operator starts kedascaler serve with --allow-activation-queries; the default "
+                            "gateway query is used", ", ".join(f"{ns}/{m}" for ns, m in sorted(ignored)))
+            self._ignored_queries = ignored
+            overrides = {}
         try:
             return self.activation.read(enabled, overrides)
         except Exception as exc:  # noqa: BLE001 - "not known" for every model, never "idle"
@@ -135,40 +148,51 @@ class Reconciler:
 
     async def run_forever(self, interval: float, wake: asyncio.Event | None = None,
                           on_cycle: Callable[[CycleReport], None] | None = None) -> None:
-        """Cycle every `interval` seconds, or at once when `wake` is set; I/O runs in a worker thread.
+        """Cycle every `interval` seconds; I/O runs in a worker thread.
 
-        With an inbox, a wake-up that brings pushed requests runs a cycle of just those models, without moving
-        the next full cycle (so a stream of pushes never starves the others); a bare wake runs a full cycle.
+        With an inbox, pushed requests wake it for a cycle of just those models, coalesced by the inbox (at
+        most one per model per `inbox.min_gap`), and never move the next full cycle: a stream of pushes
+        neither starves the full cycles nor adds any. Without an inbox, setting `wake` runs a full cycle now.
         """
         loop = asyncio.get_running_loop()
         if wake is None and self.inbox is not None:
             wake = asyncio.Event()
         if wake is not None and self.inbox is not None:
             self.inbox.attach(wake, loop)
-        full_due, next_full = True, loop.time()
+        next_full = loop.time()
         while True:
             if wake is not None:
                 wake.clear()  # before taking the pending models: a push after this sets it again
-            models = None
-            if self.inbox is not None:
-                pending = self.inbox.take_pending()  # a full cycle reads every pushed time anyway
-                models = None if full_due else (pending or None)
-            try:
-                report = await asyncio.to_thread(self.run_once, models)
-                if on_cycle is not None:
-                    on_cycle(report)
-            except Exception:  # noqa: BLE001 - the loop must outlive any one cycle
-                log.exception("reconcile cycle failed; decisions on the board are kept")
-            if models is None:
-                next_full = loop.time() + interval
+            models: frozenset[ModelRef] | None = frozenset()
+            if loop.time() >= next_full:
+                models = None
+                if self.inbox is not None:
+                    self.inbox.take_pending()  # a full cycle reads every pushed time anyway
+            elif self.inbox is not None:
+                models = frozenset(self.inbox.take_due())
+            if models is None or models:
+                await self._cycle(models, on_cycle)
+                if models is None:
+                    next_full = loop.time() + interval
             timeout = max(0.0, next_full - loop.time())
+            due = self.inbox.next_due() if self.inbox is not None else None
+            if due is not None:
+                timeout = min(timeout, due)
             if wake is None:
                 await asyncio.sleep(timeout)
                 continue
             try:
                 await asyncio.wait_for(wake.wait(), timeout=timeout)
-                woke = True
             except TimeoutError:
-                woke = False
-            waiting = self.inbox is not None and self.inbox.has_pending
-            full_due = not woke or not waiting or loop.time() >= next_full
+                continue
+            if self.inbox is None:
+                next_full = loop.time()  # a bare wake: a full cycle now
+
+    async def _cycle(self, models: frozenset[ModelRef] | None, on_cycle: Callable[[CycleReport], None] | None
+                     ) -> None:
+        try:
+            report = await asyncio.to_thread(self.run_once, models)
+            if on_cycle is not None:
+                on_cycle(report)
+        except Exception:  # noqa: BLE001 - the loop must outlive any one cycle
+            log.exception("reconcile cycle failed; decisions on the board are kept")

@@ -9,12 +9,12 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from kedascaler.kits.watchedfile import WatchedFile
 from kedascaler.loop.board import DecisionBoard
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
@@ -25,17 +25,30 @@ log = logging.getLogger("kedascaler.server")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ExternalScaler"].full_name  # "externalscaler.ExternalScaler"
 
+# A ScaledObjectRef is a few hundred bytes (names, the trigger's metadata): anything larger is refused by grpc
+# on arrival with RESOURCE_EXHAUSTED, before it is parsed, validated, logged or echoed (grpc's default: 4 MiB).
+MAX_REQUEST_BYTES = 64 * 1024
+# An open stream costs about 30 KB; a unary call is short. The default leaves 2,048 slots for unary calls.
+DEFAULT_MAX_STREAMS = 2_048
+DEFAULT_MAX_CONCURRENT_RPCS = 4_096
+
 # KEDA dials without keepalive; server pings find dead peers so their streams (and subscriptions) end.
 _SERVER_OPTIONS = (
     ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not silently share it
     ("grpc.keepalive_time_ms", 60_000),
     ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+    ("grpc.max_send_message_length", 4 * 1024 * 1024),
 )
 
 
 @dataclass(frozen=True)
 class TLSConfig:
-    """PEM files for TLS; with client_ca_file, clients must present a certificate signed by it (mTLS)."""
+    """PEM files for TLS; with client_ca_file, clients must present a certificate signed by it (mTLS).
+
+    The files are watched: a renewed certificate (cert-manager, a mounted Secret's atomic update) is used for
+    every new connection from then on, without a restart. A renewal that is not PEM keeps the last good files
+    in use (logged once)."""
 
     cert_file: str
     key_file: str
@@ -43,17 +56,57 @@ class TLSConfig:
 
     def credentials(self) -> grpc.ServerCredentials:
         """Read the files now, so a missing or unreadable one fails at start with its path in the message."""
-        cert = _read("TLS certificate", self.cert_file)
-        key = _read("TLS private key", self.key_file)
-        ca = _read("TLS client CA", self.client_ca_file) if self.client_ca_file else None
-        return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+        files = [WatchedFile(self.cert_file, what="TLS certificate file"),
+                 WatchedFile(self.key_file, what="TLS private key file")]
+        if self.client_ca_file:
+            files.append(WatchedFile(self.client_ca_file, what="TLS client CA file"))
+        current = _certificate_config(files)
+        seen = [f.reloads for f in files]
+
+        def fetch() -> grpc.ServerCertificateConfiguration | None:
+            """Called by grpc before each handshake: a new configuration when a file changed, else None."""
+            try:
+                contents = [f.read() for f in files]
+            except ValueError:  # never readable: cannot happen after the first read succeeded
+                return None
+            reloads = [f.reloads for f in files]
+            if reloads == seen:
+                return None
+            seen[:] = reloads
+            problem = _not_pem(files, contents)
+            if problem:
+                log.warning("TLS: %s; new connections keep the certificate read before", problem)
+                return None
+            log.info("TLS: certificate files changed; new connections use them")
+            return _configuration(contents)
+
+        # grpc's fetcher may return None ("unchanged"); the stub's annotation does not say so
+        return grpc.dynamic_ssl_server_credentials(current, fetch,  # type: ignore[arg-type]
+                                                   require_client_authentication=self.client_ca_file is not None)
 
 
-def _read(what: str, path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise ValueError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
+_PEM_MARKS = ((b"-----BEGIN CERTIFICATE-----",), (b"PRIVATE KEY-----",), (b"-----BEGIN CERTIFICATE-----",))
+
+
+def _not_pem(files: Sequence[WatchedFile], contents: Sequence[bytes]) -> str | None:
+    for f, data, marks in zip(files, contents, _PEM_MARKS, strict=False):
+        if not all(m in data for m in marks):
+            return f"{f.what} {f.path} is not PEM ({marks[0].decode()} missing)"
+    return None
+
+
+def _configuration(contents: Sequence[bytes]) -> grpc.ServerCertificateConfiguration:
+    cert, key = contents[0], contents[1]
+    ca = contents[2] if len(contents) > 2 else None
+    return grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca)
+
+
+def _certificate_config(files: Sequence[WatchedFile]) -> grpc.ServerCertificateConfiguration:
+    contents = [f.read() for f in files]  # ValueError naming the file
+    problem = _not_pem(files, contents)
+    if problem:
+        raise ValueError(problem)
+    return _configuration(contents)
 
 
 class ScalerServer:
@@ -70,16 +123,28 @@ class ScalerServer:
         clock: Callable[[], float] = time.time,
         grace: float = 5.0,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        max_streams: int = DEFAULT_MAX_STREAMS,
+        max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS,
     ) -> None:
+        """`max_streams`: open streams at most (each ScaledObject with an external-push trigger holds one);
+        `max_concurrent_rpcs`: calls in progress at most, streams included (grpc answers RESOURCE_EXHAUSTED
+        beyond it); it must exceed max_streams, so unary calls always have room."""
         if stale_after is not None and stale_after <= 0:
             raise ValueError(f"stale_after must be a positive number of seconds or None, got {stale_after!r}")
+        if max_streams < 1:
+            raise ValueError(f"max_streams must be at least 1, got {max_streams!r}")
+        if max_concurrent_rpcs <= max_streams:
+            raise ValueError(f"max_concurrent_rpcs ({max_concurrent_rpcs}) must be larger than max_streams "
+                             f"({max_streams}): unary calls need room beside the open streams")
+        self.max_streams = max_streams
+        self.max_concurrent_rpcs = max_concurrent_rpcs
         self.board = board
         self.host = host
         self.tls = tls
         self.grace = grace
         self.interceptors = tuple(interceptors)  # e.g. request metrics; they see every RPC
         self._requested_port = port
-        self._servicer = ExternalScalerServicer(board, stale_after=stale_after, clock=clock)
+        self._servicer = ExternalScalerServicer(board, stale_after=stale_after, clock=clock, max_streams=max_streams)
         self._health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._port: int | None = None
@@ -94,7 +159,8 @@ class ScalerServer:
         """Bind and start serving; returns the bound port."""
         if self._server is not None:
             raise RuntimeError("ScalerServer already started")
-        server = grpc.aio.server(options=_SERVER_OPTIONS, interceptors=self.interceptors)
+        server = grpc.aio.server(options=_SERVER_OPTIONS, interceptors=self.interceptors,
+                                 maximum_concurrent_rpcs=self.max_concurrent_rpcs)
         # GuardedRegistrar: a request that is not a valid message gets INVALID_ARGUMENT
         pb_grpc.add_ExternalScalerServicer_to_server(self._servicer, GuardedRegistrar(server))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 
 from kedascaler.engine.types import VariantKey
+from kedascaler.server.errors import SHOWN_CHARS, shown
 
 VARIANT_KEY = "variantAutoscaling"  # the VariantAutoscaling's name (default: the ScaledObject's name)
 NAMESPACE_KEY = "namespace"  # its namespace (default: the ScaledObject's namespace)
@@ -29,26 +30,40 @@ class InvalidMetadata(ValueError):
 
     def __init__(self, key: str, value: str, expected: str, *, from_ref: str | None = None) -> None:
         self.key = key
-        self.value = value
+        self.value = value[:SHOWN_CHARS]  # what the client sent, cut short: never keep or echo a huge value
         self.expected = expected
+        echo = shown(value)
         if from_ref is None:
-            text = f"trigger metadata {key!r} = {value!r} is invalid: expected {expected}"
+            text = f"trigger metadata {key!r} = {echo} is invalid: expected {expected}"
         else:
-            text = (f"ScaledObjectRef.{from_ref} {value!r} (the default for trigger metadata {key!r}, "
+            text = (f"ScaledObjectRef.{from_ref} {echo} (the default for trigger metadata {key!r}, "
                     f"which is not set) is invalid: expected {expected}")
         super().__init__(text)
 
 
-@lru_cache(maxsize=4096)
+MAX_NAME = 253  # a DNS-1123 subdomain
+MAX_NAMESPACE = 63  # a DNS-1123 label
+
+
 def _is_subdomain(value: str) -> bool:
-    """Cached: the same few names arrive on every HPA sync."""
-    return len(value) <= 253 and _DNS1123_SUBDOMAIN.fullmatch(value) is not None
+    """Length first, so a long value is refused before the cache (or the regex) ever sees it."""
+    return len(value) <= MAX_NAME and _matches_subdomain(value)
+
+
+def _is_label(value: str) -> bool:
+    return len(value) <= MAX_NAMESPACE and _matches_label(value)
 
 
 @lru_cache(maxsize=4096)
-def _is_label(value: str) -> bool:
-    """Cached: the same few namespaces arrive on every HPA sync."""
-    return len(value) <= 63 and _DNS1123_LABEL.fullmatch(value) is not None
+def _matches_subdomain(value: str) -> bool:
+    """Cached: the same few names arrive on every HPA sync; only values of at most 253 characters get here."""
+    return _DNS1123_SUBDOMAIN.fullmatch(value) is not None
+
+
+@lru_cache(maxsize=4096)
+def _matches_label(value: str) -> bool:
+    """Cached: the same few namespaces arrive on every HPA sync; at most 63 characters each."""
+    return _DNS1123_LABEL.fullmatch(value) is not None
 
 
 def _pick(metadata: Mapping[str, str], key: str, default: str, field: str) -> tuple[str, str | None]:

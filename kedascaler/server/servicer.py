@@ -25,6 +25,8 @@ from kedascaler.server.errors import (
     ThrottledLog,
     invalid_argument,
     not_found,
+    resource_exhausted,
+    shown,
     unavailable,
 )
 from kedascaler.server.metadata import VARIANT_KEY, InvalidMetadata, variant_key
@@ -45,12 +47,21 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
         *,
         stale_after: float | None = None,
         clock: Callable[[], float] = time.time,
+        max_streams: int | None = None,
     ) -> None:
+        """`max_streams`: open StreamIsActive + StreamMetricSpec streams at most (None: no limit); one more
+        gets RESOURCE_EXHAUSTED, so streams can never take every slot that unary calls need."""
         self._board = board
         self._stale_after = stale_after
         self._clock = clock
+        self._max_streams = max_streams
+        self._streams = 0
         self._closing = asyncio.Event()
         self._failures = ThrottledLog()
+
+    @property
+    def open_streams(self) -> int:
+        return self._streams
 
     def close_streams(self) -> None:
         """End every open (and every new) stream with status OK: the server is shutting down."""
@@ -61,7 +72,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
         try:
             return variant_key(ref.name, ref.namespace, ref.scalerMetadata)
         except InvalidMetadata as exc:
-            raise invalid_argument(f"ScaledObject {ref.namespace}/{ref.name}: {exc}") from None
+            raise invalid_argument(f"ScaledObject {_ref_name(ref)}: {exc}") from None
 
     def _require_known(self, key: VariantKey) -> None:
         """NOT_FOUND for a VariantAutoscaling the board does not know, listing the ones it does."""
@@ -108,7 +119,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
         self._require_known(key)
         if not matches(request.metricName, key):
             raise invalid_argument(
-                f"metricName {request.metricName!r} is not served for VariantAutoscaling {key}: "
+                f"metricName {shown(request.metricName)} is not served for VariantAutoscaling {key}: "
                 f"expected {metric_name(key)!r} (as returned by GetMetricSpec)"
             )
         desired = self._decision(key).desired_replicas
@@ -155,6 +166,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
         try:
             key = self._key(request)
             self._require_known(key)
+            self._open_stream()
         except Exception as exc:  # noqa: BLE001
             error = exc
         else:
@@ -162,7 +174,11 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
         if error is not None:
             await self._fail(context, "StreamIsActive", error)
             return
-        sub = self._board.subscribe(key)  # before reading the board, so no flip slips between the two
+        try:
+            sub = self._board.subscribe(key)  # before reading the board, so no flip slips between the two
+        except BaseException:
+            self._streams -= 1
+            raise
         try:
             decision = self._board.get(key)
             last = None if decision is None else decision.active
@@ -177,6 +193,16 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
                     yield pb.IsActiveResponse(result=active)
         finally:
             sub.close()
+            self._streams -= 1
+
+    def _open_stream(self) -> None:
+        """Count one more open stream, or RESOURCE_EXHAUSTED at the limit (all on the event loop: no lock)."""
+        if self._max_streams is not None and self._streams >= self._max_streams:
+            raise resource_exhausted(
+                f"too many open streams: {self._streams} of at most {self._max_streams}; each ScaledObject with "
+                "an external-push trigger holds one. Raise kedascaler serve --max-streams, or use the "
+                "external trigger (polling) for some ScaledObjects")
+        self._streams += 1
 
     async def _next_or_closing(self, sub: Subscription) -> bool | None:
         """The next active flag, or None once the server is closing."""
@@ -198,6 +224,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
         error: Exception | None
         try:
             response = self._spec_response(request)
+            self._open_stream()
         except Exception as exc:  # noqa: BLE001
             error = exc
         else:
@@ -205,5 +232,15 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
         if error is not None:
             await self._fail(context, "StreamMetricSpec", error)
             return
-        yield response
-        await self._closing.wait()
+        try:
+            yield response
+            await self._closing.wait()
+        finally:
+            self._streams -= 1
+
+
+def _ref_name(ref: pb.ScaledObjectRef) -> str:
+    """`namespace/name` of a ScaledObjectRef as sent, each cut short: what an error may echo."""
+    namespace = ref.namespace if len(ref.namespace) <= 80 else shown(ref.namespace, 80)
+    name = ref.name if len(ref.name) <= 260 else shown(ref.name, 80)
+    return f"{namespace}/{name}"

@@ -1,7 +1,8 @@
 """The file-backed inventory: a folder of the YAML a user would `kubectl apply`, for running with no cluster.
 
 Re-read whenever a file changes (cheap mtime check), so editing a ConfigMap file is a hot reload. Invalid
-documents are reported with file, object and field and never stop the valid ones.
+documents are reported with file, object and field (a YAML error with its line and column) and never stop
+the valid ones; a file or ConfigMap that breaks keeps its last good version in force.
 """
 
 from __future__ import annotations
@@ -15,39 +16,92 @@ from typing import Any
 
 import yaml
 
+from kedascaler.spec.config import (
+    COST_CONFIGMAP,
+    SATURATION_CONFIGMAPS,
+    SERVICECLASS_CONFIGMAP,
+    parse_cost_configmap,
+    parse_saturation_configmap,
+)
 from kedascaler.spec.inventory import InventoryState, build_inventory
 from kedascaler.spec.problems import Problem
+from kedascaler.spec.serviceclass import parse_serviceclass_configmap
 
 log = logging.getLogger("kedascaler.inventory")
 
 
-def read_documents(folder: Path) -> tuple[list[tuple[str, Mapping[str, Any]]], list[Problem]]:
-    """Every YAML document in the folder (recursively, sorted), with the file it came from."""
-    docs: list[tuple[str, Mapping[str, Any]]] = []
+_YAML_SUFFIXES = (".yaml", ".yml")
+_CONFIGMAPS = {**{name: parse_saturation_configmap for name in SATURATION_CONFIGMAPS},
+               COST_CONFIGMAP: parse_cost_configmap, SERVICECLASS_CONFIGMAP: parse_serviceclass_configmap}
+Documents = list[tuple[str, Mapping[str, Any]]]
+
+
+def yaml_files(folder: Path) -> list[Path]:
+    """The YAML files of a folder, recursively, sorted."""
+    return sorted(p for p in folder.rglob("*") if p.suffix in _YAML_SUFFIXES and p.is_file())
+
+
+def yaml_error(exc: BaseException) -> str:
+    """What is wrong with a YAML text, with the line and column of the mark when the parser gives one."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        what = exc.problem or "invalid YAML"
+        context = f" ({exc.context})" if exc.context else ""
+        return f"line {mark.line + 1}, column {mark.column + 1}: {what}{context}"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.start})"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def read_file(path: Path) -> tuple[Documents, list[Problem]] | str:
+    """Every Kubernetes object of one YAML file (with its problems), or why the file cannot be read at all."""
+    try:
+        loaded = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+    except Exception as exc:  # noqa: BLE001 - YAMLError, OSError, UnicodeDecodeError, RecursionError: one answer
+        return yaml_error(exc)
+    docs: Documents = []
     problems: list[Problem] = []
-    files = sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
-    for path in files:
-        try:
-            loaded = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            problems.append(Problem(str(path), "file", "-", f"cannot be read as YAML: {str(exc).splitlines()[0]}"))
+    for i, doc in enumerate(loaded):
+        if doc is None:
             continue
-        for i, doc in enumerate(loaded):
-            if doc is None:
-                continue
-            if not isinstance(doc, Mapping):
-                problems.append(Problem(str(path), f"document {i + 1}", "-",
-                                        "expected a Kubernetes object (a mapping)"))
-                continue
-            if doc.get("kind") == "List" and isinstance(doc.get("items"), list):
-                docs += [(str(path), item) for item in doc["items"] if isinstance(item, Mapping)]
-            else:
-                docs.append((str(path), doc))
+        if not isinstance(doc, Mapping):
+            problems.append(Problem(str(path), f"document {i + 1}", "-", "expected a Kubernetes object (a mapping)"))
+            continue
+        if doc.get("kind") == "List" and isinstance(doc.get("items"), list):
+            docs += [(str(path), item) for item in doc["items"] if isinstance(item, Mapping)]
+        else:
+            docs.append((str(path), doc))
     return docs, problems
 
 
+def read_documents(folder: Path) -> tuple[Documents, list[Problem]]:
+    """Every YAML document in the folder (recursively, sorted), with the file it came from."""
+    docs: Documents = []
+    problems: list[Problem] = []
+    for path in yaml_files(folder):
+        read = read_file(path)
+        if isinstance(read, str):
+            problems.append(Problem(str(path), "file", "-", f"cannot be read as YAML: {read}"))
+            continue
+        docs += read[0]
+        problems += read[1]
+    return docs, problems
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_mtime_ns, st.st_size
+
+
 class FileInventory:
-    """Inventory from a folder; reloads when any file's mtime or the set of files changes."""
+    """Inventory from a folder; reloads when any file's mtime or the set of files changes.
+
+    A file that stops parsing keeps its last good documents in force, and a saturation, cost or service-class
+    ConfigMap that stops validating keeps its last good version, as the Kubernetes inventory does: one broken
+    edit never drops the VariantAutoscalings of a file or reverts thresholds and costs to their defaults. Both
+    are reported as problems (logged, and printed by `validate`) until fixed."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
@@ -56,10 +110,11 @@ class FileInventory:
         self._lock = threading.Lock()
         self._fingerprint: tuple = ()
         self._state = InventoryState()
+        self._files: dict[Path, tuple[Documents, list[Problem]]] = {}  # the last good read of each file
+        self._last_good_cm: dict[str, Mapping[str, Any]] = {}  # ConfigMap name -> last version without problems
 
     def _fingerprint_now(self) -> tuple:
-        return tuple(sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size)
-                            for p in self.folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()))
+        return tuple(sorted((str(p), *_stamp(p)) for p in yaml_files(self.folder)))
 
     def current(self) -> InventoryState:
         with self._lock:
@@ -68,16 +123,61 @@ class FileInventory:
             except OSError:
                 return self._state  # a file vanished mid-scan: keep the last good view
             if fingerprint != self._fingerprint:
-                docs, problems = read_documents(self.folder)
-                state = build_inventory(docs)
-                all_problems = tuple(problems) + state.problems
-                self._state = replace(state, problems=all_problems)
+                try:
+                    self._state = self._load()
+                except Exception:  # noqa: BLE001 - a bug on odd input must not stop every cycle: keep the last view
+                    log.exception("inventory: reading %s failed; keeping the last good view", self.folder)
+                    return self._state
                 self._fingerprint = fingerprint
-                for problem in all_problems:
+                for problem in self._state.problems:
                     log.warning("invalid inventory input: %s", problem)
                 log.info("inventory loaded from %s: %d variants, %d problems",
-                         self.folder, len(state.variants), len(all_problems))
+                         self.folder, len(self._state.variants), len(self._state.problems))
             return self._state
+
+    def _load(self) -> InventoryState:
+        docs: Documents = []
+        problems: list[Problem] = []
+        files = yaml_files(self.folder)
+        self._files = {p: v for p, v in self._files.items() if p in files}  # a deleted file is forgotten
+        for path in files:
+            read = read_file(path)
+            if isinstance(read, str):
+                kept = self._files.get(path)
+                keeping = ("; keeping the last good version of the file until it is fixed" if kept is not None
+                           else "; nothing from this file is used until it is fixed")
+                problems.append(Problem(str(path), "file", "-", f"cannot be read as YAML: {read}{keeping}"))
+                read = kept if kept is not None else ([], [])
+            else:
+                self._files[path] = read
+            docs += read[0]
+            problems += read[1]
+        docs, cm_problems = self._good_or_last_good(docs)
+        state = build_inventory(docs)
+        return replace(state, problems=tuple(problems) + tuple(cm_problems) + state.problems)
+
+    def _good_or_last_good(self, docs: Documents) -> tuple[Documents, list[Problem]]:
+        """Each scaler ConfigMap as read if it validates, else its last good version (problems said here)."""
+        out: Documents = []
+        problems: list[Problem] = []
+        for source, doc in docs:
+            meta = doc.get("metadata")
+            name = meta.get("name") if isinstance(meta, Mapping) else None
+            parse = _CONFIGMAPS.get(name) if doc.get("kind") == "ConfigMap" and isinstance(name, str) else None
+            if parse is None or not isinstance(name, str):
+                out.append((source, doc))
+                continue
+            _, found = parse(doc, source)
+            if not found:
+                self._last_good_cm[name] = doc
+                out.append((source, doc))
+                continue
+            last = self._last_good_cm.get(name)
+            keeping = ("; keeping the last good version until it is fixed" if last is not None
+                       else "; no earlier good version: valid fields are used, the rest default")
+            problems += [replace(p, message=p.message + keeping) for p in found]
+            out.append((source, last if last is not None else doc))
+        return out, problems
 
 
 class StaticInventory:

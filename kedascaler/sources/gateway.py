@@ -33,7 +33,7 @@ from typing import Protocol
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from kedascaler.sources.promql import PromQLClient, PromQLError
+from kedascaler.sources.promql import BearerToken, PromQLClient, PromQLError
 
 log = logging.getLogger("kedascaler.sources.gateway")
 
@@ -150,7 +150,7 @@ def _finish(models: Sequence[ModelRef], found: Mapping[str, float], errors: list
 class PrometheusActivationSource:
     """The gateway queue from Prometheus: one batched query for every model on the default, one per override."""
 
-    def __init__(self, url: str, *, query: str = DEFAULT_ACTIVATION_QUERY, bearer_token: str | None = None,
+    def __init__(self, url: str, *, query: str = DEFAULT_ACTIVATION_QUERY, bearer_token: BearerToken | None = None,
                  ca_file: str | None = None, insecure_skip_verify: bool = False, timeout: float = 2.0) -> None:
         self.query = query  # must answer one series per model, labelled target_model_name
         self._client = PromQLClient(url, bearer_token=bearer_token, ca_file=ca_file,

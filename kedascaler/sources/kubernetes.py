@@ -33,7 +33,7 @@ from kedascaler.spec.config import (
     parse_cost_configmap,
     parse_saturation_configmap,
 )
-from kedascaler.spec.inventory import InventoryState, build_inventory
+from kedascaler.spec.inventory import InventoryState, build_inventory, without_static_targets
 from kedascaler.spec.problems import Problem
 from kedascaler.spec.variant import SCALED_OBJECT_API_VERSION, SCALED_OBJECT_KIND
 
@@ -116,10 +116,13 @@ class KubernetesInventory:
     def __init__(self, api_client: kubernetes.client.ApiClient, *, namespace: str | None = None,
                  label_selector: str | None = None, controller_namespace: str = "kedascaler-system",
                  scaled_objects: bool = False, watch_timeout_s: int = 300, backoff_base_s: float = 0.5,
-                 backoff_max_s: float = 30.0) -> None:
+                 backoff_max_s: float = 30.0, metrics_endpoints_annotation: bool = False) -> None:
         """`scaled_objects`: also watch KEDA ScaledObjects (same namespace and label selector as the VAs), for
-        CRD-free variants (`kedascaler.spec.variant.parse_scaled_object`)."""
+        CRD-free variants (`kedascaler.spec.variant.parse_scaled_object`). `metrics_endpoints_annotation`: honour
+        the VAs' metrics-endpoints annotation (URLs to scrape); off by default, so that whoever may create a
+        VariantAutoscaling cannot make the scaler fetch any URL."""
         self.api_client = api_client
+        self.metrics_endpoints_annotation = metrics_endpoints_annotation
         self.namespace = namespace
         self.label_selector = label_selector
         self.controller_namespace = controller_namespace
@@ -231,6 +234,8 @@ class KubernetesInventory:
         for so in self.scaledobjects.items() if self.scaledobjects is not None else ():
             docs.append((self._source(so), so))
         state = build_inventory(docs)
+        if not self.metrics_endpoints_annotation:  # whoever may create a VA must not choose what we fetch
+            state = without_static_targets(state)
         state = replace(state, problems=tuple(problems) + state.problems)
         counts = (len(state.variants), len(state.problems))
         if counts != self._last_counts:

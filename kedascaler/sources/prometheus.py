@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kedascaler.sources.base import CollectResult, PodSample, PodUsage, ScrapeTarget
-from kedascaler.sources.promql import PromQLClient, PromQLError, Series
+from kedascaler.sources.promql import BearerToken, PromQLClient, PromQLError, Series
 from kedascaler.sources.scrape import (
     CACHE_CONFIG,
     GENERATION_TOKENS,
@@ -144,7 +144,7 @@ def usage_from_signals(signals: dict[str, float], window_s: float) -> PodUsage:
 class PrometheusSource:
     """A `MetricsSource` reading Prometheus' HTTP API (or Thanos/Mimir/Cortex, same API); ignores targets."""
 
-    def __init__(self, url: str, *, bearer_token: str | None = None, ca_file: str | None = None,
+    def __init__(self, url: str, *, bearer_token: BearerToken | None = None, ca_file: str | None = None,
                  insecure_skip_verify: bool = False, timeout: float = 5.0, window: str = "1m") -> None:
         self.window_s = window_seconds(window)
         self.queries = cycle_queries(window)

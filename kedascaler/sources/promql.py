@@ -7,6 +7,8 @@ error says are the same for both:
 - TLS: a CA file to trust, else the system's CAs; `insecure_skip_verify` turns verification off (logged).
 - The bearer token goes in the `Authorization` header of every query, and never into a message: `scrub`
   replaces it (as sent and percent-encoded) by `***`, drops the long query string, and bounds the length.
+  Given as a `TokenFile`, it is read again whenever the file changes (a projected ServiceAccount token is
+  rotated by the kubelet, and the old one expires), and every token used so far stays scrubbed.
 - Every query has the client's timeout (connect and each read); no retries: the next cycle is the retry,
   and a cycle must stay bounded in time.
 - `query` answers the series of an instant vector as `(labels, timestamp, value)` and raises only
@@ -30,9 +32,12 @@ import requests
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
+from kedascaler.kits.watchedfile import TokenFile
+
 log = logging.getLogger("kedascaler.sources.promql")
 
 Series = tuple[dict[str, str], float, float]  # one series of an instant vector: (labels, timestamp, value)
+BearerToken = str | TokenFile  # a token, or the file that holds the current one
 
 MAX_MESSAGE = 300  # characters of an error's text
 _QUERY_STRING = re.compile(r"\?query=[^\s)]*")
@@ -48,18 +53,35 @@ class PromQLError(Exception):
 class PromQLClient:
     """Instant queries against one Prometheus, with TLS, an optional bearer token and a timeout on every call."""
 
-    def __init__(self, url: str, *, bearer_token: str | None = None, ca_file: str | None = None,
+    def __init__(self, url: str, *, bearer_token: BearerToken | None = None, ca_file: str | None = None,
                  insecure_skip_verify: bool = False, timeout: float = 5.0) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
-        self._secret = bearer_token or None
+        self._token_file = bearer_token if isinstance(bearer_token, TokenFile) else None
+        token: str | None
+        if isinstance(bearer_token, TokenFile):
+            token = bearer_token.token()
+        else:
+            token = bearer_token or None
+        self._secret: str | None = token  # the token in use now
+        self._secrets: list[str] = [token] if token else []  # every token used so far: all scrubbed
         session = requests.Session()
         session.verify = ca_file if ca_file else not insecure_skip_verify
         if insecure_skip_verify and not ca_file:
             log.warning("prometheus: TLS certificate verification is off for %s", self.url)
-        headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else None
+        headers = {"Authorization": f"Bearer {token}"} if token else None
         self._api = PrometheusConnect(self.url, headers=headers, session=session, timeout=timeout,
                                       retry=_NO_RETRY)
+
+    def _current_token(self) -> None:
+        """Put the token file's current token in the header, when it changed (a stat per query)."""
+        if self._token_file is None:
+            return
+        token = self._token_file.token()  # the last good one if the file cannot be read now
+        if token != self._secret:
+            self._secret = token
+            self._secrets = [*self._secrets[-7:], token]
+            self._api.headers = {"Authorization": f"Bearer {token}"}
 
     def __repr__(self) -> str:
         return f"PromQLClient({self.url!r}, token={'set' if self.has_token else 'none'})"
@@ -72,6 +94,7 @@ class PromQLClient:
     def query(self, promql: str) -> list[Series]:
         """The series of `promql`'s instant vector; PromQLError (scrubbed) on any failure, never anything else."""
         try:
+            self._current_token()
             result = self._api.custom_query(promql, timeout=self.timeout)
         except (KeyError, TypeError) as e:  # HTTP 200 without `data.result`, or not a JSON object at all
             raise PromQLError(self.scrub(ValueError(f"malformed answer: no data.result ({type(e).__name__}: {e})"))
@@ -87,8 +110,8 @@ class PromQLClient:
         """The error's type and text, without the bearer token should anything have echoed it."""
         text = f"{type(error).__name__}: {error}"
         text = _QUERY_STRING.sub("?query=…", text)  # the PromQL is long and known: keep room for the cause
-        if self._secret:
-            for form in {self._secret, quote(self._secret, safe="")}:
+        for secret in self._secrets:
+            for form in {secret, quote(secret, safe="")}:
                 text = text.replace(form, "***")
         return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + "…"
 
@@ -119,4 +142,4 @@ def instant_vector(result: Any) -> list[Series]:
     return rows
 
 
-__all__ = ["PromQLClient", "PromQLError", "Series", "instant_vector"]
+__all__ = ["BearerToken", "PromQLClient", "PromQLError", "Series", "instant_vector"]

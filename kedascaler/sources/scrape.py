@@ -49,6 +49,7 @@ _HISTOGRAMS = (ITL, ITL_OLD, PREFILL, QUEUE, TTFT, REQUEST_PROMPT)
 _TOTALS = frozenset(_COUNTERS) | {h + s for h in _HISTOGRAMS for s in ("_sum", "_count")}
 _WANTED = _SATURATION | _TOTALS | {CACHE_CONFIG}
 MAX_KV_USAGE = 1.0 + 1e-6  # a fraction of the KV cache: 1 means 100 %; more is a broken exporter
+MAX_BODY_BYTES = 16 << 20  # a vLLM exposition is a few hundred KB; more is not a vLLM pod
 MAX_REQUESTS = 1_000_000  # waiting or running requests on one pod; more is a broken exporter, not load
 
 
@@ -188,6 +189,22 @@ def usage_between(before: CounterReading, after: CounterReading, span_s: float) 
                     prompt_tokens_mean=mean(REQUEST_PROMPT), ttft_ms=ttft, kv_capacity_tokens=after.kv_capacity_tokens)
 
 
+def _bounded_body(response: requests.Response) -> bytes:
+    """The body, read up to MAX_BODY_BYTES; ScrapeError beyond (a declared length over it is not read at all)."""
+    limit = f"{MAX_BODY_BYTES // (1 << 20)} MiB"
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise ScrapeError(f"metrics body of {int(declared)} bytes (Content-Length) is larger than {limit}: not read")
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(chunk_size=64 * 1024):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ScrapeError(f"metrics body is larger than {limit}: stopped reading")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class DirectScrapeSource:
     """A `MetricsSource` that GETs each target's /metrics itself (a thread per pod, up to `max_workers`).
 
@@ -235,16 +252,21 @@ class DirectScrapeSource:
 
     def _scrape(self, target: ScrapeTarget) -> PodSample:
         try:
-            response = self._session.get(target.url, timeout=self.timeout)
+            # A redirect is not followed: a pod's metrics are where the pod says, never somewhere else.
+            with self._session.get(target.url, timeout=self.timeout, stream=True, allow_redirects=False) as response:
+                if response.is_redirect:
+                    raise ScrapeError(f"HTTP {response.status_code} redirect to "
+                                      f"{response.headers.get('Location', '?')[:200]!r}: not followed")
+                if response.status_code != 200:
+                    raise ScrapeError(f"HTTP {response.status_code}")
+                body = _bounded_body(response)
         except requests.Timeout:
             raise ScrapeError(f"timed out after {self.timeout} s") from None
         except requests.RequestException as e:
             raise ScrapeError(f"{type(e).__name__}: {e}") from None
-        if response.status_code != 200:
-            raise ScrapeError(f"HTTP {response.status_code}")
         read_at = time.time()
         at = self._now()
-        reading = parse_vllm_metrics(response.text)
+        reading = parse_vllm_metrics(body.decode("utf-8", errors="replace"))
         counters = CounterReading(at, reading.totals, reading.running, reading.queue_length, reading.kv_capacity_tokens)
         return PodSample(namespace=target.variant.namespace, pod=target.pod, model_name=reading.model_name,
                          kv_cache_usage=reading.kv_cache_usage, queue_length=reading.queue_length,

@@ -7,12 +7,13 @@ one `InventoryState`; the file and Kubernetes inventories share it. Pure: no I/O
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kedascaler.engine.types import VariantKey, VariantSpec
 from kedascaler.spec.config import (
     COST_CONFIGMAP,
+    METRICS_ENDPOINTS_ANNOTATION,
     SATURATION_CONFIGMAPS,
     SERVICECLASS_CONFIGMAP,
     VA_KIND,
@@ -60,6 +61,26 @@ class InventoryState:
     def static_targets(self) -> dict[VariantKey, tuple[str, ...]]:
         """Local mode: the metrics URLs listed on each VA (the annotation), for the VAs that list some."""
         return {v.key: v.metrics_endpoints for v in self.variants if v.metrics_endpoints}
+
+
+def without_static_targets(state: InventoryState, source_of: Mapping[VariantKey, str] | None = None,
+                           flag: str = "--allow-metrics-endpoints-annotation") -> InventoryState:
+    """The state with every VA's listed metrics URLs dropped, each drop reported: cluster mode, where whoever
+    may create a VariantAutoscaling must not choose what the scaler fetches. The VAs themselves stay in use."""
+    if not any(v.metrics_endpoints for v in state.variants):
+        return state
+    problems = list(state.problems)
+    variants = []
+    for v in state.variants:
+        if v.metrics_endpoints:
+            problems.append(Problem(
+                (source_of or {}).get(v.key, f"{v.key.namespace}/VariantAutoscaling/{v.key.name}"),
+                f"VariantAutoscaling {v.key} (still used)", f"metadata.annotations[{METRICS_ENDPOINTS_ANNOTATION}]",
+                "ignored in cluster mode: the pods are found from spec.scaleTargetRef; to scrape the listed URLs "
+                f"instead, the operator starts kedascaler serve with {flag}"))
+            v = replace(v, metrics_endpoints=())
+        variants.append(v)
+    return replace(state, variants=tuple(variants), problems=tuple(problems))
 
 
 def build_inventory(docs: Iterable[tuple[str, Mapping[str, Any]]]) -> InventoryState:

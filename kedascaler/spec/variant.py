@@ -149,9 +149,10 @@ def parse_variant_autoscaling(doc: Mapping[str, Any], source: str,
     if max_replicas is not None and max_replicas < min_replicas:
         check.add("spec.maxReplicas", f"must be ≥ minReplicas ({min_replicas}), got {max_replicas}")
     cost = check.number(spec, "variantCost", "spec.variantCost", default=None, minimum=0.0)
+    unpriced: Problem | None = None
     if cost is None:
-        unit = (accelerator_costs or {}).get(accelerator)
-        cost = unit * accelerator_count if unit is not None else DEFAULT_VARIANT_COST
+        cost, unpriced = _cost_of(accelerator, accelerator_count, accelerator_costs or {}, source,
+                                  f"VariantAutoscaling {namespace}/{name or '<unnamed>'}")
 
     saturation = None
     if "saturation" in spec:
@@ -219,7 +220,28 @@ def parse_variant_autoscaling(doc: Mapping[str, Any], source: str,
     )
     variant = VariantAutoscaling(engine_spec, VariantProfile(max_batch, perf, prefer_estimate), slo_ref, scale_to_zero,
                                  scaling_mode, endpoints)
-    return ParsedVariant(variant, ())
+    return ParsedVariant(variant, (unpriced,) if unpriced is not None else ())
+
+
+def _cost_of(accelerator: str, count: int, unit_costs: Mapping[str, float], source: str, obj: str
+             ) -> tuple[float, Problem | None]:
+    """A variant's cost from the accelerator-unitcost ConfigMap, and a problem when the map lacks its accelerator.
+
+    An accelerator the map does not list is priced as the most expensive one it lists, never below them: a
+    typo must not make a variant the cheapest and draw every scale-up. The variant stays in use (its problem
+    is reported, not fatal). With no cost map at all every variant costs DEFAULT_VARIANT_COST."""
+    unit = unit_costs.get(accelerator)
+    if unit is not None:
+        return unit * count, None
+    if not unit_costs:
+        return DEFAULT_VARIANT_COST, None
+    dearest, price = max(unit_costs.items(), key=lambda item: item[1])
+    listed = ", ".join(sorted(unit_costs))
+    return price * count, Problem(
+        source, f"{obj} (still used)", "spec.accelerator",
+        f"{accelerator!r} is not in the accelerator-unitcost ConfigMap (it lists {listed}): priced as the most "
+        f"expensive listed one ({dearest}, {price:g} per accelerator) until it is added there or spec.variantCost "
+        "is set")
 
 
 # -- CRD-free variants: one KEDA ScaledObject describes the variant ----------------------------------------------

@@ -175,3 +175,71 @@ def test_scraping_while_the_fleet_advances_in_another_thread(fleet, source):
         driver.join()
     assert all(r.ok and len(r.samples) == 3 for r in results)
     assert all(0.0 <= s.kv_cache_usage <= 1.0 for r in results for s in r.samples)
+
+
+class _Hostile(BaseHTTPRequestHandler):
+    """A pod that answers too much, lies about its length, or redirects elsewhere."""
+
+    protocol_version = "HTTP/1.1"
+    GOOD = 'vllm:kv_cache_usage_perc{model_name="m"} 0.5\nvllm:num_requests_waiting{model_name="m"} 2\n'
+
+    def do_GET(self) -> None:  # noqa: N802
+        hits = self.server.hits  # type: ignore[attr-defined]
+        hits.append(self.path)
+        if self.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", "/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.path == "/elsewhere":
+            body = self.GOOD.encode()
+        elif self.path == "/huge-declared":
+            self.send_response(200)
+            self.send_header("Content-Length", str(10**12))
+            self.end_headers()
+            self.wfile.write(b"# padding\n" * 1000)
+            return
+        else:  # /huge-chunked: no Content-Length, megabytes of comments until the client stops reading
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = b"# " + b"x" * 65_000 + b"\n"
+            try:
+                for _ in range(2_000):  # 130 MB if nobody stops reading
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            except OSError:
+                pass
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_body_over_the_cap_fails_its_pod_and_a_redirect_is_not_followed():
+    from kedascaler.sources.scrape import MAX_BODY_BYTES
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
+    server.daemon_threads = True
+    server.hits = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    source = DirectScrapeSource(timeout=5.0)
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        paths = ("huge-declared", "huge-chunked", "redirect", "elsewhere")
+        result = source.collect([ScrapeTarget(H100, path, f"{base}/{path}") for path in paths])
+    finally:
+        source.close()
+        server.shutdown()
+        server.server_close()
+    assert [s.pod for s in result.samples] == ["elsewhere"]
+    errors = dict(zip(result.failed_pods, result.errors, strict=True))
+    limit = f"{MAX_BODY_BYTES // (1 << 20)} MiB"
+    assert limit in errors["team-a/huge-declared"] and limit in errors["team-a/huge-chunked"], errors
+    assert "HTTP 302" in errors["team-a/redirect"] and "not followed" in errors["team-a/redirect"]
+    assert server.hits.count("/elsewhere") == 1  # type: ignore[attr-defined]  # only its own target

@@ -1,0 +1,326 @@
+"""`kedascaler serve`: its flags, their checks, and the real edges composed around the reconcile loop.
+
+Bad flags exit 2 at parse time with a message naming the flag; what can only fail once running (a port in
+use, a kubeconfig that does not load) is a `StartError`: one line, exit 1, no traceback, and whatever was
+started before it is stopped again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kedascaler.engine.sizing import HYBRID, MODES
+from kedascaler.kits.argtypes import count, http_url, port, positive
+from kedascaler.kits.httpserver import is_loopback
+from kedascaler.kits.watchedfile import TokenFile
+from kedascaler.loop.cycle import CycleReport
+from kedascaler.observe.wiring import Observability, add_observe_arguments
+
+log = logging.getLogger("kedascaler")
+
+_DEFAULTS = {"max_streams": 2_048, "max_concurrent_rpcs": 4_096}  # = kedascaler.server.app's (imported late)
+
+
+class StartError(Exception):
+    """`serve` could not start: the message is the whole story (the port, the file, what to do)."""
+
+
+def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
+    serve = sub.add_parser("serve", help="run the external scaler (gRPC) and its reconcile loop")
+    source = serve.add_mutually_exclusive_group()
+    source.add_argument("--inventory", type=Path, help="folder of VariantAutoscaling and ConfigMap YAML (no cluster)")
+    source.add_argument("--kubernetes", action="store_true",
+                        help="watch the Kubernetes API (in-cluster or --kubeconfig)")
+    serve.add_argument("--kubeconfig", help="kubeconfig file (implies --kubernetes when given alone)")
+    serve.add_argument("--namespace", help="only VariantAutoscalings in this namespace (default: all)")
+    serve.add_argument("--label-selector", help="only VariantAutoscalings with these labels (sharding)")
+    serve.add_argument("--scaledobjects", action="store_true",
+                       help="also watch KEDA ScaledObjects: a variant described by one (trigger metadata modelID, or "
+                       "WVA v0.9's llm-d.ai/managed annotations) needs no VariantAutoscaling")
+    serve.add_argument("--controller-namespace", default="kedascaler-system",
+                       help="where the ConfigMaps and the Lease live")
+    serve.add_argument("--prometheus-url", type=http_url,
+                       help="read vLLM metrics from Prometheus (default: scrape pods directly)")
+    serve.add_argument("--prometheus-token-file", type=Path,
+                       help="bearer token file for Prometheus (re-read when it changes: projected tokens rotate)")
+    serve.add_argument("--prometheus-ca-file", type=Path, help="CA bundle for Prometheus over TLS")
+    serve.add_argument("--port", type=port, default=9090, help="gRPC port (default 9090)")
+    serve.add_argument("--interval", type=positive, default=15.0, help="seconds between reconcile cycles (default 15)")
+    serve.add_argument("--stale-after", type=positive, default=300.0,
+                       help="answer UNAVAILABLE when the metrics behind a decision are older than this (default 300 s)")
+    serve.add_argument("--idle-window", type=positive, default=300.0,
+                       help="seconds without requests before a model whose variants all have minReplicas 0 "
+                            "goes to zero (default 300)")
+    serve.add_argument("--no-scale-to-zero", action="store_true", help="keep every model warm (never report inactive)")
+    serve.add_argument("--scaling-mode", choices=MODES, default=HYBRID,
+                       help="for VAs without spec.scalingMode: saturation (KV cache and queue only), model (size for "
+                       "the service class's ITL/TTFT with the queueing model) or hybrid (the model plan, never below "
+                       "what saturation asks; default). Model and hybrid fall back to saturation, per model, until "
+                       "it has a service class, workload statistics and performance parameters (given or learned)")
+    serve.add_argument("--refit-interval", type=positive, default=60.0,
+                       help="seconds between two fits of a variant's performance parameters (default 60)")
+    serve.add_argument("--tls-cert", type=Path, help="server certificate (PEM) for TLS; reloaded when it changes")
+    serve.add_argument("--tls-key", type=Path, help="server private key (PEM) for TLS")
+    serve.add_argument("--tls-client-ca", type=Path, help="CA that client certificates must chain to (mTLS)")
+    serve.add_argument("--max-streams", type=count, default=_DEFAULTS["max_streams"],
+                       help="open StreamIsActive/StreamMetricSpec streams at most, one per ScaledObject with an "
+                            f"external-push trigger, ~30 KB each (default {_DEFAULTS['max_streams']})")
+    serve.add_argument("--max-concurrent-rpcs", type=count, default=_DEFAULTS["max_concurrent_rpcs"],
+                       help="gRPC calls in progress at most, streams included; must exceed --max-streams "
+                            f"(default {_DEFAULTS['max_concurrent_rpcs']})")
+
+    push = serve.add_argument_group("scale from zero")
+    push.add_argument("--activation-port", type=port,
+                      help="serve POST /v1/activate/{namespace}/{model} on this port, "
+                           "for gateways to wake a cold model at once")
+    push.add_argument("--activation-host",
+                      help="address of the activation endpoint (default: 0.0.0.0 with --activation-token-file, "
+                           "else 127.0.0.1; another address needs a token or --activation-insecure)")
+    push.add_argument("--activation-token-file", type=Path,
+                      help="callers of the activation endpoint must send 'Authorization: Bearer <the file's "
+                           "token>'; the file is re-read when it changes")
+    push.add_argument("--activation-max-connections", type=count, default=16,
+                      help="open connections to the activation endpoint at most, one thread each; one more gets "
+                           "503 (default 16: a gateway keeps a few alive)")
+    push.add_argument("--activation-insecure", action="store_true",
+                      help="allow the activation endpoint on a non-loopback address with no token: anyone who "
+                           "reaches the port can wake models")
+    push.add_argument("--activation-prometheus-url", type=http_url,
+                      help="where to read the gateway's queue for cold models (default: --prometheus-url)")
+    push.add_argument("--activation-query", help="PromQL for requests waiting per model at the gateway, one series "
+                      "per target_model_name (default: llm-d router v0.10's llm_d_epp_flow_control_queue_size, else "
+                      "the older inference_extension_flow_control_queue_size, in one query)")
+
+    trust = serve.add_argument_group("what a VariantAutoscaling may ask for (cluster mode)")
+    trust.add_argument("--allow-metrics-endpoints-annotation", action="store_true",
+                       help="scrape the URLs a VA lists in kedascaler.llmd.ai/metrics-endpoints in cluster mode too "
+                            "(always honoured with --inventory): whoever may create a VA then chooses what the "
+                            "scaler fetches")
+    trust.add_argument("--allow-activation-queries", action="store_true",
+                       help="run a VA's own spec.scaleToZero.activationQuery (arbitrary PromQL, with the scaler's "
+                            "Prometheus token); default: the --activation-query for every model")
+    add_observe_arguments(serve)
+    return serve
+
+
+def check_serve_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """What argparse cannot check alone; each failure exits 2 naming the flag."""
+    if args.kubeconfig and args.inventory:
+        parser.error("--kubeconfig and --inventory exclude each other: --inventory reads VariantAutoscalings from "
+                     "a folder, --kubeconfig from a cluster; give one")
+    if args.kubeconfig:
+        args.kubernetes = True
+    if not args.inventory and not args.kubernetes:
+        parser.error("serve needs a source of VariantAutoscalings: --inventory DIR, or --kubernetes / "
+                     "--kubeconfig FILE")
+    if args.inventory is not None and not args.inventory.is_dir():
+        parser.error(f"--inventory: folder {args.inventory} does not exist")
+    if args.max_concurrent_rpcs <= args.max_streams:
+        parser.error(f"--max-concurrent-rpcs ({args.max_concurrent_rpcs}) must be larger than --max-streams "
+                     f"({args.max_streams}): unary calls (GetMetrics, IsActive) need room beside the streams")
+    args.prometheus_token = _token(parser, "--prometheus-token-file", args.prometheus_token_file)
+    args.activation_token = _token(parser, "--activation-token-file", args.activation_token_file)
+    if args.activation_port is None:
+        for flag, given in (("--activation-host", args.activation_host),
+                            ("--activation-token-file", args.activation_token_file),
+                            ("--activation-insecure", args.activation_insecure)):
+            if given:
+                parser.error(f"{flag} configures the activation endpoint: give --activation-port too")
+        return
+    if args.activation_host is None:
+        args.activation_host = "0.0.0.0" if args.activation_token is not None else "127.0.0.1"
+    if args.activation_token is None and not args.activation_insecure and not is_loopback(args.activation_host):
+        parser.error(f"--activation-host {args.activation_host} with no authentication: give "
+                     "--activation-token-file FILE (callers send 'Authorization: Bearer <token>'), keep it on "
+                     "127.0.0.1, or accept the risk with --activation-insecure")
+
+
+def _token(parser: argparse.ArgumentParser, flag: str, path: Path | None) -> TokenFile | None:
+    if path is None:
+        return None
+    token = TokenFile(path)
+    try:
+        token.token()
+    except ValueError as exc:
+        parser.error(f"{flag}: {exc}")
+    return token
+
+
+def tls_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Any:
+    from kedascaler.server.app import TLSConfig
+
+    if not args.tls_cert and not args.tls_key:
+        if args.tls_client_ca:
+            parser.error("--tls-client-ca needs --tls-cert and --tls-key (mTLS is TLS plus client certificates)")
+        return None
+    if not (args.tls_cert and args.tls_key):
+        parser.error("--tls-cert and --tls-key go together: give both")
+    for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key),
+                       ("--tls-client-ca", args.tls_client_ca)):
+        if path is not None and not path.is_file():
+            parser.error(f"{flag}: file {path} does not exist")
+    return TLSConfig(str(args.tls_cert), str(args.tls_key), str(args.tls_client_ca) if args.tls_client_ca else None)
+
+
+class MetricsHealthLog:
+    """The metrics source's errors at WARNING, with their cause, when they change; the recovery at INFO.
+
+    Compared by their shape (numbers masked), on full cycles only, so the same failure every cycle is said
+    once and a wake-up cycle (which reads no metrics) says nothing."""
+
+    SHOWN = 3
+
+    def __init__(self, stale_after: float) -> None:
+        self.stale_after = stale_after
+        self._shape: frozenset[str] = frozenset()
+
+    def note(self, report: CycleReport) -> None:
+        if report.models is not None:
+            return
+        errors = report.collect.errors
+        shape = frozenset(re.sub(r"\d+(\.\d+)?", "#", e) for e in errors)
+        if shape == self._shape:
+            return
+        self._shape = shape
+        if errors:
+            more = f"; and {len(errors) - self.SHOWN} more" if len(errors) > self.SHOWN else ""
+            log.warning("metrics source failing (%d errors): %s%s; the last good decisions are held and answer "
+                        "UNAVAILABLE once their metrics are older than --stale-after %gs",
+                        len(errors), "; ".join(errors[:self.SHOWN]), more, self.stale_after)
+        else:
+            log.info("metrics source recovered: every query or pod answered")
+
+
+async def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Compose and run `serve`; StartError when something cannot start (what started is stopped again)."""
+    cleanups: list[Callable[[], None]] = []
+    try:
+        return await _serve(args, parser, cleanups)
+    finally:
+        for cleanup in reversed(cleanups):
+            cleanup()
+
+
+async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
+                 cleanups: list[Callable[[], None]]) -> int:
+    from kedascaler.loop.board import DecisionBoard
+    from kedascaler.loop.inbox import ActivationInbox
+    from kedascaler.loop.planner import PlannerSettings
+    from kedascaler.loop.reconcile import Reconciler
+    from kedascaler.server.activate import ActivationServer
+    from kedascaler.server.app import ScalerServer, run_until_signal
+    from kedascaler.sources.base import Inventory, MetricsSource
+    from kedascaler.sources.files import FileInventory
+    from kedascaler.sources.gateway import DEFAULT_ACTIVATION_QUERY, PrometheusActivationSource
+
+    tls = tls_config(args, parser)
+    after_cycle = None
+    kube = None
+    inventory: Inventory
+    if args.inventory is not None:
+        inventory = FileInventory(args.inventory)
+    else:
+        kube, status_writer, elector = _kubernetes(args)
+        cleanups.append(kube.stop)
+        kube.start()
+        if not kube.wait_synced(30):
+            log.warning("the Kubernetes inventory is not synced after 30 s (is the VariantAutoscaling CRD installed, "
+                        "and may this ServiceAccount list it?); serving what is known and retrying")
+        cleanups.append(elector.stop)
+        elector.start()
+        inventory = kube
+        after_cycle = (status_writer, elector)
+    token = args.prometheus_token
+    ca_file = str(args.prometheus_ca_file) if args.prometheus_ca_file else None
+    metrics: MetricsSource
+    if args.prometheus_url:
+        from kedascaler.sources.prometheus import PrometheusSource
+
+        metrics = PrometheusSource(args.prometheus_url, bearer_token=token, ca_file=ca_file)
+    else:
+        from kedascaler.sources.scrape import DirectScrapeSource
+
+        metrics = DirectScrapeSource()
+    cleanups.append(metrics.close)
+    obs = Observability.from_args(args, configure_logs=False)
+    cleanups.append(obs.stop)
+    metrics_port = _started("/metrics", obs.start)
+    if metrics_port:
+        log.info("/metrics on port %d", metrics_port)
+    metrics = obs.instrument(metrics)
+
+    inbox = ActivationInbox() if args.activation_port is not None else None
+    activation_url = args.activation_prometheus_url or args.prometheus_url
+    activation = None
+    if activation_url:
+        activation = PrometheusActivationSource(
+            activation_url, query=args.activation_query or DEFAULT_ACTIVATION_QUERY, bearer_token=token,
+            ca_file=ca_file)
+        cleanups.append(activation.close)
+    board = DecisionBoard()
+    planner = PlannerSettings(args.scaling_mode, refit_interval=args.refit_interval)
+    reconciler = Reconciler(inventory, metrics, board, kube,
+                            idle_window=None if args.no_scale_to_zero else args.idle_window,
+                            activation=activation, inbox=inbox, planner=planner,
+                            activation_queries=args.allow_activation_queries)
+    if inbox is not None:
+        if args.activation_token is None and not is_loopback(args.activation_host):
+            log.warning("activation endpoint on %s without authentication (--activation-insecure): anyone who "
+                        "reaches it can wake models", args.activation_host)
+        activation_server = ActivationServer(board, inbox, host=args.activation_host, port=args.activation_port,
+                                             token=args.activation_token, insecure=args.activation_insecure,
+                                             max_connections=args.activation_max_connections)
+        cleanups.append(activation_server.close)
+        _started("the activation endpoint", activation_server.start)
+    server = ScalerServer(board, port=args.port, tls=tls, stale_after=args.stale_after, interceptors=obs.interceptors,
+                          max_streams=args.max_streams, max_concurrent_rpcs=args.max_concurrent_rpcs)
+    try:
+        port_bound = await server.start()
+    except (OSError, ValueError) as exc:
+        raise StartError(str(exc)) from None
+    log.info("kedascaler serving ExternalScaler on port %d (%s)", port_bound, "TLS" if tls else "plaintext")
+    health = MetricsHealthLog(args.stale_after)
+
+    def on_cycle(report: CycleReport) -> None:
+        obs.on_cycle(report)
+        health.note(report)
+        if after_cycle is not None and kube is not None:
+            writer, elector = after_cycle
+            if elector.is_leader:  # every replica answers KEDA; only the leader writes status and events
+                # on wake-up cycles, plans and parameters are the last full cycle's
+                writer.write(report.decisions, kube.current(), kube.missing_targets(),
+                             plans=reconciler.plans, parameters=reconciler.parameters)
+
+    loop_task = asyncio.create_task(reconciler.run_forever(args.interval, on_cycle=on_cycle))
+    try:
+        await run_until_signal(server)
+    finally:
+        loop_task.cancel()
+        await asyncio.gather(loop_task, return_exceptions=True)
+    return 0
+
+
+def _started(what: str, start: Callable[[], Any]) -> Any:
+    """Run a server's start(); a port in use (OSError) or a bad file (ValueError) becomes a StartError."""
+    try:
+        return start()
+    except (OSError, ValueError) as exc:
+        raise StartError(f"{what}: {exc}") from None
+
+
+def _kubernetes(args: argparse.Namespace) -> Any:
+    from kedascaler.cli.kube import kubernetes_sources
+
+    try:
+        return kubernetes_sources(args.kubeconfig, args.namespace, args.label_selector, args.controller_namespace,
+                                  scaled_objects=args.scaledobjects,
+                                  metrics_endpoints_annotation=args.allow_metrics_endpoints_annotation)
+    except Exception as exc:  # noqa: BLE001 - ConfigException, OSError, YAML errors: the kubeconfig did not load
+        where = f"kubeconfig {args.kubeconfig}" if args.kubeconfig else "the in-cluster config or ~/.kube/config"
+        raise StartError(f"cannot load {where}: {exc}") from None
