@@ -40,6 +40,9 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     serve.add_argument("--kubeconfig", help="kubeconfig file (implies --kubernetes when given alone)")
     serve.add_argument("--namespace", help="only VariantAutoscalings in this namespace (default: all)")
     serve.add_argument("--label-selector", help="only VariantAutoscalings with these labels (sharding)")
+    serve.add_argument("--no-pod-deletion-cost", action="store_true",
+                       help="do not set controller.kubernetes.io/pod-deletion-cost on the pods of variants scaling "
+                       "down (default: the leader marks the emptiest pods to go first; needs patch on pods)")
     serve.add_argument("--scaledobjects", action="store_true",
                        help="also watch KEDA ScaledObjects: a variant described by one (trigger metadata modelID, or "
                        "WVA v0.9's llm-d.ai/managed annotations) needs no VariantAutoscaling")
@@ -222,6 +225,7 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
     tls = tls_config(args, parser)
     after_cycle = None
     kube = None
+    deletion = None
     inventory: Inventory
     if args.inventory is not None:
         inventory = FileInventory(args.inventory)
@@ -236,6 +240,10 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
         elector.start()
         inventory = kube
         after_cycle = (status_writer, elector)
+        if not args.no_pod_deletion_cost:
+            from kedascaler.actuate.deletion_cost import DeletionCostWriter
+
+            deletion = DeletionCostWriter(kube.api_client)
     token = args.prometheus_token
     ca_file = str(args.prometheus_ca_file) if args.prometheus_ca_file else None
     metrics: MetricsSource
@@ -296,6 +304,8 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
                 # on wake-up cycles, plans and parameters are the last full cycle's
                 writer.write(report.decisions, kube.current(), kube.missing_targets(),
                              plans=reconciler.plans, parameters=reconciler.parameters)
+                if deletion is not None:  # before the target drops: the emptiest pods are deleted first
+                    deletion.write(report.decisions, report.snapshots)
 
     loop_task = asyncio.create_task(reconciler.run_forever(args.interval, on_cycle=on_cycle))
     try:

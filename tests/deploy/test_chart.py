@@ -150,7 +150,16 @@ def test_rbac_has_no_wildcards_and_only_the_needed_writes(variant):
     writes = {(res, verb) for r in rules for res in r["resources"] for verb in r["verbs"]
               if verb not in ("get", "list", "watch")}
     assert writes == {("variantautoscalings/status", "patch"), ("variantautoscalings/status", "update"),
-                      ("events", "create"), ("events", "patch"), ("leases", "create"), ("leases", "update")}
+                      ("events", "create"), ("events", "patch"), ("leases", "create"), ("leases", "update"),
+                      ("pods", "patch")}  # pod-deletion-cost on the pods of variants scaling down
+
+
+def test_pods_are_read_only_and_the_flag_is_passed_when_pod_deletion_cost_is_off():
+    objects, _ = render_chart(CHART, {"podDeletionCost": {"enabled": False}})
+    rules = [r for _, o in objects if o["kind"] in ("ClusterRole", "Role") for r in o["rules"]]
+    assert not any("pods" in r["resources"] and "patch" in r["verbs"] for r in rules)
+    (deploy,) = [o for _, o in objects if o["kind"] == "Deployment"]
+    assert "--no-pod-deletion-cost" in deploy["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
 def test_scaledobjects_are_read_only_when_crd_free_variants_are_on():
