@@ -3,8 +3,9 @@
 The first available of, per variant (`VariantCapacity.source` says which, `reason` why):
 1. **model** — the queueing model (`kedascaler.engine.queueing`) with given (`variantProfile`) or learned α β γ
    δ, or a one-point model from the ITL and prefill its pods showed while no fit is usable yet: the largest
-   arrival rate one replica carries within the ITL and TTFT targets (without targets: `utilization` × the
-   throughput at its batch limit);
+   arrival rate one replica carries with its mean ITL and TTFT within the targets *and* at most `miss_budget`
+   of its requests missing them (`kedascaler.engine.tails`: short answers stalled by long prompts, TTFT behind
+   other prefills); without targets, `utilization` × the throughput at its batch limit;
 2. **measured** — the completion rate one of its pods sustained while saturated (queueing or KV-bound),
    rescaled to the current lengths, × `utilization`: architecture-agnostic, it needs no model at all;
 3. **prior** — a variant that never ran: the model (or measured throughput) of a variant of the same model that
@@ -32,6 +33,7 @@ from kedascaler.engine.accelerators import accelerator_class, scaled_kv, scaled_
 from kedascaler.engine.capacity_types import CapacitySettings, CapacitySource, VariantCapacity, VariantEvidence
 from kedascaler.engine.perfmodel import DEFAULT_MAX_BATCH_SIZE, PerfModel
 from kedascaler.engine.queueing import ReplicaArrays, max_arrival_rate
+from kedascaler.engine.tails import max_rate_within
 from kedascaler.engine.types import VariantSpec
 
 RESCALE_LIMITS = (0.5, 2.0)  # a saturated throughput measured at other lengths is rescaled at most this much
@@ -70,6 +72,7 @@ def model_capacities(models: Sequence[PerfModel], prompt: float, output: float, 
     else:
         found = max_arrival_rate(arrays, np.inf if itl_ms is None else itl_ms,
                                  np.inf if ttft_ms is None else ttft_ms)
+        found = max_rate_within(arrays, found, itl_ms, ttft_ms, settings.miss_budget, settings.length_cv)
     return [float(c) if ok and math.isfinite(float(c)) else 0.0 for c, ok in zip(found, fits, strict=True)]
 
 

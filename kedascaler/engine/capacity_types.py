@@ -71,7 +71,7 @@ class VariantEvidence:
 class CapacitySettings:
     """How capacity mode sizes and holds; constant for a run (`--headroom`, `--startup-seconds`, …)."""
 
-    headroom: float = 0.10  # capacity kept above the forecast demand (fraction)
+    headroom: float = 0.05  # capacity kept above the forecast demand (fraction)
     short_window: float = 60.0  # s: the recent arrival rate
     long_window: float = 300.0  # s: the trend's baseline
     forecast: bool = True  # scale up on the rate forecast over the start-up horizon
@@ -80,7 +80,7 @@ class CapacitySettings:
     switch_horizon: float = 900.0  # s: a new replica's start-up is charged over this horizon (switching penalty)
     length_cv: float = 1.0  # coefficient of variation assumed for request lengths (KV bound at a percentile)
     length_z: float = 1.645  # the KV bound holds at this normal quantile of the batch's total length (p95)
-    ttft_share: float = 0.5  # the share of the TTFT target a backlog may take to drain once capacity is ready
+    miss_budget: float = 0.001  # the share of requests a replica may let miss its targets (`engine.tails`)
     utilization: float = 0.85  # without SLO targets: this fraction of the saturated throughput per replica
 
 
