@@ -12,8 +12,8 @@ window comes from it. To it are added:
 Two rates drive the hysteresis (`DemandView`):
 - *now*: the latest sample where it stands out of the noise (its lower bound at two Poisson standard
   deviations), else the short-window mean: the first cycle whose metrics show a step asks for all of it;
-- *up*: the **forecast** one start-up ahead: a rate that rises along a line over the short window (a ramp,
-  not a step) extrapolated over the start-up (at most doubling), so a rising load is met when the pods asked
+- *up*: the **forecast** one start-up ahead: a rate that rises along a line over the trend window (a ramp,
+  not a step) extrapolated over the start-up (at most +50 %), so a rising load is met when the pods asked
   for now are ready;
 - *down*: scale-down only to the **largest need of the hold window** (the longest start-up of the model's
   variants, or a configured window): a dip shorter than a start-up never lets go of capacity that would take a
@@ -28,10 +28,10 @@ from collections.abc import Sequence
 from kedascaler.engine.capacity_types import CapacityInputs, DemandSample, DemandView
 
 RECENT = 1.0  # s of slack: a sample taken at this cycle's clock counts as this cycle's
-TREND_SAMPLES = 4  # samples a trend needs
+TREND_SAMPLES = 6  # samples a trend needs
 TREND_R2 = 0.8  # ... lying on a line this well
 TREND_AGREE = 3.0  # ... rising in both halves of the window, the faster at most this many times the slower
-MAX_FORECAST_RISE = 1.0  # the forecast adds at most this fraction of the current rate
+MAX_FORECAST_RISE = 0.5  # the forecast adds at most this fraction of the current rate
 
 
 def window_rate(history: Sequence[DemandSample], now: float, span: float) -> tuple[float, float] | None:
@@ -101,18 +101,24 @@ def rising_trend(history: Sequence[DemandSample], now: float, span: float) -> fl
 
 def demand_view(inputs: CapacityInputs, now: float, backlog_at_pods: float, gateway_queue: float | None,
                 startup: float) -> DemandView | None:
-    """The model's demand this cycle (None when no sample is there this cycle: nothing to size on)."""
+    """The model's demand this cycle. Without a sample this cycle (a pod's first read, a failed usage query) the
+    short window's rate stands in (0 without history) and `measured` is False: the caller must not scale down
+    on it. None only when there is neither a sample nor anything waiting (nothing to size on)."""
     s = inputs.settings
     last = latest(inputs.history, now)
+    measured = last is not None
     if last is None:
-        return None
+        known = window_rate(inputs.history, now, s.short_window)
+        if known is None and not (gateway_queue or backlog_at_pods):
+            return None
+        last = DemandSample(now, known[0] if known else 0.0, 0.0, 0.0, 0.0, s.short_window)
     short = window_rate(inputs.history, now, s.short_window)
     long = window_rate(inputs.history, now, s.long_window)
     lengths = mean_lengths(inputs.history, now, s.long_window, inputs.lengths) or (0.0, 1.0)
     short_rate = short[0] if short else last.rate
     long_rate = long[0] if long else short_rate
     now_rate = rate_now(last, short_rate)
-    trend = rising_trend(inputs.history, now, s.short_window + RECENT) if s.forecast else 0.0
+    trend = rising_trend(inputs.history, now, s.trend_window + RECENT) if s.forecast else 0.0
     forecast = now_rate + min(trend * startup, now_rate * MAX_FORECAST_RISE)
     gateway = max(0.0, gateway_queue or 0.0)
     backlog = max(0.0, backlog_at_pods) + gateway
@@ -128,7 +134,7 @@ def demand_view(inputs: CapacityInputs, now: float, backlog_at_pods: float, gate
     return DemandView(latest=last.rate, short=short_rate, long=long_rate, trend=trend, forecast=forecast,
                       prompt_tokens=prompt, output_tokens=output, tokens_per_s=short_rate * (prompt + output),
                       gateway_queue=gateway, backlog=backlog, drain=drain, drain_horizon=horizon, need=need, up=up,
-                      held=held, hold_window=window, target=max(need, up, held))
+                      held=held, hold_window=window, target=max(need, up, held), measured=measured)
 
 
 __all__ = ["MAX_FORECAST_RISE", "TREND_R2", "TREND_SAMPLES", "demand_view", "held_need", "latest", "mean_lengths",

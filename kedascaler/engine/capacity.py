@@ -71,13 +71,12 @@ def _variant_startups(snapshot: ModelSnapshot, inputs: CapacityInputs) -> list[t
     return [startup_of(by_key.get(v.spec.key), inputs.settings) for v in snapshot.variants]
 
 
-def _floor(snapshot: ModelSnapshot, targets: dict[VariantKey, int], capacities: Sequence[float], floor: int
-           ) -> dict[VariantKey, int]:
-    """Raise the model to its floor on the variant with the best capacity per cost (else the cheapest)."""
+def _floor(snapshot: ModelSnapshot, targets: dict[VariantKey, int], floor: int) -> dict[VariantKey, int]:
+    """Raise the model to its floor where it costs least: a variant with ready replicas first (nothing to start),
+    then the cheapest per replica (the floor carries no load to speak of)."""
     out = dict(targets)
-    order = sorted(zip(snapshot.variants, capacities, strict=True),
-                   key=lambda vc: (-(vc[1] / max(vc[0].spec.cost, 1e-9)), vc[0].spec.cost, vc[0].spec.key.name))
-    for v, _ in order:
+    order = sorted(snapshot.variants, key=lambda v: (v.ready_replicas == 0, v.spec.cost, v.spec.key.name))
+    for v in order:
         while sum(out.values()) < floor and (v.spec.max_replicas is None or out[v.spec.key] < v.spec.max_replicas):
             out[v.spec.key] += 1
         if sum(out.values()) >= floor:
@@ -97,8 +96,8 @@ def plan_capacity(snapshot: ModelSnapshot, sat: ModelSaturation, inputs: Capacit
     demand = demand_view(inputs, snapshot.taken_at, backlog, snapshot.gateway_queue, startup)
     held = {k: max(n, saturation_targets.get(k, n)) for k, n in current.items()}
     if demand is None:
-        return CapacityOutcome(held, None, "capacity: no usage from the pods this cycle (a first read, or the usage "
-                                           "query failed): current replicas held, saturation may add")
+        return CapacityOutcome(held, None, "capacity: no usage from the pods yet and nothing waiting (a first read, "
+                                           "or the usage query failed): current replicas held, saturation may add")
     caps = variant_capacities([v.spec for v in variants], inputs.variants, demand.prompt_tokens, demand.output_tokens,
                               inputs.itl_ms, inputs.ttft_ms, s, startups)
     per = [c.per_replica for c in caps]
@@ -111,14 +110,15 @@ def plan_capacity(snapshot: ModelSnapshot, sat: ModelSaturation, inputs: Capacit
     targets = dict(mix.replicas)
     notes = [mix.note]
     complete = sat.complete and not sat.stale_variants
-    if not complete:
+    if not complete or not demand.measured:
         targets = {k: max(n, current[k]) for k, n in targets.items()}
-        notes.append("data incomplete: no variant below its current replicas")
+        notes.append("data incomplete (" + ("pods without metrics" if not complete else "no usage this cycle")
+                     + "): no variant below its current replicas")
     targets, kept = keep_ready(variants, per, targets, target)
     if kept:
         notes.append(f"make before break: {kept} ready replica(s) kept until the new ones are ready")
     if sum(targets.values()) < floor:
-        targets = _floor(snapshot, targets, per, floor)
+        targets = _floor(snapshot, targets, floor)
     cap_of = {v.spec.key: c for v, c in zip(variants, per, strict=True)}
     plan = CapacityPlan(
         demand=demand, variants=caps, mix=tuple((v.spec.key, targets[v.spec.key]) for v in variants),

@@ -75,6 +75,7 @@ class CapacitySettings:
     short_window: float = 60.0  # s: the recent arrival rate
     long_window: float = 300.0  # s: the trend's baseline
     forecast: bool = True  # scale up on the rate forecast over the start-up horizon
+    trend_window: float = 120.0  # s: a rise must follow a line this long to be extrapolated (a step does not)
     hold_window: float | None = None  # s: scale down to the largest need of this window (None: the start-up time)
     default_startup: float = 120.0  # s: a variant's start-up before one is measured or configured
     switch_horizon: float = 900.0  # s: a new replica's start-up is charged over this horizon (switching penalty)
@@ -136,6 +137,7 @@ class DemandView:
     held: float  # the largest need over the hold window (what scale-down may not go under)
     hold_window: float  # s
     target: float  # what the mix covers: max(need, up, held)
+    measured: bool = True  # False: no usage this cycle (a pod's first read): the short window's rate stands in
 
 
 @dataclass(frozen=True)
