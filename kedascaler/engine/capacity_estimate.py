@@ -76,9 +76,10 @@ def model_capacities(models: Sequence[PerfModel], prompt: float, output: float, 
     return [float(c) if ok and math.isfinite(float(c)) else 0.0 for c, ok in zip(found, fits, strict=True)]
 
 
-def rescaled(evidence: VariantEvidence, prompt: float, output: float) -> float | None:
-    """The saturated throughput at the current lengths: × the ratio of tokens per request then and now."""
-    sat = evidence.saturated
+def rescaled(evidence: VariantEvidence, prompt: float, output: float, carried: bool = False) -> float | None:
+    """The saturated (or the carried) throughput at the current lengths: × the ratio of tokens per request then
+    and now."""
+    sat = evidence.carried if carried else evidence.saturated
     if sat is None or sat.per_replica <= 0:
         return None
     now = max(1.0, prompt + output)
@@ -181,8 +182,13 @@ def variant_capacities(specs: Sequence[VariantSpec], evidence: Sequence[VariantE
             why = ev.perf_reason or "no performance parameters"
             reason = (f"no capacity estimate: {why}; never seen saturated; no variant of the model ran on a known "
                       f"accelerator class to borrow from (accelerator {spec.accelerator or 'not set'})")
-        out.append(VariantCapacity(spec.key, max(0.0, cap), source, reason, model, meas, prior, batch, startup,
-                                   startup_source))
+        carried = rescaled(ev, prompt, output, carried=True)
+        if carried is not None and carried > cap and source != CapacitySource.NONE:
+            reason += f"; raised to the {carried:.3g} req/s a replica carried well within the targets"
+            cap = carried
+        out.append(VariantCapacity(spec.key, max(0.0, cap), source, reason, model=model, measured=meas,
+                                   carried=carried, prior=prior, batch_limit=batch, startup_s=startup,
+                                   startup_source=startup_source))
     return tuple(out)
 
 

@@ -65,6 +65,7 @@ class VariantEvidence:
     kv_capacity_tokens: int | None = None  # num_gpu_blocks × block_size (vllm:cache_config_info)
     startup_s: float | None = None  # measured: pod created → ready (None: not seen yet)
     startup_configured: float | None = None  # configured start-up (wins over the measurement)
+    carried: Throughput | None = None  # what one pod carried well within the targets (a replica carries ≥ that)
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class VariantCapacity:
     reason: str
     model: float | None = None  # the queueing model's answer (None: no usable model)
     measured: float | None = None  # the saturated throughput, rescaled to the current lengths
+    carried: float | None = None  # what a replica carried well within the targets, rescaled (a lower bound)
     prior: float | None = None  # the configuration prior
     batch_limit: int | None = None  # running requests one replica holds (max_num_seqs, KV at a percentile)
     startup_s: float = 0.0

@@ -9,7 +9,8 @@ counters), both lengths are taken lognormal with coefficient of variation `cv` (
 and evaluated at K quantiles:
 
 - a request with o output tokens, living L = (o − 1)·ITL_m, meets prefill work S = Σ e_j of the N ~ Poisson(λ·L)
-  prompts arriving meanwhile, e = δ·p + (γ − α)⁺·⌈p / chunk⌉ ms each (compound Poisson: E[S] = λL·E[e],
+  prompts arriving meanwhile, e = δ·p + (γ − α)⁺·⌈p / chunk⌉ ms each (with learned `effective` lines, the
+  measured prefill γ + δ·p less the decode steps it spanned) (compound Poisson: E[S] = λL·E[e],
   Var[S] = λL·E[e²]); its mean ITL is ITL_m + (S − E[S]) / (o − 1), ITL_m = d / (1 − ρ) the mean (d the decode
   step at the mean batch, ρ = λ·E[e] the share of time spent prefilling; with learned `effective` lines d
   already holds the mean stall); it misses when that is over the target (normal approximation of S);
@@ -55,19 +56,24 @@ def miss_share(params: ReplicaArrays, rate: np.ndarray, itl_ms: float, ttft_ms: 
     prompts = lognormal_points(params.prompt_tokens, cv)
     outputs = np.maximum(1.0, lognormal_points(params.output_tokens, cv))
     chunks = np.ceil(prompts / max(1.0, chunk))
-    stall = params.delta[:, None] * prompts + np.maximum(params.gamma - params.alpha, 0.0)[:, None] * chunks
+    effective = params.mixed == MODE_CODES["effective"]
+    step_stall = params.delta[:, None] * prompts + np.maximum(params.gamma - params.alpha, 0.0)[:, None] * chunks
+    # a learned prefill line is the time one request's prefill took, its chunk steps whole: the stall it caused
+    # the others is that less the decode steps that would have run anyway
+    measured_stall = np.maximum(0.0, params.gamma[:, None] + params.delta[:, None] * prompts
+                                - chunks * decode[:, None])
+    stall = np.where(effective[:, None], measured_stall, step_stall)
     mean_e, mean_e2 = stall.mean(axis=1), (stall * stall).mean(axis=1)
     rho = lam * mean_e / 1000.0
     busy = rho >= 1.0
     rho = np.minimum(rho, 0.999)
-    effective = params.mixed == MODE_CODES["effective"]
     itl_mean = np.where(effective, decode, decode / (1.0 - rho))
     gaps = np.maximum(outputs - 1.0, 1.0)
     life = gaps * itl_mean[:, None] / 1000.0
     spread = np.sqrt(np.maximum(lam[:, None] * life * mean_e2[:, None], 1e-18))
     z = (itl_ms - itl_mean)[:, None] * gaps / spread
     p_itl = (0.5 * _ERFC(z / math.sqrt(2.0))).mean(axis=1)
-    residual = mean_e2 / np.maximum(2.0 * mean_e, 1e-12)
+    residual = np.maximum(mean_e2 / np.maximum(2.0 * mean_e, 1e-12), 1e-9)
     own = stall + chunks * decode[:, None]
     slack = ttft_ms - own - metrics.wait_ms[:, None]
     p_ttft = np.where(slack <= 0, 1.0,

@@ -24,7 +24,7 @@ from kedascaler.engine.capacity_types import (
     VariantEvidence,
 )
 from kedascaler.engine.estimation import prefill_mode_for
-from kedascaler.engine.perfmodel import MIXED, Estimated, PerfModel, perf_model
+from kedascaler.engine.perfmodel import DEFAULT_MAX_BATCH_SIZE, EFFECTIVE, MIXED, Estimated, PerfModel, perf_model
 from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey
 from kedascaler.loop.planner import PlannerState, variant_parameters
 from kedascaler.sources.base import PodSample, PodUsage, WorkloadStatus
@@ -34,6 +34,8 @@ from kedascaler.spec.variant import VariantAutoscaling
 KEEP_HISTORY = 1800.0  # s of demand samples and needs kept (the longest window a setting may ask for)
 KEEP_SATURATED = 1800.0  # s a saturated throughput counts
 STARTUP_SAMPLES = 5  # start-up measurements kept per variant (the largest is used)
+CALM_ITL, CALM_TTFT = 0.35, 0.25  # a pod carried its load well within the targets: mean ITL, TTFT at most these
+CARRIED_TOP = 3  # the carried rate counted: the mean of the highest few windows (one window's noise is not proof)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Point:
     prompt_tokens: float
     prefill_ms: float
     at: float
+    rate: float = 0.0  # req/s completed per pod
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class CapacityState:
     points: Mapping[VariantKey, Point] = field(default_factory=dict)
     startups: Mapping[VariantKey, Startup] = field(default_factory=dict)
     models: Mapping[VariantKey, tuple[PerfModel, str, float]] = field(default_factory=dict)  # last usable, at
+    carried: Mapping[VariantKey, tuple[Throughput, ...]] = field(default_factory=dict)  # calm windows' rates
 
 
 def demand_sample(usage: Sequence[PodUsage], now: float) -> DemandSample | None:
@@ -135,12 +139,36 @@ def point_of(usage: Sequence[PodUsage], now: float) -> Point | None:
         return None
     def mean(get: str) -> float:
         return math.fsum((u.mean_running or 0.0) * float(getattr(u, get) or 0.0) for u in rows) / weight
-    return Point(weight / len(rows), mean("itl_ms"), mean("prompt_tokens_mean"), mean("prefill_ms"), now)
+    rate = math.fsum(u.completed_rate or 0.0 for u in rows) / len(rows)
+    return Point(weight / len(rows), mean("itl_ms"), mean("prompt_tokens_mean"), mean("prefill_ms"), now, rate)
+
+
+def carried_throughput(snapshot: ModelSnapshot, samples: Mapping[VariantKey, Sequence[PodSample]], now: float,
+                       targets: tuple[float | None, float | None]) -> dict[VariantKey, Throughput]:
+    """Per variant, what its pods carried this cycle well within the targets (no queue, KV under its threshold,
+    mean ITL and TTFT at most CALM_ITL, CALM_TTFT of the targets): a replica carries at least that."""
+    itl, ttft = targets
+    if itl is None and ttft is None:
+        return {}
+    cfg = snapshot.config
+    out: dict[VariantKey, Throughput] = {}
+    for v in snapshot.variants:
+        rows = [x.usage for x in samples.get(v.spec.key, ()) if x.usage is not None and x.usage.completed_rate
+                and x.queue_length < 1 and x.kv_cache_usage < cfg.kv_cache_threshold
+                and x.usage.itl_ms is not None and (itl is None or x.usage.itl_ms <= CALM_ITL * itl)
+                and x.usage.ttft_ms is not None and (ttft is None or x.usage.ttft_ms <= CALM_TTFT * ttft)]
+        if rows:
+            rate = math.fsum(u.completed_rate or 0.0 for u in rows)
+            out[v.spec.key] = Throughput(rate / len(rows), math.fsum(u.prompt_tokens_rate or 0.0 for u in rows) / rate,
+                                         math.fsum(u.output_tokens_rate or 0.0 for u in rows) / rate, now)
+    return out
 
 
 def observe(state: CapacityState, snapshots: Sequence[ModelSnapshot], samples: Mapping[VariantKey, Sequence[PodSample]],
-            statuses: Mapping[VariantKey, WorkloadStatus | None], now: float) -> CapacityState:
-    """This cycle's demand samples, saturated throughputs, one-point measurements and start-ups."""
+            statuses: Mapping[VariantKey, WorkloadStatus | None], now: float,
+            targets: Mapping[ModelRef, tuple[float | None, float | None]] | None = None) -> CapacityState:
+    """This cycle's demand samples, saturated and carried throughputs, one-point measurements and start-ups."""
+    carried = dict(state.carried)
     history, lengths = dict(state.history), dict(state.lengths)
     saturated, points, startups = dict(state.saturated), dict(state.points), dict(state.startups)
     usage = {k: [s.usage for s in found if s.usage is not None] for k, found in samples.items()}
@@ -154,30 +182,66 @@ def observe(state: CapacityState, snapshots: Sequence[ModelSnapshot], samples: M
             lengths[model] = (sample.prompt_rate / sample.completed, sample.output_rate / sample.completed)
         for key, t in saturated_throughput(snap, samples, now).items():
             saturated[key] = tuple(x for x in saturated.get(key, ()) if x.at > now - KEEP_SATURATED)[-19:] + (t,)
+        for key, t in carried_throughput(snap, samples, now, (targets or {}).get(model, (None, None))).items():
+            carried[key] = tuple(x for x in carried.get(key, ()) if x.at > now - KEEP_SATURATED)[-19:] + (t,)
+        cfg = snap.config
         for v in snap.variants:
-            point = point_of(usage.get(v.spec.key, ()), now)
+            calm = [x.usage for x in samples.get(v.spec.key, ()) if x.usage is not None
+                    and x.queue_length < cfg.queue_length_threshold and x.kv_cache_usage < cfg.kv_cache_threshold]
+            point = point_of(calm, now)  # an overloaded pod's ITL tells its overload, not its capacity
             if point is not None:
                 points[v.spec.key] = point
             startups[v.spec.key] = track_startup(startups.get(v.spec.key, Startup()), statuses.get(v.spec.key), now)
-    return replace(state, history=history, lengths=lengths, saturated=saturated, points=points, startups=startups)
+    return replace(state, history=history, lengths=lengths, saturated=saturated, points=points, startups=startups,
+                   carried=carried)
 
 
-def one_point(point: Point, batch: int | None, kv: int | None) -> PerfModel | None:
-    """A model from one measurement, on the safe side: the prefill line through (p, prefill) with γ = min(prefill,
-    ITL), and a decode slope of δ per running request — a decode step does the compute of one prompt token per
-    request, so a batch costs at least that once it is compute-bound; α the measured ITL less that slope."""
-    gamma = min(point.prefill_ms, point.itl_ms)
-    delta = max(0.0, (point.prefill_ms - gamma) / max(1.0, point.prompt_tokens))
-    alpha = max(0.5 * point.itl_ms, point.itl_ms - delta * point.batch)
-    built, _ = perf_model(Estimated(alpha, delta, max(gamma, alpha), delta), batch, kv_capacity_tokens=kv,
-                          prefill_mode=MIXED)
+def one_point(point: Point, batch: int | None, kv: int | None, decode: tuple[float, float] | None = None,
+              prefill: tuple[float, float] | None = None) -> PerfModel | None:
+    """A model from what the pods showed in one window, with a usable fitted line in place of either half.
+
+    Prefill: the line through (p, prefill) with γ = min(prefill, ITL) (a busy pod's prefill includes the decodes
+    of its steps: on the safe side). Decode, as step times (`mixed`): the ITL seen less the share of the prefill
+    stalls at the load it carried (ρ = rate · δ·p), on a line that reaches the compute roofline at the batch
+    limit B — a decode step does the compute of one prompt token per running request, so ITL(B) ≥ B·δ — and is
+    flat when the point is above it (memory-bound). A fitted line is effective (stalls inside): with one, the
+    model is `effective`."""
+    if prefill is not None:
+        gamma, delta = prefill
+    else:
+        gamma = min(point.prefill_ms, point.itl_ms)
+        delta = max(0.0, (point.prefill_ms - gamma) / max(1.0, point.prompt_tokens))
+    if decode is not None:
+        alpha, beta = decode
+        mode = EFFECTIVE
+    else:
+        share = min(0.9, max(0.0, point.rate * delta * point.prompt_tokens / 1000.0))
+        step = point.itl_ms * (1.0 - share)
+        limit = float(batch or DEFAULT_MAX_BATCH_SIZE)
+        roof = max(step, limit * delta)
+        beta = (roof - step) / max(1.0, limit - point.batch) if limit > point.batch else 0.0
+        alpha = max(0.0, step - beta * point.batch)
+        gamma = max(gamma, alpha) if prefill is None else gamma
+        mode = MIXED
+    built, _ = perf_model(Estimated(alpha, beta, gamma, delta), batch, kv_capacity_tokens=kv, prefill_mode=mode)
     return built
+
+
+def _half_fits(planner: PlannerState, key: VariantKey) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
+    """The decode and prefill lines of the variant's fit that are usable on their own (either may be None)."""
+    found = planner.learned.get(key)
+    est = found.estimate if found is not None else None
+    if est is None:
+        return None, None
+    decode = (est.decode.intercept, max(0.0, est.decode.slope)) if est.decode.usable else None
+    prefill = (est.prefill.intercept, max(0.0, est.prefill.slope)) if est.prefill.usable else None
+    return decode, prefill
 
 
 def _perf(key: VariantKey, va: VariantAutoscaling | None, planner: PlannerState, point: Point | None,
           kept: tuple[PerfModel, str, float] | None) -> tuple[PerfModel | None, str, str]:
     """The variant's model: given or learned coefficients, else the last usable fit, else a one-point model
-    from what its pods showed."""
+    from what its pods showed (with whichever fitted line is usable)."""
     params = variant_parameters(planner, key, va)
     batch = va.profile.max_batch_size if va is not None else None
     kv = planner.kv_tokens.get(key)
@@ -190,10 +254,13 @@ def _perf(key: VariantKey, va: VariantAutoscaling | None, planner: PlannerState,
     if kept is not None:
         return kept[0], f"{kept[1]} (the last usable fit, t={kept[2]:g}; now: {params.reason})", ""
     if point is not None and point.itl_ms > 0:
-        built = one_point(point, batch, kv)
+        decode, prefill = _half_fits(planner, key)
+        built = one_point(point, batch, kv, decode, prefill)
         if built is not None:
+            halves = ", ".join(n for n, line in (("decode", decode), ("prefill", prefill)) if line is not None)
             return built, (f"one-point (ITL {point.itl_ms:.3g} ms at batch {point.batch:.3g}, prefill "
-                           f"{point.prefill_ms:.3g} ms at {point.prompt_tokens:.0f} tokens; {params.reason})"), ""
+                           f"{point.prefill_ms:.3g} ms at {point.prompt_tokens:.0f} tokens"
+                           + (f"; fitted {halves}" if halves else "") + f"; {params.reason})"), ""
     return None, "", params.reason
 
 
@@ -230,10 +297,16 @@ def inputs_for(state: CapacityState, settings: CapacitySettings, snapshot: Model
         measured = state.saturated.get(key, ())
         best = max(measured, key=lambda t: t.per_replica) if measured else None
         startup = state.startups.get(key)
+        calm = sorted(state.carried.get(key, ()), key=lambda t: -t.per_replica)[:CARRIED_TOP]
+        carried = None
+        if calm:
+            carried = Throughput(math.fsum(t.per_replica for t in calm) / len(calm),
+                                 math.fsum(t.prompt_tokens for t in calm) / len(calm),
+                                 math.fsum(t.output_tokens for t in calm) / len(calm), max(t.at for t in calm))
         evidence.append(VariantEvidence(
             key, perf, source, reason, best, va.profile.max_batch_size if va is not None else None,
             planner.kv_tokens.get(key), startup.measured if startup is not None else None,
-            va.startup_s if va is not None else None))
+            va.startup_s if va is not None else None, carried))
     return CapacityInputs(settings, state.history.get(model, ()), state.needs.get(model, ()), tuple(evidence),
                           slo[0], slo[1], slo_reason, state.lengths.get(model),
                           tuple(sorted((available or {}).items())))
@@ -262,9 +335,10 @@ def forget(state: CapacityState, keep_variants: set[VariantKey], keep_models: se
                          {k: v for k, v in state.saturated.items() if k in keep_variants},
                          {k: v for k, v in state.points.items() if k in keep_variants},
                          {k: v for k, v in state.startups.items() if k in keep_variants},
-                         {k: v for k, v in state.models.items() if k in keep_variants})
+                         {k: v for k, v in state.models.items() if k in keep_variants},
+                         {k: v for k, v in state.carried.items() if k in keep_variants})
 
 
-__all__ = ["CapacityState", "Point", "Startup", "demand_sample", "forget", "inputs_for", "keep_models", "observe",
-           "one_point", "point_of",
-           "record", "saturated_throughput", "track_startup"]
+__all__ = ["CALM_ITL", "CALM_TTFT", "CapacityState", "Point", "Startup", "carried_throughput", "demand_sample",
+           "forget", "inputs_for", "keep_models", "observe", "one_point", "point_of", "record", "saturated_throughput",
+           "track_startup"]

@@ -188,7 +188,8 @@ def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleStat
     if config.planner is not None and wanted is None:
         cap_state = capacity_loop.forget(cap_state, {v.key for v in inputs.inventory.variants},
                                          {(v.key.namespace, v.model_id) for v in inputs.inventory.variants})
-        cap_state = capacity_loop.observe(cap_state, snapshots, samples, inputs.statuses, inputs.now)
+        targets = {m: (p.slo.itl_ms, p.slo.ttft_ms) for m, p in plans.items() if p.slo is not None}
+        cap_state = capacity_loop.observe(cap_state, snapshots, samples, inputs.statuses, inputs.now, targets)
         cap_state = capacity_loop.keep_models(cap_state, snapshots, planner,
                                               {v.key: v for v in inputs.inventory.variants}, inputs.now)
     decisions: list[Decision] = []
