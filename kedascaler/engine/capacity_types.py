@@ -82,7 +82,7 @@ class CapacitySettings:
     switch_horizon: float = 900.0  # s: a new replica's start-up is charged over this horizon (switching penalty)
     length_cv: float = 1.0  # coefficient of variation assumed for request lengths (KV bound at a percentile)
     length_z: float = 1.645  # the KV bound holds at this normal quantile of the batch's total length (p95)
-    miss_budget: float = 0.001  # the share of requests a replica may let miss its targets (`engine.tails`)
+    miss_budget: float = 0.0002  # the share of requests a replica may let miss its targets (`engine.tails`)
     utilization: float = 0.85  # without SLO targets: this fraction of the saturated throughput per replica
 
 
