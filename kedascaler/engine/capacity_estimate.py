@@ -12,7 +12,9 @@ The first available of, per variant (`VariantCapacity.source` says which, `reaso
    did, moved to this variant's accelerator class (`kedascaler.engine.accelerators`) and bounded by its own vLLM
    limits (max_num_seqs, KV cache), so that it can be chosen on estimated merit and corrected once it runs.
 A measured saturated throughput also caps a model that claims more: a replica never carries more than it
-completed while requests queued at it.
+completed while requests queued at it; and a replica carries at least what it carried well within the targets.
+The capacity used is the median of the last SMOOTH_CYCLES cycles' estimates, so that one odd fit (a window of
+unusual lengths, a refit on few points) moves nothing.
 
 The batch a replica holds is bounded by its KV cache at a high percentile of the batch's total length, not
 the mean: B·m + z·cv·m·√B ≤ KV tokens, m = p + o/2 the mean tokens a request holds over its life, cv the
@@ -37,6 +39,7 @@ from kedascaler.engine.tails import max_rate_within
 from kedascaler.engine.types import VariantSpec
 
 RESCALE_LIMITS = (0.5, 2.0)  # a saturated throughput measured at other lengths is rescaled at most this much
+SMOOTH_CYCLES = 5  # the capacity used is the median of this many cycles' estimates: one odd fit moves nothing
 
 
 def percentile_batch(max_num_seqs: int, kv_tokens: int | None, prompt: float, output: float,
@@ -186,10 +189,16 @@ def variant_capacities(specs: Sequence[VariantSpec], evidence: Sequence[VariantE
         if carried is not None and carried > cap and source != CapacitySource.NONE:
             reason += f"; raised to the {carried:.3g} req/s a replica carried well within the targets"
             cap = carried
-        out.append(VariantCapacity(spec.key, max(0.0, cap), source, reason, model=model, measured=meas,
+        estimate = max(0.0, cap)
+        if ev.recent and source != CapacitySource.NONE:
+            window = sorted((*ev.recent[-(SMOOTH_CYCLES - 1):], estimate))
+            cap = window[len(window) // 2]
+            if abs(cap - estimate) > 1e-9 * max(1.0, estimate):
+                reason += f"; the median of the last {len(window)} cycles' estimates ({estimate:.3g} now)"
+        out.append(VariantCapacity(spec.key, max(0.0, cap), source, reason, estimate, model=model, measured=meas,
                                    carried=carried, prior=prior, batch_limit=batch, startup_s=startup,
                                    startup_source=startup_source))
     return tuple(out)
 
 
-__all__ = ["RESCALE_LIMITS", "model_capacities", "percentile_batch", "rescaled", "variant_capacities"]
+__all__ = ["RESCALE_LIMITS", "SMOOTH_CYCLES", "model_capacities", "percentile_batch", "rescaled", "variant_capacities"]

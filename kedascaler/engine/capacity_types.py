@@ -66,6 +66,7 @@ class VariantEvidence:
     startup_s: float | None = None  # measured: pod created → ready (None: not seen yet)
     startup_configured: float | None = None  # configured start-up (wins over the measurement)
     carried: Throughput | None = None  # what one pod carried well within the targets (a replica carries ≥ that)
+    recent: tuple[float, ...] = ()  # the capacity per replica of the last cycles (oldest first): smooths outliers
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class VariantCapacity:
     per_replica: float  # what sizing uses (0: not chosen)
     source: CapacitySource
     reason: str
+    estimate: float | None = None  # this cycle's estimate before smoothing (per_replica: the median with recent)
     model: float | None = None  # the queueing model's answer (None: no usable model)
     measured: float | None = None  # the saturated throughput, rescaled to the current lengths
     carried: float | None = None  # what a replica carried well within the targets, rescaled (a lower bound)

@@ -16,6 +16,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from kedascaler.engine.capacity_estimate import SMOOTH_CYCLES
 from kedascaler.engine.capacity_types import (
     CapacityInputs,
     CapacitySettings,
@@ -75,6 +76,7 @@ class CapacityState:
     startups: Mapping[VariantKey, Startup] = field(default_factory=dict)
     models: Mapping[VariantKey, tuple[PerfModel, str, float]] = field(default_factory=dict)  # last usable, at
     carried: Mapping[VariantKey, tuple[Throughput, ...]] = field(default_factory=dict)  # calm windows' rates
+    estimates: Mapping[VariantKey, tuple[float, ...]] = field(default_factory=dict)  # last cycles' estimates
 
 
 def demand_sample(usage: Sequence[PodUsage], now: float) -> DemandSample | None:
@@ -306,15 +308,17 @@ def inputs_for(state: CapacityState, settings: CapacitySettings, snapshot: Model
         evidence.append(VariantEvidence(
             key, perf, source, reason, best, va.profile.max_batch_size if va is not None else None,
             planner.kv_tokens.get(key), startup.measured if startup is not None else None,
-            va.startup_s if va is not None else None, carried))
+            va.startup_s if va is not None else None, carried, state.estimates.get(key, ())))
     return CapacityInputs(settings, state.history.get(model, ()), state.needs.get(model, ()), tuple(evidence),
                           slo[0], slo[1], slo_reason, state.lengths.get(model),
                           tuple(sorted((available or {}).items())))
 
 
 def record(state: CapacityState, decisions: Sequence[Decision], now: float) -> CapacityState:
-    """Keep each capacity-planned model's need of this cycle (forecast included) for the hold."""
+    """Keep each capacity-planned model's need of this cycle (forecast included) for the hold, and each
+    variant's capacity estimate (the smoothing's window)."""
     needs = dict(state.needs)
+    estimates = dict(state.estimates)
     seen: set[ModelRef] = set()
     for d in decisions:
         plan = d.steps.capacity_plan
@@ -324,7 +328,10 @@ def record(state: CapacityState, decisions: Sequence[Decision], now: float) -> C
         seen.add(model)
         kept = tuple((t, n) for t, n in needs.get(model, ()) if now - KEEP_HISTORY < t < now)
         needs[model] = kept + ((now, max(plan.demand.need, plan.demand.up)),)
-    return replace(state, needs=needs)
+        for c in plan.variants:
+            if c.estimate is not None and c.source != "none":
+                estimates[c.key] = (*estimates.get(c.key, ())[-(SMOOTH_CYCLES - 2):], c.estimate)
+    return replace(state, needs=needs, estimates=estimates)
 
 
 def forget(state: CapacityState, keep_variants: set[VariantKey], keep_models: set[ModelRef]) -> CapacityState:
@@ -336,7 +343,8 @@ def forget(state: CapacityState, keep_variants: set[VariantKey], keep_models: se
                          {k: v for k, v in state.points.items() if k in keep_variants},
                          {k: v for k, v in state.startups.items() if k in keep_variants},
                          {k: v for k, v in state.models.items() if k in keep_variants},
-                         {k: v for k, v in state.carried.items() if k in keep_variants})
+                         {k: v for k, v in state.carried.items() if k in keep_variants},
+                         {k: v for k, v in state.estimates.items() if k in keep_variants})
 
 
 __all__ = ["CALM_ITL", "CALM_TTFT", "CapacityState", "Point", "Startup", "carried_throughput", "demand_sample",
