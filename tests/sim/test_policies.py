@@ -32,7 +32,7 @@ def _obs(now: float, a100: tuple[int, int, list[tuple[float, float]]], h100=(0, 
 
 
 def test_kedascaler_asks_for_the_whole_size_in_one_cycle():
-    out = KedascalerPolicy().decide(_obs(0, (2, 2, [(0.95, 30), (0.95, 30)])))
+    out = KedascalerPolicy().targets(_obs(0, (2, 2, [(0.95, 30), (0.95, 30)])))
     assert out["llama-a100"].value + out["llama-h100"].value > 3
 
 
