@@ -15,8 +15,8 @@ from pathlib import Path
 
 from kedascaler.cli.analyze import add_analyze_parser, cmd_analyze
 from kedascaler.cli.simulate import add_simulate_parser, cmd_simulate
-from kedascaler.engine.sizing import HYBRID, MODES
-from kedascaler.kits.argtypes import port, positive
+from kedascaler.engine.sizing import CAPACITY, MODES
+from kedascaler.kits.argtypes import non_negative, port, positive
 from kedascaler.observe.records import configure_logging
 from kedascaler.observe.wiring import Observability, add_observe_arguments
 
@@ -56,11 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where to read the gateway's queue for cold models (default: --prometheus-url)")
     serve.add_argument("--activation-query", help="PromQL for requests waiting per model at the gateway "
                        "(default: sum by (target_model_name) (inference_extension_flow_control_queue_size))")
-    serve.add_argument("--scaling-mode", choices=MODES, default=HYBRID,
-                       help="for VAs without spec.scalingMode: saturation (KV cache and queue only), model (size for "
-                       "the service class's ITL/TTFT with the queueing model) or hybrid (the model plan, never below "
-                       "what saturation asks; default). Model and hybrid fall back to saturation, per model, until "
-                       "it has a service class, workload statistics and performance parameters (given or learned)")
+    serve.add_argument("--scaling-mode", choices=MODES, default=CAPACITY,
+                       help="for VAs without spec.scalingMode: capacity (the default: size for the arrival rate in "
+                       "capacity units, the cheapest mix per unit of capacity, hysteresis held by the engine), "
+                       "saturation (KV cache and queue only), model (size for the service class's ITL/TTFT with the "
+                       "queueing model) or hybrid (the model plan, never below what saturation asks). Capacity, "
+                       "model and hybrid fall back to saturation, per model, until they can size it")
+    serve.add_argument("--headroom", type=non_negative, default=0.05,
+                       help="capacity mode: capacity kept above the forecast demand, as a fraction (default 0.05)")
+    serve.add_argument("--startup-seconds", type=positive,
+                       help="capacity mode: pod start-up (created → ready) for variants without spec.startupSeconds "
+                       "before one is measured (default 120)")
+    serve.add_argument("--hold-window", type=positive,
+                       help="capacity mode: scale down only to the largest need of this many seconds (default: each "
+                       "model's start-up time, measured)")
     serve.add_argument("--refit-interval", type=positive, default=60.0,
                        help="seconds between two fits of a variant's performance parameters (default 60)")
     serve.add_argument("--tls-cert", type=Path, help="server certificate (PEM) for TLS")
@@ -85,6 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check an inventory folder; exit 2 when anything is invalid")
     validate.add_argument("folder", type=Path)
     return parser
+
+
+def capacity_settings(args: argparse.Namespace):
+    """Capacity mode's settings from `serve`'s flags (the engine's defaults where a flag is not given)."""
+    from kedascaler.engine.capacity_types import CapacitySettings
+
+    settings = CapacitySettings(headroom=args.headroom, hold_window=args.hold_window)
+    if args.startup_seconds is not None:
+        settings = CapacitySettings(headroom=args.headroom, hold_window=args.hold_window,
+                                    default_startup=args.startup_seconds)
+    return settings
 
 
 def _tls_config(args: argparse.Namespace, parser: argparse.ArgumentParser):
@@ -181,7 +201,8 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     board = DecisionBoard()
     from kedascaler.loop.planner import PlannerSettings
 
-    planner = PlannerSettings(args.scaling_mode, refit_interval=args.refit_interval)
+    planner = PlannerSettings(args.scaling_mode, refit_interval=args.refit_interval,
+                              capacity=capacity_settings(args))
     reconciler = Reconciler(inventory, metrics, board, kube,
                             idle_window=None if args.no_scale_to_zero else args.idle_window,
                             activation=activation, inbox=inbox, planner=planner)
