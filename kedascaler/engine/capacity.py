@@ -73,9 +73,10 @@ def _variant_startups(snapshot: ModelSnapshot, inputs: CapacityInputs) -> list[t
 
 def _floor(snapshot: ModelSnapshot, targets: dict[VariantKey, int], floor: int) -> dict[VariantKey, int]:
     """Raise the model to its floor where it costs least: a variant with ready replicas first (nothing to start),
-    then the cheapest per replica (the floor carries no load to speak of)."""
+    then one with replicas starting, then the cheapest per replica (the floor carries no load to speak of)."""
     out = dict(targets)
-    order = sorted(snapshot.variants, key=lambda v: (v.ready_replicas == 0, v.spec.cost, v.spec.key.name))
+    order = sorted(snapshot.variants, key=lambda v: (v.ready_replicas == 0, v.current_replicas == 0, v.spec.cost,
+                                                     v.spec.key.name))
     for v in order:
         while sum(out.values()) < floor and (v.spec.max_replicas is None or out[v.spec.key] < v.spec.max_replicas):
             out[v.spec.key] += 1
@@ -110,10 +111,13 @@ def plan_capacity(snapshot: ModelSnapshot, sat: ModelSaturation, inputs: Capacit
     targets = dict(mix.replicas)
     notes = [mix.note]
     complete = sat.complete and not sat.stale_variants
-    if not complete or not demand.measured:
+    # no pod reporting while replicas are asked for: the arrivals are not seen (they wait at the gateway)
+    seen = sat.analysed_replicas > 0 or sum(current.values()) == 0
+    if not (complete and seen and demand.measured):
+        why = ("pods without metrics" if not complete else "no pod ready to measure the arrivals" if not seen
+               else "no usage this cycle")
         targets = {k: max(n, current[k]) for k, n in targets.items()}
-        notes.append("data incomplete (" + ("pods without metrics" if not complete else "no usage this cycle")
-                     + "): no variant below its current replicas")
+        notes.append(f"data incomplete ({why}): no variant below its current replicas")
     targets, kept = keep_ready(variants, per, targets, target)
     if kept:
         notes.append(f"make before break: {kept} ready replica(s) kept until the new ones are ready")
