@@ -55,10 +55,10 @@ def test_a_ramp_is_forecast_one_start_up_ahead():
     assert rising_trend(history(3, 3, 3, 3, 20, 20, 20, 20, 20), NOW, 121.0) == 0.0
 
 
-def test_the_backlog_drains_over_a_start_up_and_the_gateway_queue_counts():
+def test_the_gateway_queue_drains_over_a_start_up_and_a_pods_own_queue_asks_for_no_new_pod():
     d = demand_view(inputs(*[10.0] * 8), NOW, 90.0, 90.0, 90.0)
     assert d is not None and d.backlog == 180.0 and d.gateway_queue == 90.0
-    assert abs(d.drain - 2.0) < 1e-9  # 180 requests over the 90 s a new replica needs to be ready
+    assert abs(d.drain - 1.0) < 1e-9  # the gateway's 90 over the 90 s a new replica needs; the pods' 90 stay put
 
 
 def test_no_usage_this_cycle_keeps_the_last_rate_and_is_marked_unmeasured():
