@@ -51,11 +51,14 @@ def guard_need(sat: ModelSaturation, snapshot: ModelSnapshot, capacities: Sequen
     """Saturation's guard in capacity units: when the ready replicas' KV cache leaves less than its spare trigger
     and saturation's KV count asks for more replicas than are ready, that count × their mean capacity.
 
-    Only the KV signal: it counts the requests running, not the backlog (the drain term sizes that, against the
-    capacity already starting), so the guard never asks twice for the same requests."""
+    Only the KV signal, and only while no pod queues: it counts the requests running at the current arrivals,
+    not a backlog (a pod burning one down holds a full cache that no new pod can relieve), so the guard never
+    asks twice for the same requests."""
     cfg = snapshot.config
     if not sat.replicas or (sat.avg_spare_kv is not None and sat.avg_spare_kv >= cfg.kv_spare_trigger):
         return 0.0, ""
+    if any(r.queue_length >= cfg.queue_length_threshold for r in sat.replicas):
+        return 0.0, ""  # a cache full of a backlog being burnt down: the pod drains it, new pods cannot
     ready = [(v.ready_replicas, c) for v, c in zip(snapshot.variants, capacities, strict=True) if v.ready_replicas]
     count = sum(n for n, _ in ready)
     needed = replicas_needed(sat.estimated_kv_total, 0.0, cfg)

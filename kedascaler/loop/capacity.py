@@ -147,7 +147,7 @@ def point_of(usage: Sequence[PodUsage], now: float) -> Point | None:
 
 def carried_throughput(snapshot: ModelSnapshot, samples: Mapping[VariantKey, Sequence[PodSample]], now: float,
                        targets: tuple[float | None, float | None]) -> dict[VariantKey, Throughput]:
-    """Per variant, what its pods carried this cycle well within the targets (no queue, KV under its threshold,
+    """Per variant, what its pods carried this cycle well within the targets (under the queue and KV thresholds,
     mean ITL and TTFT at most CALM_ITL, CALM_TTFT of the targets): a replica carries at least that."""
     itl, ttft = targets
     if itl is None and ttft is None:
@@ -156,7 +156,7 @@ def carried_throughput(snapshot: ModelSnapshot, samples: Mapping[VariantKey, Seq
     out: dict[VariantKey, Throughput] = {}
     for v in snapshot.variants:
         rows = [x.usage for x in samples.get(v.spec.key, ()) if x.usage is not None and x.usage.completed_rate
-                and x.queue_length < 1 and x.kv_cache_usage < cfg.kv_cache_threshold
+                and x.queue_length < cfg.queue_length_threshold and x.kv_cache_usage < cfg.kv_cache_threshold
                 and x.usage.itl_ms is not None and (itl is None or x.usage.itl_ms <= CALM_ITL * itl)
                 and x.usage.ttft_ms is not None and (ttft is None or x.usage.ttft_ms <= CALM_TTFT * ttft)]
         if rows:
