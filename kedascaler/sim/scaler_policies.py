@@ -1,22 +1,23 @@
 """kedascaler in the simulator: the very cycle `serve` runs, `kedascaler.loop.cycle.step`, fed simulated inputs.
 
 Each reconcile the policy hands `step` what the shell would have gathered: an `InventoryState` with one
-`VariantAutoscaling` per simulated variant, each Deployment's replicas (`WorkloadStatus`), one `PodSample` per
-ready pod (the worst metrics over the last minute, as the Prometheus query reads them, with the pod's usage
-over the interval when the policy reads counters), the clock, and — with scale to zero — the simulated
-gateway's queue as the activation reading. The cycle state (previous decisions, plans, planner fits) is kept
-between calls exactly as `Reconciler` keeps it. The desired replicas (value, target 1) and the active flag go
-through KEDA + HPA per variant, as `GetMetrics` / `IsActive` / `StreamIsActive` answer them.
+`VariantAutoscaling` per simulated variant (the server's batch limit max_num_seqs, `sloClassRef` to a
+`serviceclass` holding the run's SLO — what a user writes; no step times), each Deployment's replicas
+(`WorkloadStatus`), one `PodSample` per ready pod (the worst metrics over the last minute, as the Prometheus query
+reads them, with the pod's usage over the interval from its vLLM counters: `PodCounters.usage_since`, what
+`sources.scrape.usage_between` makes of two scrapes; a pod's first read gives none), the clock, and — with scale
+to zero — the simulated gateway's queue as the activation reading. The cycle state is kept between calls exactly
+as `Reconciler` keeps it. The desired replicas (value, target 1) and the active flag then go through the
+ScaledObject the examples ship (`SCALED_OBJECT`: KEDA's polling and activation, HPA's behaviour, with the
+simulator's state machines of `kedascaler.sim.keda_hpa`), as `GetMetrics` / `IsActive` / `StreamIsActive`
+answer them: the policy is `direct`, like the baselines that carry their own ScaledObject.
 
-* `kedascaler`: saturation scaling with scale to zero (an activation source: the gateway queue; KEDA gets the
-  flag pushed and a wake-up cycle runs as soon as a request waits at the gateway with no pod).
-* `kedascaler-warm`: the same without an activation source (never to zero; every variant of a busy model active).
-* `kedascaler-hybrid`, `kedascaler-model` (`--policy`): SLO sizing with parameters LEARNED online, as `serve`
-  runs it with a planner and no `variantProfile`: each ready pod's vLLM counters differenced with its previous
-  read (`PodCounters.usage_since`: what `sources.scrape.usage_between` makes of two scrapes; a pod's first read
-  gives none), `sloClassRef` to a `serviceclass` holding the run's SLO, batch limit max_num_seqs.
+* `kedascaler`: the default scaling mode (`capacity`) with scale to zero (an activation source: the gateway
+  queue; KEDA gets the flag pushed and a wake-up cycle runs as soon as a request waits at the gateway with no pod).
+* `kedascaler-warm`: the same without an activation source (never to zero).
+* `kedascaler-hybrid`, `kedascaler-model` (`--policy`): SLO sizing in hybrid or model mode, parameters learned.
 * `kedascaler-hybrid-profile` (`--policy`): hybrid mode with each variant's TRUE step times given as its
-  `variantProfile.perfParms`, the workload measured from the counters like the learned policies.
+  `variantProfile.perfParms`.
 
 The SLO-sizing policies record, per model-based decision and variant, the predicted ITL/TTFT and what its pods
 show over the next interval (`predictions`), and what was learned when (`learning()`).
