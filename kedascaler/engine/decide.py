@@ -8,6 +8,8 @@ The pipeline, each step a small function:
    - *planned*: analyse saturation → plan the model's total (needed N against Σ current, which counts
      replicas still starting, so loading pods never cause a cascade) → split it over the variants with the
      selector; with a usable model-based sizing, the model plan in hybrid or model mode;
+   - *capacity* (mode CAPACITY with `capacity=` inputs, `kedascaler.engine.capacity`): the arrival rate in
+     capacity units at the cheapest mix per unit of capacity, with the engine's own hold;
 3. one Decision per variant, built in one place (`_decision`): its target within min/max (the one clamp of a
    decision), its active flag, its `DecisionSteps` (every number above) and the Reason rendered from them
    (`kedascaler.engine.explain`).
