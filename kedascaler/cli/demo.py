@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import grpc
 
-from kedascaler.engine.sizing import HYBRID
+from kedascaler.engine.capacity_types import CapacitySettings
+from kedascaler.engine.sizing import CAPACITY
 from kedascaler.engine.types import VariantKey, VariantSpec
 from kedascaler.loop.board import DecisionBoard
 from kedascaler.loop.cycle import CycleReport
@@ -70,7 +71,7 @@ def demo_documents() -> list[tuple[str, dict]]:
             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": v.name},
                      "modelID": MODEL, "accelerator": v.accelerator, "variantCost": str(v.cost),
                      "minReplicas": v.min_replicas, "maxReplicas": v.max_replicas,
-                     # no perfParms: α, β, γ, δ are learned from the pods' metrics (hybrid mode)
+                     # no perfParms: α, β, γ, δ are learned from the pods' metrics (capacity mode sizes with them)
                      "variantProfile": {"maxBatchSize": SERVER_LIMITS[v.accelerator]["max_num_seqs"]},
                      "sloClassRef": {"name": "serviceclass", "key": "premium"}},
         })
@@ -212,7 +213,14 @@ def format_sizing(report: CycleReport, said: dict[tuple[str, str], str]) -> list
     """A line when a model's SLO sizing changes state: which parameters it uses, or why it falls back."""
     lines = []
     for model, plan in report.plans.items():
-        if plan.model_based:
+        capacity = next((d.steps.capacity_plan for d in report.decisions
+                         if (d.key.namespace, d.model_id) == model and d.steps.capacity_plan is not None), None)
+        if plan.mode == CAPACITY and capacity is not None:
+            state = "capacity mode, per replica: " + ", ".join(
+                f"{c.key.name} {c.per_replica:.3g} req/s ({c.source})" for c in capacity.variants)
+        elif plan.mode == CAPACITY:
+            state = "capacity mode, saturation until the pods' usage is read"
+        elif plan.model_based:
             learned = [f"{k.name} α={p.coefficients.alpha:.3g} β={p.coefficients.beta:.3g} "
                        f"γ={p.coefficients.gamma:.3g} δ={p.coefficients.delta:.2g} ({p.source})"
                        for k, p in sorted(report.parameters.items(), key=lambda kv: kv[0].name)
@@ -237,7 +245,9 @@ async def run_demo(port: int = 9090, duration: float | None = None, interval: fl
     span = (duration * speed) if duration else 240.0
     board = DecisionBoard()
     scraper = DirectScrapeSource(timeout=1.0, window_clock=lambda: fleet.now)  # rates per emulated second
-    planner = PlannerSettings(HYBRID, refit_interval=10.0)
+    planner = PlannerSettings(CAPACITY, refit_interval=10.0,
+                              capacity=CapacitySettings(default_startup=STARTUP_DELAY, short_window=20.0,
+                                                        long_window=60.0, trend_window=30.0))
     obs = observability or Observability(metrics_port=0, log_decisions=False)
     metrics_port = obs.start()
     assert fleet.gateway_url is not None  # started above

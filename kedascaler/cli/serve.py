@@ -15,8 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kedascaler.engine.sizing import HYBRID, MODES
-from kedascaler.kits.argtypes import count, http_url, port, positive
+from kedascaler.engine.capacity_types import CapacitySettings
+from kedascaler.engine.sizing import CAPACITY, MODES
+from kedascaler.kits.argtypes import count, http_url, non_negative, port, positive
 from kedascaler.kits.httpserver import is_loopback
 from kedascaler.kits.watchedfile import TokenFile
 from kedascaler.loop.cycle import CycleReport
@@ -29,6 +30,14 @@ _DEFAULTS = {"max_streams": 2_048, "max_concurrent_rpcs": 4_096}  # = kedascaler
 
 class StartError(Exception):
     """`serve` could not start: the message is the whole story (the port, the file, what to do)."""
+
+
+def capacity_settings(args: argparse.Namespace) -> CapacitySettings:
+    """Capacity mode's settings from `serve`'s flags (the engine's defaults where a flag is not given)."""
+    if args.startup_seconds is not None:
+        return CapacitySettings(headroom=args.headroom, hold_window=args.hold_window,
+                                default_startup=args.startup_seconds)
+    return CapacitySettings(headroom=args.headroom, hold_window=args.hold_window)
 
 
 def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
@@ -61,11 +70,20 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
                        help="seconds without requests before a model whose variants all have minReplicas 0 "
                             "goes to zero (default 300)")
     serve.add_argument("--no-scale-to-zero", action="store_true", help="keep every model warm (never report inactive)")
-    serve.add_argument("--scaling-mode", choices=MODES, default=HYBRID,
-                       help="for VAs without spec.scalingMode: saturation (KV cache and queue only), model (size for "
-                       "the service class's ITL/TTFT with the queueing model) or hybrid (the model plan, never below "
-                       "what saturation asks; default). Model and hybrid fall back to saturation, per model, until "
-                       "it has a service class, workload statistics and performance parameters (given or learned)")
+    serve.add_argument("--scaling-mode", choices=MODES, default=CAPACITY,
+                       help="for VAs without spec.scalingMode: capacity (the default: size for the arrival rate in "
+                       "capacity units, the cheapest mix per unit of capacity, hysteresis held by the engine), "
+                       "saturation (KV cache and queue only), model (size for the service class's ITL/TTFT with the "
+                       "queueing model) or hybrid (the model plan, never below what saturation asks). Capacity, "
+                       "model and hybrid fall back to saturation, per model, until they can size it")
+    serve.add_argument("--headroom", type=non_negative, default=0.05,
+                       help="capacity mode: capacity kept above the forecast demand, as a fraction (default 0.05)")
+    serve.add_argument("--startup-seconds", type=positive,
+                       help="capacity mode: pod start-up (created → ready) for variants without spec.startupSeconds "
+                       "before one is measured (default 120)")
+    serve.add_argument("--hold-window", type=positive,
+                       help="capacity mode: scale down only to the largest need of this many seconds (default: each "
+                       "model's start-up time, measured)")
     serve.add_argument("--refit-interval", type=positive, default=60.0,
                        help="seconds between two fits of a variant's performance parameters (default 60)")
     serve.add_argument("--tls-cert", type=Path, help="server certificate (PEM) for TLS; reloaded when it changes")
@@ -272,7 +290,8 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
             ca_file=ca_file)
         cleanups.append(activation.close)
     board = DecisionBoard()
-    planner = PlannerSettings(args.scaling_mode, refit_interval=args.refit_interval)
+    planner = PlannerSettings(args.scaling_mode, refit_interval=args.refit_interval,
+                              capacity=capacity_settings(args))
     reconciler = Reconciler(inventory, metrics, board, kube,
                             idle_window=None if args.no_scale_to_zero else args.idle_window,
                             activation=activation, inbox=inbox, planner=planner,

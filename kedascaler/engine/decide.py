@@ -8,6 +8,8 @@ The pipeline, each step a small function:
    - *planned*: analyse saturation → plan the model's total (needed N against Σ current, which counts
      replicas still starting, so loading pods never cause a cascade) → split it over the variants with the
      selector; with a usable model-based sizing, the model plan in hybrid or model mode;
+   - *capacity* (mode CAPACITY with `capacity=` inputs, `kedascaler.engine.capacity`): the arrival rate in
+     capacity units at the cheapest mix per unit of capacity, with the engine's own hold;
 3. one Decision per variant, built in one place (`_decision`): its target within min/max (the one clamp of a
    decision), its active flag, its `DecisionSteps` (every number above) and the Reason rendered from them
    (`kedascaler.engine.explain`).
@@ -32,6 +34,8 @@ from dataclasses import dataclass, field, replace
 
 from kedascaler.engine import explain
 from kedascaler.engine.activation import INACTIVE, activation
+from kedascaler.engine.capacity import plan_capacity
+from kedascaler.engine.capacity_types import CapacityInputs
 from kedascaler.engine.demand import ModelSizing
 from kedascaler.engine.modes import HYBRID, MODEL, SATURATION, HybridPlan, hybrid_targets
 from kedascaler.engine.saturation import (
@@ -62,6 +66,7 @@ HOLD = Action.HOLD
 STALE = Action.STALE
 BOUNDS = Action.BOUNDS
 SLO_CAPACITY = "slo_capacity"
+DEMAND = "capacity_demand"  # capacity mode: the demand (req/s) against the mix's capacity
 
 _Why = tuple[Action, str, float | None, float | None]  # a variant's reason in numbers: action, signal, value, threshold
 _Latencies = tuple[float | None, float | None]  # predicted ITL and TTFT (ms)
@@ -127,7 +132,8 @@ def plan_model(snapshot: ModelSnapshot, *, floor: int | None = None) -> ModelPla
 
 
 def decide(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision], *,
-           floor: int | None = None, sizing: ModelSizing | None = None, mode: str = HYBRID) -> tuple[Decision, ...]:
+           floor: int | None = None, sizing: ModelSizing | None = None, mode: str = HYBRID,
+           capacity: CapacityInputs | None = None) -> tuple[Decision, ...]:
     """One Decision per variant of the snapshot, in snapshot order; `floor` overrides model_floor.
 
     With `snapshot.idle_window` set and every minReplicas 0, the model may go to zero: see
@@ -137,7 +143,8 @@ def decide(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision], *,
     safety net (`hybrid_targets`: never fewer than saturation asks, down only when both agree). A fallback
     sizing keeps the saturation decision, its reason appended. Stale data and scale to zero come first.
     `mode`: HYBRID (as above), MODEL (the model-based plan alone, within min/max and the floor) or SATURATION
-    (`sizing` ignored).
+    (`sizing` ignored), or CAPACITY with `capacity` (`kedascaler.engine.capacity`: the arrival rate in capacity
+    units, the cheapest mix per unit of capacity, the engine's own hold; saturation without `capacity`).
     """
     if not snapshot.variants:
         return ()
@@ -145,7 +152,11 @@ def decide(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision], *,
     if act is not None and not act.active:
         outcome = _inactive(snapshot, act)
     elif (act is not None and act.waking) or has_fresh_data(snapshot):  # waking needs no metrics: no pods yet
-        outcome = _planned(snapshot, floor, None if mode == SATURATION else sizing, mode == MODEL)
+        if mode == ScalingMode.CAPACITY and capacity is not None:
+            outcome = _capacity(plan_model(snapshot, floor=floor), snapshot, capacity)
+        else:
+            outcome = _planned(snapshot, floor, None if mode in (SATURATION, ScalingMode.CAPACITY) else sizing,
+                               mode == MODEL)
     else:
         outcome = _held(snapshot, previous)
     steps = replace(_within_bounds(outcome.steps, snapshot), activation=act)
@@ -312,9 +323,28 @@ def _hybrid(plan: ModelPlan, snapshot: ModelSnapshot, sizing: ModelSizing, model
     return _Outcome(steps, why, latencies)
 
 
+def _capacity(plan: ModelPlan, snapshot: ModelSnapshot, inputs: CapacityInputs) -> _Outcome:
+    """Capacity mode: the capacity plan's targets (saturation's, never below current, when it cannot plan)."""
+    out = plan_capacity(snapshot, plan.saturation, inputs, plan.floor, dict(plan.targets))
+    steps = _saturation_steps(plan, snapshot, Route.CAPACITY)
+    current = {v.spec.key: v.current_replicas for v in snapshot.variants}
+    if out.plan is None:
+        steps = replace(steps, plan=_targets(snapshot, out.targets, plan.targets), sizing_note=out.note)
+    else:
+        d = out.plan.demand
+        steps = replace(steps, taken=ScalingMode.CAPACITY, signal=DEMAND, value=d.target,
+                        threshold=out.plan.mix_capacity, plan=_targets(snapshot, out.targets, plan.targets),
+                        arrival_rate=d.target, capacity=out.plan.mix_capacity, capacity_plan=out.plan)
+    why: dict[VariantKey, _Why] = {}
+    for key, target in out.targets.items():
+        action = SCALE_UP if target > current[key] else SCALE_DOWN if target < current[key] else HOLD
+        why[key] = (action, steps.signal, steps.value, steps.threshold)
+    return _Outcome(steps, why)
+
+
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-__all__ = ["BOUNDS", "HOLD", "INACTIVE", "SCALE_DOWN", "SCALE_UP", "SLO_CAPACITY", "STALE", "ModelPlan", "decide",
-           "has_fresh_data", "model_floor", "plan_model"]
+__all__ = ["BOUNDS", "DEMAND", "HOLD", "INACTIVE", "SCALE_DOWN", "SCALE_UP", "SLO_CAPACITY", "STALE", "ModelPlan",
+           "decide", "has_fresh_data", "model_floor", "plan_model"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from kedascaler.engine.explain_capacity import capacity_message
 from kedascaler.engine.modes import hybrid_reason
 from kedascaler.engine.selector import scale_down_order, scale_up_order
 from kedascaler.engine.types import Action, DecisionSteps, Reason, Route, ScalingMode, VariantTarget
@@ -122,6 +123,8 @@ def plan_message(steps: DecisionSteps, model_id: str) -> str:
         return f"model {model_id} {message}; every variant to 0"
     if steps.route in (Route.MODEL, Route.HYBRID):
         return model_based_message(steps)
+    if steps.route == Route.CAPACITY and steps.capacity_plan is not None:
+        return capacity_message(steps.capacity_plan)
     text = saturation_message(steps)
     if steps.sizing_note is not None:
         text += f"; {steps.sizing_note}"

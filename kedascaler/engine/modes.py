@@ -1,4 +1,7 @@
-"""Scaling modes: which plan sizes a model (`saturation`, `model`, `hybrid`), and how hybrid combines the two. Pure.
+"""Scaling modes: which plan sizes a model (`capacity`, `saturation`, `model`, `hybrid`), and how hybrid combines two.
+
+`capacity` (`kedascaler.engine.capacity`): the arrival rate in capacity units at the cheapest mix per unit of
+capacity, with the engine's own hysteresis; the default. Pure.
 
 A mode is chosen per VariantAutoscaling (`spec.scalingMode`) or globally; the variants of one model are decided
 together, so they must agree (else saturation, the safe default). In hybrid mode the model-based plan is the
@@ -14,7 +17,8 @@ from dataclasses import dataclass
 from kedascaler.engine.types import ScalingMode, VariantKey
 
 SATURATION, MODEL, HYBRID = ScalingMode.SATURATION, ScalingMode.MODEL, ScalingMode.HYBRID
-MODES = (SATURATION, MODEL, HYBRID)
+CAPACITY = ScalingMode.CAPACITY
+MODES = (CAPACITY, SATURATION, MODEL, HYBRID)
 
 
 def parse_mode(value: object, default: ScalingMode = SATURATION) -> tuple[ScalingMode, str]:
@@ -81,5 +85,5 @@ def hybrid_targets(model_targets: Mapping[VariantKey, int], saturation_targets: 
     return HybridPlan(targets, source, reason)
 
 
-__all__ = ["HYBRID", "MODEL", "MODES", "SATURATION", "HybridPlan", "hybrid_reason", "hybrid_targets",
+__all__ = ["CAPACITY", "HYBRID", "MODEL", "MODES", "SATURATION", "HybridPlan", "hybrid_reason", "hybrid_targets",
            "model_mode", "parse_mode", "resolve_mode"]

@@ -36,6 +36,7 @@ from kedascaler.engine.demand import (
     model_demand,
 )
 from kedascaler.engine.modes import (
+    CAPACITY,
     HYBRID,
     MODEL,
     MODES,
@@ -197,6 +198,7 @@ def _reason(d: ModelDemand, sized: list[VariantSizing], capacity: float, cost: f
     return f"{text}; {note}" if note else text
 
 
-__all__ = ["DEFAULT_PRIORITY", "HYBRID", "MODEL", "MODES", "SATURATION", "SEARCH_BUDGET", "HybridPlan", "ModelDemand",
-           "ModelSizing", "SloTargets", "VariantOption", "VariantSizing", "Workload", "hybrid_reason", "hybrid_targets",
-           "model_demand", "model_mode", "parse_mode", "replicas_for", "resolve_mode", "size_model", "size_models"]
+__all__ = ["CAPACITY", "DEFAULT_PRIORITY", "HYBRID", "MODEL", "MODES", "SATURATION", "SEARCH_BUDGET", "HybridPlan",
+           "ModelDemand", "ModelSizing", "SloTargets", "VariantOption", "VariantSizing", "Workload", "hybrid_reason",
+           "hybrid_targets", "model_demand", "model_mode", "parse_mode", "replicas_for", "resolve_mode", "size_model",
+           "size_models"]

@@ -11,6 +11,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from kedascaler.engine.capacity_types import CapacityPlan
+from kedascaler.engine.keys import VariantKey as VariantKey
+
 
 class Action(enum.StrEnum):
     """What a decision does to its variant (the reason's first word)."""
@@ -24,11 +27,12 @@ class Action(enum.StrEnum):
 
 
 class ScalingMode(enum.StrEnum):
-    """How a model is sized: by saturation alone, by the queueing model alone, or by both (hybrid)."""
+    """How a model is sized: by saturation alone, by the queueing model alone, by both (hybrid), or by capacity."""
 
     SATURATION = "saturation"
     MODEL = "model"
     HYBRID = "hybrid"
+    CAPACITY = "capacity"  # demand in capacity units, the cheapest mix per unit of capacity, engine-owned hysteresis
 
 
 class ParameterSource(enum.StrEnum):
@@ -45,6 +49,7 @@ class Route(enum.StrEnum):
     SATURATION = "saturation"  # the saturation plan (saturation mode, or a model-based sizing that fell back)
     MODEL = "model"  # model mode: the model-based plan alone, within min/max and the floor
     HYBRID = "hybrid"  # the model-based plan with saturation as the guard-rail (`DecisionSteps.taken` says whose)
+    CAPACITY = "capacity"  # capacity mode: demand, capacity per variant, the cheapest mix, the hold (`capacity_plan`)
     STALE = "stale"  # no fresh metrics: the previous decision held
     INACTIVE = "inactive"  # idle past the window: every variant to zero
 
@@ -57,17 +62,6 @@ class SaturationConfig:
     queue_length_threshold: float = 5.0
     kv_spare_trigger: float = 0.10
     queue_spare_trigger: float = 3.0
-
-
-@dataclass(frozen=True)
-class VariantKey:
-    """Identifies one variant: the VariantAutoscaling's namespace and name."""
-
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.namespace}/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -229,6 +223,8 @@ class DecisionSteps:
     activation: Activation | None = None  # None: scale to zero is off for the model
     held_decided_at: float | None = None  # stale: when the held decision was made (None: no previous one)
     held_desired: int | None = None
+    # Capacity mode: demand in capacity units, capacity per replica of each variant, the mix, forecast and hold.
+    capacity_plan: CapacityPlan | None = None
 
     @property
     def saturation_total(self) -> int:

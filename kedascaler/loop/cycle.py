@@ -19,7 +19,11 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from kedascaler.engine import decide
+from kedascaler.engine.capacity_types import CapacityInputs
+from kedascaler.engine.sizing import CAPACITY
 from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey
+from kedascaler.loop import capacity as capacity_loop
+from kedascaler.loop.capacity import CapacityState
 from kedascaler.loop.planner import PlannerSettings, PlannerState, SloPlan, VariantParameters, plan_cycle
 from kedascaler.loop.snapshots import assign_samples, build_snapshots, scale_to_zero_settings, with_activation
 from kedascaler.sources.base import CollectResult, CounterReading, PodUsage, WorkloadStatus
@@ -79,6 +83,7 @@ class CycleState:
     planner: PlannerState = field(default_factory=PlannerState)
     warnings: tuple[str, ...] = ()  # the metrics source's warnings last cycle (logged when they change)
     counters: Mapping[PodRef, CounterReading] = field(default_factory=dict)  # each pod's last counter reading
+    capacity: CapacityState = field(default_factory=CapacityState)  # capacity mode's history, needs, start-ups
     cycles: int = 0
 
 
@@ -179,11 +184,22 @@ def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleStat
             log.exception("SLO sizing failed; every model is decided by saturation this cycle")
             errors.append(CycleError(Stage.SLO, f"slo sizing: {exc}"))
             plans = {}
+    cap_state = state.capacity
+    if config.planner is not None and wanted is None:
+        cap_state = capacity_loop.forget(cap_state, {v.key for v in inputs.inventory.variants},
+                                         {(v.key.namespace, v.model_id) for v in inputs.inventory.variants})
+        targets = {m: (p.slo.itl_ms, p.slo.ttft_ms) for m, p in plans.items() if p.slo is not None}
+        cap_state = capacity_loop.observe(cap_state, snapshots, samples, inputs.statuses, inputs.now, targets)
+        cap_state = capacity_loop.keep_models(cap_state, snapshots, planner,
+                                              {v.key: v for v in inputs.inventory.variants}, inputs.now)
     decisions: list[Decision] = []
     for snap in snapshots:
         plan = plans.get((snap.namespace, snap.model_id)) if wanted is None else None
         try:
-            if plan is not None:
+            if plan is not None and plan.mode == CAPACITY and config.planner is not None:
+                decisions += decide(snap, state.previous, mode=CAPACITY,
+                                    capacity=_capacity_inputs(cap_state, config, snap, planner, inputs, plan))
+            elif plan is not None:
                 decisions += decide(snap, state.previous, sizing=plan.sizing, mode=plan.mode)
             else:
                 decisions += decide(snap, state.previous)
@@ -201,5 +217,18 @@ def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleStat
                          models=None if full else tuple(sorted(wanted or ())), usage=usage,
                          plans=dict(plans) if sized else {}, parameters=dict(planner.parameters) if sized else {},
                          warnings_changed=bool(warnings) and warnings != state.warnings)
+    if config.planner is not None and wanted is None:
+        cap_state = capacity_loop.record(cap_state, decisions, inputs.now)
     return report, replace(state, previous=previous, plans=plans, planner=planner, warnings=warnings,
-                           counters=counters, cycles=state.cycles + 1)
+                           counters=counters, capacity=cap_state, cycles=state.cycles + 1)
+
+
+def _capacity_inputs(cap: CapacityState, config: CycleConfig, snap: ModelSnapshot, planner: PlannerState,
+                     inputs: CycleInputs, plan: SloPlan) -> CapacityInputs:
+    """Capacity mode's inputs for one model: the kept history, the planner's parameters, the class's targets."""
+    assert config.planner is not None
+    slo = plan.slo
+    targets = (slo.itl_ms, slo.ttft_ms) if slo is not None else (None, None)
+    return capacity_loop.inputs_for(cap, config.planner.capacity, snap, planner,
+                                    {v.key: v for v in inputs.inventory.variants}, targets,
+                                    plan.note if slo is None else "", config.planner.available)

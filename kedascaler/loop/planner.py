@@ -16,6 +16,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from kedascaler.engine.capacity_types import CapacitySettings
 from kedascaler.engine.estimation import (
     MIN_SAMPLES,
     PerfEstimate,
@@ -27,7 +28,7 @@ from kedascaler.engine.estimation import (
 )
 from kedascaler.engine.perfmodel import Coefficients, PerfModel, perf_model
 from kedascaler.engine.sizing import (
-    HYBRID,
+    CAPACITY,
     SATURATION,
     ModelSizing,
     SloTargets,
@@ -86,6 +87,8 @@ class SloPlan:
         """Why this model is decided by saturation alone ("" when it is sized)."""
         if self.mode == SATURATION:
             return self.note or "scaling mode is saturation"
+        if self.mode == CAPACITY:
+            return self.note or "scaling mode is capacity"
         if self.sizing is None:
             return "not sized this cycle"
         return self.sizing.reason if self.sizing.fallback else ""
@@ -177,13 +180,14 @@ class Learned:
 @dataclass(frozen=True)
 class PlannerSettings:
     """How the planner works: constant for a run. `global_mode`: for VAs without spec.scalingMode;
-    `available`: accelerators per type (None: unlimited)."""
+    `available`: accelerators per type (None: unlimited); `capacity`: capacity mode's settings."""
 
-    global_mode: str = HYBRID
+    global_mode: str = CAPACITY
     refit_interval: float = DEFAULT_REFIT_INTERVAL
     max_fits_per_cycle: int = DEFAULT_MAX_FITS_PER_CYCLE
     window: Window = field(default_factory=Window)
     available: Mapping[str, int] | None = None
+    capacity: CapacitySettings = field(default_factory=CapacitySettings)
 
 
 @dataclass(frozen=True)
@@ -285,6 +289,12 @@ def plan_cycle(state: PlannerState, settings: PlannerSettings, snapshots: Sequen
         mode, note = model_mode([v.scaling_mode if v is not None else None for v in found], settings.global_mode)
         if mode == SATURATION:
             plans[model] = SloPlan(snap.namespace, snap.model_id, mode, None, None, note)
+            continue
+        if mode == CAPACITY:  # sized by kedascaler.loop.capacity: the plan carries the service class's targets
+            refs = [v.slo_class_ref if v is not None else None for v in found]
+            slo, _, slo_note = model_targets(classes, refs, snap.model_id)
+            plans[model] = SloPlan(snap.namespace, snap.model_id, mode, None, None,
+                                   "; ".join(filter(None, (note, "" if slo is not None else slo_note))), slo)
             continue
         pods = [u for k in keys for u in usage.get(k, ())]
         workload, why = workload_from_usage(pods, lengths.get(model))

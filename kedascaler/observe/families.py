@@ -70,6 +70,18 @@ class ScalerMetrics:
         self.predicted_ttft = Gauge("kedascaler_predicted_ttft_ms",
                                     "TTFT the queueing model predicts for the variant under the plan taken (ms).",
                                     VARIANT_LABELS, registry=registry)
+        # -- capacity mode: the demand, the capacity per replica, the mix, the hold (DecisionSteps.capacity_plan) --
+        self.capacity_demand = Gauge("kedascaler_capacity_demand_rps",
+                                     "Capacity mode: the variant's model's demand in req/s, by kind (latest, short, "
+                                     "long, forecast, need, held, target).", (*VARIANT_LABELS, "kind"),
+                                     registry=registry)
+        self.capacity_per_replica = Gauge("kedascaler_capacity_per_replica_rps",
+                                          "Capacity mode: req/s one replica of the variant carries at the SLO, by "
+                                          "source (model, measured, prior, none).", (*VARIANT_LABELS, "source"),
+                                          registry=registry)
+        self.capacity_mix = g("kedascaler_capacity_mix_replicas", "Capacity mode: the variant's replicas in the mix.")
+        self.capacity_hold = g("kedascaler_capacity_hold",
+                               "Capacity mode: 1 when the hold keeps capacity this cycle's demand alone does not need.")
         # -- the scaler's own health --
         self.cycle_duration = Histogram("kedascaler_reconcile_duration_seconds", "Duration of one reconcile cycle.",
                                         buckets=CYCLE_BUCKETS, registry=registry)

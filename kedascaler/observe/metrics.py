@@ -186,12 +186,25 @@ class Observer:
             return
         m = self.metrics
         for family in (m.perf_estimate, m.perf_fit_r2, m.perf_fit_samples, m.perf_fit_usable, m.model_based,
-                       m.predicted_itl, m.predicted_ttft):
+                       m.predicted_itl, m.predicted_ttft, m.capacity_demand, m.capacity_per_replica, m.capacity_mix,
+                       m.capacity_hold):
             family.clear()
         for d in report.decisions:
             labels = labels_of.get(d.key)
             if labels is None:
                 continue
+            cap = d.steps.capacity_plan
+            if cap is not None:
+                dm = cap.demand
+                for kind, value in (("latest", dm.latest), ("short", dm.short), ("long", dm.long),
+                                    ("forecast", dm.forecast), ("need", dm.need), ("held", dm.held),
+                                    ("target", dm.target)):
+                    m.capacity_demand.labels(*labels, kind).set(_finite(value))
+                own = next((c for c in cap.variants if c.key == d.key), None)
+                if own is not None:
+                    m.capacity_per_replica.labels(*labels, str(own.source)).set(_finite(own.per_replica))
+                m.capacity_mix.labels(*labels).set(cap.replicas(d.key))
+                m.capacity_hold.labels(*labels).set(1 if cap.held else 0)
             plan = plans.get((d.key.namespace, d.model_id))
             p = params.get(d.key)
             if plan is not None:

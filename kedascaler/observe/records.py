@@ -84,6 +84,28 @@ def steps_record(steps: DecisionSteps) -> dict[str, Any] | None:
         "plan": [{"variant": t.key.name, "current": t.current, "target": t.target, "saturation": t.saturation,
                   "model": t.model} for t in steps.plan],
         "arrival_rate": _num(steps.arrival_rate), "capacity": _num(steps.capacity),
+        "capacity_plan": capacity_record(steps),
+    }
+
+
+def capacity_record(steps: DecisionSteps) -> dict[str, Any] | None:
+    """Capacity mode's plan: the demand, the capacity per replica of each variant and why, the mix, the hold."""
+    cap = steps.capacity_plan
+    if cap is None:
+        return None
+    d = cap.demand
+    return {
+        "demand": {k: _num(getattr(d, k)) for k in ("latest", "short", "long", "trend", "forecast", "prompt_tokens",
+                                                    "output_tokens", "tokens_per_s", "gateway_queue", "backlog",
+                                                    "drain", "drain_horizon", "need", "up", "held", "hold_window",
+                                                    "target")} | {"measured": d.measured},
+        "variants": [{"variant": c.key.name, "per_replica": _num(c.per_replica), "source": str(c.source),
+                      "reason": c.reason, "model": _num(c.model), "measured": _num(c.measured),
+                      "carried": _num(c.carried), "prior": _num(c.prior), "batch_limit": c.batch_limit,
+                      "startup_s": _num(c.startup_s), "startup_source": c.startup_source} for c in cap.variants],
+        "mix": {k.name: n for k, n in cap.mix}, "mix_capacity": _num(cap.mix_capacity), "mix_cost": _num(cap.mix_cost),
+        "current_capacity": _num(cap.current_capacity), "ready_capacity": _num(cap.ready_capacity),
+        "switch": cap.switch_note, "held": cap.held, "guard": cap.guard, "short": cap.short,
     }
 
 

@@ -52,7 +52,7 @@ def make_policies(names: list[str] | tuple[str, ...], workload: Workload, config
     oracle = OraclePolicy(workload, config)
     for name in names:
         if name == "kedascaler":
-            out.append(KedascalerPolicy(model_id))
+            out.append(KedascalerPolicy(model_id, slo=config.slo))
         elif name == "kedascaler-hybrid":
             out.append(KedascalerSloPolicy(config.slo, model_id, mode=HYBRID))
         elif name == "kedascaler-model":
@@ -60,7 +60,7 @@ def make_policies(names: list[str] | tuple[str, ...], workload: Workload, config
         elif name == "kedascaler-hybrid-profile":
             out.append(KedascalerSloPolicy(config.slo, model_id, mode=HYBRID, profile=True))
         elif name == "kedascaler-warm":
-            out.append(KedascalerPolicy(model_id, scale_to_zero=False))
+            out.append(KedascalerPolicy(model_id, scale_to_zero=False, slo=config.slo))
         elif name == "wva":
             out.append(WVAPolicy())
         elif name == "wva-v2":

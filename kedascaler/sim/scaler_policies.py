@@ -1,22 +1,23 @@
 """kedascaler in the simulator: the very cycle `serve` runs, `kedascaler.loop.cycle.step`, fed simulated inputs.
 
 Each reconcile the policy hands `step` what the shell would have gathered: an `InventoryState` with one
-`VariantAutoscaling` per simulated variant, each Deployment's replicas (`WorkloadStatus`), one `PodSample` per
-ready pod (the worst metrics over the last minute, as the Prometheus query reads them, with the pod's usage
-over the interval when the policy reads counters), the clock, and — with scale to zero — the simulated
-gateway's queue as the activation reading. The cycle state (previous decisions, plans, planner fits) is kept
-between calls exactly as `Reconciler` keeps it. The desired replicas (value, target 1) and the active flag go
-through KEDA + HPA per variant, as `GetMetrics` / `IsActive` / `StreamIsActive` answer them.
+`VariantAutoscaling` per simulated variant (the server's batch limit max_num_seqs, `sloClassRef` to a
+`serviceclass` holding the run's SLO — what a user writes; no step times), each Deployment's replicas
+(`WorkloadStatus`), one `PodSample` per ready pod (the worst metrics over the last minute, as the Prometheus query
+reads them, with the pod's usage over the interval from its vLLM counters: `PodCounters.usage_since`, what
+`sources.scrape.usage_between` makes of two scrapes; a pod's first read gives none), the clock, and — with scale
+to zero — the simulated gateway's queue as the activation reading. The cycle state is kept between calls exactly
+as `Reconciler` keeps it. The desired replicas (value, target 1) and the active flag then go through the
+ScaledObject the examples ship (`SCALED_OBJECT`: KEDA's polling and activation, HPA's behaviour, with the
+simulator's state machines of `kedascaler.sim.keda_hpa`), as `GetMetrics` / `IsActive` / `StreamIsActive`
+answer them: the policy is `direct`, like the baselines that carry their own ScaledObject.
 
-* `kedascaler`: saturation scaling with scale to zero (an activation source: the gateway queue; KEDA gets the
-  flag pushed and a wake-up cycle runs as soon as a request waits at the gateway with no pod).
-* `kedascaler-warm`: the same without an activation source (never to zero; every variant of a busy model active).
-* `kedascaler-hybrid`, `kedascaler-model` (`--policy`): SLO sizing with parameters LEARNED online, as `serve`
-  runs it with a planner and no `variantProfile`: each ready pod's vLLM counters differenced with its previous
-  read (`PodCounters.usage_since`: what `sources.scrape.usage_between` makes of two scrapes; a pod's first read
-  gives none), `sloClassRef` to a `serviceclass` holding the run's SLO, batch limit max_num_seqs.
+* `kedascaler`: the default scaling mode (`capacity`) with scale to zero (an activation source: the gateway
+  queue; KEDA gets the flag pushed and a wake-up cycle runs as soon as a request waits at the gateway with no pod).
+* `kedascaler-warm`: the same without an activation source (never to zero).
+* `kedascaler-hybrid`, `kedascaler-model` (`--policy`): SLO sizing in hybrid or model mode, parameters learned.
 * `kedascaler-hybrid-profile` (`--policy`): hybrid mode with each variant's TRUE step times given as its
-  `variantProfile.perfParms`, the workload measured from the counters like the learned policies.
+  `variantProfile.perfParms`.
 
 The SLO-sizing policies record, per model-based decision and variant, the predicted ITL/TTFT and what its pods
 show over the next interval (`predictions`), and what was learned when (`learning()`).
@@ -34,12 +35,14 @@ from kedascaler.engine.decide import SLO_CAPACITY
 from kedascaler.engine.estimation import prefill_mode_for
 from kedascaler.engine.perfmodel import perf_model
 from kedascaler.engine.queueing import ReplicaArrays, replica_metrics
-from kedascaler.engine.sizing import HYBRID, MODEL
+from kedascaler.engine.sizing import CAPACITY, HYBRID, MODEL
 from kedascaler.engine.types import Decision, SaturationConfig, VariantKey, VariantSpec
 from kedascaler.loop.cycle import CycleConfig, CycleInputs, CycleReport, CycleState, step
 from kedascaler.loop.planner import PlannerSettings, SloPlan
 from kedascaler.sim.baselines import _Base
+from kedascaler.sim.baselines.keda import ScaledObject, _Clock
 from kedascaler.sim.config import SLO, VariantConfig
+from kedascaler.sim.keda_hpa import HPABehavior, HPAPolicy, ScalingState, hpa_step, keda_activation
 from kedascaler.sim.policy_api import Observation, PodCounters, Prediction, Target, VariantView
 from kedascaler.sources.base import CollectResult, PodSample, PodUsage, WorkloadStatus
 from kedascaler.sources.gateway import ActivationReading
@@ -51,19 +54,43 @@ from kedascaler.spec.variant import PerfParams, VariantAutoscaling, VariantProfi
 NAMESPACE = "sim"
 CLASS_KEY = "standard"
 
+# The ScaledObject kedascaler ships (examples/kubernetes/scaledobjects.yaml, charts/kedascaler/values.yaml): the
+# engine owns the hysteresis (it holds the largest need of a start-up), so HPA follows its number promptly —
+# no scale-up window, a 30 s scale-down window, whole steps per 15 s.
+HPA_BEHAVIOR = HPABehavior(
+    scale_up_stabilization=0.0, scale_down_stabilization=30.0,
+    scale_up_policies=(HPAPolicy("Percent", 100, 15.0), HPAPolicy("Pods", 10, 15.0)),
+    scale_down_policies=(HPAPolicy("Percent", 100, 15.0),))
+SCALED_OBJECT = ScaledObject(
+    query="external(-push) trigger: the variant's desired replicas from kedascaler (GetMetrics)", threshold=1.0,
+    polling_interval=15.0, cooldown_period=300.0, min_replicas=0, hpa=HPA_BEHAVIOR,
+    source="examples/kubernetes/scaledobjects.yaml")
+
+
+def service_classes(slo: SLO, model_id: str) -> ServiceClasses:
+    """The `serviceclass` ConfigMap holding the run's SLO for the model, as a user would write it."""
+    return ServiceClasses(SERVICECLASS_CONFIGMAP, (ServiceClass(
+        CLASS_KEY, slo.name, 1, (ModelSlo(model_id, slo.itl * 1000.0, slo.ttft * 1000.0),)),))
+
 
 class KedascalerPolicy(_Base):
-    """kedascaler through the shared cycle step; the cycle state is the only thing kept between reconciles."""
+    """kedascaler through the shared cycle step; the cycle state is the only thing kept between reconciles.
+
+    Actuated through its own ScaledObject (`SCALED_OBJECT`, the one the examples ship), with the simulator's
+    KEDA and HPA state machines (`kedascaler.sim.keda_hpa`): KEDA polls activation every pollingInterval (an
+    external-push trigger is acted on at once), HPA syncs every 15 s right after the cycle."""
 
     name = "kedascaler"
-    reads_counters = False
+    direct = True
+    reads_counters = True
     # the leader sets controller.kubernetes.io/pod-deletion-cost from each pod's load (actuate/deletion_cost.py)
     sets_deletion_cost = True
 
     def __init__(self, model_id: str = "meta/llama-3.1-8b", interval: float = 15.0,
                  config: SaturationConfig | None = None, scale_to_zero: bool = True,
                  idle_window: float = DEFAULT_IDLE_WINDOW, planner: PlannerSettings | None = None,
-                 classes: ServiceClasses | None = None) -> None:
+                 classes: ServiceClasses | None = None, slo: SLO | None = None,
+                 scaled_object: ScaledObject = SCALED_OBJECT) -> None:
         self.scale_to_zero = scale_to_zero
         self.push_activation = scale_to_zero
         self.wake_on_gateway = scale_to_zero
@@ -72,9 +99,14 @@ class KedascalerPolicy(_Base):
         self.model_id = model_id
         self.interval = interval
         self.config = config or SaturationConfig()
-        self.classes = classes
+        self.slo = slo or SLO()
+        self.classes = classes if classes is not None else service_classes(self.slo, model_id)
         self.state = CycleState(CycleConfig(idle_window if scale_to_zero else None, gateway=scale_to_zero,
-                                            planner=planner))
+                                            planner=planner or PlannerSettings(CAPACITY)))
+        self.scaled_object = scaled_object
+        self.scaling: dict[str, ScalingState] = {}
+        self._poll = _Clock(scaled_object.polling_interval)
+        self._sync = _Clock(scaled_object.hpa.sync_period)
         self.last_report: CycleReport | None = None
         self._variants: dict[str, VariantAutoscaling] = {}
         self._reads: dict[str, PodCounters] = {}  # each pod's previous counter read
@@ -93,8 +125,9 @@ class KedascalerPolicy(_Base):
         return self._variants[v.name]
 
     def autoscaling(self, spec: VariantSpec, v: VariantConfig) -> VariantAutoscaling:
-        """Saturation only: nothing beyond the engine's fields."""
-        return VariantAutoscaling(spec)
+        """The engine's fields, the server's batch limit (max_num_seqs) and the service class: no step times."""
+        return VariantAutoscaling(spec, VariantProfile(max_batch_size=v.params.max_num_seqs),
+                                  slo_class_ref=(SERVICECLASS_CONFIGMAP, CLASS_KEY))
 
     def usage(self, obs: Observation) -> dict[str, PodUsage]:
         """Each ready pod's usage since its previous read (the collector's counter deltas), by pod name."""
@@ -128,7 +161,8 @@ class KedascalerPolicy(_Base):
             gateway = ActivationReading({(NAMESPACE, self.model_id): float(obs.gateway_queue)})
         return CycleInputs(inventory, statuses, CollectResult(samples), obs.now, gateway)
 
-    def decide(self, obs: Observation) -> dict[str, Target]:
+    def targets(self, obs: Observation) -> dict[str, Target]:
+        """One cycle: the value KEDA reads (desired replicas, target 1) and the active flag, per variant."""
         inputs = self.inputs(obs)
         report, self.state = step(self.state, inputs)
         self.last_report = report
@@ -136,6 +170,36 @@ class KedascalerPolicy(_Base):
         changed = [d for d in report.decisions if d.desired_replicas != d.current_replicas]
         self.last_note = str(changed[0].reason) if changed else None
         return {d.key.name: Target(float(d.desired_replicas), d.active) for d in report.decisions}
+
+    def decide(self, obs: Observation) -> dict[str, int]:
+        """The cycle, then KEDA (activation: at once when pushed, else at its polling) and HPA at its sync."""
+        board = self.targets(obs)
+        so = self.scaled_object
+        poll, sync = self._poll.due(obs.now), self._sync.due(obs.now)
+        out: dict[str, int] = {}
+        for view in obs.variants:
+            name = view.config.name
+            target = board.get(name)
+            if target is None:
+                continue
+            keda = so.keda(view.config)
+            state = self.scaling.get(name) or ScalingState(replicas=view.current)
+            if target.active:
+                state = replace(state, last_active=obs.now)  # IsActive / the pushed stream says so now
+            if poll or (self.push_activation and target.active and state.replicas == 0):
+                state = keda_activation(state, target.active, obs.now, keda)
+            if sync and state.replicas > 0:
+                state = hpa_step(state, target.value, obs.now, so.hpa, keda, target=so.threshold)
+            self.scaling[name] = state
+            out[name] = state.replicas
+        return out
+
+    def settings(self) -> dict[str, Any]:
+        """The policy's configuration as data: its ScaledObject and HPA behaviour, and its scaling mode."""
+        planner = self.state.config.planner
+        return {"follows": "kedascaler's own cycle (loop/cycle.step), as serve runs it",
+                "scaling_mode": planner.global_mode if planner is not None else "saturation",
+                "scaled_object": self.scaled_object.settings()}
 
     def decided(self, obs: Observation, report: CycleReport) -> None:
         """Hook after each cycle (the SLO-sizing policies record predictions)."""
@@ -149,9 +213,7 @@ class KedascalerSloPolicy(KedascalerPolicy):
 
     def __init__(self, slo: SLO, model_id: str = "meta/llama-3.1-8b", mode: str = HYBRID, profile: bool = False,
                  **kw: Any) -> None:
-        classes = ServiceClasses(SERVICECLASS_CONFIGMAP, (ServiceClass(
-            CLASS_KEY, slo.name, 1, (ModelSlo(model_id, slo.itl * 1000.0, slo.ttft * 1000.0),)),))
-        super().__init__(model_id, planner=PlannerSettings(mode), classes=classes, **kw)
+        super().__init__(model_id, planner=PlannerSettings(mode), slo=slo, **kw)
         self.mode = mode
         self.profile = profile
         self.name = "kedascaler-hybrid-profile" if profile else ("kedascaler-model" if mode == MODEL

@@ -74,8 +74,9 @@ class VariantAutoscaling:
     profile: VariantProfile = field(default_factory=VariantProfile)
     slo_class_ref: tuple[str, str] | None = None  # (ConfigMap name, key)
     scale_to_zero: ScaleToZero = field(default_factory=ScaleToZero)
-    scaling_mode: str | None = None  # spec.scalingMode: saturation | model | hybrid; None: the global mode
+    scaling_mode: str | None = None  # spec.scalingMode: capacity | saturation | model | hybrid; None: the global mode
     metrics_endpoints: tuple[str, ...] = ()  # local mode: pod metrics URLs from an annotation
+    startup_s: float | None = None  # spec.startupSeconds: pod created → ready (capacity mode); None: measured
 
     @property
     def key(self) -> VariantKey:
@@ -192,6 +193,12 @@ def parse_variant_autoscaling(doc: Mapping[str, Any], source: str,
         slo_ref = (check.string(slo, "name", "spec.sloClassRef.name", required=True),
                    check.string(slo, "key", "spec.sloClassRef.key", required=True))
     scale_to_zero = parse_scale_to_zero(check.mapping(spec, "scaleToZero", "spec.scaleToZero"))
+    startup = None
+    if spec.get("startupSeconds") is not None:
+        startup = number_or_none(spec.get("startupSeconds"))
+        if startup is None or not math.isfinite(startup) or startup < 0:
+            check.add("spec.startupSeconds", f"expected a number of seconds ≥ 0, got {spec.get('startupSeconds')!r}")
+            startup = None
 
     annotations = mapping_or_empty(meta.get("annotations"))
     endpoints: tuple[str, ...] = ()
@@ -219,7 +226,7 @@ def parse_variant_autoscaling(doc: Mapping[str, Any], source: str,
         labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
     )
     variant = VariantAutoscaling(engine_spec, VariantProfile(max_batch, perf, prefer_estimate), slo_ref, scale_to_zero,
-                                 scaling_mode, endpoints)
+                                 scaling_mode, endpoints, startup)
     return ParsedVariant(variant, (unpriced,) if unpriced is not None else ())
 
 

@@ -387,7 +387,8 @@ def test_the_status_schema_refuses_what_it_does_not_declare():
 
 def test_the_crd_spec_declares_the_slo_sizing_fields():
     spec = crd_schema()["properties"]["spec"]["properties"]
-    assert spec["scalingMode"]["enum"] == ["saturation", "model", "hybrid"]
+    assert spec["scalingMode"]["enum"] == ["capacity", "saturation", "model", "hybrid"]
+    assert spec["startupSeconds"]["type"] == "number" and spec["startupSeconds"]["minimum"] == 0
     assert spec["sloClassRef"]["required"] == ["name", "key"]
     profile = spec["variantProfile"]["properties"]
     assert profile["preferEstimated"]["type"] == "boolean" and profile["maxBatchSize"]["type"] == "integer"

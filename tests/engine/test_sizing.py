@@ -228,7 +228,7 @@ def test_modes():
     assert parse_mode("Hybrid") == (HYBRID, "")
     assert parse_mode(None) == (SATURATION, "")
     mode, problem = parse_mode("predictive")
-    assert mode == SATURATION and "expected one of saturation, model, hybrid" in problem
+    assert mode == SATURATION and "expected one of capacity, saturation, model, hybrid" in problem
     assert resolve_mode(None, MODEL) == MODEL and resolve_mode(HYBRID, MODEL) == HYBRID
     assert model_mode([None, HYBRID], HYBRID) == (HYBRID, "")
     mode, why = model_mode([MODEL, HYBRID])

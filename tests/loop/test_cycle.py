@@ -109,7 +109,7 @@ def test_the_simulator_runs_the_same_step_as_serve():
     views = tuple(VariantView(v, 1, 1, (PodMetrics(f"{v.name}-0", 0.9, 7.0, 4.0, 99.0),)) for v in SimConfig().variants)
     obs = Observation(100.0, views, 0)
     expected, _ = step(policy.state, policy.inputs(obs))
-    answered = policy.decide(obs)
+    answered = policy.targets(obs)  # the value KEDA reads; `decide` then runs KEDA and HPA on it
     assert {d.key.name: float(d.desired_replicas) for d in expected.decisions} == \
         {name: t.value for name, t in answered.items()}
     assert policy.state.previous == {d.key: d for d in expected.decisions}

@@ -3,6 +3,8 @@ floor at its SLO. The baselines' own behaviour: tests/sim/test_baselines*.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -32,7 +34,7 @@ def _obs(now: float, a100: tuple[int, int, list[tuple[float, float]]], h100=(0, 
 
 
 def test_kedascaler_asks_for_the_whole_size_in_one_cycle():
-    out = KedascalerPolicy().decide(_obs(0, (2, 2, [(0.95, 30), (0.95, 30)])))
+    out = KedascalerPolicy().targets(_obs(0, (2, 2, [(0.95, 30), (0.95, 30)])))
     assert out["llama-a100"].value + out["llama-h100"].value > 3
 
 
@@ -97,3 +99,27 @@ def test_kedascaler_goes_to_zero_when_idle_and_wakes_on_the_gateway_queue():
     assert run.gateway_wait[late].max() >= cfg.variants[1].startup_delay - 1  # the cold start is paid
     warm = simulate(w, KedascalerPolicy(scale_to_zero=False), cfg)
     assert warm.series["replicas"].sum(axis=1).min() >= 1
+
+
+def test_the_kedascaler_policy_runs_the_hpa_behaviour_the_examples_ship():
+    """The simulator judges kedascaler under the ScaledObject a user installs, not under HPA's defaults."""
+    import yaml
+
+    from kedascaler.sim.keda_hpa import HPAPolicy
+    from kedascaler.sim.scaler_policies import SCALED_OBJECT
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "kubernetes" / "scaledobjects.yaml"
+    shipped = [d for d in yaml.safe_load_all(path.read_text()) if d and d["kind"] == "ScaledObject"]
+    hpa = SCALED_OBJECT.hpa
+
+    def rules(direction: dict) -> tuple[HPAPolicy, ...]:
+        return tuple(HPAPolicy(p["type"], p["value"], float(p["periodSeconds"])) for p in direction["policies"])
+
+    for so in shipped:
+        behavior = so["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+        assert behavior["scaleUp"]["stabilizationWindowSeconds"] == hpa.scale_up_stabilization
+        assert behavior["scaleDown"]["stabilizationWindowSeconds"] == hpa.scale_down_stabilization
+        assert rules(behavior["scaleUp"]) == hpa.scale_up_policies
+        assert rules(behavior["scaleDown"]) == hpa.scale_down_policies
+        assert so["spec"]["cooldownPeriod"] == SCALED_OBJECT.cooldown_period
+    assert KedascalerPolicy().direct and KedascalerPolicy().scaled_object is SCALED_OBJECT

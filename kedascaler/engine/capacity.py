@@ -1,0 +1,142 @@
+"""Capacity mode: size a model for its arrival rate in capacity units, at the cheapest mix per unit of capacity,
+with the hysteresis owned by the engine. Pure; `decide(..., mode=CAPACITY, capacity=CapacityInputs)` calls it.
+
+One cycle, each step recorded in the plan (`CapacityPlan`, in `DecisionSteps.capacity_plan`):
+1. every variant's start-up: configured, else measured (pod created → ready, kept by the cycle), else the default;
+2. the demand (`kedascaler.engine.arrivals`): rate + drain of the backlog, with headroom; the forecast over the
+   start-up horizon for scale-up; the largest need of the hold window for scale-down;
+3. the capacity per replica of every variant at the SLO (`kedascaler.engine.capacity_estimate`);
+4. saturation as the guard, in capacity units: when the ready pods' KV cache leaves less than its spare
+   trigger, the model needs at least what saturation's KV count of those replicas carries;
+5. the cheapest mix covering the demand, with the switching penalty (`kedascaler.engine.mix`);
+6. safety: with missing or stale data no variant goes below its current replicas; make before break (replicas
+   dropped only while the ready capacity that stays covers the demand); the model's floor.
+No usage this cycle (a first read, a failed usage query) or no capacity estimate for any variant: the
+saturation plan, never below the current replicas, with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from kedascaler.engine.arrivals import demand_view
+from kedascaler.engine.capacity_estimate import variant_capacities
+from kedascaler.engine.capacity_types import CapacityInputs, CapacityPlan, CapacitySettings, VariantEvidence
+from kedascaler.engine.mix import cheapest_mix, keep_ready
+from kedascaler.engine.saturation import ModelSaturation, analysed_pods, kv_budget, replicas_needed
+from kedascaler.engine.types import ModelSnapshot, VariantKey
+
+
+@dataclass(frozen=True)
+class CapacityOutcome:
+    """The route's targets, its plan (None when it fell back to saturation) and the reason in numbers."""
+
+    targets: dict[VariantKey, int]
+    plan: CapacityPlan | None
+    note: str  # the fallback's reason ("" when the plan was made)
+
+
+def startup_of(evidence: VariantEvidence | None, settings: CapacitySettings) -> tuple[float, str]:
+    """A variant's start-up (s) and where it comes from: configured, measured, or the default."""
+    if evidence is not None and evidence.startup_configured is not None:
+        return max(0.0, evidence.startup_configured), "configured"
+    if evidence is not None and evidence.startup_s is not None:
+        return max(0.0, evidence.startup_s), "measured"
+    return max(0.0, settings.default_startup), "default"
+
+
+def guard_need(sat: ModelSaturation, snapshot: ModelSnapshot, capacities: Sequence[float]) -> tuple[float, str]:
+    """Saturation's guard in capacity units: when the ready replicas' KV cache leaves less than its spare trigger
+    and saturation's KV count asks for more replicas than are ready, that count × their mean capacity.
+
+    Only the KV signal, and only while no pod queues: it counts the requests running at the current arrivals,
+    not a backlog (a pod burning one down holds a full cache that no new pod can relieve), so the guard never
+    asks twice for the same requests."""
+    cfg = snapshot.config
+    if not sat.replicas or (sat.avg_spare_kv is not None and sat.avg_spare_kv >= cfg.kv_spare_trigger):
+        return 0.0, ""
+    if any(r.queue_length >= cfg.queue_length_threshold for r in sat.replicas):
+        return 0.0, ""  # a cache full of a backlog being burnt down: the pod drains it, new pods cannot
+    ready = [(v.ready_replicas, c) for v, c in zip(snapshot.variants, capacities, strict=True) if v.ready_replicas]
+    count = sum(n for n, _ in ready)
+    needed = replicas_needed(sat.estimated_kv_total, 0.0, cfg)
+    if count <= 0 or needed <= count:
+        return 0.0, ""
+    mean = math.fsum(n * c for n, c in ready) / count
+    return needed * mean, (f"saturation guard: kv {sat.estimated_kv_total:.2f} over a {kv_budget(cfg):g} budget "
+                           f"per replica is {needed} replicas of {mean:.3g} req/s")
+
+
+def _variant_startups(snapshot: ModelSnapshot, inputs: CapacityInputs) -> list[tuple[float, str]]:
+    by_key = {e.key: e for e in inputs.variants}
+    return [startup_of(by_key.get(v.spec.key), inputs.settings) for v in snapshot.variants]
+
+
+def _floor(snapshot: ModelSnapshot, targets: dict[VariantKey, int], floor: int) -> dict[VariantKey, int]:
+    """Raise the model to its floor where it costs least: a variant with ready replicas first (nothing to start),
+    then one with replicas starting, then the cheapest per replica (the floor carries no load to speak of)."""
+    out = dict(targets)
+    order = sorted(snapshot.variants, key=lambda v: (v.ready_replicas == 0, v.current_replicas == 0, v.spec.cost,
+                                                     v.spec.key.name))
+    for v in order:
+        while sum(out.values()) < floor and (v.spec.max_replicas is None or out[v.spec.key] < v.spec.max_replicas):
+            out[v.spec.key] += 1
+        if sum(out.values()) >= floor:
+            break
+    return out
+
+
+def plan_capacity(snapshot: ModelSnapshot, sat: ModelSaturation, inputs: CapacityInputs, floor: int,
+                  saturation_targets: dict[VariantKey, int]) -> CapacityOutcome:
+    """The capacity route for one model (see the module docstring)."""
+    s = inputs.settings
+    variants = list(snapshot.variants)
+    current = {v.spec.key: v.current_replicas for v in variants}
+    startups = _variant_startups(snapshot, inputs)
+    startup = max((t for t, _ in startups), default=s.default_startup)
+    backlog = math.fsum(max(0.0, p.queue_length) for v in variants for p in analysed_pods(v))
+    demand = demand_view(inputs, snapshot.taken_at, backlog, snapshot.gateway_queue, startup)
+    held = {k: max(n, saturation_targets.get(k, n)) for k, n in current.items()}
+    if demand is None:
+        return CapacityOutcome(held, None, "capacity: no usage from the pods yet and nothing waiting (a first read, "
+                                           "or the usage query failed): current replicas held, saturation may add")
+    caps = variant_capacities([v.spec for v in variants], inputs.variants, demand.prompt_tokens, demand.output_tokens,
+                              inputs.itl_ms, inputs.ttft_ms, s, startups)
+    per = [c.per_replica for c in caps]
+    if not any(c > 0 for c in per):
+        return CapacityOutcome(held, None, "capacity: no variant has a capacity estimate ("
+                               + "; ".join(f"{c.key.name}: {c.reason}" for c in caps) + "): current replicas held")
+    guard, guard_note = guard_need(sat, snapshot, per)
+    target = max(demand.target, guard)
+    mix = cheapest_mix(variants, per, target, [t for t, _ in startups], s.switch_horizon, dict(inputs.available))
+    targets = dict(mix.replicas)
+    notes = [mix.note]
+    complete = sat.complete and not sat.stale_variants
+    # no pod reporting while replicas are asked for: the arrivals are not seen (they wait at the gateway)
+    seen = sat.analysed_replicas > 0 or sum(current.values()) == 0
+    if not (complete and seen and demand.measured):
+        why = ("pods without metrics" if not complete else "no pod ready to measure the arrivals" if not seen
+               else "no usage this cycle")
+        targets = {k: max(n, current[k]) for k, n in targets.items()}
+        notes.append(f"data incomplete ({why}): no variant below its current replicas")
+    targets, kept = keep_ready(variants, per, targets, target)
+    if kept:
+        notes.append(f"make before break: {kept} ready replica(s) kept until the new ones are ready")
+    if sum(targets.values()) < floor:
+        targets = _floor(snapshot, targets, floor)
+    cap_of = {v.spec.key: c for v, c in zip(variants, per, strict=True)}
+    plan = CapacityPlan(
+        demand=demand, variants=caps, mix=tuple((v.spec.key, targets[v.spec.key]) for v in variants),
+        mix_capacity=math.fsum(n * cap_of[k] for k, n in targets.items()),
+        mix_cost=math.fsum(targets[v.spec.key] * v.spec.cost for v in variants),
+        current_capacity=math.fsum(v.current_replicas * c for v, c in zip(variants, per, strict=True)),
+        ready_capacity=math.fsum(v.ready_replicas * c for v, c in zip(variants, per, strict=True)),
+        switch_note="; ".join(n for n in notes if n),
+        held=demand.held > max(demand.need, demand.up) * (1 + 1e-9) and demand.held > guard,
+        guard=guard_note if guard > demand.target else "", short=mix.short)
+    return CapacityOutcome(targets, plan, "")
+
+
+__all__ = ["CapacityOutcome", "guard_need", "plan_capacity", "startup_of"]

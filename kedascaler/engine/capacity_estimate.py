@@ -1,0 +1,204 @@
+"""Capacity per replica of each variant at the SLO, in req/s at the model's current request mix. Pure.
+
+The first available of, per variant (`VariantCapacity.source` says which, `reason` why):
+1. **model** — the queueing model (`kedascaler.engine.queueing`) with given (`variantProfile`) or learned α β γ
+   δ, or a one-point model from the ITL and prefill its pods showed while no fit is usable yet: the largest
+   arrival rate one replica carries with its mean ITL and TTFT within the targets *and* at most `miss_budget`
+   of its requests missing them (`kedascaler.engine.tails`: short answers stalled by long prompts, TTFT behind
+   other prefills); without targets, `utilization` × the throughput at its batch limit;
+2. **measured** — the completion rate one of its pods sustained while saturated (queueing or KV-bound),
+   rescaled to the current lengths, × `utilization`: architecture-agnostic, it needs no model at all;
+3. **prior** — a variant that never ran: the model (or measured throughput) of a variant of the same model that
+   did, moved to this variant's accelerator class (`kedascaler.engine.accelerators`) and bounded by its own vLLM
+   limits (max_num_seqs, KV cache), so that it can be chosen on estimated merit and corrected once it runs.
+A measured saturated throughput also caps a model that claims more: a replica never carries more than it
+completed while requests queued at it; and a replica carries at least what it carried well within the targets.
+The capacity used is the median of the last SMOOTH_CYCLES cycles' estimates, so that one odd fit (a window of
+unusual lengths, a refit on few points) moves nothing.
+
+The batch a replica holds is bounded by its KV cache at a high percentile of the batch's total length, not
+the mean: B·m + z·cv·m·√B ≤ KV tokens, m = p + o/2 the mean tokens a request holds over its life, cv the
+coefficient of variation of request lengths (counters give means only: cv is a setting, 1 by default), z the
+normal quantile (1.645: p95). With many requests in the batch this is the mean bound; with few it keeps room
+for the long ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from kedascaler.engine.accelerators import accelerator_class, scaled_kv, scaled_model, speed_ratios
+from kedascaler.engine.capacity_types import CapacitySettings, CapacitySource, VariantCapacity, VariantEvidence
+from kedascaler.engine.perfmodel import DEFAULT_MAX_BATCH_SIZE, PerfModel
+from kedascaler.engine.queueing import ReplicaArrays, max_arrival_rate
+from kedascaler.engine.tails import max_rate_within
+from kedascaler.engine.types import VariantSpec
+
+RESCALE_LIMITS = (0.5, 2.0)  # a saturated throughput measured at other lengths is rescaled at most this much
+SMOOTH_CYCLES = 5  # the capacity used is the median of this many cycles' estimates: one odd fit moves nothing
+
+
+def percentile_batch(max_num_seqs: int, kv_tokens: int | None, prompt: float, output: float,
+                     settings: CapacitySettings) -> int:
+    """The running requests one replica holds: max_num_seqs, or fewer when the KV cache at a high percentile of
+    the batch's total length cannot hold that many (see the module docstring)."""
+    limit = max(0, max_num_seqs)
+    if kv_tokens is None:
+        return limit
+    m = max(1.0, prompt + output / 2.0)
+    spread = max(0.0, settings.length_z * settings.length_cv) * m
+    root = (-spread + math.sqrt(spread * spread + 4.0 * m * kv_tokens)) / (2.0 * m)
+    return max(0, min(limit, math.floor(root * root)))
+
+
+def _bounded(perf: PerfModel, prompt: float, output: float, settings: CapacitySettings) -> PerfModel:
+    """The model with its batch limit at the KV percentile bound (the queueing model then needs no KV size)."""
+    batch = percentile_batch(perf.max_batch_size, perf.kv_capacity_tokens, prompt, output, settings)
+    return replace(perf, max_batch_size=max(1, batch), kv_capacity_tokens=None)
+
+
+def model_capacities(models: Sequence[PerfModel], prompt: float, output: float, itl_ms: float | None,
+                     ttft_ms: float | None, settings: CapacitySettings) -> list[float]:
+    """req/s one replica of each model carries within the targets, in one vectorised call (0: not even one
+    request meets them, or the KV cache holds none); without targets, `utilization` × μ(B)."""
+    if not models:
+        return []
+    bounded = [_bounded(m, prompt, output, settings) for m in models]
+    fits = [percentile_batch(m.max_batch_size, m.kv_capacity_tokens, prompt, output, settings) >= 1 for m in models]
+    arrays = ReplicaArrays.from_models(bounded, prompt, max(1.0, output))
+    if itl_ms is None and ttft_ms is None:
+        found = arrays.peak_rate() * settings.utilization
+    else:
+        found = max_arrival_rate(arrays, np.inf if itl_ms is None else itl_ms,
+                                 np.inf if ttft_ms is None else ttft_ms)
+        found = max_rate_within(arrays, found, itl_ms, ttft_ms, settings.miss_budget, settings.length_cv)
+    return [float(c) if ok and math.isfinite(float(c)) else 0.0 for c, ok in zip(found, fits, strict=True)]
+
+
+def rescaled(evidence: VariantEvidence, prompt: float, output: float, carried: bool = False) -> float | None:
+    """The saturated (or the carried) throughput at the current lengths: × the ratio of tokens per request then
+    and now."""
+    sat = evidence.carried if carried else evidence.saturated
+    if sat is None or sat.per_replica <= 0:
+        return None
+    now = max(1.0, prompt + output)
+    then = max(1.0, sat.prompt_tokens + sat.output_tokens)
+    low, high = RESCALE_LIMITS
+    return sat.per_replica * min(high, max(low, then / now))
+
+
+def _limits(spec: VariantSpec, evidence: VariantEvidence) -> tuple[int, int | None]:
+    return evidence.max_num_seqs or DEFAULT_MAX_BATCH_SIZE, evidence.kv_capacity_tokens
+
+
+def _sibling(spec: VariantSpec, specs: Sequence[VariantSpec], evidence: dict[str, VariantEvidence],
+             own: dict[str, float]) -> tuple[VariantSpec, VariantEvidence] | None:
+    """The variant of the model to borrow from: one with a model (else a measurement), the fastest class first."""
+    def speed(s: VariantSpec) -> float:
+        cls = accelerator_class(s.accelerator)
+        return 0.0 if cls is None else cls.bandwidth_tbs * max(1, s.accelerator_count)
+
+    ranked = sorted((s for s in specs if s.key != spec.key and str(s.key) in evidence),
+                    key=lambda s: (evidence[str(s.key)].perf is None, str(s.key) not in own, -speed(s), s.key.name))
+    for s in ranked:
+        ev = evidence[str(s.key)]
+        if speed_ratios(spec.accelerator, spec.accelerator_count, s.accelerator, s.accelerator_count) is None:
+            continue
+        if ev.perf is not None or str(s.key) in own:
+            return s, ev
+    return None
+
+
+def variant_capacities(specs: Sequence[VariantSpec], evidence: Sequence[VariantEvidence], prompt: float,
+                       output: float, itl_ms: float | None, ttft_ms: float | None, settings: CapacitySettings,
+                       startups: Sequence[tuple[float, str]]) -> tuple[VariantCapacity, ...]:
+    """Capacity per replica of every variant (in `specs` order), each with its source and reason."""
+    by_key = {str(e.key): e for e in evidence}
+    evs = [by_key.get(str(s.key), VariantEvidence(s.key)) for s in specs]
+    with_model = [(i, e.perf) for i, e in enumerate(evs) if e.perf is not None]
+    modelled = dict(zip([i for i, _ in with_model],
+                        model_capacities([m for _, m in with_model], prompt, output, itl_ms, ttft_ms, settings),
+                        strict=True))
+    measured = {str(specs[i].key): m for i, e in enumerate(evs) if (m := rescaled(e, prompt, output)) is not None}
+    # priors: a sibling's model moved to this class, else a sibling's measurement scaled by decode speed
+    prior_models: list[tuple[int, PerfModel, str]] = []
+    prior_measured: dict[int, tuple[float, str]] = {}
+    prior_kv: dict[int, int | None] = {}
+    for i, (spec, ev) in enumerate(zip(specs, evs, strict=True)):
+        if ev.perf is not None or str(spec.key) in measured:
+            continue
+        found = _sibling(spec, specs, by_key, measured)
+        if found is None:
+            continue
+        sib, sib_ev = found
+        ratios = speed_ratios(spec.accelerator, spec.accelerator_count, sib.accelerator, sib.accelerator_count)
+        assert ratios is not None
+        seqs, kv = _limits(spec, ev)
+        if kv is None:
+            lent = sib_ev.kv_capacity_tokens or (sib_ev.perf.kv_capacity_tokens if sib_ev.perf is not None else None)
+            kv = scaled_kv(lent, spec.accelerator, spec.accelerator_count, sib.accelerator, sib.accelerator_count)
+            prior_kv[i] = kv
+        if sib_ev.perf is not None:
+            prior_models.append((i, scaled_model(sib_ev.perf, *ratios, seqs, kv), sib.key.name))
+        elif ratios[0] > 0:
+            prior_measured[i] = (measured[str(sib.key)] * ratios[0] * settings.utilization, sib.key.name)
+    priors = dict(zip([i for i, _, _ in prior_models],
+                      model_capacities([m for _, m, _ in prior_models], prompt, output, itl_ms, ttft_ms, settings),
+                      strict=True))
+    prior_from = {i: name for i, _, name in prior_models}
+    targets = "the ITL/TTFT targets" if itl_ms is not None or ttft_ms is not None else (
+        f"{settings.utilization:g} × its throughput at the batch limit (no SLO targets)")
+    out = []
+    for i, (spec, ev) in enumerate(zip(specs, evs, strict=True)):
+        seqs, kv = _limits(spec, ev)
+        kv = prior_kv.get(i, kv)
+        batch = percentile_batch(seqs, kv, prompt, output, settings)
+        if ev.perf is not None:
+            batch = percentile_batch(ev.perf.max_batch_size, ev.perf.kv_capacity_tokens, prompt, output, settings)
+        startup, startup_source = startups[i]
+        model, meas = modelled.get(i), measured.get(str(spec.key))
+        prior = priors.get(i, prior_measured.get(i, (None, ""))[0])
+        if model is not None:
+            cap, source = model, CapacitySource.MODEL
+            reason = f"queueing model with {ev.perf_source or 'given'} parameters within {targets}"
+            if meas is not None and meas < model:
+                cap = meas
+                reason += f", capped at the {meas:.3g} req/s it completed while saturated"
+        elif meas is not None:
+            cap, source = meas * settings.utilization, CapacitySource.MEASURED
+            reason = (f"{settings.utilization:g} × {meas:.3g} req/s completed per replica while saturated "
+                      f"({ev.perf_reason or 'no usable model'})")
+        elif prior is not None:
+            cap, source = prior, CapacitySource.PRIOR
+            cls = accelerator_class(spec.accelerator)
+            lender = prior_from.get(i) or prior_measured.get(i, (0.0, "?"))[1]
+            reason = (f"never ran: {lender}'s {'model' if i in priors else 'measured throughput'} moved to "
+                      f"{cls.name if cls else spec.accelerator} × {max(1, spec.accelerator_count)}, "
+                      f"max_num_seqs {seqs}, KV {kv if kv is not None else 'unknown'} tokens"
+                      + (" (the lender's, by memory)" if ev.kv_capacity_tokens is None and kv is not None else ""))
+        else:
+            cap, source = 0.0, CapacitySource.NONE
+            why = ev.perf_reason or "no performance parameters"
+            reason = (f"no capacity estimate: {why}; never seen saturated; no variant of the model ran on a known "
+                      f"accelerator class to borrow from (accelerator {spec.accelerator or 'not set'})")
+        carried = rescaled(ev, prompt, output, carried=True)
+        if carried is not None and carried > cap and source != CapacitySource.NONE:
+            reason += f"; raised to the {carried:.3g} req/s a replica carried well within the targets"
+            cap = carried
+        estimate = max(0.0, cap)
+        if ev.recent and source != CapacitySource.NONE:
+            window = sorted((*ev.recent[-(SMOOTH_CYCLES - 1):], estimate))
+            cap = window[len(window) // 2]
+            if abs(cap - estimate) > 1e-9 * max(1.0, estimate):
+                reason += f"; the median of the last {len(window)} cycles' estimates ({estimate:.3g} now)"
+        out.append(VariantCapacity(spec.key, max(0.0, cap), source, reason, estimate, model=model, measured=meas,
+                                   carried=carried, prior=prior, batch_limit=batch, startup_s=startup,
+                                   startup_source=startup_source))
+    return tuple(out)
+
+
+__all__ = ["RESCALE_LIMITS", "SMOOTH_CYCLES", "model_capacities", "percentile_batch", "rescaled", "variant_capacities"]

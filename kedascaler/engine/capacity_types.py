@@ -1,0 +1,169 @@
+"""Capacity mode's vocabulary: what the cycle keeps and hands in, and the plan the engine hands back. Pure data.
+
+In (`CapacityInputs`, built by `kedascaler.loop.capacity` from the cycle state): the model's recent arrivals as
+`DemandSample`s (one per cycle, from the pods' vLLM counters), the needs of past cycles (the hold), and per
+variant the evidence of its capacity (`VariantEvidence`: its performance model, the throughput measured while it
+was saturated, its vLLM limits, its start-up time). Out (`CapacityPlan`, in `DecisionSteps.capacity_plan`): the
+demand in capacity units (`DemandView`), the capacity per replica of every variant and where it comes from
+(`VariantCapacity`), the mix chosen and whether the hysteresis held it.
+
+Units: request rates in requests per second *at the model's current request mix* (its mean prompt and output
+lengths), the common unit in which every variant's capacity is stated; token rates in tokens per second; times
+in seconds; latencies in ms.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from kedascaler.engine.keys import VariantKey
+from kedascaler.engine.perfmodel import PerfModel
+
+
+class CapacitySource(enum.StrEnum):
+    """Where a variant's capacity per replica comes from (the first available, in this order)."""
+
+    MODEL = "model"  # the queueing model at the SLO, with given (variantProfile) or learned α β γ δ
+    MEASURED = "measured"  # the completion rate its pods sustained while saturated (KV-bound or queueing)
+    PRIOR = "prior"  # its vLLM limits and accelerator class, from a variant of the model that ran
+    NONE = "none"  # nothing to go on: the variant is not chosen
+
+
+@dataclass(frozen=True)
+class DemandSample:
+    """One cycle's arrivals of a model, from its pods' counters over the collector's window (kept between cycles)."""
+
+    at: float  # the cycle's clock
+    rate: float  # req/s arriving: Σ completed + Σ backlog growth over the model's pods
+    completed: float  # req/s completed
+    prompt_rate: float  # prompt tokens/s of the completed requests
+    output_rate: float  # output tokens/s
+    window: float  # seconds the rates cover
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """What one pod of a variant completed while saturated (queueing or KV-bound), at the lengths of then."""
+
+    per_replica: float  # req/s
+    prompt_tokens: float  # mean lengths of the requests it completed
+    output_tokens: float
+    at: float
+
+
+@dataclass(frozen=True)
+class VariantEvidence:
+    """What the cycle knows of one variant's capacity and start-up, for the engine to turn into req/s at the SLO."""
+
+    key: VariantKey
+    perf: PerfModel | None = None  # given or learned coefficients, with its batch limit and KV size
+    perf_source: str = ""  # "variantProfile" | "estimated" | "" (none)
+    perf_reason: str = ""  # why perf is None
+    saturated: Throughput | None = None  # the throughput measured while saturated (None: never seen saturated)
+    max_num_seqs: int | None = None  # vLLM --max-num-seqs (the VA's maxBatchSize)
+    kv_capacity_tokens: int | None = None  # num_gpu_blocks × block_size (vllm:cache_config_info)
+    startup_s: float | None = None  # measured: pod created → ready (None: not seen yet)
+    startup_configured: float | None = None  # configured start-up (wins over the measurement)
+    carried: Throughput | None = None  # what one pod carried well within the targets (a replica carries ≥ that)
+    recent: tuple[float, ...] = ()  # the capacity per replica of the last cycles (oldest first): smooths outliers
+
+
+@dataclass(frozen=True)
+class CapacitySettings:
+    """How capacity mode sizes and holds; constant for a run (`--headroom`, `--startup-seconds`, …)."""
+
+    headroom: float = 0.05  # capacity kept above the forecast demand (fraction)
+    short_window: float = 60.0  # s: the recent arrival rate
+    long_window: float = 300.0  # s: the trend's baseline
+    forecast: bool = True  # scale up on the rate forecast over the start-up horizon
+    trend_window: float = 120.0  # s: a rise must follow a line this long to be extrapolated (a step does not)
+    hold_window: float | None = None  # s: scale down to the largest need of this window (None: the start-up time)
+    default_startup: float = 120.0  # s: a variant's start-up before one is measured or configured
+    switch_horizon: float = 900.0  # s: a new replica's start-up is charged over this horizon (switching penalty)
+    length_cv: float = 1.0  # coefficient of variation assumed for request lengths (KV bound at a percentile)
+    length_z: float = 1.645  # the KV bound holds at this normal quantile of the batch's total length (p95)
+    miss_budget: float = 0.0002  # the share of requests a replica may let miss its targets (`engine.tails`)
+    utilization: float = 0.85  # without SLO targets: this fraction of the saturated throughput per replica
+
+
+@dataclass(frozen=True)
+class CapacityInputs:
+    """Everything capacity mode needs for one model beyond the snapshot; built by the cycle from its state."""
+
+    settings: CapacitySettings = field(default_factory=CapacitySettings)
+    history: tuple[DemandSample, ...] = ()  # oldest first, this cycle's last
+    needs: tuple[tuple[float, float], ...] = ()  # (at, need in req/s) of past cycles, oldest first
+    variants: tuple[VariantEvidence, ...] = ()
+    itl_ms: float | None = None  # the service class's targets (None: not constrained)
+    ttft_ms: float | None = None
+    slo_reason: str = ""  # why there are no targets
+    lengths: tuple[float, float] | None = None  # last known mean (prompt, output) tokens when none finished now
+    available: tuple[tuple[str, int], ...] = ()  # accelerators free per type (units); types not listed: unlimited
+
+
+@dataclass(frozen=True)
+class VariantCapacity:
+    """One variant's capacity per replica at the SLO (req/s at the current mix), each candidate, and why."""
+
+    key: VariantKey
+    per_replica: float  # what sizing uses (0: not chosen)
+    source: CapacitySource
+    reason: str
+    estimate: float | None = None  # this cycle's estimate before smoothing (per_replica: the median with recent)
+    model: float | None = None  # the queueing model's answer (None: no usable model)
+    measured: float | None = None  # the saturated throughput, rescaled to the current lengths
+    carried: float | None = None  # what a replica carried well within the targets, rescaled (a lower bound)
+    prior: float | None = None  # the configuration prior
+    batch_limit: int | None = None  # running requests one replica holds (max_num_seqs, KV at a percentile)
+    startup_s: float = 0.0
+    startup_source: str = ""  # "configured" | "measured" | "default"
+
+
+@dataclass(frozen=True)
+class DemandView:
+    """The model's demand in capacity units this cycle, and the hysteresis around it (req/s unless stated)."""
+
+    latest: float  # this cycle's sample
+    short: float  # mean over the short window
+    long: float  # mean over the long window
+    trend: float  # req/s per s: the short window's rise above the long one, per second between their centres
+    forecast: float  # the rate expected one start-up from now (≥ short; = short without a rising trend)
+    prompt_tokens: float  # mean lengths of the current mix
+    output_tokens: float
+    tokens_per_s: float  # prompt + output tokens/s arriving (at the current mix)
+    gateway_queue: float  # requests held at the gateway
+    backlog: float  # requests waiting: at the ready pods and at the gateway
+    drain: float  # req/s to clear the backlog within the drain horizon
+    drain_horizon: float  # s
+    need: float  # now: max(latest, short) + drain, with headroom
+    up: float  # the forecast need: forecast + drain, with headroom
+    held: float  # the largest need over the hold window (what scale-down may not go under)
+    hold_window: float  # s
+    target: float  # what the mix covers: max(need, up, held)
+    measured: bool = True  # False: no usage this cycle (a pod's first read): the short window's rate stands in
+
+
+@dataclass(frozen=True)
+class CapacityPlan:
+    """Capacity mode's plan for one model: demand, capacity per variant, the mix, and the hysteresis."""
+
+    demand: DemandView
+    variants: tuple[VariantCapacity, ...]
+    mix: tuple[tuple[VariantKey, int], ...]  # replicas per variant, snapshot order
+    mix_capacity: float  # Σ replicas × capacity per replica
+    mix_cost: float  # Σ replicas × cost per replica
+    current_capacity: float  # Σ current replicas (ready + starting) × capacity per replica
+    ready_capacity: float
+    switch_note: str = ""  # the switching penalty's account (kept the running variants, or switched)
+    held: bool = False  # the hold kept capacity that the demand of this cycle alone does not need
+    guard: str = ""  # saturation's guard in capacity units ("" when it did not bind)
+    short: bool = False  # the limits do not allow enough capacity
+
+    def replicas(self, key: VariantKey) -> int:
+        """The mix's replicas of one variant."""
+        return next((n for k, n in self.mix if k == key), 0)
+
+
+__all__ = ["CapacityInputs", "CapacityPlan", "CapacitySettings", "CapacitySource", "DemandSample", "DemandView",
+           "Throughput", "VariantCapacity", "VariantEvidence"]

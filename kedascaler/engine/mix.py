@@ -1,0 +1,107 @@
+"""The cheapest integer mix of variants by cost per unit of capacity, with a switching penalty. Pure.
+
+`allocation.allocate` finds the integers N_v in [min_v, max_v] (and within the accelerators free of each type)
+with Σ N_v·capacity_v ≥ demand at the least Σ N_v·cost_v. Two candidates are weighed here:
+- the cheapest mix over every variant with a capacity estimate;
+- the cheapest mix over the variants that run now (replicas asked for, ready or starting),
+each charged Σ_v max(0, N_v − current_v) · cost_v · start-up_v ÷ `switch_horizon`: a replica started is billed
+while it loads, and the saving of a swap must pay that back within the horizon. So one H100 that carries what
+three A100s do wins as soon as it is cheaper, and swapping accelerators for a small gain does not churn.
+
+Then **make before break** (`keep_ready`): replicas that the mix drops are removed only while the ready
+capacity that stays covers the demand; until the new pods are ready, the old ones keep serving.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from kedascaler.engine.allocation import allocate
+from kedascaler.engine.demand import VariantOption
+from kedascaler.engine.types import VariantKey, VariantState
+
+
+@dataclass(frozen=True)
+class Mix:
+    """The chosen replicas per variant, what they carry and cost, and the switching penalty's account."""
+
+    replicas: dict[VariantKey, int]
+    capacity: float
+    cost: float
+    note: str
+    short: bool  # no mix within the limits covers the demand
+
+
+def _options(variants: Sequence[VariantState], only: set[VariantKey] | None) -> list[VariantOption]:
+    out = []
+    for v in variants:
+        s = v.spec
+        high = s.max_replicas
+        if only is not None and s.key not in only:
+            high = max(0, s.min_replicas)
+        out.append(VariantOption(s.key, s.cost, None, s.accelerator, s.accelerator_count, s.min_replicas, high))
+    return out
+
+
+def _cost(variants: Sequence[VariantState], counts: Sequence[int]) -> float:
+    return math.fsum(n * v.spec.cost for v, n in zip(variants, counts, strict=True))
+
+
+def start_penalty(variants: Sequence[VariantState], counts: Sequence[int], startups: Sequence[float],
+                  horizon: float) -> float:
+    """What the replicas this mix starts cost while they load, spread over the horizon (per replica-hour units)."""
+    if horizon <= 0:
+        return 0.0
+    return math.fsum(max(0, n - v.current_replicas) * v.spec.cost * s / horizon
+                     for v, n, s in zip(variants, counts, startups, strict=True))
+
+
+def cheapest_mix(variants: Sequence[VariantState], capacities: Sequence[float], demand: float,
+                 startups: Sequence[float], horizon: float, pool: Mapping[str, int] | None = None) -> Mix:
+    """The mix to run (see the module docstring); `capacities` per replica in `variants` order."""
+    running = {v.spec.key for v in variants if v.current_replicas > 0}
+    candidates: list[tuple[float, int, list[int], bool, str]] = []
+    for rank, only in enumerate((None, running)):
+        if only is not None and (not running or running == {v.spec.key for v in variants}):
+            continue
+        counts, note, short = allocate(max(0.0, demand), _options(variants, only), list(capacities), dict(pool or {}))
+        penalty = start_penalty(variants, counts, startups, horizon)
+        label = "over every variant" if only is None else "over the variants running now"
+        candidates.append((_cost(variants, counts) + penalty, rank if not short else 2 + rank, counts, short,
+                           f"{label}: cost {_cost(variants, counts):g} + start-up {penalty:.3g}"
+                           + (f"; {note}" if note else "")))
+    candidates.sort(key=lambda c: (c[3], c[0], -c[1]))
+    best = candidates[0]
+    counts, short = best[2], best[3]
+    note = best[4]
+    if len(candidates) > 1:
+        other = candidates[1]
+        note = f"{note} (beats {other[4]})"
+    replicas = {v.spec.key: n for v, n in zip(variants, counts, strict=True)}
+    capacity = math.fsum(n * c for n, c in zip(counts, capacities, strict=True))
+    return Mix(replicas, capacity, _cost(variants, counts), note, short)
+
+
+def keep_ready(variants: Sequence[VariantState], capacities: Sequence[float], targets: Mapping[VariantKey, int],
+               demand: float) -> tuple[dict[VariantKey, int], int]:
+    """Make before break: give back replicas the mix drops while the ready capacity that stays is short of the
+    demand (the variants with the most ready capacity per cost first); returns the targets and how many kept."""
+    out = dict(targets)
+
+    def ready_capacity() -> float:
+        return math.fsum(min(out[v.spec.key], v.ready_replicas) * c for v, c in zip(variants, capacities, strict=True))
+
+    kept = 0
+    order = sorted(range(len(variants)), key=lambda i: (-(capacities[i] / max(variants[i].spec.cost, 1e-9)),
+                                                          variants[i].spec.key.name))
+    for i in order:
+        v = variants[i]
+        while ready_capacity() < demand * (1 - 1e-9) and out[v.spec.key] < min(v.current_replicas, v.ready_replicas):
+            out[v.spec.key] += 1
+            kept += 1
+    return out, kept
+
+
+__all__ = ["Mix", "cheapest_mix", "keep_ready", "start_penalty"]

@@ -1,0 +1,137 @@
+"""Capacity mode: demand in capacity units, capacity per variant, the cheapest mix per unit of capacity, the
+engine-owned hold — each step in the decision's `DecisionSteps.capacity_plan`."""
+
+from __future__ import annotations
+
+from kedascaler.engine import decide
+from kedascaler.engine.accelerators import accelerator_class, speed_ratios
+from kedascaler.engine.arrivals import demand_view, rising_trend
+from kedascaler.engine.capacity_estimate import percentile_batch, variant_capacities
+from kedascaler.engine.capacity_types import (
+    CapacityInputs,
+    CapacitySettings,
+    CapacitySource,
+    DemandSample,
+    Throughput,
+    VariantEvidence,
+)
+from kedascaler.engine.perfmodel import PerfModel
+from kedascaler.engine.queueing import ReplicaArrays
+from kedascaler.engine.tails import miss_share
+from kedascaler.engine.types import Route, ScalingMode
+from tests.engine.builders import by_key, key, snapshot, variant
+
+NOW = 600.0
+A100 = PerfModel(11.5, 0.02, 11.5, 0.066, 256, 459_000)  # step times of an 8B model on an A100 (ms)
+SETTINGS = CapacitySettings(default_startup=90.0)
+
+
+def history(*rates: float, end: float = NOW, every: float = 15.0, lengths: tuple[float, float] = (220, 200)
+            ) -> tuple[DemandSample, ...]:
+    """One sample per cycle, the last at `end`: req/s arriving, with completions at that rate."""
+    start = end - every * (len(rates) - 1)
+    return tuple(DemandSample(start + i * every, r, r, r * lengths[0], r * lengths[1], every)
+                 for i, r in enumerate(rates))
+
+
+def inputs(*rates: float, perf: dict[str, PerfModel] | None = None, settings: CapacitySettings = SETTINGS,
+           needs: tuple[tuple[float, float], ...] = (), **evidence: VariantEvidence) -> CapacityInputs:
+    found = dict(evidence)
+    for name, model in (perf or {}).items():
+        found[name] = VariantEvidence(key(name), model, "variantProfile", startup_configured=90.0)
+    return CapacityInputs(settings, history(*rates), needs, tuple(found.values()), 50.0, 1000.0)
+
+
+def test_demand_is_the_arrival_rate_and_a_step_shows_in_its_first_cycle():
+    d = demand_view(inputs(*[3.0] * 8, 30.0), NOW, 0.0, None, 90.0)
+    assert d is not None and d.latest == 30.0
+    assert d.short < 15 and d.need >= 30.0 * 0.9  # the step, not the window's mean, sizes this cycle
+    assert d.trend == 0.0  # a step is not a ramp: nothing extrapolated
+
+
+def test_a_ramp_is_forecast_one_start_up_ahead():
+    d = demand_view(inputs(*[2.0 + i for i in range(9)]), NOW, 0.0, None, 90.0)
+    assert d is not None and d.trend > 0 and d.forecast > d.short
+    assert rising_trend(history(3, 3, 3, 3, 20, 20, 20, 20, 20), NOW, 121.0) == 0.0
+
+
+def test_the_gateway_queue_drains_over_a_start_up_and_a_pods_own_queue_asks_for_no_new_pod():
+    d = demand_view(inputs(*[10.0] * 8), NOW, 90.0, 90.0, 90.0)
+    assert d is not None and d.backlog == 180.0 and d.gateway_queue == 90.0
+    assert abs(d.drain - 1.0) < 1e-9  # the gateway's 90 over the 90 s a new replica needs; the pods' 90 stay put
+
+
+def test_no_usage_this_cycle_keeps_the_last_rate_and_is_marked_unmeasured():
+    past = CapacityInputs(SETTINGS, history(10.0, 10.0, end=NOW - 15.0))
+    d = demand_view(past, NOW, 0.0, None, 90.0)
+    assert d is not None and not d.measured and d.latest == 10.0
+
+
+def test_kv_holds_a_high_percentile_of_the_batch_not_the_mean():
+    mean = int(459_000 // (1155 + 211 / 2))
+    assert percentile_batch(1024, 459_000, 1155, 211, SETTINGS) < mean
+    assert percentile_batch(1024, 459_000, 1155, 211, CapacitySettings(length_z=0.0)) == mean
+
+
+def test_tails_grow_with_the_rate_and_with_long_prompts():
+    rows = ReplicaArrays.from_models([A100, A100], [220, 2000], [200, 150])
+    light, heavy = miss_share(rows, [1.0, 1.0], 50.0, 1000.0), miss_share(rows, [25.0, 25.0], 50.0, 1000.0)
+    assert (heavy >= light).all() and heavy[1] > heavy[0]
+
+
+def test_a_variant_that_never_ran_gets_an_estimate_from_its_sibling_and_its_class():
+    specs = [variant("a100", accelerator="A100", cost=20).spec, variant("h100", accelerator="H100", cost=40).spec]
+    found = variant_capacities(specs, [VariantEvidence(key("a100"), A100, "estimated")], 220, 200, 50.0, 1000.0,
+                               SETTINGS, [(90.0, "configured")] * 2)
+    a100, h100 = found
+    assert a100.source == CapacitySource.MODEL and h100.source == CapacitySource.PRIOR
+    assert h100.per_replica > a100.per_replica and "never ran" in h100.reason and "A100" not in h100.reason[:0]
+    ratios = speed_ratios("H100", 1, "A100", 1)
+    assert ratios is not None and ratios[0] > 1.5 and accelerator_class("nvidia-h100-80gb-hbm3").name == "H100"
+
+
+def test_nothing_to_go_on_is_said_not_guessed():
+    specs = [variant("tpu", accelerator="v5e").spec]
+    (found,) = variant_capacities(specs, [], 220, 200, 50.0, 1000.0, SETTINGS, [(90.0, "default")])
+    assert found.source == CapacitySource.NONE and found.per_replica == 0 and "no capacity estimate" in found.reason
+
+
+def test_a_saturated_throughput_caps_a_model_that_claims_more():
+    sat = Throughput(5.0, 220, 200, NOW)
+    specs = [variant("a100", accelerator="A100").spec]
+    (found,) = variant_capacities(specs, [VariantEvidence(key("a100"), A100, "estimated", saturated=sat)],
+                                  220, 200, 50.0, 1000.0, SETTINGS, [(90.0, "default")])
+    assert found.per_replica == 5.0 and "saturated" in found.reason
+
+
+def _decide(snap, cap, previous=None):
+    return by_key(decide(snap, previous or {}, mode=ScalingMode.CAPACITY, capacity=cap))
+
+
+def test_one_h100_beats_three_a100s_when_it_is_cheaper_per_unit_of_capacity():
+    h100 = PerfModel(7.0, 0.013, 7.0, 0.03, 1024, 448_000)
+    snap = snapshot(variant("a100", accelerator="A100", cost=20, current=3, loads=[(0.2, 0)] * 3),
+                    variant("h100", accelerator="H100", cost=40, current=0), taken_at=NOW)
+    out = _decide(snap, inputs(*[75.0] * 8, perf={"a100": A100, "h100": h100}))  # A100 ≈ 36, H100 ≈ 91 req/s
+    plan = out["a100"].steps.capacity_plan
+    assert plan is not None and out["a100"].steps.route == Route.CAPACITY
+    assert out["h100"].desired_replicas == 1  # the H100 carries 75 req/s for less than three A100s
+    assert out["a100"].desired_replicas == 3  # make before break: the A100s serve until the H100 is ready
+    assert "make before break" in plan.switch_note and "per replica" in out["a100"].reason.message
+
+
+def test_a_small_saving_does_not_swap_accelerators():
+    h100 = PerfModel(7.0, 0.013, 7.0, 0.03, 1024, 448_000)
+    snap = snapshot(variant("a100", accelerator="A100", cost=20, current=2, loads=[(0.2, 0)] * 2),
+                    variant("h100", accelerator="H100", cost=40, current=0), taken_at=NOW)
+    out = _decide(snap, inputs(*[60.0] * 8, perf={"a100": A100, "h100": h100}))
+    assert out["h100"].desired_replicas == 0 and out["a100"].desired_replicas == 2  # 40 = 40: no start-up paid
+
+
+def test_the_hold_keeps_the_largest_need_of_one_start_up():
+    snap = snapshot(variant("a100", accelerator="A100", cost=20, current=3, loads=[(0.1, 0)] * 3), taken_at=NOW)
+    need = ((NOW - 60.0, 80.0),)
+    held = _decide(snap, inputs(*[5.0] * 8, perf={"a100": A100}, needs=need))["a100"]
+    assert held.desired_replicas == 3 and held.steps.capacity_plan.held
+    after = _decide(snap, inputs(*[5.0] * 8, perf={"a100": A100}, needs=((NOW - 120.0, 80.0),)))["a100"]
+    assert after.desired_replicas == 1  # the need is older than the start-up: down in one step
