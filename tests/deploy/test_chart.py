@@ -188,10 +188,10 @@ def test_deployment_is_hardened_and_probes_grpc_health():
     assert not any(a.startswith("--tls") for a in container["args"])
 
 
-@pytest.mark.parametrize("mode", ["saturation", "model", "hybrid"])
+@pytest.mark.parametrize("mode", ["capacity", "saturation", "model", "hybrid"])
 def test_scaling_mode_value_becomes_the_serve_flag(mode):
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert values["scalingMode"] == "hybrid"
+    assert values["scalingMode"] == "capacity"  # the default, as serve's
     objects, _ = render_chart(CHART, {"scalingMode": mode})
     (deploy,) = [o for _, o in objects if o["kind"] == "Deployment"]
     (container,) = deploy["spec"]["template"]["spec"]["containers"]
