@@ -16,6 +16,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -243,13 +244,14 @@ def setup_lines(runs: list[RunResult]) -> list[str]:
             "× bound: cost ÷ oracle's (instant start, no headroom: the lower bound)."]
 
 
-def _json_safe(obj):
+def json_safe(obj: Any) -> Any:
+    """`obj` with every non-finite float as None (JSON has no NaN or infinity), nested dicts and lists too."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     return obj
 
 
@@ -281,7 +283,7 @@ def write_report(out: Path, workload: Workload, runs: list[RunResult], scores: l
         "predictions": {r.policy: [x._asdict() for x in r.predictions] for r in runs if r.predictions},
         "learning": {r.policy: r.learning for r in runs if r.learning},
     }
-    (out / "results.json").write_text(json.dumps(_json_safe(results), indent=1))
+    (out / "results.json").write_text(json.dumps(json_safe(results), indent=1))
     slo = runs[0].slo if runs else None
     lines = [f"# Simulation: {workload.name}", "",
              f"{len(workload)} requests over {workload.duration:.0f} s. {workload.description}", ""]
@@ -312,6 +314,6 @@ def write_report(out: Path, workload: Workload, runs: list[RunResult], scores: l
 
 
 # The sizing sections live in `kedascaler.sim.report_sizing`; re-exported for the CLI and the tests.
-__all__ = ["BOUND", "REFERENCE", "AfterWarmup", "Score", "learning_notes", "learning_table", "prediction_table",
-           "reaction_times", "run_setup", "score", "score_runs", "setup_lines", "sizing_sections", "table",
-           "with_ratios", "write_report"]
+__all__ = ["BOUND", "REFERENCE", "AfterWarmup", "Score", "json_safe", "learning_notes", "learning_table",
+           "prediction_table", "reaction_times", "run_setup", "score", "score_runs", "setup_lines", "sizing_sections",
+           "table", "with_ratios", "write_report"]

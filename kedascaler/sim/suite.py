@@ -31,7 +31,7 @@ from kedascaler.sim.policies import (
     policy_settings,
     workload_capacity,
 )
-from kedascaler.sim.report import BOUND, REFERENCE, score_runs
+from kedascaler.sim.report import BOUND, REFERENCE, json_safe, score_runs
 from kedascaler.sim.scenarios import SUITE, SUITE_NAMES, Scenario, suite_scenario
 from kedascaler.sim.simulator import simulate
 
@@ -144,20 +144,10 @@ def run_suite(scenarios: Sequence[Scenario] = SUITE, policies: Sequence[str] | N
     return [done[sc.name] for sc in scenarios]
 
 
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
 def suite_data(results: Sequence[ScenarioResult], settings: SuiteSettings, policies: Sequence[str],
                runtime_s: float, jobs: int) -> dict[str, Any]:
     """What suite.json holds: the settings, the scenarios and a row per scenario × policy."""
-    return _json_safe({
+    return json_safe({
         "suite": {"seed": settings.seed, "startup_delay_s": settings.startup_delay,
                   "scrape_interval_s": settings.scrape_interval, "tick_s": settings.tick, "slo": asdict(settings.slo),
                   "policies": list(policies), "reference": reference_policy(policies), "bound": BOUND,
