@@ -16,23 +16,13 @@ from typing import Any
 
 import yaml
 
-from kedascaler.spec.config import (
-    COST_CONFIGMAP,
-    SATURATION_CONFIGMAPS,
-    SERVICECLASS_CONFIGMAP,
-    parse_cost_configmap,
-    parse_saturation_configmap,
-)
-from kedascaler.spec.inventory import InventoryState, build_inventory
+from kedascaler.spec.inventory import SCALER_CONFIGMAPS, InventoryState, build_inventory, configmap_or_last_good
 from kedascaler.spec.problems import Problem
-from kedascaler.spec.serviceclass import parse_serviceclass_configmap
 
 log = logging.getLogger("kedascaler.inventory")
 
 
 _YAML_SUFFIXES = (".yaml", ".yml")
-_CONFIGMAPS = {**{name: parse_saturation_configmap for name in SATURATION_CONFIGMAPS},
-               COST_CONFIGMAP: parse_cost_configmap, SERVICECLASS_CONFIGMAP: parse_serviceclass_configmap}
 Documents = list[tuple[str, Mapping[str, Any]]]
 
 
@@ -163,20 +153,14 @@ class FileInventory:
         for source, doc in docs:
             meta = doc.get("metadata")
             name = meta.get("name") if isinstance(meta, Mapping) else None
-            parse = _CONFIGMAPS.get(name) if doc.get("kind") == "ConfigMap" and isinstance(name, str) else None
-            if parse is None or not isinstance(name, str):
+            if doc.get("kind") != "ConfigMap" or not isinstance(name, str) or name not in SCALER_CONFIGMAPS:
                 out.append((source, doc))
                 continue
-            _, found = parse(doc, source)
-            if not found:
-                self._last_good_cm[name] = doc
-                out.append((source, doc))
-                continue
-            last = self._last_good_cm.get(name)
+            chosen, found, last = configmap_or_last_good(name, doc, source, self._last_good_cm)
             keeping = ("; keeping the last good version until it is fixed" if last is not None
                        else "; no earlier good version: valid fields are used, the rest default")
             problems += [replace(p, message=p.message + keeping) for p in found]
-            out.append((source, last if last is not None else doc))
+            out.append((source, chosen))
         return out, problems
 
 

@@ -26,14 +26,15 @@ from kedascaler.sources.kube_watch import Reflector, WatchedResource
 from kedascaler.spec.config import (
     API_GROUP,
     API_VERSION,
-    COST_CONFIGMAP,
-    SATURATION_CONFIGMAPS,
-    SERVICECLASS_CONFIGMAP,
     VA_KIND,
-    parse_cost_configmap,
-    parse_saturation_configmap,
 )
-from kedascaler.spec.inventory import InventoryState, build_inventory, without_static_targets
+from kedascaler.spec.inventory import (
+    SCALER_CONFIGMAPS,
+    InventoryState,
+    build_inventory,
+    configmap_or_last_good,
+    without_static_targets,
+)
 from kedascaler.spec.problems import Problem
 from kedascaler.spec.variant import SCALED_OBJECT_API_VERSION, SCALED_OBJECT_KIND
 
@@ -170,7 +171,7 @@ class KubernetesInventory:
         self._lock = threading.Lock()
         self._dirty = True
         self._state = InventoryState()
-        self._last_good: dict[str, dict] = {}  # ConfigMap name -> last version that parsed cleanly
+        self._last_good: dict[str, Mapping[str, Any]] = {}  # ConfigMap name -> last version that parsed cleanly
         self._reported_bad: set[tuple[str, str]] = set()  # (name, resourceVersion) already logged
         self._last_counts: tuple[int, int] = (-1, -1)
         self._pods_generation = 0
@@ -223,12 +224,11 @@ class KubernetesInventory:
         problems: list[Problem] = []
         for cm in sorted(self.configmaps.items(), key=lambda o: o["metadata"]["name"]):
             name = cm["metadata"]["name"]
-            if name not in (*SATURATION_CONFIGMAPS, COST_CONFIGMAP, SERVICECLASS_CONFIGMAP):
+            if name not in SCALER_CONFIGMAPS:
                 continue
             chosen, found = self._good_or_last_good(cm)
             problems += found
-            if chosen is not None:
-                docs.append((self._source(chosen), chosen))
+            docs.append((self._source(chosen), chosen))
         for va in self.variantautoscalings.items():
             docs.append((self._source(va), va))
         for so in self.scaledobjects.items() if self.scaledobjects is not None else ():
@@ -248,22 +248,12 @@ class KubernetesInventory:
         meta = obj.get("metadata") or {}
         return f"{meta.get('namespace', '')}/{obj.get('kind')}/{meta.get('name')}"
 
-    def _good_or_last_good(self, cm: dict) -> tuple[dict | None, list[Problem]]:
+    def _good_or_last_good(self, cm: dict) -> tuple[Mapping[str, Any], list[Problem]]:
         """The ConfigMap if it parses cleanly; else its last good version (if any), with the problems."""
         name = cm["metadata"]["name"]
-        source = self._source(cm)
-        if name == COST_CONFIGMAP:
-            _, found = parse_cost_configmap(cm, source)
-        elif name == SERVICECLASS_CONFIGMAP:
-            from kedascaler.spec.serviceclass import parse_serviceclass_configmap
-
-            _, found = parse_serviceclass_configmap(cm, source)
-        else:
-            _, found = parse_saturation_configmap(cm, source)
+        chosen, found, last = configmap_or_last_good(name, cm, self._source(cm), self._last_good)
         if not found:
-            self._last_good[name] = cm
             return cm, []
-        last = self._last_good.get(name)
         rv = cm["metadata"].get("resourceVersion", "")
         keeping = (f"; keeping the last good version (resourceVersion {last['metadata'].get('resourceVersion')})"
                    if last is not None else "; no earlier good version: valid fields are used, the rest default")
@@ -272,7 +262,7 @@ class KubernetesInventory:
             self._reported_bad.add((name, rv))
             for problem in problems:
                 log.warning("invalid ConfigMap: %s", problem)
-        return (last if last is not None else cm), problems
+        return chosen, problems
 
     # -- Workloads --
     def deployment(self, spec: VariantSpec) -> dict | None:

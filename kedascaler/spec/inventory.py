@@ -6,7 +6,7 @@ one `InventoryState`; the file and Kubernetes inventories share it. Pure: no I/O
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -61,6 +61,26 @@ class InventoryState:
     def static_targets(self) -> dict[VariantKey, tuple[str, ...]]:
         """Local mode: the metrics URLs listed on each VA (the annotation), for the VAs that list some."""
         return {v.key: v.metrics_endpoints for v in self.variants if v.metrics_endpoints}
+
+
+# The scaler's own ConfigMaps by name, with the parser of each.
+SCALER_CONFIGMAPS: dict[str, Callable[[Mapping[str, Any], str], tuple[object, tuple[Problem, ...]]]] = {
+    **{name: parse_saturation_configmap for name in SATURATION_CONFIGMAPS},
+    COST_CONFIGMAP: parse_cost_configmap, SERVICECLASS_CONFIGMAP: parse_serviceclass_configmap}
+
+
+def configmap_or_last_good(name: str, doc: Mapping[str, Any], source: str, last_good: dict[str, Mapping[str, Any]]
+                           ) -> tuple[Mapping[str, Any], tuple[Problem, ...], Mapping[str, Any] | None]:
+    """One of the scaler's ConfigMaps (`SCALER_CONFIGMAPS`), kept in force across a bad edit: (the version to use,
+    its problems, the last good version used instead). A version that validates is remembered in `last_good`
+    (the caller's, per inventory) and used; one that does not gives way to the last good version, or is used
+    for its valid fields when there is none."""
+    _, found = SCALER_CONFIGMAPS[name](doc, source)
+    if not found:
+        last_good[name] = doc
+        return doc, (), None
+    last = last_good.get(name)
+    return (last if last is not None else doc), tuple(found), last
 
 
 def without_static_targets(state: InventoryState, source_of: Mapping[VariantKey, str] | None = None,
