@@ -112,8 +112,12 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     push.add_argument("--activation-insecure", action="store_true",
                       help="allow the activation endpoint on a non-loopback address with no token: anyone who "
                            "reaches the port can wake models")
+    push.add_argument("--gateway-queue", action="store_true",
+                      help="wake cold models on the gateway's queue (llm-d EndpointPicker flow control), read from "
+                           "--prometheus-url each cycle; a model the gateway's metrics never mention is not known, "
+                           "so it is kept warm")
     push.add_argument("--activation-prometheus-url", type=http_url,
-                      help="where to read the gateway's queue for cold models (default: --prometheus-url)")
+                      help="read the gateway's queue from this Prometheus instead (implies --gateway-queue)")
     push.add_argument("--activation-query", help="PromQL for requests waiting per model at the gateway, one series "
                       "per target_model_name (default: llm-d router v0.10's llm_d_epp_flow_control_queue_size, else "
                       "the older inference_extension_flow_control_queue_size, in one query)")
@@ -128,6 +132,11 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
                             "Prometheus token); default: the --activation-query for every model")
     add_observe_arguments(serve)
     return serve
+
+
+def no_wake_up_warning() -> str:
+    return ("scale to zero is on but nothing can wake a model at zero (no --gateway-queue, no --activation-port): "
+            "every model is kept warm; give one of them, or --no-scale-to-zero to say so")
 
 
 def check_serve_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -147,6 +156,13 @@ def check_serve_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
                      f"({args.max_streams}): unary calls (GetMetrics, IsActive) need room beside the streams")
     args.prometheus_token = _token(parser, "--prometheus-token-file", args.prometheus_token_file)
     args.activation_token = _token(parser, "--activation-token-file", args.activation_token_file)
+    if args.activation_prometheus_url:
+        args.gateway_queue = True
+    if args.gateway_queue and not args.prometheus_url:
+        parser.error("--gateway-queue reads the gateway's queue from Prometheus: give --prometheus-url "
+                     "(or --activation-prometheus-url URL)")
+    if args.activation_query and not args.gateway_queue:
+        parser.error("--activation-query is the gateway-queue query: give --gateway-queue too")
     if args.activation_port is None:
         for flag, given in (("--activation-host", args.activation_host),
                             ("--activation-token-file", args.activation_token_file),
@@ -282,7 +298,9 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
     metrics = obs.instrument(metrics)
 
     inbox = ActivationInbox() if args.activation_port is not None else None
-    activation_url = args.activation_prometheus_url or args.prometheus_url
+    activation_url = (args.activation_prometheus_url or args.prometheus_url) if args.gateway_queue else None
+    if not args.no_scale_to_zero and activation_url is None and inbox is None:
+        log.warning(no_wake_up_warning())
     activation = None
     if activation_url:
         activation = PrometheusActivationSource(

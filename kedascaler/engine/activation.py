@@ -43,7 +43,7 @@ def load_now(snapshot: ModelSnapshot) -> tuple[str, float] | None:
 def missing_data(snapshot: ModelSnapshot) -> str | None:
     """What activation data is missing this cycle (None: all of it is here), in words for the reason."""
     if snapshot.gateway_queue is None:
-        return "gateway queue not known (no activation source, or its query failed)"
+        return "gateway queue not known (the model is not seen in the gateway's metrics, or the query failed)"
     stale = [v.spec.key.name for v in snapshot.variants if not v.metrics_fresh]
     if stale:
         return "metrics not fresh for " + ", ".join(stale)

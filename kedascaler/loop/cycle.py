@@ -164,7 +164,7 @@ def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleStat
     collect, counters = with_usage(inputs.collect, state.counters, config.forget_counters_after)
     samples = assign_samples(collect.samples, specs)
     snapshots = build_snapshots(specs, inputs.statuses, samples, collect,
-                                inputs.inventory.saturation.for_model, inputs.now)
+                                inputs.inventory.saturation.for_model, inputs.now, state.previous)
     if config.gateway or config.pushes:  # else nothing could wake a model at zero: keep every model warm
         reading = inputs.gateway if config.gateway else None
         if config.gateway and reading is None:
@@ -194,7 +194,7 @@ def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleStat
                                               {v.key: v for v in inputs.inventory.variants}, inputs.now)
     decisions: list[Decision] = []
     for snap in snapshots:
-        plan = plans.get((snap.namespace, snap.model_id)) if wanted is None else None
+        plan = plans.get((snap.namespace, snap.model_id))  # a wake-up cycle: the last full cycle's plan
         try:
             if plan is not None and plan.mode == CAPACITY and config.planner is not None:
                 decisions += decide(snap, state.previous, mode=CAPACITY,

@@ -12,7 +12,15 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from kedascaler.engine.types import ModelSnapshot, PodMetrics, SaturationConfig, VariantKey, VariantSpec, VariantState
+from kedascaler.engine.types import (
+    Decision,
+    ModelSnapshot,
+    PodMetrics,
+    SaturationConfig,
+    VariantKey,
+    VariantSpec,
+    VariantState,
+)
 from kedascaler.sources.base import CollectResult, PodSample, ScrapeTarget, WorkloadStatus
 from kedascaler.sources.gateway import ActivationReading, ModelRef
 from kedascaler.spec.variant import VariantAutoscaling
@@ -107,10 +115,24 @@ def assign_samples(samples: Sequence[PodSample], specs: Sequence[VariantSpec]) -
     return out
 
 
+def expected_replicas(previous: Decision | None) -> int:
+    """The replicas a variant runs by now, as far as the last cycle knew: those it counted, or fewer when
+    it asked for fewer (HPA follows the answer); 0 with no previous decision."""
+    if previous is None:
+        return 0
+    return max(0, min(previous.current_replicas, previous.desired_replicas))
+
+
 def build_snapshots(state_variants: Sequence[VariantSpec], statuses: Mapping[VariantKey, WorkloadStatus | None],
                     samples: Mapping[VariantKey, list[PodSample]], collect: CollectResult,
-                    saturation_for: Callable[[str, str], SaturationConfig], now: float) -> list[ModelSnapshot]:
-    """Join specs, replica counts and pod metrics into one immutable snapshot per (namespace, model)."""
+                    saturation_for: Callable[[str, str], SaturationConfig], now: float,
+                    previous: Mapping[VariantKey, Decision] | None = None) -> list[ModelSnapshot]:
+    """Join specs, replica counts and pod metrics into one immutable snapshot per (namespace, model).
+
+    With no workload source (Prometheus-only local mode) the pods reporting are all the scaler sees, so
+    fewer of them than the variant should run is missing data, not a smaller fleet: the variant counts
+    `expected_replicas(previous)` ready replicas, and the silent ones are ready pods without metrics."""
+    previous = previous or {}
     failed = set(collect.failed_pods)
     global_failure = bool(collect.errors) and not collect.failed_pods
     groups: dict[tuple[str, str], list[VariantState]] = defaultdict(list)
@@ -120,8 +142,8 @@ def build_snapshots(state_variants: Sequence[VariantSpec], statuses: Mapping[Var
             for s in sorted(samples.get(spec.key, ()), key=lambda s: s.pod)
         )
         status = statuses.get(spec.key)
-        if status is None:  # no workload source (Prometheus-only local mode): the pods reporting are the replicas
-            current = ready = len(pods)
+        if status is None:  # no workload source (Prometheus-only local mode): at least the pods reporting
+            current = ready = max(len(pods), expected_replicas(previous.get(spec.key)))
         else:
             current, ready = status.current_replicas, status.ready_replicas
         # Not fresh when the source failed as a whole (Prometheus down), or every pod of this variant failed.

@@ -12,7 +12,8 @@ At zero replicas a model has no pods to report load, so demand shows up only out
   `llm_d_epp_flow_control_pool_saturation` per pool and stage: prefill, decode, effective). A VariantAutoscaling
   may override the query with `spec.scaleToZero.activationQuery` (one extra query per distinct override, its
   result summed). `GatewayMetricsSource` reads the same metrics straight from a router's /metrics (the
-  emulator's). Any failure gives None for the models concerned — "not known", never "idle".
+  emulator's). Any failure gives None for the models concerned — "not known", never "idle" — and so does a
+  model the answer never mentions: "never seen" is unknown, not an empty queue.
 - a gateway or router calls `POST /v1/activate/{namespace}/{model}` (`kedascaler.server.activate`) on a
   request for a cold model: the `ActivationInbox` records the time and wakes the reconcile loop at once.
 
@@ -26,7 +27,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -121,7 +122,8 @@ class _Rows:
         signals = {m: EppSignals(self.signals[m[1]].get(INFLIGHT_TOKENS_METRIC),
                                  self.signals[m[1]].get(REQUEST_RUNNING_METRIC))
                    for m in models if m[1] in self.signals}
-        return ActivationReading(_finish(models, found, errors), tuple(errors), queries,
+        seen = {*found, *self.signals}
+        return ActivationReading(_finish(models, found, errors, seen), tuple(errors), queries,
                                  {m: generation[m[1]] for m in models if m[1] in generation},
                                  signals, dict(self.pools))
 
@@ -134,10 +136,19 @@ class ActivationSource(Protocol):
     def close(self) -> None: ...
 
 
-def _finish(models: Sequence[ModelRef], found: Mapping[str, float], errors: list[str]) -> dict[ModelRef, float | None]:
-    """A model absent from a successful answer has an empty queue; a NaN one is not known."""
+def _finish(models: Sequence[ModelRef], found: Mapping[str, float], errors: list[str],
+            seen: Collection[str] | None = None) -> dict[ModelRef, float | None]:
+    """Each model's queue: its value; 0 for a model the gateway knows (`seen`: it has other router series)
+    with no queue series; None ("not known") for a model never seen in the answer, or a NaN or negative one.
+
+    "Never seen" is not "empty": a router that does not export the model (flow control off, not scraped, a
+    rewritten model name) must not let it go to zero, where nothing else could wake it."""
+    seen = found.keys() if seen is None else seen
     queues: dict[ModelRef, float | None] = {}
     for model in models:
+        if model[1] not in found and model[1] not in seen:
+            queues[model] = None
+            continue
         value = found.get(model[1], 0.0)
         if not math.isfinite(value) or value < 0:
             errors.append(f"gateway queue of {model[1]} is {value}: not known this cycle")
@@ -189,9 +200,9 @@ class PrometheusActivationSource:
                 generation.update(part.generation)
                 signals.update(part.signals)
                 pools.update(part.pool_saturation)
-            else:  # an override: whatever it answers, summed, is that model's queue
+            else:  # an override: whatever it answers, summed, is that model's queue (no series: not known)
                 total = sum(v for _, v in rows)
-                queues.update(_finish(members, {m[1]: total for m in members}, errors))
+                queues.update(_finish(members, {m[1]: total for m in members} if rows else {}, errors))
         return ActivationReading(queues, tuple(errors), len(groups), generation, signals, pools)
 
     def close(self) -> None:

@@ -103,6 +103,8 @@ def test_kubeconfig_with_inventory_is_an_error_not_ignored(tmp_path):
     (["--max-streams", "500", "--max-concurrent-rpcs", "400"], ("--max-concurrent-rpcs",)),
     (["--prometheus-token-file", "/no/such/token", "--prometheus-url", "http://p:9090"],
      ("--prometheus-token-file",)),
+    (["--gateway-queue"], ("--gateway-queue", "--prometheus-url")),
+    (["--activation-query", "sum(q)", "--prometheus-url", "http://p:9090"], ("--activation-query", "--gateway-queue")),
 ])
 def test_unsafe_or_inconsistent_serve_flags_exit_2_naming_the_flag(args, needles):
     assert_one_line_error(run("serve", "--inventory", "examples/local", *args), 2, *needles)

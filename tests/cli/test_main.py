@@ -181,3 +181,28 @@ spec:
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "Traceback" not in output, output[-3000:]
+
+
+@pytest.mark.parametrize("wake_up, warned", [([], True), (["--activation-port", "0"], False)])
+def test_serve_warns_when_scale_to_zero_has_nothing_to_wake_a_model(wake_up, warned):
+    """Scale to zero is on by default; with no gateway queue and no push endpoint nothing could wake a model at
+    zero, so every model is kept warm, and serve says so (and how to fix it) instead of staying silent."""
+    proc = subprocess.Popen([*KEDASCALER, "serve", "--inventory", "examples/local", "--port", str(free_port()),
+                             "--metrics-port", "0", "--interval", "30", *wake_up],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "kedascaler.decisions" in line or len(lines) > 40:  # the first cycle ran; the warning came before
+                break
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=30)
+    output = "".join(lines) + rest
+    assert proc.returncode == 0, output[-3000:]
+    found = "nothing can wake a model at zero" in output
+    assert found == warned, output[-3000:]
+    if warned:
+        assert "--gateway-queue" in output and "--activation-port" in output

@@ -25,6 +25,7 @@ VARIANTS = {
     "tls": {"tls.enabled": True, "tls.secretName": "my-tls"},
     "one-namespace": {"watch.namespace": "llm", "watch.labelSelector": "team=a"},
     "scale-to-zero": {"scaleToZero.activationPort": 8081, "scaleToZero.idleWindowSeconds": 120},
+    "push-only": {"scaleToZero.activationPort": 8081, "scaleToZero.gatewayQueue": False},
     "always-warm": {"scaleToZero.enabled": False},
     "dashboard": {"grafanaDashboard.enabled": True, "metrics.serviceMonitor.enabled": True},
     "replicas": {"replicaCount": 3},
@@ -87,6 +88,7 @@ def test_the_rendered_args_start_the_scaler(variant):
     if not args.no_scale_to_zero:
         assert args.idle_window == overrides.get("scaleToZero.idleWindowSeconds", 300)
     assert args.activation_port == overrides.get("scaleToZero.activationPort")
+    assert args.gateway_queue is (not args.no_scale_to_zero and overrides.get("scaleToZero.gatewayQueue", True))
     assert bool(args.tls_cert) is bool(overrides.get("tls.enabled"))
     assert args.scaledobjects is bool(overrides.get("scaledObjects.enabled"))
 

@@ -47,15 +47,17 @@ LOAD = (0.55, 0.0, 6.0)
 RECOVERY_CYCLES = 3  # healed cycles run at most, waiting for a fresh one
 
 
-def documents():
-    def va(name, accelerator, cost):
-        return ("test", {
-            "apiVersion": "llmd.ai/v1alpha1", "kind": "VariantAutoscaling",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {"scaleTargetRef": {"kind": "Deployment", "name": name}, "modelID": "meta/llama",
-                     "accelerator": accelerator, "variantCost": str(cost), "minReplicas": 1, "maxReplicas": 8},
-        })
-    return [va("llama-h100", "H100", 40), va("llama-a100", "A100", 20)]
+def documents(profiles: bool = False):
+    """Two variants; `profiles`: each with a variantProfile (so capacity mode has a capacity per replica)."""
+    def va(name, accelerator, cost, alpha, beta):
+        spec = {"scaleTargetRef": {"kind": "Deployment", "name": name}, "modelID": "meta/llama",
+                "accelerator": accelerator, "variantCost": str(cost), "minReplicas": 1, "maxReplicas": 8}
+        if profiles:
+            spec["variantProfile"] = {"maxBatchSize": 256, "perfParms": {
+                "decodeParms": {"alpha": alpha, "beta": beta}, "prefillParms": {"gamma": 20.0, "delta": 0.0005}}}
+        return ("test", {"apiVersion": "llmd.ai/v1alpha1", "kind": "VariantAutoscaling",
+                         "metadata": {"name": name, "namespace": NS}, "spec": spec})
+    return [va("llama-h100", "H100", 40, 7.0, 0.035), va("llama-a100", "A100", 20, 11.0, 0.06)]
 
 
 def pod_names(key: VariantKey) -> list[str]:
@@ -353,3 +355,53 @@ async def test_a_real_prometheus_stopped_then_restarted(tmp_path):
         await channel.close()
         await server.stop(0)
         pods.stop()
+
+
+@pytest.mark.parametrize("mode", [None, "saturation", "capacity", "hybrid", "model"])
+async def test_fewer_pods_reporting_holds_in_every_mode(mode):
+    """Local inventory + Prometheus (no workload source: the pods that report are all the scaler sees). At constant
+    load, 5 pods report, then 3, then 1: the vanished pods are missing data, not a smaller fleet, so the desired
+    count holds at the last good decision in every scaling mode; a decision that the scaler itself lowered is
+    followed once the pods are gone."""
+    from kedascaler.loop.planner import PlannerSettings
+
+    clock = Clock()
+    metrics = FakeMetrics({p: LOAD for k in CURRENT for p in pod_names(k)}, clock).start()
+    source = PrometheusSource(metrics.url, timeout=0.5, window="5s")
+    reconciler = Reconciler(StaticInventory.from_documents(documents(profiles=True)), source, DecisionBoard(),
+                            workloads=None,
+                            clock=clock, planner=None if mode is None else PlannerSettings(mode))
+    try:
+        def cycle() -> dict[VariantKey, Decision]:
+            clock.now += INTERVAL
+            return {d.key: d for d in reconciler.run_once().decisions}
+
+        good = cycle()
+        assert all(not d.stale for d in good.values()), [d.reason for d in good.values()]
+        metrics.mode = "missing-pods"
+        for missing in ({pod_names(A100)[0], pod_names(H100)[0]},
+                        {*pod_names(A100)[:2], pod_names(H100)[0], pod_names(H100)[1]}):
+            metrics.missing = missing
+            for _ in range(3):
+                decided = cycle()
+                for key in CURRENT:
+                    assert decided[key].desired_replicas >= good[key].desired_replicas, (mode, decided[key].reason)
+
+        # Every pod back, now idle: the scaler lowers the A100 variant; once HPA removed the pods it let go,
+        # the scaler counts the ones left and holds nothing.
+        metrics.mode, metrics.missing = "ok", set()
+        metrics.pods = {p: (0.02, 0.0, 0.0) for p in metrics.pods}
+        metrics.usage = {p: {"completed": 0.0, "prompt_tokens": 0.0, "output_tokens": 0.0} for p in metrics.pods}
+        for _ in range(8):
+            decided = cycle()
+            if decided[A100].desired_replicas < CURRENT[A100]:
+                break
+        kept = decided[A100].desired_replicas
+        assert kept < CURRENT[A100], decided[A100].reason.message
+        metrics.mode, metrics.missing = "missing-pods", set(pod_names(A100)[kept:])
+        after = cycle()[A100]
+        assert (after.current_replicas, after.ready_replicas) == (kept, kept), after.reason
+        assert not after.stale and after.desired_replicas <= kept, after.reason
+    finally:
+        source.close()
+        metrics.stop()

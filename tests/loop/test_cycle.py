@@ -114,3 +114,39 @@ def test_the_simulator_runs_the_same_step_as_serve():
         {name: t.value for name, t in answered.items()}
     assert policy.state.previous == {d.key: d for d in expected.decisions}
     assert sum(d.desired_replicas for d in expected.decisions) > 2  # both saturated: the model grows
+
+
+def profiled(name: str, accelerator: str, cost: float, alpha: float, beta: float) -> tuple[str, dict]:
+    return ("test", {"apiVersion": "llmd.ai/v1alpha1", "kind": "VariantAutoscaling",
+                     "metadata": {"name": name, "namespace": NS},
+                     "spec": {"scaleTargetRef": {"kind": "Deployment", "name": name}, "modelID": A,
+                              "accelerator": accelerator, "variantCost": str(cost), "minReplicas": 0,
+                              "maxReplicas": 10, "variantProfile": {"maxBatchSize": 256, "perfParms": {
+                                  "decodeParms": {"alpha": alpha, "beta": beta},
+                                  "prefillParms": {"gamma": 20.0, "delta": 0.0005}}}}})
+
+
+@pytest.mark.parametrize("mode", ["capacity", "hybrid", "model", "saturation"])
+def test_a_wake_up_cycle_decides_a_model_as_a_full_cycle_would(mode):
+    """A push wakes a model at zero between cycles: that cycle takes the model's SLO plan (its mode, its route,
+    its variants), the one the next full cycle takes too — not a saturation-only answer the next cycle undoes."""
+    from kedascaler.loop.planner import PlannerSettings
+    from kedascaler.spec.inventory import build_inventory
+
+    inventory = build_inventory([profiled("a-h100", "H100", 40.0, 7.0, 0.035),
+                                 profiled("a-a100", "A100", 20.0, 11.0, 0.06)])
+    assert not inventory.problems
+    at_zero = {v.key: WorkloadStatus(0, 0) for v in inventory.variants}
+    state = CycleState(CycleConfig(idle_window=60.0, pushes=True, planner=PlannerSettings(mode)))
+    report, state = step(state, CycleInputs(inventory, at_zero, CollectResult(), 100.0, pushed={}))
+    assert all(not d.active and d.desired_replicas == 0 for d in report.decisions)
+    pushed = {(NS, A): 130.0}
+    woken, _ = step(state, CycleInputs(inventory, at_zero, CollectResult(), 130.0, pushed=pushed,
+                                       models=frozenset({(NS, A)})))
+    full, _ = step(state, CycleInputs(inventory, at_zero, CollectResult(), 130.0, pushed=pushed))
+
+    def seen(report):
+        return [(d.key, d.desired_replicas, d.active, d.steps.route, d.steps.taken, d.steps.capacity_plan is None)
+                for d in report.decisions]
+    assert sum(d.desired_replicas for d in woken.decisions) >= 1
+    assert seen(woken) == seen(full)

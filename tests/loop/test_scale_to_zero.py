@@ -202,6 +202,32 @@ async def test_a_failing_gateway_reader_never_scales_a_model_to_zero(fleet):
         assert "missing data never turns a model inactive" in decision.reason.message
 
 
+async def test_a_model_the_gateway_never_reports_never_goes_to_zero(fleet):
+    """The gateway's metric is read, but this model is not in it (flow control off, the router not scraped, a
+    rewritten model name): "never seen" is not an empty queue, so the model is never put where nothing could
+    wake it."""
+    from kedascaler.sources.gateway import DEFAULT_ACTIVATION_QUERY, PrometheusActivationSource
+
+    prom = FakePrometheus({DEFAULT_ACTIVATION_QUERY: [({"target_model_name": "another/model"}, 0.0)]})
+    gateway = PrometheusActivationSource(prom.url)
+    scrape = DirectScrapeSource(timeout=2.0)
+    try:
+        reconciler = Reconciler(StaticInventory(build_inventory(documents())), scrape, DecisionBoard(), fleet,
+                                clock=lambda: fleet.now, activation=gateway)
+        fleet.deployment(L40S.name).set_replicas(1)
+        fleet.advance(STARTUP)
+        for _ in range(10):  # 150 s without a request, over the 60 s idle window
+            fleet.advance(15.0)
+            report = reconciler.run_once()
+        decided = {d.key: d for d in report.decisions}
+        assert decided[L40S].active and decided[L40S].desired_replicas == 1, decided[L40S].reason.message
+        assert "not seen in the gateway's metrics" in decided[L40S].reason.message
+    finally:
+        scrape.close()
+        gateway.close()
+        prom.close()
+
+
 # --- the gateway reader and the per-VA settings ---
 
 class FakePrometheus:
@@ -257,7 +283,8 @@ def test_one_batched_query_for_all_models_errors_are_not_known_never_idle():
     try:
         models = [("llm", "org/a"), ("llm", "org/b"), ("llm", "c"), ("llm", "d")]
         reading = source.read(models, {("llm", "c"): override, ("llm", "d"): "broken("})
-        assert reading.queues == {("llm", "org/a"): 3.0, ("llm", "org/b"): 0.0, ("llm", "c"): 2.0, ("llm", "d"): None}
+        # org/b is absent from the answer, never seen at the gateway: not known, like a failed query
+        assert reading.queues == {("llm", "org/a"): 3.0, ("llm", "org/b"): None, ("llm", "c"): 2.0, ("llm", "d"): None}
         assert reading.queries == 3 and len(prom.queries) == 3
         assert any("broken(" in e for e in reading.errors)
         prom.queries.clear()

@@ -62,7 +62,8 @@ def test_an_llm_d_v010_router_is_read_from_its_metrics_endpoint(routers):
     finally:
         source.close()
     assert reading.errors == ()
-    assert reading.queues == {NEW: 3.0, busy: 0.0, ("llm", "idle/model"): 0.0}
+    # busy: the router knows it (requests running), nothing queued; idle/model: never seen, so not known
+    assert reading.queues == {NEW: 3.0, busy: 0.0, ("llm", "idle/model"): None}
     assert reading.generation[NEW] == EPP_QUEUE_METRIC
     assert reading.signals[busy].requests_running == 6.0 and reading.signals[busy].inflight_tokens > 0
     assert reading.signals[NEW].inflight_tokens == 3 * 150.0  # queued at the router: prompt plus output
