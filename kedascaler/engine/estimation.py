@@ -242,6 +242,27 @@ def choose_perf(user: Coefficients | None, estimated: PerfEstimate | None, *,
     return None, f"no variantProfile.perfParms and no usable estimate ({why})"
 
 
+MAX_PREFILL_SHARE = 0.9  # a pod that carried its load spent less than this share of its time prefilling
+
+
+def prefill_stall(itl_ms: float, prefill_ms: float, rate: float) -> tuple[float, float]:
+    """(ρ, e) from one window of a pod that carried `rate` req/s with mean ITL `itl_ms` and mean prefill
+    `prefill_ms`: ρ the share of its time spent on prompts, e the ms one prompt adds to the step it joins.
+
+    The prefill a request measures is not its own work under load: it is the step it joined — a decode step,
+    and the prompts of every request admitted with it (its own and the ≈ λ·P that arrived during the step
+    before). Two equations from the same window pin both down: the ITL is the decode step stretched by the
+    prompts, ITL = step / (1 − ρ), and the prefill is that step plus the prompts in it,
+    P = step + e·(1 + λ·P), with ρ = λ·e. So ρ = (P − ITL) / (1/λ + P − ITL) and e = ρ / λ (times in ms,
+    λ in req/ms); at light load e → P − ITL. Reading P − ITL as one prompt's work instead charged each prompt
+    the others' too: 3× an A100's δ at 24 req/s, a capacity that fell as the load rose."""
+    excess = max(0.0, prefill_ms - itl_ms)
+    lam = max(0.0, rate) / 1000.0
+    stall = excess / (1.0 + lam * excess)
+    share = min(MAX_PREFILL_SHARE, lam * stall)
+    return share, (share / lam if lam > 0 and share < lam * stall else stall)
+
+
 def prefill_mode_for(source: str) -> str:
     """The PerfModel prefill mode that goes with coefficients from `source` (see the module docstring)."""
     return EFFECTIVE if source == ParameterSource.ESTIMATED else MIXED

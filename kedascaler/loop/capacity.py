@@ -24,7 +24,7 @@ from kedascaler.engine.capacity_types import (
     Throughput,
     VariantEvidence,
 )
-from kedascaler.engine.estimation import prefill_mode_for
+from kedascaler.engine.estimation import MAX_PREFILL_SHARE, prefill_mode_for, prefill_stall
 from kedascaler.engine.perfmodel import DEFAULT_MAX_BATCH_SIZE, EFFECTIVE, MIXED, Estimated, PerfModel, perf_model
 from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey
 from kedascaler.loop.planner import PlannerState, variant_parameters
@@ -202,14 +202,20 @@ def one_point(point: Point, batch: int | None, kv: int | None, decode: tuple[flo
               prefill: tuple[float, float] | None = None) -> PerfModel | None:
     """A model from what the pods showed in one window, with a usable fitted line in place of either half.
 
-    Prefill: the line through (p, prefill) with γ = min(prefill, ITL) (a busy pod's prefill includes the decodes
-    of its steps: on the safe side). Decode, as step times (`mixed`): the ITL seen less the share of the prefill
-    stalls at the load it carried (ρ = rate · δ·p), on a line that reaches the compute roofline at the batch
-    limit B — a decode step does the compute of one prompt token per running request, so ITL(B) ≥ B·δ — and is
-    flat when the point is above it (memory-bound). A fitted line is effective (stalls inside): with one, the
-    model is `effective`."""
+    Prefill, with no fitted decode line: the line through (p, prefill) with γ = min(prefill, ITL) (a busy pod's
+    prefill includes the decodes of its steps: on the safe side). Decode, as step times (`mixed`): the ITL seen
+    less the share of the prefill stalls at the load it carried (ρ = rate · δ·p), on a line that reaches the
+    compute roofline at the batch limit B — a decode step does the compute of one prompt token per running
+    request, so ITL(B) ≥ B·δ — and is flat when the point is above it (memory-bound). A fitted line is effective
+    (stalls inside): with one, the model is `effective`, and the prefill half is the stall one prompt adds to the
+    step it joins (`estimation.prefill_stall`: under load a request's prefill also holds the prompts admitted
+    with it, so P − ITL read as one prompt's work made the capacity fall as the load rose), per prompt token δ,
+    on the decode line's intercept γ = α̂ (a prompt joins a decode step)."""
     if prefill is not None:
         gamma, delta = prefill
+    elif decode is not None:  # the window's own stall per prompt token, on the fitted decode line's intercept
+        _, stall = prefill_stall(point.itl_ms, point.prefill_ms, point.rate)
+        gamma, delta = decode[0], stall / max(1.0, point.prompt_tokens)
     else:
         gamma = min(point.prefill_ms, point.itl_ms)
         delta = max(0.0, (point.prefill_ms - gamma) / max(1.0, point.prompt_tokens))
@@ -217,7 +223,7 @@ def one_point(point: Point, batch: int | None, kv: int | None, decode: tuple[flo
         alpha, beta = decode
         mode = EFFECTIVE
     else:
-        share = min(0.9, max(0.0, point.rate * delta * point.prompt_tokens / 1000.0))
+        share = min(MAX_PREFILL_SHARE, max(0.0, point.rate * delta * point.prompt_tokens / 1000.0))
         step = point.itl_ms * (1.0 - share)
         limit = float(batch or DEFAULT_MAX_BATCH_SIZE)
         roof = max(step, limit * delta)
