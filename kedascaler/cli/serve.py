@@ -256,12 +256,14 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
                         "and may this ServiceAccount list it?); serving what is known and retrying")
         cleanups.append(elector.stop)
         elector.start()
+        cleanups.append(status_writer.close)  # what waits is written before the lease is given up
         inventory = kube
         after_cycle = (status_writer, elector)
         if not args.no_pod_deletion_cost:
             from kedascaler.actuate.deletion_cost import DeletionCostWriter
 
-            deletion = DeletionCostWriter(kube.api_client)
+            deletion = DeletionCostWriter(kube.api_client, leading=lambda: elector.is_leader)
+            cleanups.append(deletion.close)
     token = args.prometheus_token
     ca_file = str(args.prometheus_ca_file) if args.prometheus_ca_file else None
     metrics: MetricsSource
@@ -320,11 +322,12 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
         if after_cycle is not None and kube is not None:
             writer, elector = after_cycle
             if elector.is_leader:  # every replica answers KEDA; only the leader writes status and events
-                # on wake-up cycles, plans and parameters are the last full cycle's
-                writer.write(report.decisions, kube.current(), kube.missing_targets(),
-                             plans=reconciler.plans, parameters=reconciler.parameters)
+                # in the writers' own threads (this is the event loop); on wake-up cycles, plans and parameters
+                # are the last full cycle's
+                writer.submit(report.decisions, kube.current(), kube.missing_targets(),
+                              plans=reconciler.plans, parameters=reconciler.parameters)
                 if deletion is not None:  # before the target drops: the emptiest pods are deleted first
-                    deletion.write(report.decisions, report.snapshots)
+                    deletion.submit(report.decisions, report.snapshots)
 
     loop_task = asyncio.create_task(reconciler.run_forever(args.interval, on_cycle=on_cycle))
     try:
