@@ -230,6 +230,7 @@ async def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
 async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
                  cleanups: list[Callable[[], None]]) -> int:
+    from kedascaler.kits.clock import SteadyClock
     from kedascaler.loop.board import DecisionBoard
     from kedascaler.loop.inbox import ActivationInbox
     from kedascaler.loop.planner import PlannerSettings
@@ -241,6 +242,7 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
     from kedascaler.sources.gateway import DEFAULT_ACTIVATION_QUERY, PrometheusActivationSource
 
     tls = tls_config(args, parser)
+    clock = SteadyClock()  # every age and timer on one clock that wall-clock jumps never move (kits/clock.py)
     after_cycle = None
     kube = None
     deletion = None
@@ -270,11 +272,11 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
     if args.prometheus_url:
         from kedascaler.sources.prometheus import PrometheusSource
 
-        metrics = PrometheusSource(args.prometheus_url, bearer_token=token, ca_file=ca_file)
+        metrics = PrometheusSource(args.prometheus_url, bearer_token=token, ca_file=ca_file, clock=clock)
     else:
         from kedascaler.sources.scrape import DirectScrapeSource
 
-        metrics = DirectScrapeSource()
+        metrics = DirectScrapeSource(clock=clock)
     cleanups.append(metrics.close)
     obs = Observability.from_args(args, configure_logs=False)
     cleanups.append(obs.stop)
@@ -283,7 +285,7 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
         log.info("/metrics on port %d", metrics_port)
     metrics = obs.instrument(metrics)
 
-    inbox = ActivationInbox() if args.activation_port is not None else None
+    inbox = ActivationInbox(clock=clock) if args.activation_port is not None else None
     activation_url = args.activation_prometheus_url or args.prometheus_url
     activation = None
     if activation_url:
@@ -294,7 +296,7 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
     board = DecisionBoard()
     planner = PlannerSettings(args.scaling_mode, refit_interval=args.refit_interval,
                               capacity=capacity_settings(args))
-    reconciler = Reconciler(inventory, metrics, board, kube,
+    reconciler = Reconciler(inventory, metrics, board, kube, clock,
                             idle_window=None if args.no_scale_to_zero else args.idle_window,
                             activation=activation, inbox=inbox, planner=planner,
                             activation_queries=args.allow_activation_queries)
@@ -308,7 +310,7 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
         cleanups.append(activation_server.close)
         _started("the activation endpoint", activation_server.start)
     server = ScalerServer(board, port=args.port, tls=tls, stale_after=args.stale_after, interceptors=obs.interceptors,
-                          max_streams=args.max_streams, max_concurrent_rpcs=args.max_concurrent_rpcs)
+                          max_streams=args.max_streams, max_concurrent_rpcs=args.max_concurrent_rpcs, clock=clock)
     try:
         port_bound = await server.start()
     except (OSError, ValueError) as exc:
