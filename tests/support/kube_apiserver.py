@@ -11,7 +11,7 @@ compaction).
 Tests drive it directly too: `put`/`delete` objects, `compact()` history, `drop_watches()` (cut every watch
 connection mid-stream), `send_bookmarks()`, `stall()` (every request from then on waits, unanswered, until
 `unstall()`; then its connection is closed), `hold_patches()` (status PATCHes wait until `release_patches()`),
-and read `requests` to count calls.
+`patch_delay_s` (every status PATCH takes that long: a slow API server), and read `requests` to count calls.
 
 kubectl works against it too (`kube_discovery`): discovery (`/version`, `/api`, `/apis`, each group/version's
 resources with short names), server-side tables for `kubectl get` (a custom resource's columns from its applied
@@ -135,6 +135,7 @@ class FakeApiServer:
         self.unstalled.set()
         self.patches_released = threading.Event()
         self.patches_released.set()
+        self.patch_delay_s = 0.0
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -494,6 +495,8 @@ class _Handler(BaseHTTPRequestHandler):
         ctype = self.headers.get("Content-Type", "")
         if status_sub and not self.api.patches_released.is_set():
             self.api.patches_released.wait(timeout=60)
+        if status_sub and self.api.patch_delay_s:
+            time.sleep(self.api.patch_delay_s)
         if "apply-patch" in ctype:
             self._apply(kind, ns, name or "", status_sub, query)
             return
