@@ -8,21 +8,24 @@ metrics showed, and its KV cache in use — so the emptiest pods go first and fe
 
 `deletion_costs` is pure (decisions and snapshots in, a cost per pod out); `DeletionCostWriter` patches only the
 pods of variants that are scaling down, only when the order changed since it last wrote it, at most once per
-variant per `min_interval_s`, each call with a timeout. RBAC: `patch` on `pods` (the chart grants it when
-`podDeletionCost.enabled`). Off (`serve --no-pod-deletion-cost`): no writer, nothing patched.
+variant per `min_interval_s`, each call with a timeout. `submit` (what `serve` calls on its event loop) hands a
+cycle to the writer's own thread and returns at once: the loop never waits on the API server. RBAC: `patch`
+on `pods` (the chart grants it when `podDeletionCost.enabled`). Off (`serve --no-pod-deletion-cost`): no
+writer, nothing patched.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import kubernetes.client
 from kubernetes.client.exceptions import ApiException
 
 from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey
+from kedascaler.kits.latest import LatestOnly
 
 log = logging.getLogger("kedascaler.actuate.deletion_cost")
 
@@ -67,18 +70,48 @@ def _order(costs: tuple[PodCost, ...]) -> tuple[str, ...]:
     return tuple(c.pod for c in costs)
 
 
+@dataclass(frozen=True)
+class _Cycle:
+    """One cycle for the writer's thread: decisions by VA, snapshots by model (merged with one still waiting)."""
+
+    decisions: Mapping[VariantKey, Decision]
+    snapshots: Mapping[tuple[str, str], ModelSnapshot]
+
+
+def _merge(waiting: _Cycle, new: _Cycle) -> _Cycle:
+    return _Cycle({**waiting.decisions, **new.decisions}, {**waiting.snapshots, **new.snapshots})
+
+
 class DeletionCostWriter:
     """Patches `controller.kubernetes.io/pod-deletion-cost` on the pods of variants that scale down."""
 
     def __init__(self, api_client: kubernetes.client.ApiClient, *, min_interval_s: float = 30.0,
-                 timeout_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 timeout_s: float = 5.0, clock: Callable[[], float] = time.monotonic,
+                 leading: Callable[[], bool] | None = None) -> None:
+        """`leading()`: whether this replica may write now (the leader elector), asked by `submit`'s thread."""
         self.core = kubernetes.client.CoreV1Api(api_client)
         self.min_interval_s = min_interval_s
         self.timeout_s = timeout_s
         self.clock = clock
+        self.leading = leading
+        self._worker: LatestOnly[_Cycle] = LatestOnly(self._write_cycle, name="pod-deletion-cost", merge=_merge)
         self._written: dict[VariantKey, tuple[tuple[str, ...], float]] = {}  # order last written, and when
         self.patches = 0  # pods annotated, in all
         self.protected = 0  # requests on pods ranked after the emptiest (what the order protects), in all
+
+    def submit(self, decisions: Iterable[Decision], snapshots: Iterable[ModelSnapshot]) -> None:
+        """`write` in the writer's own thread: returns at once; at most one cycle waits (merged by VA and model)."""
+        self._worker.submit(_Cycle({d.key: d for d in decisions}, {(s.namespace, s.model_id): s for s in snapshots}))
+
+    def wait_idle(self, timeout: float) -> bool:
+        return self._worker.wait_idle(timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._worker.close(timeout)
+
+    def _write_cycle(self, cycle: _Cycle) -> None:
+        if self.leading is None or self.leading():
+            self.write(cycle.decisions.values(), cycle.snapshots.values())
 
     def write(self, decisions: Iterable[Decision], snapshots: Iterable[ModelSnapshot]) -> int:
         """Annotate the pods of every shrinking variant whose order changed; returns the pods patched."""

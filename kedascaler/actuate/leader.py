@@ -1,8 +1,14 @@
 """Leader election with a coordination.k8s.io/v1 Lease, so that one replica writes VA status and Events.
 
 Like client-go's: a lease is expired when its record has not changed for `lease_seconds` as seen by *our*
-clock (no trust in other nodes' clocks); updates carry the resourceVersion read, so two candidates racing
-for the same lease get one 200 and one 409 Conflict. Every replica still serves gRPC: only writes need a leader.
+monotonic clock (no trust in other nodes' clocks, none in our wall clock's jumps); updates carry the
+resourceVersion read, so two candidates racing for the same lease get one 200 and one 409 Conflict. Every
+replica still serves gRPC: only writes need a leader.
+
+Leadership ends `renew_deadline_s` after the last renewal that succeeded (measured from when it was sent),
+whatever the renewing thread is doing: a black-holed API server that never answers cannot keep `is_leader`
+true, and the deadline (default ⅔ of the lease) ends before any other candidate may take the lease. Every
+call has a timeout (`request_timeout_s`), so the thread gets to try again.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import kubernetes.client
@@ -39,28 +46,47 @@ def micro_time(seconds: float) -> str:
 
 
 class LeaderElector:
-    """`try_acquire_or_renew(now)` once per cycle; True while this identity holds the lease."""
+    """`try_acquire_or_renew()` every `retry_period_s` (`start()` runs it in a thread); `is_leader` while it holds."""
 
     def __init__(self, api_client: kubernetes.client.ApiClient, namespace: str, name: str, identity: str,
-                 lease_seconds: int = 15) -> None:
+                 lease_seconds: int = 15, *, renew_deadline_s: float | None = None,
+                 retry_period_s: float | None = None, request_timeout_s: float | None = None,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+        """client-go's defaults, scaled to the lease: renew deadline ⅔ of it (10 s of 15), a try every 2/15 of it
+        (2 s), each call within min(5 s, ½ the deadline). `clock`: the monotonic clock of every timer; `wall`:
+        the times written into the Lease (for people reading it)."""
         self.coordination = kubernetes.client.CoordinationV1Api(api_client)
         self.namespace = namespace
         self.name = name
         self.identity = identity
         self.lease_seconds = lease_seconds
-        self.is_leader = False
+        self.renew_deadline_s = renew_deadline_s if renew_deadline_s is not None else lease_seconds * 2 / 3
+        self.retry_period_s = retry_period_s if retry_period_s is not None else lease_seconds * 2 / 15
+        if not 0 < self.retry_period_s < self.renew_deadline_s < lease_seconds:
+            raise ValueError(f"leader election needs 0 < retry period ({self.retry_period_s:g} s) < renew deadline "
+                             f"({self.renew_deadline_s:g} s) < lease duration ({lease_seconds} s)")
+        self.request_timeout_s = request_timeout_s or min(5.0, self.renew_deadline_s / 2)
+        self.clock = clock
+        self.wall = wall
+        self._renewed_at: float | None = None  # when (our clock) the last successful renewal was sent
         self._observed: tuple[Any, ...] | None = None  # the other holder's record as last seen
         self._observed_at = 0.0  # when (our clock) that record last changed
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def is_leader(self) -> bool:
+        """True while the last successful renewal is younger than the renew deadline."""
+        renewed = self._renewed_at
+        return renewed is not None and self.clock() - renewed < self.renew_deadline_s
+
     def start(self, renew_every_s: float | None = None) -> LeaderElector:
-        """Try and renew in a daemon thread every `renew_every_s` (default a third of the lease); read `is_leader`."""
-        period = renew_every_s or self.lease_seconds / 3
+        """Try and renew in a daemon thread every `renew_every_s` (default `retry_period_s`); read `is_leader`."""
+        period = renew_every_s or self.retry_period_s
 
         def loop() -> None:
             while not self._stop.is_set():
-                self.try_acquire_or_renew(time.time())
+                self.try_acquire_or_renew()
                 self._stop.wait(period)
 
         if self._thread is None:
@@ -72,13 +98,14 @@ class LeaderElector:
         """Stop renewing and give the lease up."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(5.0)
+            self._thread.join(2 * self.request_timeout_s + 1.0)
             self._thread = None
         self.release()
 
     def _read(self) -> dict[str, Any] | None:
         try:
-            response = self.coordination.read_namespaced_lease(self.name, self.namespace, _preload_content=False)
+            response = self.coordination.read_namespaced_lease(self.name, self.namespace, _preload_content=False,
+                                                               _request_timeout=self.request_timeout_s)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -86,33 +113,44 @@ class LeaderElector:
         lease: dict[str, Any] = json.loads(_raw(response).data)
         return lease
 
-    def _spec(self, now: float, acquire_time: str | None, transitions: int) -> dict[str, Any]:
+    def _spec(self, acquire_time: str | None, transitions: int) -> dict[str, Any]:
+        wall = self.wall()
         return {"holderIdentity": self.identity, "leaseDurationSeconds": self.lease_seconds,
-                "acquireTime": acquire_time or micro_time(now), "renewTime": micro_time(now),
+                "acquireTime": acquire_time or micro_time(wall), "renewTime": micro_time(wall),
                 "leaseTransitions": transitions}
 
-    def try_acquire_or_renew(self, now: float) -> bool:
-        """Take the lease if it is free or expired, renew it if ours; False when someone else holds it."""
-        was = self.is_leader
+    def try_acquire_or_renew(self, now: float | None = None) -> bool:
+        """Take the lease if it is free or expired, renew it if ours; False when someone else holds it.
+
+        `now`: this try's reading of `clock` (default: read it). A try that cannot reach the API server keeps
+        the leadership until the renew deadline of the last renewal that succeeded, and returns `is_leader`."""
+        now = self.clock() if now is None else now
+        was = self._renewed_at is not None and now - self._renewed_at < self.renew_deadline_s
         try:
-            self.is_leader = self._attempt(now)
-        except Exception as exc:  # noqa: BLE001 - cannot reach the API: not safe to act as leader
+            held = self._attempt(now)
+        except Exception as exc:  # noqa: BLE001 - cannot reach the API: leading only until the deadline
+            held = None
             log.warning("leader election: cannot read or write Lease %s/%s: %s", self.namespace, self.name, exc)
-            self.is_leader = False
-        if self.is_leader != was:
-            log.info("leader election: %s %s the lease %s/%s", self.identity,
-                     "acquired" if self.is_leader else "lost", self.namespace, self.name)
-        return self.is_leader
+        if held:
+            self._renewed_at = now  # as sent: others saw the record change no earlier than this
+        elif held is False:
+            self._renewed_at = None  # someone else holds it
+        leading = self._renewed_at is not None and now - self._renewed_at < self.renew_deadline_s
+        if leading != was:
+            log.info("leader election: %s %s the lease %s/%s%s", self.identity, "acquired" if leading else "lost",
+                     self.namespace, self.name,
+                     "" if leading or held is False else f": no renewal within {self.renew_deadline_s:g} s")
+        return leading
 
     def _attempt(self, now: float) -> bool:
         lease = self._read()
         if lease is None:
             body: dict[str, Any] = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                     "metadata": {"name": self.name, "namespace": self.namespace},
-                    "spec": self._spec(now, None, 0)}
+                    "spec": self._spec(None, 0)}
             try:
-                _raw(self.coordination.create_namespaced_lease(self.namespace, _as_body(body),
-                                                               _preload_content=False)).read()
+                _raw(self.coordination.create_namespaced_lease(self.namespace, _as_body(body), _preload_content=False,
+                                                               _request_timeout=self.request_timeout_s)).read()
             except ApiException as exc:
                 if exc.status == 409:
                     return False  # someone created it first
@@ -130,10 +168,11 @@ class LeaderElector:
         acquire = spec.get("acquireTime") if holder == self.identity else None
         if holder != self.identity:
             transitions += 1
-        lease["spec"] = self._spec(now, acquire, transitions)
+        lease["spec"] = self._spec(acquire, transitions)
         try:
             _raw(self.coordination.replace_namespaced_lease(self.name, self.namespace, _as_body(lease),
-                                                            _preload_content=False)).read()
+                                                            _preload_content=False,
+                                                            _request_timeout=self.request_timeout_s)).read()
         except ApiException as exc:
             if exc.status == 409:
                 return False  # the lease changed under us: someone else renewed or took it
@@ -141,15 +180,16 @@ class LeaderElector:
         return True
 
     def release(self) -> None:
-        """Give the lease up on shutdown so another replica takes over at once."""
-        if not self.is_leader:
+        """Give the lease up on shutdown so another replica takes over at once (when it is still ours)."""
+        if self._renewed_at is None:
             return
+        self._renewed_at = None  # not leading from here on, whether the release gets through or not
         try:
             lease = self._read()
             if lease and (lease.get("spec") or {}).get("holderIdentity") == self.identity:
                 lease["spec"]["holderIdentity"] = ""
                 _raw(self.coordination.replace_namespaced_lease(self.name, self.namespace, _as_body(lease),
-                                                                _preload_content=False)).read()
+                                                                _preload_content=False,
+                                                                _request_timeout=self.request_timeout_s)).read()
         except Exception as exc:  # noqa: BLE001
             log.warning("leader election: could not release Lease %s/%s: %s", self.namespace, self.name, exc)
-        self.is_leader = False

@@ -1,25 +1,49 @@
 """The VariantAutoscaling status writer and the Events it records (run by the leader only).
 
-`status_for` is pure: a decision (or a VA's problems) in, the status body out. `StatusWriter.write` merge-
-patches `/status` only when that body changed since it was last written (times excluded), and records an
-Event when a variant's desired replicas change and when a configuration problem first appears.
+`StatusWriter.write` writes kedascaler's part of each VA's `/status` by server-side apply (field manager
+`kedascaler`, forced): only its own keys and conditions are sent, another controller's conditions and keys stay,
+and a key or condition it stops sending is removed by the API server. It writes nothing when its part, as the
+cluster holds it, is what it would send (times aside). It records an Event when a variant's desired replicas
+change and when a configuration problem first appears. Every call has a timeout (`timeout_s`).
+
+`StatusWriter.submit` is what `serve` calls after each cycle, on its event loop: it hands the cycle over to the
+writer's own thread and returns at once (`kedascaler.kits.latest.LatestOnly`: one cycle waiting at most,
+decisions merged by VA, so a slow or black-holed API server holds neither the loop nor memory).
+The body itself is rendered by `kedascaler.actuate.status_body` (pure).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import math
-import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 import kubernetes.client
 from kubernetes.client.exceptions import ApiException
 
+from kedascaler.actuate.status_body import (
+    OWN_CONDITIONS,
+    OWN_KEYS,
+    comparable,
+    condition,
+    decision_conditions,
+    invalid_status,
+    last_decision,
+    metrics_condition,
+    needs_write,
+    own_parts,
+    performance_estimate,
+    problem_subject,
+    rfc3339,
+    sizing_condition,
+    status_for,
+)
 from kedascaler.engine.types import Decision, VariantKey
+from kedascaler.kits.latest import LatestOnly
 from kedascaler.loop.planner import SloPlan, VariantParameters
 from kedascaler.spec.config import API_GROUP, API_VERSION, VA_KIND
 from kedascaler.spec.inventory import InventoryState
@@ -30,10 +54,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kedascaler.actuate.status")
 
+__all__ = ["OWN_CONDITIONS", "OWN_KEYS", "EventRecorder", "StatusWriter", "comparable", "condition",
+           "decision_conditions", "invalid_status", "last_decision", "metrics_condition", "needs_write",
+           "own_parts", "performance_estimate", "problem_subject", "rfc3339", "sizing_condition", "status_for"]
+
 VA_PLURAL = "variantautoscalings"
 VA_VERSION = API_VERSION.split("/", 1)[1]
 COMPONENT = "kedascaler"
-_TIME_KEYS = ("lastTransitionTime", "lastRunTime", "time")
+FIELD_MANAGER = "kedascaler"  # the server-side apply field manager of everything kedascaler writes in status
+APPLY = "application/apply-patch+yaml"  # JSON is YAML: the client sends the dict as JSON
+TIMEOUT_S = 5.0  # every call to the API server: connect and read
 
 
 # The client's signatures name models, but its @validate_call builds the CoreV1Event from a dict body, and with
@@ -46,159 +76,32 @@ def _raw(response: object) -> urllib3.BaseHTTPResponse:
     return cast("urllib3.BaseHTTPResponse", response)
 
 
-def rfc3339(seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+@dataclass(frozen=True)
+class _Cycle:
+    """One cycle handed to the writer's thread (merged with a cycle still waiting: the newer wins per VA)."""
+
+    decisions: Mapping[VariantKey, Decision]
+    state: InventoryState
+    missing_targets: Collection[VariantKey] = ()
+    plans: Mapping[tuple[str, str], SloPlan] = field(default_factory=dict)
+    parameters: Mapping[VariantKey, VariantParameters] = field(default_factory=dict)
 
 
-def condition(type_: str, ok: bool, reason: str, message: str) -> dict[str, Any]:
-    return {"type": type_, "status": "True" if ok else "False", "reason": reason, "message": message[:1024]}
-
-
-def metrics_condition(d: Decision) -> dict[str, Any]:
-    """MetricsAvailable: whether the variant's decision stands on fresh metrics, from what its steps say."""
-    if d.stale:
-        return condition("MetricsAvailable", False, "MetricsMissing",
-                         "no fresh vLLM metrics for this variant's pods (vllm:kv_cache_usage_perc, "
-                         "vllm:num_requests_waiting): check that Prometheus scrapes them and that the pods are "
-                         "ready; the last good decision is held and no scale-down happens on missing data")
-    if d.ready_replicas == 0 and d.current_replicas == 0:
-        return condition("MetricsAvailable", True, "NoReplicas",
-                         "the variant runs no replicas: activation decides from request signals")
-    reported = len(d.steps.pods)
-    if d.steps.route is not None and reported < d.ready_replicas:
-        return condition("MetricsAvailable", True, "MetricsFresh",
-                         f"metrics from {reported} of the variant's {d.ready_replicas} ready replica(s); the others "
-                         "are counted at the average and no scale-down happens until they report")
-    return condition("MetricsAvailable", True, "MetricsFresh",
-                     f"metrics from the variant's {d.ready_replicas} ready replica(s)")
-
-
-def last_decision(d: Decision, when: str) -> dict[str, Any]:
-    """`status.lastDecision`: the reason the engine rendered from the decision's steps, when, and in brief (the
-    reason's numbers without its message: the `Reason` column of `kubectl get va`)."""
-    return {"reason": str(d.reason)[:1024], "brief": str(dataclasses.replace(d.reason, message=""))[:128],
-            "time": when}
-
-
-def decision_conditions(d: Decision, target_missing: bool) -> list[dict[str, Any]]:
-    """MetricsAvailable, OptimizationReady and Ready for one decision, with reasons a user can act on."""
-    optimization = condition("OptimizationReady", True, "Decided", f"desired {d.desired_replicas}: {d.reason}")
-    if target_missing:
-        ready = condition("Ready", False, "TargetNotFound",
-                          "the Deployment named by spec.scaleTargetRef does not exist in this namespace: "
-                          "create it or fix spec.scaleTargetRef.name")
-    elif d.stale:
-        ready = condition("Ready", False, "MetricsMissing", "decisions are held until metrics return")
-    else:
-        ready = condition("Ready", True, "Ready", "KEDA is served the desired replicas of this variant")
-    return [metrics_condition(d), optimization, ready]
-
-
-def _round(value: float | None, digits: int = 4) -> float | None:
-    """A number for the status (stable across cycles when the fit does not change; None when not finite)."""
-    return float(f"{value:.{digits}g}") if value is not None and math.isfinite(value) else None
-
-
-def performance_estimate(params: VariantParameters | None) -> dict[str, Any] | None:
-    """`status.performanceEstimate`: the parameters learned online and their quality (a VariantParameters)."""
-    if params is None or params.estimate is None:
-        return None
-    est = params.estimate
-    line = lambda fit: {k: v for k, v in (("r2", _round(fit.r2, 3)), ("samples", fit.n),  # noqa: E731
-                                          ("usable", fit.usable), ("reason", fit.reason[:256] or None))
-                        if v is not None}
-    values = {"alpha": _round(est.decode.intercept), "beta": _round(est.decode.slope),
-              "gamma": _round(est.prefill.intercept), "delta": _round(est.prefill.slope)}
-    out: dict[str, Any] = {k: v for k, v in values.items() if v is not None}
-    out.update({"usable": est.usable, "decode": line(est.decode), "prefill": line(est.prefill),
-                "source": params.source or "none"})
-    return out
-
-
-def sizing_condition(plan: SloPlan, params: VariantParameters | None) -> dict[str, Any]:
-    """`ModelBasedSizing`: True when the queueing model sizes the variant's model, else False and why."""
-    if plan.model_based and params is not None and params.coefficients is None:
-        return condition("ModelBasedSizing", False, "FallbackToSaturation",
-                         f"this variant has no usable parameters ({params.reason}): it keeps its replicas, "
-                         f"saturation may still add to them; {plan.note}")
-    if plan.model_based:
-        source = params.source if params is not None and params.source else "parameters"
-        return condition("ModelBasedSizing", True, "ModelBased",
-                         f"{plan.mode} mode, {source} parameters: {plan.sizing.reason if plan.sizing else ''}")
-    if plan.mode == "saturation":
-        return condition("ModelBasedSizing", False, "SaturationMode", plan.why_not)
-    return condition("ModelBasedSizing", False, "FallbackToSaturation", plan.why_not)
-
-
-def status_for(d: Decision, target_missing: bool = False, *, plan: SloPlan | None = None,
-               params: VariantParameters | None = None) -> dict[str, Any]:
-    """The VA status for a decision: kedascaler's fields plus the WVA-compatible desiredOptimizedAlloc.
-
-    With SLO sizing (`plan`: the model's SloPlan, `params`: the variant's VariantParameters) also the
-    `ModelBasedSizing` condition, `performanceEstimate` and the predicted latencies of the plan taken."""
-    when = rfc3339(d.decided_at or time.time())
-    status: dict[str, Any] = {
-        "currentReplicas": d.current_replicas,
-        "desiredReplicas": d.desired_replicas,
-        "active": d.active,
-        "lastDecision": last_decision(d, when),
-        "desiredOptimizedAlloc": {"numReplicas": d.desired_replicas, "lastRunTime": when},
-        "currentAlloc": {"numReplicas": d.current_replicas},
-        "conditions": decision_conditions(d, target_missing),
-    }
-    if plan is not None:
-        status["scalingMode"] = plan.mode
-        status["conditions"].append(sizing_condition(plan, params))
-        if d.predicted_itl_ms is not None or d.predicted_ttft_ms is not None:
-            status["predicted"] = {k: v for k, v in (("itlMs", _round(d.predicted_itl_ms, 3)),
-                                                     ("ttftMs", _round(d.predicted_ttft_ms, 3)))
-                                   if v is not None}
-    estimate = performance_estimate(params)
-    if estimate is not None:
-        status["performanceEstimate"] = estimate
-    return status
-
-
-def invalid_status(problems: Sequence[Problem]) -> dict[str, Any]:
-    """The status of a VA that cannot be used: what is wrong, per field."""
-    message = "; ".join(f"{p.field}: {p.message}" for p in problems)
-    return {"conditions": [condition("OptimizationReady", False, "InvalidSpec", message),
-                           condition("Ready", False, "InvalidSpec", message)]}
-
-
-def comparable(status: Mapping[str, Any]) -> Any:
-    """The status without its timestamps: what decides whether a patch is needed."""
-    if isinstance(status, Mapping):
-        return {k: comparable(v) for k, v in status.items() if k not in _TIME_KEYS}
-    if isinstance(status, list):
-        return [comparable(v) for v in status]
-    return status
-
-
-_VA_OBJ = re.compile(r"^VariantAutoscaling ([^/\s]+)/(\S+)$")
-_CM_OBJ = re.compile(r"^ConfigMap (\S+)$")
-
-
-def problem_subject(problem: Problem) -> tuple[str, str, str, str] | None:
-    """(apiVersion, kind, namespace, name) of the object a problem is about, when it names one."""
-    m = _VA_OBJ.match(problem.obj)
-    if m:
-        return API_VERSION, VA_KIND, m.group(1), m.group(2)
-    m = _CM_OBJ.match(problem.obj)
-    if m:
-        namespace = problem.source.split("/", 1)[0] if problem.source.count("/") >= 2 else ""
-        return "v1", "ConfigMap", namespace or "default", m.group(1)
-    return None
+def _merge(waiting: _Cycle, new: _Cycle) -> _Cycle:
+    """A wake-up cycle's few decisions must not drop the full cycle still waiting: decisions merge by VA."""
+    return _Cycle({**waiting.decisions, **new.decisions}, new.state, new.missing_targets, new.plans,
+                  {**waiting.parameters, **new.parameters})
 
 
 class EventRecorder:
     """core/v1 Events about our objects; errors are logged, never raised (an Event is a courtesy)."""
 
     def __init__(self, api_client: kubernetes.client.ApiClient, component: str = COMPONENT,
-                 clock: Any = time.time) -> None:
+                 clock: Any = time.time, *, timeout_s: float = TIMEOUT_S) -> None:
         self.core = kubernetes.client.CoreV1Api(api_client)
         self.component = component
         self.clock = clock
+        self.timeout_s = timeout_s
         self.recorded = 0
 
     def record(self, api_version: str, kind: str, namespace: str, name: str, event_type: str, reason: str,
@@ -215,47 +118,85 @@ class EventRecorder:
             "reportingInstance": self.component, "firstTimestamp": now, "lastTimestamp": now, "count": 1,
         }
         try:
-            _raw(self.core.create_namespaced_event(namespace, _as_event(body), _preload_content=False)).read()
+            _raw(self.core.create_namespaced_event(namespace, _as_event(body), _preload_content=False,
+                                                   _request_timeout=self.timeout_s)).read()
             self.recorded += 1
         except Exception as exc:  # noqa: BLE001
             log.warning("could not record Event %s on %s %s/%s: %s", reason, kind, namespace, name, exc)
 
 
 class StatusWriter:
-    """Patches VariantAutoscaling status when it changed, and records Events; keeps what it last wrote."""
+    """Applies kedascaler's part of VariantAutoscaling status when it changed, and records Events."""
 
     def __init__(self, api_client: kubernetes.client.ApiClient, *, events: EventRecorder | None = None,
                  existing: Callable[[VariantKey], Mapping[str, Any] | None] | None = None,
-                 uid_of: Callable[[VariantKey], str | None] | None = None) -> None:
+                 uid_of: Callable[[VariantKey], str | None] | None = None,
+                 leading: Callable[[], bool] | None = None, timeout_s: float = TIMEOUT_S) -> None:
         """`existing(key)` gives a VA's status as the cluster holds it (from the watch), so that a new leader
-        neither re-patches unchanged statuses nor resets condition transition times. `uid_of(key)` gives its
-        metadata.uid, which an Event's involvedObject needs for `kubectl describe va` to list it."""
+        neither re-writes unchanged statuses nor resets condition transition times. `uid_of(key)` gives its
+        metadata.uid, which an Event's involvedObject needs for `kubectl describe va` to list it. `leading()`:
+        whether this replica may write now (the leader elector), asked by `submit`'s thread before each cycle
+        it writes; `timeout_s`: every API call's timeout."""
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
-        self.events = events or EventRecorder(api_client)
+        self.events = events or EventRecorder(api_client, timeout_s=timeout_s)
         self.existing = existing
         self.uid_of = uid_of
-        self.written: dict[VariantKey, dict[str, Any]] = {}  # the full status last written per VA
+        self.leading = leading
+        self.timeout_s = timeout_s
+        self.written: dict[VariantKey, dict[str, Any]] = {}  # what was last applied per VA (kedascaler's part)
         self._transitions: dict[tuple[VariantKey, str], tuple[str, str]] = {}  # (va, type) -> (status, time)
         self._problems_seen: set[str] = set()
+        self._lock = threading.Lock()  # one write at a time (submit's thread, or a caller of write)
+        self._worker: LatestOnly[_Cycle] = LatestOnly(self._write_cycle, name="status-writer", merge=_merge)
         self.patches = 0
+
+    def submit(self, decisions: Iterable[Decision], state: InventoryState,
+               missing_targets: Collection[VariantKey] = (), *,
+               plans: Mapping[tuple[str, str], SloPlan] | None = None,
+               parameters: Mapping[VariantKey, VariantParameters] | None = None) -> None:
+        """`write` in the writer's own thread: returns at once, never waits on the API server. A cycle submitted
+        while another still waits is merged into it (decisions by VA, the newest inventory), so at most one
+        waits; the thread writes it only while `leading()`."""
+        self._worker.submit(_Cycle({d.key: d for d in decisions}, state, frozenset(missing_targets),
+                                   dict(plans or {}), dict(parameters or {})))
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until what was submitted is written (tests, shutdown)."""
+        return self._worker.wait_idle(timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is waiting (while leading, within `timeout`), then stop the thread."""
+        self._worker.close(timeout)
+
+    def _write_cycle(self, cycle: _Cycle) -> None:
+        if self.leading is not None and not self.leading():
+            return  # every replica answers KEDA; only the leader writes status and Events
+        self.write(cycle.decisions.values(), cycle.state, cycle.missing_targets, plans=cycle.plans,
+                   parameters=cycle.parameters)
 
     def write(self, decisions: Iterable[Decision], state: InventoryState,
               missing_targets: Collection[VariantKey] = (), *, plans: Mapping[tuple[str, str], SloPlan] | None = None,
               parameters: Mapping[VariantKey, VariantParameters] | None = None) -> int:
-        """Write every decision's status that changed; Events for desired changes and new problems.
+        """Write every decision's status that changed; Events for desired changes and new problems. Blocks on
+        the API server (each call within `timeout_s`): `submit` is the caller that must not wait.
 
         Returns the number of patches made.
 
         `plans` (per (namespace, model)) and `parameters` (per VA): SLO sizing's outcome (CycleReport.plans and
         .parameters), written as the ModelBasedSizing condition and status.performanceEstimate."""
+        with self._lock:
+            return self._write(decisions, state, missing_targets, plans or {}, parameters or {})
+
+    def _write(self, decisions: Iterable[Decision], state: InventoryState, missing_targets: Collection[VariantKey],
+               plans: Mapping[tuple[str, str], SloPlan], parameters: Mapping[VariantKey, VariantParameters]) -> int:
         known = {s.key for s in state.variants} - state.from_scaled_objects  # CRD-free: no VA to write to
         patches = 0
         for d in decisions:
             if d.key not in known:
                 continue
             previous = self.written.get(d.key)
-            body = status_for(d, d.key in missing_targets, plan=(plans or {}).get((d.key.namespace, d.model_id)),
-                              params=(parameters or {}).get(d.key))
+            body = status_for(d, d.key in missing_targets, plan=plans.get((d.key.namespace, d.model_id)),
+                              params=parameters.get(d.key))
             if self._patch(d.key, body, d.decided_at or time.time()):
                 patches += 1
                 old = previous.get("desiredReplicas") if previous else None
@@ -306,16 +247,15 @@ class StatusWriter:
             return
         self.written[key] = dict(held)
         for cond in held.get("conditions") or []:
-            if cond.get("type") and cond.get("lastTransitionTime"):
-                self._transitions[(key, cond["type"])] = (cond.get("status"), cond["lastTransitionTime"])
+            if isinstance(cond, Mapping) and cond.get("type") and cond.get("lastTransitionTime"):
+                self._transitions[(key, cond["type"])] = (str(cond.get("status")), cond["lastTransitionTime"])
 
     def _patch(self, key: VariantKey, status: dict[str, Any], now: float) -> bool:
         self._adopt(key)
         # Compare with what the cluster holds (the watch's copy) when known, so that a status overwritten by
         # someone else, or by another leader while this one was not leading, is repaired; else with our cache.
         held = self.existing(key) if self.existing is not None else None
-        previous = held if held else self.written.get(key)
-        if previous is not None and comparable(previous) == comparable(status):
+        if not needs_write(held if held else self.written.get(key), self.written.get(key), status):
             return False
         for cond in status.get("conditions", []):
             seen = self._transitions.get((key, cond["type"]))
@@ -324,19 +264,22 @@ class StatusWriter:
             else:
                 cond["lastTransitionTime"] = rfc3339(now)
                 self._transitions[(key, cond["type"])] = (cond["status"], cond["lastTransitionTime"])
+        body = {"apiVersion": API_VERSION, "kind": VA_KIND, "metadata": {"name": key.name, "namespace": key.namespace},
+                "status": status}
         try:
             _raw(self.custom.patch_namespaced_custom_object_status(
-                API_GROUP, VA_VERSION, key.namespace, VA_PLURAL, key.name, {"status": status},
-                _preload_content=False)).read()
+                API_GROUP, VA_VERSION, key.namespace, VA_PLURAL, key.name, body, field_manager=FIELD_MANAGER,
+                force=True, _content_type=APPLY, _request_timeout=self.timeout_s, _preload_content=False)).read()
         except ApiException as exc:
             if exc.status == 404:
                 log.info("VariantAutoscaling %s is gone; not writing its status", key)
                 self.written.pop(key, None)
             else:
-                log.warning("could not patch status of VariantAutoscaling %s: HTTP %s %s", key, exc.status, exc.reason)
+                log.warning("could not write status of VariantAutoscaling %s: HTTP %s %s", key, exc.status,
+                            exc.reason)
             return False
         except Exception as exc:  # noqa: BLE001 - a status write failure must not stop the cycle
-            log.warning("could not patch status of VariantAutoscaling %s: %s", key, exc)
+            log.warning("could not write status of VariantAutoscaling %s: %s", key, exc)
             return False
         self.written[key] = status
         log.debug("status of %s written: desired=%s", key, status.get("desiredReplicas"))

@@ -18,15 +18,17 @@ def kubernetes_sources(kubeconfig: str | None, namespace: str | None, label_sele
     """Everything `serve --kubernetes` needs: (KubernetesInventory, StatusWriter, LeaderElector), not started.
 
     Before the first cycle: `inventory.start()`, `inventory.wait_synced(30)`, `elector.start()` (renews the
-    Lease in its own thread). After each cycle: `if elector.is_leader: writer.write(report.decisions,
-    inventory.current(), inventory.missing_targets())`. On shutdown: `elector.stop()` (releases the Lease)
-    and `inventory.stop()`. The inventory is both the Reconciler's `inventory` and its `workloads`.
+    Lease in its own thread). After each cycle: `if elector.is_leader: writer.submit(report.decisions,
+    inventory.current(), inventory.missing_targets())` (written in the writer's thread, only while the elector
+    leads). On shutdown: `writer.close()`, `elector.stop()` (releases the Lease) and `inventory.stop()`. The
+    inventory is both the Reconciler's `inventory` and its `workloads`.
     """
     api_client = load_api_client(kubeconfig)
     inventory = KubernetesInventory(api_client, namespace=namespace or None, label_selector=label_selector or None,
                                     controller_namespace=controller_namespace, scaled_objects=scaled_objects,
                                     metrics_endpoints_annotation=metrics_endpoints_annotation)
-    writer = StatusWriter(api_client, existing=inventory.va_status, uid_of=inventory.va_uid)
     identity = identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     elector = LeaderElector(api_client, controller_namespace, "kedascaler-leader", identity)
+    writer = StatusWriter(api_client, existing=inventory.va_status, uid_of=inventory.va_uid,
+                          leading=lambda: elector.is_leader)
     return inventory, writer, elector

@@ -246,6 +246,7 @@ async def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
 async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
                  cleanups: list[Callable[[], None]]) -> int:
+    from kedascaler.kits.clock import SteadyClock
     from kedascaler.loop.board import DecisionBoard
     from kedascaler.loop.inbox import ActivationInbox
     from kedascaler.loop.planner import PlannerSettings
@@ -257,6 +258,7 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
     from kedascaler.sources.gateway import DEFAULT_ACTIVATION_QUERY, PrometheusActivationSource
 
     tls = tls_config(args, parser)
+    clock = SteadyClock()  # every age and timer on one clock that wall-clock jumps never move (kits/clock.py)
     after_cycle = None
     kube = None
     deletion = None
@@ -272,23 +274,25 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
                         "and may this ServiceAccount list it?); serving what is known and retrying")
         cleanups.append(elector.stop)
         elector.start()
+        cleanups.append(status_writer.close)  # what waits is written before the lease is given up
         inventory = kube
         after_cycle = (status_writer, elector)
         if not args.no_pod_deletion_cost:
             from kedascaler.actuate.deletion_cost import DeletionCostWriter
 
-            deletion = DeletionCostWriter(kube.api_client)
+            deletion = DeletionCostWriter(kube.api_client, leading=lambda: elector.is_leader)
+            cleanups.append(deletion.close)
     token = args.prometheus_token
     ca_file = str(args.prometheus_ca_file) if args.prometheus_ca_file else None
     metrics: MetricsSource
     if args.prometheus_url:
         from kedascaler.sources.prometheus import PrometheusSource
 
-        metrics = PrometheusSource(args.prometheus_url, bearer_token=token, ca_file=ca_file)
+        metrics = PrometheusSource(args.prometheus_url, bearer_token=token, ca_file=ca_file, clock=clock)
     else:
         from kedascaler.sources.scrape import DirectScrapeSource
 
-        metrics = DirectScrapeSource()
+        metrics = DirectScrapeSource(clock=clock)
     cleanups.append(metrics.close)
     obs = Observability.from_args(args, configure_logs=False)
     cleanups.append(obs.stop)
@@ -297,7 +301,7 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
         log.info("/metrics on port %d", metrics_port)
     metrics = obs.instrument(metrics)
 
-    inbox = ActivationInbox() if args.activation_port is not None else None
+    inbox = ActivationInbox(clock=clock) if args.activation_port is not None else None
     activation_url = (args.activation_prometheus_url or args.prometheus_url) if args.gateway_queue else None
     if not args.no_scale_to_zero and activation_url is None and inbox is None:
         log.warning(no_wake_up_warning())
@@ -310,7 +314,7 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
     board = DecisionBoard()
     planner = PlannerSettings(args.scaling_mode, refit_interval=args.refit_interval,
                               capacity=capacity_settings(args))
-    reconciler = Reconciler(inventory, metrics, board, kube,
+    reconciler = Reconciler(inventory, metrics, board, kube, clock,
                             idle_window=None if args.no_scale_to_zero else args.idle_window,
                             activation=activation, inbox=inbox, planner=planner,
                             activation_queries=args.allow_activation_queries)
@@ -324,7 +328,7 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
         cleanups.append(activation_server.close)
         _started("the activation endpoint", activation_server.start)
     server = ScalerServer(board, port=args.port, tls=tls, stale_after=args.stale_after, interceptors=obs.interceptors,
-                          max_streams=args.max_streams, max_concurrent_rpcs=args.max_concurrent_rpcs)
+                          max_streams=args.max_streams, max_concurrent_rpcs=args.max_concurrent_rpcs, clock=clock)
     try:
         port_bound = await server.start()
     except (OSError, ValueError) as exc:
@@ -338,11 +342,12 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
         if after_cycle is not None and kube is not None:
             writer, elector = after_cycle
             if elector.is_leader:  # every replica answers KEDA; only the leader writes status and events
-                # on wake-up cycles, plans and parameters are the last full cycle's
-                writer.write(report.decisions, kube.current(), kube.missing_targets(),
-                             plans=reconciler.plans, parameters=reconciler.parameters)
+                # in the writers' own threads (this is the event loop); on wake-up cycles, plans and parameters
+                # are the last full cycle's
+                writer.submit(report.decisions, kube.current(), kube.missing_targets(),
+                              plans=reconciler.plans, parameters=reconciler.parameters)
                 if deletion is not None:  # before the target drops: the emptiest pods are deleted first
-                    deletion.write(report.decisions, report.snapshots)
+                    deletion.submit(report.decisions, report.snapshots)
 
     loop_task = asyncio.create_task(reconciler.run_forever(args.interval, on_cycle=on_cycle))
     try:

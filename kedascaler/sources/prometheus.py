@@ -9,6 +9,12 @@ One more query reads every pod's usage over the window (`PodUsage`, for SLO sizi
 sub-expression tagged `signal="<name>"` by `label_replace`, all joined by `or`, so it is one answer too.
 Usage is optional: when that query fails the samples come back without usage and the problem is a
 `CollectResult.warnings` entry, never an error that would hold the decisions.
+
+Sample times are on the scaler's clock (`clock`), never on Prometheus's: an answer is stamped when it
+arrives, and a series lagging the answer's evaluation time (the newest timestamp in it: an instant query
+stamps every series with it) is stamped that much earlier. So a Prometheus whose clock is off by more than
+`--stale-after` neither makes every decision stale (behind) nor hides staleness (ahead): the age the server
+checks is measured on one clock.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from kedascaler.sources.base import CollectResult, PodSample, PodUsage, ScrapeTarget
@@ -145,7 +152,10 @@ class PrometheusSource:
     """A `MetricsSource` reading Prometheus' HTTP API (or Thanos/Mimir/Cortex, same API); ignores targets."""
 
     def __init__(self, url: str, *, bearer_token: BearerToken | None = None, ca_file: str | None = None,
-                 insecure_skip_verify: bool = False, timeout: float = 5.0, window: str = "1m") -> None:
+                 insecure_skip_verify: bool = False, timeout: float = 5.0, window: str = "1m",
+                 clock: Callable[[], float] = time.time) -> None:
+        """`clock`: what samples are stamped with on arrival (the clock the staleness check reads)."""
+        self.clock = clock
         self.window_s = window_seconds(window)
         self.queries = cycle_queries(window)
         self._client = PromQLClient(url, bearer_token=bearer_token, ca_file=ca_file,
@@ -181,6 +191,8 @@ class PrometheusSource:
             if query.signal == USAGE:
                 warnings += _usage_rows(rows, usage)
                 continue
+            received = self.clock()
+            evaluated = max((ts for _, ts, _ in rows), default=0.0)  # Prometheus's clock: only differences count
             unlabelled = 0
             for labels, ts, value in rows:
                 if not labels.get("pod"):
@@ -191,7 +203,7 @@ class PrometheusSource:
                 if why is not None:
                     bad[key] = why
                     continue
-                values.setdefault(key, {})[query.signal] = (ts, value)
+                values.setdefault(key, {})[query.signal] = (received - max(0.0, evaluated - ts), value)
             if unlabelled:
                 errors.append(f"prometheus {query.signal}: {unlabelled} series without a pod label ignored")
         samples: list[PodSample] = []

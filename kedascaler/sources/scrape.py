@@ -212,10 +212,13 @@ class DirectScrapeSource:
     cycle, which keeps the previous reading of every pod in its state, turns two readings into usage."""
 
     def __init__(self, timeout: float = 2.0, max_workers: int = 32,
-                 window_clock: Callable[[], float] | None = None) -> None:
-        """`window_clock`: what the usage windows are measured on (default the wall clock; an emulated fleet
-        runs on its own, and its counters' rates are per emulated second)."""
+                 window_clock: Callable[[], float] | None = None, clock: Callable[[], float] | None = None) -> None:
+        """`clock`: what samples are stamped with on receipt (the clock the staleness check reads; default the
+        wall clock);
+        `window_clock`: what the usage windows are measured on (default `clock`; an emulated fleet runs on its
+        own, and its counters' rates are per emulated second)."""
         self.timeout = timeout
+        self.clock = clock
         self.window_clock = window_clock
         self._session = requests.Session()
         adapter = HTTPAdapter(pool_connections=max_workers, pool_maxsize=max_workers, max_retries=0)
@@ -248,7 +251,10 @@ class DirectScrapeSource:
         return CollectResult(tuple(samples), tuple(errors), queries=len(futures), failed_pods=tuple(failed))
 
     def _now(self) -> float:
-        return self.window_clock() if self.window_clock is not None else time.time()
+        return self.window_clock() if self.window_clock is not None else self._stamp()
+
+    def _stamp(self) -> float:
+        return self.clock() if self.clock is not None else time.time()
 
     def _scrape(self, target: ScrapeTarget) -> PodSample:
         try:
@@ -264,7 +270,7 @@ class DirectScrapeSource:
             raise ScrapeError(f"timed out after {self.timeout} s") from None
         except requests.RequestException as e:
             raise ScrapeError(f"{type(e).__name__}: {e}") from None
-        read_at = time.time()
+        read_at = self._stamp()
         at = self._now()
         reading = parse_vllm_metrics(body.decode("utf-8", errors="replace"))
         counters = CounterReading(at, reading.totals, reading.running, reading.queue_length, reading.kv_capacity_tokens)

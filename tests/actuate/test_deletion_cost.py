@@ -85,3 +85,17 @@ def test_a_pod_that_cannot_be_patched_does_not_stop_the_others(apiserver, api_cl
     assert writer.write([decision(A100, 1, 2)], [snapshot(gone)]) == 1  # a-1 patched, a-9 reported
     assert ANNOTATION in annotations(apiserver, "a-1")
     assert "a-9" in caplog.text and ANNOTATION in caplog.text
+
+
+def test_submit_writes_in_the_writers_thread_and_only_while_leading(apiserver, api_client):
+    put_pods(apiserver)
+    leading = [False]
+    writer = DeletionCostWriter(api_client, min_interval_s=0.0, leading=lambda: leading[0])
+    writer.submit([decision(A100, 1, 3)], [snapshot(LOADS)])
+    assert writer.wait_idle(10)
+    assert ANNOTATION not in annotations(apiserver, "a-1")  # not the leader: nothing written
+    leading[0] = True
+    writer.submit([decision(A100, 1, 3)], [snapshot(LOADS)])
+    assert writer.wait_idle(10)
+    assert writer.patches == 3 and ANNOTATION in annotations(apiserver, "a-2")
+    writer.close()

@@ -7,14 +7,19 @@ shows up in the status within a cycle.
 
 from __future__ import annotations
 
+import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import grpc
 import pytest
 import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kedascaler.sim.fleet import EmulatedFleet
 from kedascaler.sim.load import OfferedLoad
@@ -41,6 +46,16 @@ def apiserver():
     server.stop()
 
 
+def write_kubeconfig(path: Path, server: str) -> Path:
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "fixture",
+        "clusters": [{"name": "fixture", "cluster": {"server": server}}],
+        "users": [{"name": "fixture", "user": {}}],
+        "contexts": [{"name": "fixture", "context": {"cluster": "fixture", "user": "fixture"}}],
+    }))
+    return path
+
+
 def test_serve_with_kubeconfig_writes_decisions_to_va_status(apiserver, tmp_path):
     fleet = EmulatedFleet(seed=5)
     dep = fleet.add_deployment("llama-h100", "meta/llama", "H100", startup_delay=0.0, replicas=1, namespace="demo",
@@ -51,13 +66,7 @@ def test_serve_with_kubeconfig_writes_decisions_to_va_status(apiserver, tmp_path
     fleet.set_load("meta/llama", None)  # freeze: the pod keeps its queue while the scaler looks
     fleet.start()
     (emulated,) = dep.ready_pods
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "fixture",
-        "clusters": [{"name": "fixture", "cluster": {"server": apiserver.url}}],
-        "users": [{"name": "fixture", "user": {}}],
-        "contexts": [{"name": "fixture", "context": {"cluster": "fixture", "user": "fixture"}}],
-    }))
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", apiserver.url)
     apiserver.put(va("llama-h100", "meta/llama", maxReplicas=8))
     apiserver.put(deployment("llama-h100", replicas=1, ready=1))
     apiserver.put(pod(emulated.name, app="llama-h100", ip="127.0.0.1", port_annotation=str(emulated.port)))
@@ -92,3 +101,54 @@ def test_serve_with_kubeconfig_writes_decisions_to_va_status(apiserver, tmp_path
             proc.kill()
             proc.communicate()
         fleet.close()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_status_write_held_by_the_api_server_never_holds_the_grpc_answers(apiserver, tmp_path):
+    """The leader's status PATCH waits in the API server (a slow or black-holed one): health checks — what the
+    kubelet's gRPC probes call — are still answered, because the write runs in the status writer's thread."""
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", apiserver.url)
+    apiserver.put(va("llama-h100", "meta/llama", maxReplicas=4))
+    apiserver.put(deployment("llama-h100", replicas=1, ready=1))
+    apiserver.put(pod("llama-h100-x-1", app="llama-h100", ip="127.0.0.1", port_annotation=str(closed_port())))
+    apiserver.hold_patches()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kedascaler.cli.main", "serve", "--kubeconfig", str(kubeconfig), "--port", "0",
+         "--interval", "0.5", "--metrics-port", "0", "--no-pod-deletion-cost"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={"PATH": "/usr/bin:/bin", "POD_NAME": "kedascaler-test-0"})
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        def grpc_port():
+            found = [re.search(r"serving ExternalScaler on port (\d+)", line) for line in list(lines)]
+            return next((int(m.group(1)) for m in found if m), None)
+
+        port = wait_for(grpc_port, what="the gRPC port in the log")
+        wait_for(lambda: apiserver.count("PATCH", "/status") >= 1, what="a status write, held by the API server")
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            answers = []
+            for _ in range(5):  # several cycles' worth: every one finishes while the write is still held
+                answers.append(health.Check(health_pb2.HealthCheckRequest(), timeout=3).status)
+                time.sleep(0.5)
+        assert answers == [health_pb2.HealthCheckResponse.SERVING] * 5
+        apiserver.release_patches()
+        wait_for(lambda: ((apiserver.get("VariantAutoscaling", "demo", "llama-h100") or {}).get("status") or {})
+                 .get("desiredReplicas") is not None, timeout=15, what="the status, once the API server answers")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        reader.join(5)
+        assert proc.returncode == 0, "".join(lines)[-3000:]
+        assert "Traceback" not in "".join(lines)
+    finally:
+        apiserver.release_patches()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

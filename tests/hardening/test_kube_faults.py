@@ -86,7 +86,7 @@ class Replica:
         self.reconciler = Reconciler(self.inventory, load, self.board, workloads=self.inventory,
                                      clock=lambda: self.now)
         self.writer = StatusWriter(self.client, existing=self.inventory.va_status)
-        self.elector = LeaderElector(self.client, *LEASE, identity, lease_seconds=15)
+        self.elector = LeaderElector(self.client, *LEASE, identity, lease_seconds=15, clock=lambda: self.now)
         self.reports: list[CycleReport] = []
 
     def cycle(self, *, before_write=None) -> CycleReport:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import SimpleNamespace
-from unittest import mock
 
 import grpc
 import pytest
@@ -25,7 +23,6 @@ from kedascaler.loop.reconcile import Reconciler
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
 from kedascaler.server.app import ScalerServer
-from kedascaler.sources import scrape
 from kedascaler.sources.base import ScrapeTarget, WorkloadStatus
 from kedascaler.sources.files import StaticInventory
 from kedascaler.sources.prometheus import PrometheusSource
@@ -86,16 +83,18 @@ class Workloads:
 class Rig:
     """Fake Prometheus/pods + Reconciler + ScalerServer on one fake clock."""
 
-    def __init__(self, direct: bool) -> None:
+    def __init__(self, direct: bool, prometheus_skew: float = 0.0) -> None:
+        """`prometheus_skew`: how far the fake Prometheus's clock (its sample timestamps) is ahead of ours."""
         self.clock = Clock()
-        self.metrics = FakeMetrics({p: LOAD for k in CURRENT for p in pod_names(k)}, self.clock).start()
+        self.metrics = FakeMetrics({p: LOAD for k in CURRENT for p in pod_names(k)},
+                                   lambda: self.clock() + prometheus_skew).start()
         self.hole = BlackHole()
         self.pod_url: dict[str, str] = {}
         self.board = DecisionBoard()
         if direct:
-            self.source = DirectScrapeSource(timeout=0.3)
+            self.source = DirectScrapeSource(timeout=0.3, clock=self.clock)
         else:
-            self.source = PrometheusSource(self.metrics.url, timeout=0.5, window="5s")
+            self.source = PrometheusSource(self.metrics.url, timeout=0.5, window="5s", clock=self.clock)
         self.reconciler = Reconciler(StaticInventory.from_documents(documents()), self.source, self.board,
                                      workloads=Workloads(lambda p: self.pod_url.get(p, self.metrics.pod_url(p))),
                                      clock=self.clock)
@@ -234,37 +233,48 @@ class Outcome:
     recovery: list[Cycle] = field(default_factory=list)  # up to the first fresh one (RECOVERY_CYCLES at most)
 
 
-async def run_fault(direct: bool, inject: Callable[[Rig], None], heal: Callable[[Rig], None]) -> Outcome:
+async def run_fault(direct: bool, inject: Callable[[Rig], None], heal: Callable[[Rig], None],
+                    prometheus_skew: float = 0.0) -> Outcome:
     """One good cycle, FAULT_CYCLES cycles under the fault, then cycles until fresh again; asserts nothing.
 
     The test below asserts each row's promises on it; `scripts/fault_table.py` prints it as docs/hardening.md's table.
     """
-    rig = Rig(direct)
-    # direct scraping stamps samples with the wall clock: give it the rig's fake one
-    with mock.patch.object(scrape, "time", SimpleNamespace(time=rig.clock)):
-        async with rig:
-            async def cycle(good_at: float | None) -> Cycle:
-                decisions = await rig.cycle()
-                reads = {key: await rig.keda_reads(key) for key in CURRENT}
-                return Cycle(0.0 if good_at is None else rig.clock.now - good_at, decisions, reads)
+    rig = Rig(direct, prometheus_skew)
+    async with rig:
+        async def cycle(good_at: float | None) -> Cycle:
+            decisions = await rig.cycle()
+            reads = {key: await rig.keda_reads(key) for key in CURRENT}
+            return Cycle(0.0 if good_at is None else rig.clock.now - good_at, decisions, reads)
 
-            outcome = Outcome(await cycle(None))
-            good_at = rig.clock.now
-            inject(rig)
-            for _ in range(FAULT_CYCLES):
-                outcome.fault.append(await cycle(good_at))
-            heal(rig)
-            while len(outcome.recovery) < RECOVERY_CYCLES:
-                outcome.recovery.append(await cycle(good_at))
-                if all(not d.stale for d in outcome.recovery[-1].decisions.values()):
-                    break
+        outcome = Outcome(await cycle(None))
+        good_at = rig.clock.now
+        inject(rig)
+        for _ in range(FAULT_CYCLES):
+            outcome.fault.append(await cycle(good_at))
+        heal(rig)
+        while len(outcome.recovery) < RECOVERY_CYCLES:
+            outcome.recovery.append(await cycle(good_at))
+            if all(not d.stale for d in outcome.recovery[-1].decisions.values()):
+                break
     return outcome
 
 
 @pytest.mark.parametrize("name,direct,inject,heal,held", FAULTS, ids=[f[0] for f in FAULTS])
 async def test_metrics_fault_holds_then_goes_unavailable_then_recovers(name, direct, inject, heal, held):
     """The promises of each row of docs/hardening.md's metrics-fault table."""
-    outcome = await run_fault(direct, inject, heal)
+    assert_promises(name, await run_fault(direct, inject, heal), held)
+
+
+@pytest.mark.parametrize("skew", [STALE_AFTER + 60, -(STALE_AFTER + 60)], ids=["prometheus-ahead", "prometheus-behind"])
+async def test_a_prometheus_clock_off_by_more_than_stale_after(skew):
+    """Prometheus's clock 150 s ahead of or behind ours (stale_after 90 s): the decisions are fresh and served
+    while it answers, and held, then UNAVAILABLE once its last answer is older than stale_after, on our clock.
+    Its timestamps used to be compared with our clock: behind, every decision was UNAVAILABLE from the first
+    cycle; ahead, a stopped Prometheus stayed "fresh" for 150 s more than stale_after."""
+    assert_promises(f"prometheus skewed {skew:+g} s", await run_fault(False, _stop, _restart, skew), True)
+
+
+def assert_promises(name: str, outcome: Outcome, held: bool) -> None:
     good = outcome.good.decisions
     for key in CURRENT:
         assert not good[key].stale and good[key].active, good[key].reason

@@ -17,10 +17,13 @@ from kedascaler.loop.reconcile import Reconciler
 from kedascaler.sources.files import StaticInventory
 from kedascaler.sources.prometheus import PrometheusSource
 
+EVALUATED = 1700000000.5  # the fake Prometheus's evaluation time: its own clock, not ours
 
-def _vector(rows: list[tuple[dict[str, str], str]]) -> dict:
-    return {"status": "success", "data": {"resultType": "vector",
-                                          "result": [{"metric": m, "value": [1700000000.5, v]} for m, v in rows]}}
+
+def _vector(rows: list[tuple[dict[str, str], str]], lag: dict[str, float] | None = None) -> dict:
+    """An instant vector; `lag`: pods whose series is that many seconds older than the evaluation time."""
+    return {"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": m, "value": [EVALUATED - (lag or {}).get(m.get("pod", ""), 0.0), v]} for m, v in rows]}}
 
 
 def _pod(name: str) -> dict[str, str]:
@@ -61,6 +64,9 @@ class _FakePrometheus(BaseHTTPRequestHandler):
                 return self._send(200, json.dumps(_vector(type(self).usage_rows)).encode())
             value = "0.5" if "kv_cache_usage" in query else "1" if "waiting" in query else "4"
             rows = [(_pod(p), value) for p in CLEAN_PODS]
+            if mode == "clean-lagging":  # one pod's series 200 s behind the evaluation (in its queue query)
+                lag = {CLEAN_PODS[1]: 200.0} if "waiting" in query else {}
+                return self._send(200, json.dumps(_vector(rows, lag)).encode())
         elif "label_replace" in query:
             rows = []  # the usage query: nothing to say about these pods
         elif "kv_cache_usage" in query:
@@ -100,13 +106,13 @@ def fake_prometheus() -> Iterator[tuple[str, type[_FakePrometheus]]]:
 
 def test_nan_infinite_negative_and_unlabelled_values_are_dropped_for_their_pod_only(fake_prometheus):
     url, _ = fake_prometheus
-    source = PrometheusSource(url)
+    source = PrometheusSource(url, clock=lambda: 5000.0)
     result = source.collect([])
     source.close()
     assert [s.pod for s in result.samples] == ["c"]
     (c,) = result.samples
     assert (c.namespace, c.model_name, c.kv_cache_usage, c.queue_length, c.running, c.timestamp) == (
-        "ns", "m", 0.25, 2.0, 3.0, 1700000000.5)
+        "ns", "m", 0.25, 2.0, 3.0, 5000.0)  # stamped on arrival, on our clock: never Prometheus's time
     assert sorted(result.failed_pods) == ["ns/a", "ns/b", "ns/d"]
     assert any("without a pod label" in e for e in result.errors)
     assert len(result.errors) == 4
@@ -220,3 +226,15 @@ def test_a_failing_usage_query_leaves_usage_unknown_and_decisions_fresh(fake_pro
         assert [d.stale for d in held.decisions] == [True]
     finally:
         source.close()
+
+
+def test_a_series_lagging_the_evaluation_time_is_as_old_on_our_clock(fake_prometheus):
+    """Ages are Prometheus's differences, carried onto our clock: a series 200 s behind the answer's evaluation
+    time is stamped 200 s before the answer arrived, whatever Prometheus's clock reads."""
+    url, handler = fake_prometheus
+    handler.mode = "clean-lagging"
+    source = PrometheusSource(url, clock=lambda: 5000.0)
+    result = source.collect([])
+    source.close()
+    stamps = {s.pod: s.timestamp for s in result.samples}
+    assert stamps == {CLEAN_PODS[0]: 5000.0, CLEAN_PODS[1]: 4800.0}

@@ -2,12 +2,16 @@
 
 Speaks what kedascaler uses, for VariantAutoscalings, Deployments, Pods, ConfigMaps, Events and Leases:
 list (with `metadata.resourceVersion`), get, create, update (PUT, 409 on a stale resourceVersion), delete,
-merge-patch (also of the `/status` subresource), and watch (`?watch=1`: chunked JSON lines of
-`{type, object}`, from a resourceVersion, BOOKMARK events when asked for, and a 410 Gone `ERROR` event with
-a Status object when the resourceVersion is older than the last compaction).
+merge-patch (also of the `/status` subresource), server-side apply of the `/status` subresource
+(`application/apply-patch+yaml` with `fieldManager` and `force`: field ownership per manager, `kube_apply`),
+and watch (`?watch=1`: chunked JSON lines of `{type, object}`, from a resourceVersion, BOOKMARK events when
+asked for, and a 410 Gone `ERROR` event with a Status object when the resourceVersion is older than the last
+compaction).
 
 Tests drive it directly too: `put`/`delete` objects, `compact()` history, `drop_watches()` (cut every watch
-connection mid-stream), `send_bookmarks()`, and read `requests` to count calls.
+connection mid-stream), `send_bookmarks()`, `stall()` (every request from then on waits, unanswered, until
+`unstall()`; then its connection is closed), `hold_patches()` (status PATCHes wait until `release_patches()`),
+`patch_delay_s` (every status PATCH takes that long: a slow API server), and read `requests` to count calls.
 
 kubectl works against it too (`kube_discovery`): discovery (`/version`, `/api`, `/apis`, each group/version's
 resources with short names), server-side tables for `kubectl get` (a custom resource's columns from its applied
@@ -32,8 +36,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import kubernetes.client
+import yaml
 
-from tests.support import kube_discovery
+from tests.support import kube_apply, kube_discovery
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,12 @@ class FakeApiServer:
         self.open_watches: dict[str, int] = {p: 0 for p in KINDS}
         self.bookmark_generation = 0
         self.closed = False
+        self.ownership: dict[tuple[str, str, str], dict[str, kube_apply.Ownership]] = {}  # (plural, ns, name)
+        self.unstalled = threading.Event()
+        self.unstalled.set()
+        self.patches_released = threading.Event()
+        self.patches_released.set()
+        self.patch_delay_s = 0.0
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -143,6 +154,8 @@ class FakeApiServer:
         return self
 
     def stop(self) -> None:
+        self.unstall()
+        self.release_patches()
         with self.cond:
             self.closed = True
             self.cond.notify_all()
@@ -202,6 +215,26 @@ class FakeApiServer:
             self.bookmark_generation += 1
             self.cond.notify_all()
 
+    def stall(self) -> None:
+        """Stop answering: every request from now on waits (a black-holed API server) until `unstall()`."""
+        self.unstalled.clear()
+
+    def unstall(self) -> None:
+        self.unstalled.set()
+
+    def hold_patches(self) -> None:
+        """Status PATCHes wait, unanswered, until `release_patches()` (a slow API server, on cue)."""
+        self.patches_released.clear()
+
+    def release_patches(self) -> None:
+        self.patches_released.set()
+
+    def owners(self, kind_name: str, namespace: str, name: str, part: str = "status") -> dict[str, set]:
+        """The field managers of an object's `part` and the leaf paths each owns (server-side apply)."""
+        with self.cond:
+            own = self.ownership.get((PLURAL_OF[kind_name], namespace, name), {}).get(part)
+            return {m: set(p) for m, p in own.managers.items()} if own else {}
+
     def count(self, method: str, path_part: str = "") -> int:
         return sum(1 for m, p in list(self.requests) if m == method and path_part in p)
 
@@ -244,6 +277,7 @@ class FakeApiServer:
             meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
         if kind.namespaced:
             meta["namespace"] = namespace
+        self.ownership.pop((kind.plural, namespace, meta["name"]), None)
         meta.update(uid=str(uuid.uuid4()), generation=1, resourceVersion=self._bump(),
                     creationTimestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         self.objects[kind.plural][(namespace, meta["name"])] = obj
@@ -277,6 +311,7 @@ class FakeApiServer:
         obj = self.objects[kind.plural].pop(key, None)
         if obj is None:
             return None
+        self.ownership.pop((kind.plural, *key), None)
         obj["metadata"]["resourceVersion"] = self._bump()
         self._record(kind, "DELETED", obj)
         return copy.deepcopy(obj)
@@ -333,6 +368,19 @@ class _Handler(BaseHTTPRequestHandler):
     def _log(self) -> None:
         with self.api.cond:
             self.api.requests.append((self.command, self.path))
+        if not self.api.unstalled.is_set():  # black-holed: never answer this one
+            self.api.unstalled.wait(timeout=60)
+            self.close_connection = True
+            raise _Stalled
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except _Stalled:
+            self.close_connection = True
+
+    def _manager(self, query: dict[str, str]) -> str:
+        return "update:" + (query.get("fieldManager") or self.headers.get("User-Agent", "unknown").split("/")[0])
 
     # -- verbs --
     def do_GET(self) -> None:  # noqa: N802
@@ -432,7 +480,11 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             updated = self.api._replace(kind, key, existing, body, status_only=status_sub,
                                         keep_status=kind.custom and not status_sub)
+            self._owned(kind, key).update(self._manager(query), existing.get("status"), updated.get("status"))
         self._send_json(200, updated)
+
+    def _owned(self, kind: Kind, key: tuple[str, str], part: str = "status") -> kube_apply.Ownership:
+        return self.api.ownership.setdefault((kind.plural, *key), {}).setdefault(part, kube_apply.Ownership())
 
     def do_PATCH(self) -> None:  # noqa: N802
         self._log()
@@ -441,6 +493,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         kind, ns, name, status_sub, query = route
         ctype = self.headers.get("Content-Type", "")
+        if status_sub and not self.api.patches_released.is_set():
+            self.api.patches_released.wait(timeout=60)
+        if status_sub and self.api.patch_delay_s:
+            time.sleep(self.api.patch_delay_s)
+        if "apply-patch" in ctype:
+            self._apply(kind, ns, name or "", status_sub, query)
+            return
         body = self._body()
         if "merge-patch" not in ctype or not isinstance(body, dict):
             self._fail(415, "UnsupportedMediaType", f"only merge patches are supported here, got {ctype!r}")
@@ -455,11 +514,50 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if status_sub:
                 patched = merge_patch(existing, {"status": body.get("status")})
+                self._owned(kind, key).update(self._manager(query), existing.get("status"), patched.get("status"))
             else:
                 patched = merge_patch(existing, {k: v for k, v in body.items() if k != "status" or not kind.custom})
             if self._refused(kind, query, patched):
                 return
             updated = self.api._replace(kind, key, existing, patched, status_only=status_sub)
+        self._send_json(200, updated)
+
+    def _apply(self, kind: Kind, ns: str | None, name: str, status_sub: bool, query: dict[str, str]) -> None:
+        """Server-side apply of the /status subresource: kedascaler's status writes."""
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            body = yaml.safe_load(self.rfile.read(length)) if length else None
+        except yaml.YAMLError as exc:
+            self._fail(400, "BadRequest", f"error decoding YAML: {exc}")
+            return
+        manager = query.get("fieldManager")
+        if not manager:
+            self._fail(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: "
+                       "is required for apply patch")
+            return
+        if not status_sub:
+            self._fail(415, "UnsupportedMediaType", "this fixture applies the /status subresource only")
+            return
+        meta = (body or {}).get("metadata") or {} if isinstance(body, dict) else {}
+        if not isinstance(body, dict) or body.get("apiVersion") != kind.api_version or body.get("kind") != kind.kind \
+                or meta.get("name") != name:
+            self._fail(400, "BadRequest", "an apply patch needs apiVersion, kind and metadata.name of the object")
+            return
+        with self.api.cond:
+            key = (ns or "", name)
+            existing = self.api.objects[kind.plural].get(key)
+            if existing is None:
+                self._fail(404, "NotFound", f'{kind.plural} "{name}" not found')
+                return
+            status, conflicts = self._owned(kind, key).apply(
+                manager, existing.get("status"), body.get("status") or {}, query.get("force") in ("true", "True", "1"))
+            if conflicts:
+                self._fail(409, "Conflict", "Apply failed with conflicts: " + "; ".join(conflicts))
+                return
+            if status == existing.get("status"):  # a no-op apply: no new resourceVersion, no watch event
+                self._send_json(200, copy.deepcopy(existing))
+                return
+            updated = self.api._replace(kind, key, existing, {**existing, "status": status}, status_only=True)
         self._send_json(200, updated)
 
     def do_DELETE(self) -> None:  # noqa: N802
@@ -564,6 +662,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Dropped(Exception):
     pass
+
+
+class _Stalled(Exception):
+    """A request the stalled fixture never answers."""
 
 
 class _QuietServer(ThreadingHTTPServer):
