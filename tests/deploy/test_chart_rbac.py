@@ -67,20 +67,24 @@ def bound_to_the_service_account(objects: list[dict]) -> None:
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kedascaler", "namespace": NAMESPACE}]
 
 
-def wait_for(predicate, what: str, timeout: float = 60.0):
+def wait_for(predicate, what: str, proc: subprocess.Popen, timeout: float = 60.0):
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and proc.poll() is None:
         value = predicate()
         if value:
             return value
         time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
+    proc.kill()
+    output, _ = proc.communicate()
+    pytest.fail(f"timed out waiting for {what}; serve said:\n{output[-3000:]}")
 
 
 def serve_args(container: dict, kubeconfig: Path) -> list[str]:
-    """The chart's args, pointed at the fixture: --kubeconfig, free ports, fast cycles, direct scraping."""
-    keep = [a for a in container["args"] if not a.startswith(("--kubernetes", "--port", "--health-port",
-                                                              "--metrics-port", "--prometheus-url", "--interval"))]
+    """The chart's args, pointed at the fixture: --kubeconfig, free ports, fast cycles, direct scraping (so no
+    Prometheus, and no gateway queue read from it)."""
+    dropped = ("--kubernetes", "--port", "--health-port", "--metrics-port", "--prometheus-url", "--interval",
+               "--gateway-queue")
+    keep = [a for a in container["args"] if not a.startswith(dropped)]
     return [*keep, "--kubeconfig", str(kubeconfig), "--port", "0", "--health-port", "0", "--metrics-port", "0",
             "--interval", "0.5"]
 
@@ -128,9 +132,9 @@ def test_the_rendered_rbac_allows_every_request_serve_makes(watch_namespace, tmp
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env={"PATH": "/usr/bin:/bin", "POD_NAME": "kedascaler-0"})
         wait_for(lambda: ((apiserver.get("VariantAutoscaling", WATCHED, "llama-h100") or {}).get("status") or {})
-                 .get("desiredReplicas"), "the leader's status write")
-        wait_for(lambda: apiserver.list("Event", NAMESPACE), "the InvalidConfiguration Event")
-        wait_for(lambda: apiserver.list("Event", WATCHED), "the ScaleUp Event")
+                 .get("desiredReplicas"), "the leader's status write", proc)
+        wait_for(lambda: apiserver.list("Event", NAMESPACE), "the InvalidConfiguration Event", proc)
+        wait_for(lambda: apiserver.list("Event", WATCHED), "the ScaleUp Event", proc)
         proc.send_signal(signal.SIGTERM)  # the leader releases the Lease: an update
         output, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, output[-3000:]
