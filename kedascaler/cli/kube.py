@@ -17,11 +17,12 @@ def kubernetes_sources(kubeconfig: str | None, namespace: str | None, label_sele
                        ) -> tuple[KubernetesInventory, StatusWriter, LeaderElector]:
     """Everything `serve --kubernetes` needs: (KubernetesInventory, StatusWriter, LeaderElector), not started.
 
-    Before the first cycle: `inventory.start()`, `inventory.wait_synced(30)`, `elector.start()` (renews the
-    Lease in its own thread). After each cycle: `if elector.is_leader: writer.submit(report.decisions,
-    inventory.current(), inventory.missing_targets())` (written in the writer's thread, only while the elector
-    leads). On shutdown: `writer.close()`, `elector.stop()` (releases the Lease) and `inventory.stop()`. The
-    inventory is both the Reconciler's `inventory` and its `workloads`.
+    Before the first cycle: `inventory.start()`, `elector.start()` (renews the Lease in its own thread), and
+    the gRPC server bound with readiness off until `inventory.wait_synced(0)` (a non-blocking check) is true.
+    After each cycle: `if elector.is_leader: writer.submit(report.decisions, inventory.current(),
+    inventory.missing_targets())` (written in the writer's thread, only while the elector leads). On shutdown:
+    `writer.close()`, `elector.stop()` (releases the Lease) and `inventory.stop()`. The inventory is both the
+    Reconciler's `inventory` and its `workloads`.
     """
     api_client = load_api_client(kubeconfig)
     inventory = KubernetesInventory(api_client, namespace=namespace or None, label_selector=label_selector or None,

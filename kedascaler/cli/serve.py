@@ -63,6 +63,12 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
                        help="bearer token file for Prometheus (re-read when it changes: projected tokens rotate)")
     serve.add_argument("--prometheus-ca-file", type=Path, help="CA bundle for Prometheus over TLS")
     serve.add_argument("--port", type=port, default=9090, help="gRPC port (default 9090)")
+    serve.add_argument("--health-port", type=port,
+                       help="also serve grpc.health.v1 Check on this port, plaintext even with --tls-cert, for the "
+                            "kubelet's probes: service 'liveness' (up) and '' (ready: the inventory synced)")
+    serve.add_argument("--shutdown-grace", type=positive, default=5.0,
+                       help="on SIGTERM: health NOT_SERVING, no new calls, and calls in flight get this many "
+                            "seconds to finish (default 5)")
     serve.add_argument("--interval", type=positive, default=15.0, help="seconds between reconcile cycles (default 15)")
     serve.add_argument("--stale-after", type=positive, default=300.0,
                        help="answer UNAVAILABLE when the metrics behind a decision are older than this (default 300 s)")
@@ -268,10 +274,7 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
     else:
         kube, status_writer, elector = _kubernetes(args)
         cleanups.append(kube.stop)
-        kube.start()
-        if not kube.wait_synced(30):
-            log.warning("the Kubernetes inventory is not synced after 30 s (is the VariantAutoscaling CRD installed, "
-                        "and may this ServiceAccount list it?); serving what is known and retrying")
+        kube.start()  # synced or not, gRPC binds at once: readiness waits for the sync (below), liveness does not
         cleanups.append(elector.stop)
         elector.start()
         cleanups.append(status_writer.close)  # what waits is written before the lease is given up
@@ -328,12 +331,15 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
         cleanups.append(activation_server.close)
         _started("the activation endpoint", activation_server.start)
     server = ScalerServer(board, port=args.port, tls=tls, stale_after=args.stale_after, interceptors=obs.interceptors,
-                          max_streams=args.max_streams, max_concurrent_rpcs=args.max_concurrent_rpcs, clock=clock)
+                          max_streams=args.max_streams, max_concurrent_rpcs=args.max_concurrent_rpcs, clock=clock,
+                          health_port=args.health_port, grace=args.shutdown_grace, ready=kube is None)
     try:
         port_bound = await server.start()
     except (OSError, ValueError) as exc:
         raise StartError(str(exc)) from None
     log.info("kedascaler serving ExternalScaler on port %d (%s)", port_bound, "TLS" if tls else "plaintext")
+    if server.health_port is not None:
+        log.info("kedascaler health on port %d (plaintext)", server.health_port)
     health = MetricsHealthLog(args.stale_after)
 
     def on_cycle(report: CycleReport) -> None:
@@ -349,7 +355,14 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
                 if deletion is not None:  # before the target drops: the emptiest pods are deleted first
                     deletion.submit(report.decisions, report.snapshots)
 
-    loop_task = asyncio.create_task(reconciler.run_forever(args.interval, on_cycle=on_cycle))
+    async def cycles() -> None:
+        if kube is not None and not await server.ready_when(lambda: kube.wait_synced(0), wait=30.0):
+            log.warning("the Kubernetes inventory is not synced after 30 s (is the VariantAutoscaling CRD installed, "
+                        "and may this ServiceAccount list it?); readiness stays NOT_SERVING until it syncs, cycles "
+                        "run with what is known")
+        await reconciler.run_forever(args.interval, on_cycle=on_cycle)
+
+    loop_task = asyncio.create_task(cycles())
     try:
         await run_until_signal(server)
     finally:

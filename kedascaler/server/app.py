@@ -1,4 +1,5 @@
-"""Wiring of the gRPC server: ExternalScaler + grpc.health.v1 + reflection, plaintext/TLS/mTLS, graceful stop."""
+"""Wiring of the gRPC server: ExternalScaler + grpc.health.v1 + reflection, plaintext/TLS/mTLS, graceful stop;
+optionally a plaintext health port for the kubelet's probes (`kedascaler.server.health`)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from kedascaler.kits.watchedfile import WatchedFile
 from kedascaler.loop.board import DecisionBoard
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
+from kedascaler.server.health import HealthPort, HealthState, ready_when
 from kedascaler.server.malformed import GuardedRegistrar
 from kedascaler.server.servicer import ExternalScalerServicer
 
@@ -125,10 +127,15 @@ class ScalerServer:
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         max_streams: int = DEFAULT_MAX_STREAMS,
         max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS,
+        health_port: int | None = None,
+        ready: bool = True,
     ) -> None:
         """`max_streams`: open streams at most (each ScaledObject with an external-push trigger holds one);
         `max_concurrent_rpcs`: calls in progress at most, streams included (grpc answers RESOURCE_EXHAUSTED
-        beyond it); it must exceed max_streams, so unary calls always have room."""
+        beyond it); it must exceed max_streams, so unary calls always have room. `health_port`: also serve
+        grpc.health.v1 Check, plaintext, on this port (0: any free one). `ready`: readiness (health service ""
+        and the ExternalScaler's) SERVING from the start; False: NOT_SERVING until `ready_when` or
+        `set_ready`, while `liveness` is SERVING as soon as the port is bound."""
         if stale_after is not None and stale_after <= 0:
             raise ValueError(f"stale_after must be a positive number of seconds or None, got {stale_after!r}")
         if max_streams < 1:
@@ -145,7 +152,9 @@ class ScalerServer:
         self.interceptors = tuple(interceptors)  # e.g. request metrics; they see every RPC
         self._requested_port = port
         self._servicer = ExternalScalerServicer(board, stale_after=stale_after, clock=clock, max_streams=max_streams)
-        self._health = health.aio.HealthServicer()
+        self.health = HealthState(("", SERVICE_NAME), ready=ready)
+        self._health_port = HealthPort(self.health, host=host, port=health_port) if health_port is not None else None
+        self._readiness: asyncio.Task | None = None
         self._server: grpc.aio.Server | None = None
         self._port: int | None = None
         self._stopping: asyncio.Task[None] | None = None
@@ -155,6 +164,11 @@ class ScalerServer:
         """The bound port once started (useful with port 0), else None."""
         return self._port
 
+    @property
+    def health_port(self) -> int | None:
+        """The bound plaintext health port once started, else None."""
+        return self._health_port.port if self._health_port is not None else None
+
     async def start(self) -> int:
         """Bind and start serving; returns the bound port."""
         if self._server is not None:
@@ -163,7 +177,7 @@ class ScalerServer:
                                  maximum_concurrent_rpcs=self.max_concurrent_rpcs)
         # GuardedRegistrar: a request that is not a valid message gets INVALID_ARGUMENT
         pb_grpc.add_ExternalScalerServicer_to_server(self._servicer, GuardedRegistrar(server))
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         address = f"{self.host}:{self._requested_port}"
         try:
@@ -175,13 +189,27 @@ class ScalerServer:
             raise OSError(f"cannot listen on {address}: {exc} (is the port in use?)") from None
         if port == 0:
             raise OSError(f"cannot listen on {address} (is the port in use?)")
+        await self.health.bound()  # before the first call: grpc's own default for "" is SERVING
         await server.start()
-        for service in ("", SERVICE_NAME):
-            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        if self._health_port is not None:
+            try:
+                await self._health_port.start()
+            except OSError:
+                await server.stop(0)
+                raise
         self._server, self._port = server, port
         mode = "plaintext" if self.tls is None else ("mTLS" if self.tls.client_ca_file else "TLS")
         log.info("ExternalScaler listening on %s:%d (%s)", self.host, port, mode)
         return port
+
+    async def set_ready(self, ready: bool) -> None:
+        await self.health.set_ready(ready)
+
+    async def ready_when(self, synced: Callable[[], bool], *, wait: float) -> bool:
+        """Readiness SERVING once `synced()` (non-blocking) is true; True if that happened within `wait` s.
+        Otherwise readiness stays NOT_SERVING and a task goes on looking (stopped with the server)."""
+        ok, self._readiness = await ready_when(self.health, synced, wait=wait)
+        return ok
 
     async def stop(self, grace: float | None = None) -> None:
         """Health NOT_SERVING, end open streams with OK, let unary calls finish (up to grace s), then stop."""
@@ -194,9 +222,13 @@ class ScalerServer:
     async def _stop(self, grace: float) -> None:
         assert self._server is not None
         log.info("ExternalScaler stopping (grace %gs)", grace)
-        await self._health.enter_graceful_shutdown()
+        if self._readiness is not None:
+            self._readiness.cancel()
+        await self.health.stopping()  # NOT_SERVING everywhere, the health port included
         self._servicer.close_streams()
-        await self._server.stop(grace)
+        await self._server.stop(grace)  # no new calls; those in flight finish, up to grace s
+        if self._health_port is not None:
+            await self._health_port.stop()
         log.info("ExternalScaler stopped")
 
     async def wait_for_termination(self) -> None:

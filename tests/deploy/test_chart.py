@@ -30,10 +30,23 @@ VARIANTS = {
     "dashboard": {"grafanaDashboard.enabled": True, "metrics.serviceMonitor.enabled": True},
     "replicas": {"replicaCount": 3},
     "crd-free": {"scaledObjects.enabled": True},
+    "one-replica": {"replicaCount": 1},
+    "network-policy": {"networkPolicy.enabled": True},
+    "spread-required": {"podAntiAffinity": "required"},
+    "bare": {"podAntiAffinity": "none", "podDisruptionBudget.enabled": False, "shutdown.preStopSleepSeconds": 0},
     "everything-on": {"tls.enabled": True, "metrics.serviceMonitor.enabled": True, "watch.namespace": "llm",
                       "watch.labelSelector": "team=a", "grafanaDashboard.enabled": True,
-                      "scaleToZero.activationPort": 8081, "scaledObjects.enabled": True, "replicaCount": 3},
+                      "scaleToZero.activationPort": 8081, "scaledObjects.enabled": True, "replicaCount": 3,
+                      "networkPolicy.enabled": True,
+                      "networkPolicy.extraIngress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}],
+                                                      "ports": [{"port": 9091}]}],
+                      "networkPolicy.extraEgress": [{"to": [{"ipBlock": {"cidr": "203.0.113.7/32"}}],
+                                                     "ports": [{"port": 443}]}]},
 }
+# Keys whose values are a choice or a list: the value the "every key changes the chart" test sets instead.
+ALTERNATIVES = {"podAntiAffinity": "required", "networkPolicy.apiServerCIDRs": ["10.96.0.1/32"],
+                "networkPolicy.apiServerPorts": [8443], "networkPolicy.extraIngress": [],
+                "networkPolicy.extraEgress": []}
 
 
 def validate(obj: dict) -> None:
@@ -62,8 +75,8 @@ def test_helm_lint_reports_nothing_but_the_icon(variant):
 def test_every_rendered_object_is_valid_kubernetes(variant):
     objects, _ = render_chart(CHART, VARIANTS[variant])
     kinds = sorted(o["kind"] for _, o in objects)
-    assert {"CustomResourceDefinition", "Deployment", "Service", "ServiceAccount", "ClusterRole", "Role",
-            "ConfigMap"} <= set(kinds)
+    assert {"CustomResourceDefinition", "Deployment", "Service", "ServiceAccount", "Role", "ConfigMap"} <= set(kinds)
+    assert ("ClusterRole" in kinds) is not bool(VARIANTS[variant].get("watch.namespace"))
     for source, obj in objects:
         if obj["kind"] in NOT_IN_CORE_SCHEMAS:
             assert obj["apiVersion"] == "monitoring.coreos.com/v1"
@@ -83,6 +96,7 @@ def test_the_rendered_args_start_the_scaler(variant):
     args = build_parser().parse_args(["serve", *container["args"]])
     overrides = VARIANTS[variant]
     assert args.kubernetes and args.port == 9090
+    assert args.health_port == 9091 and args.shutdown_grace == 10
     assert args.namespace == (overrides.get("watch.namespace") or None)
     assert args.no_scale_to_zero is (overrides.get("scaleToZero.enabled") is False)
     if not args.no_scale_to_zero:
@@ -98,7 +112,7 @@ def test_several_replicas_and_the_activation_port_reach_the_pods_and_the_service
     (deploy,) = [o for o in objects if o["kind"] == "Deployment"]
     assert deploy["spec"]["replicas"] == 3
     ports = {p["name"]: p["containerPort"] for p in container_of(objects)["ports"]}
-    assert ports == {"grpc": 9090, "metrics": 8080, "activation": 8081}
+    assert ports == {"grpc": 9090, "metrics": 8080, "health": 9091, "activation": 8081}
     (grpc,) = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "kedascaler"]
     assert grpc["spec"]["clusterIP"] == "None"  # headless: a gateway posts to every replica
     assert {p["name"]: p["port"] for p in grpc["spec"]["ports"]} == {"grpc": 9090, "activation": 8081}
@@ -183,8 +197,11 @@ def test_deployment_is_hardened_and_probes_grpc_health():
     sc = container["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"]["drop"] == ["ALL"]
-    assert container["livenessProbe"]["grpc"] == {"port": 9090}
-    assert container["readinessProbe"]["grpc"] == {"port": 9090}
+    # the plaintext health port (--health-port), so the probes work with tls.enabled too
+    assert container["startupProbe"]["grpc"] == {"port": 9091, "service": "liveness"}
+    assert container["livenessProbe"]["grpc"] == {"port": 9091, "service": "liveness"}
+    assert container["readinessProbe"]["grpc"] == {"port": 9091}  # service "": ready once the inventory synced
+    assert "--health-port=9091" in container["args"]
     assert {"requests", "limits"} <= set(container["resources"])
     assert "--kubernetes" in container["args"] and "--port=9090" in container["args"]
     assert not any(a.startswith("--tls") for a in container["args"])
@@ -253,7 +270,9 @@ def test_every_values_key_changes_what_helm_renders():
         node = values
         for part in key.split("."):
             node = node[part]
-        if isinstance(node, bool):
+        if key in ALTERNATIVES:
+            changed = ALTERNATIVES[key]
+        elif isinstance(node, bool):
             changed = not base_overrides.get(key, node)
         elif isinstance(node, (int, float)):
             changed = base_overrides.get(key, node) + 7

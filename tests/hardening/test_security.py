@@ -140,7 +140,8 @@ def test_the_activation_source_has_the_same_tls_token_and_scrubbing(https_promet
     url, handler = https_prometheus
     source = PrometheusActivationSource(url, bearer_token=TOKEN, ca_file=str(certs.ca), timeout=5)
     try:
-        assert source.read([("llm", "m")]).queues == {("llm", "m"): 0.0}  # answered: no queue for m
+        answered = source.read([("llm", "m")])
+        assert not answered.errors and answered.queries == 1, answered.errors  # over TLS, with the token
         assert handler.seen and all(a == f"Bearer {TOKEN}" for a in handler.seen)
         handler.echo = True
         reading = source.read([("llm", "m")])

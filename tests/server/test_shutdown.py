@@ -114,3 +114,43 @@ async def test_run_until_signal_stops_gracefully_on_sigterm(board):
         assert await stream.code() == grpc.StatusCode.OK
     assert stopped == ["on_stop"]
     assert signal.getsignal(signal.SIGTERM) is before  # handlers removed again
+
+
+async def test_sigterm_lets_a_call_in_flight_finish_and_refuses_new_ones(board):
+    """A rollout's SIGTERM mid-call: health NOT_SERVING at once (read on the health port, which answers until the
+    drain is over), the call in flight completes OK within the grace period, then the server is gone."""
+    server = ScalerServer(board, port=0, host="127.0.0.1", grace=WAIT, health_port=0)
+    entered, release = asyncio.Event(), asyncio.Event()
+    real = server._servicer.GetMetrics
+
+    async def held(request, context):
+        entered.set()
+        await release.wait()
+        return await real(request, context)
+
+    server._servicer.GetMetrics = held
+    await server.start()
+    before = signal.getsignal(signal.SIGTERM)
+    runner = asyncio.ensure_future(run_until_signal(server))
+    async with asyncio.timeout(WAIT):
+        while signal.getsignal(signal.SIGTERM) is before:
+            await asyncio.sleep(0.01)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = pb_grpc.ExternalScalerStub(channel)
+        call = stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref(H100.name), metricName=metric_name(H100)),
+                               timeout=WAIT)
+        await asyncio.wait_for(entered.wait(), WAIT)
+        os.kill(os.getpid(), signal.SIGTERM)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.health_port}") as probes:
+            health_stub = health_pb2_grpc.HealthStub(probes)
+            async with asyncio.timeout(WAIT):
+                while (await health_stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=WAIT)).status \
+                        != health_pb2.HealthCheckResponse.NOT_SERVING:
+                    await asyncio.sleep(0.01)
+        assert not runner.done()  # still draining: the call is in flight
+        release.set()
+        assert (await call).metricValues[0].metricValue == 3  # completed, not CANCELLED
+        await asyncio.wait_for(runner, WAIT)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        error = await rpc_error(pb_grpc.ExternalScalerStub(channel).IsActive(ref(H100.name), timeout=WAIT))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE

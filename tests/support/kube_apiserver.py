@@ -136,6 +136,7 @@ class FakeApiServer:
         self.patches_released = threading.Event()
         self.patches_released.set()
         self.patch_delay_s = 0.0
+        self.forbidden: set[str] = set()  # plurals answered 403, as for a ServiceAccount without the RBAC rule
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -352,6 +353,9 @@ class _Handler(BaseHTTPRequestHandler):
         m = _PATH.match(parts.path)
         if not m or m.group(3) not in KINDS or KINDS[m.group(3)].prefix != m.group(1):
             self._fail(404, "NotFound", f"the server could not find the requested resource ({parts.path})")
+            return None
+        if m.group(3) in self.api.forbidden:
+            self._fail(403, "Forbidden", f"{m.group(3)} is forbidden: the ServiceAccount may not list it")
             return None
         return KINDS[m.group(3)], m.group(2), m.group(4), bool(m.group(5)), query
 
