@@ -149,6 +149,7 @@ class StatusWriter:
         self._lock = threading.Lock()  # one write at a time (submit's thread, or a caller of write)
         self._worker: LatestOnly[_Cycle] = LatestOnly(self._write_cycle, name="status-writer", merge=_merge)
         self.patches = 0
+        self.wake_up = True  # serve can wake a model at zero (a gateway reader or a push endpoint): ScaleToZero
 
     def submit(self, decisions: Iterable[Decision], state: InventoryState,
                missing_targets: Collection[VariantKey] = (), *,
@@ -190,13 +191,15 @@ class StatusWriter:
     def _write(self, decisions: Iterable[Decision], state: InventoryState, missing_targets: Collection[VariantKey],
                plans: Mapping[tuple[str, str], SloPlan], parameters: Mapping[VariantKey, VariantParameters]) -> int:
         known = {s.key for s in state.variants} - state.from_scaled_objects  # CRD-free: no VA to write to
+        min_replicas = {s.key: s.spec.min_replicas for s in state.variants}
         patches = 0
         for d in decisions:
             if d.key not in known:
                 continue
             previous = self.written.get(d.key)
             body = status_for(d, d.key in missing_targets, plan=plans.get((d.key.namespace, d.model_id)),
-                              params=parameters.get(d.key))
+                              params=parameters.get(d.key), min_replicas=min_replicas.get(d.key, 1),
+                              wake_up=self.wake_up)
             if self._patch(d.key, body, d.decided_at or time.time()):
                 patches += 1
                 old = previous.get("desiredReplicas") if previous else None

@@ -75,6 +75,28 @@ def decision_conditions(d: Decision, target_missing: bool) -> list[dict[str, Any
     return [metrics_condition(d), optimization, ready]
 
 
+def scale_to_zero_condition(d: Decision, min_replicas: int, wake_up: bool) -> dict[str, Any] | None:
+    """`ScaleToZero`, from the decision's activation: on (and its window), held warm because the data that could
+    wake the model is missing, or wanted (`minReplicas: 0`) while nothing can wake a model at zero (`wake_up`
+    False: serve has neither a gateway reader nor a push endpoint). None where it does not apply. The messages
+    carry no timer, so the condition changes only when the situation does."""
+    act = d.steps.activation
+    if act is not None and act.signal == "missing_data":
+        return condition("ScaleToZero", False, "WakeUpSignalUnknown",
+                         f"idle past its {act.window:g} s window, but the data that would wake it is missing (the "
+                         "gateway's metrics do not mention the model, a query failed, or ready pods report no "
+                         "metrics): kept warm until it is back, never put where nothing could wake it")
+    if act is not None:
+        return condition("ScaleToZero", True, "Enabled",
+                         f"the model goes to zero after {act.window:g} s without requests, and wakes on a request")
+    if min_replicas <= 0 and not wake_up:
+        return condition("ScaleToZero", False, "NoWakeUpSignal",
+                         "minReplicas is 0, but nothing could wake this model at zero: kedascaler serve reads no "
+                         "gateway queue (--gateway-queue; chart scaleToZero.gatewayQueue) and has no push endpoint "
+                         "(--activation-port; chart scaleToZero.activationPort), so the model is kept warm")
+    return None
+
+
 def _round(value: float | None, digits: int = 4) -> float | None:
     """A number for the status (stable across cycles when the fit does not change; None when not finite)."""
     return float(f"{value:.{digits}g}") if value is not None and math.isfinite(value) else None
@@ -112,11 +134,13 @@ def sizing_condition(plan: SloPlan, params: VariantParameters | None) -> dict[st
 
 
 def status_for(d: Decision, target_missing: bool = False, *, plan: SloPlan | None = None,
-               params: VariantParameters | None = None) -> dict[str, Any]:
+               params: VariantParameters | None = None, min_replicas: int = 1, wake_up: bool = True
+               ) -> dict[str, Any]:
     """The VA status for a decision: kedascaler's fields plus the WVA-compatible desiredOptimizedAlloc.
 
     With SLO sizing (`plan`: the model's SloPlan, `params`: the variant's VariantParameters) also the
-    `ModelBasedSizing` condition, `performanceEstimate` and the predicted latencies of the plan taken."""
+    `ModelBasedSizing` condition, `performanceEstimate` and the predicted latencies of the plan taken.
+    `min_replicas` (the VA's) and `wake_up` (serve can wake a model at zero) give `ScaleToZero`."""
     when = rfc3339(d.decided_at or time.time())
     status: dict[str, Any] = {
         "currentReplicas": d.current_replicas,
@@ -134,6 +158,9 @@ def status_for(d: Decision, target_missing: bool = False, *, plan: SloPlan | Non
             status["predicted"] = {k: v for k, v in (("itlMs", _round(d.predicted_itl_ms, 3)),
                                                      ("ttftMs", _round(d.predicted_ttft_ms, 3)))
                                    if v is not None}
+    to_zero = scale_to_zero_condition(d, min_replicas, wake_up)
+    if to_zero is not None:
+        status["conditions"].append(to_zero)
     estimate = performance_estimate(params)
     if estimate is not None:
         status["performanceEstimate"] = estimate

@@ -308,6 +308,8 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
     activation_url = (args.activation_prometheus_url or args.prometheus_url) if args.gateway_queue else None
     if not args.no_scale_to_zero and activation_url is None and inbox is None:
         log.warning(no_wake_up_warning())
+        if after_cycle is not None:
+            after_cycle[0].wake_up = False  # and each VA with minReplicas 0 says so in its ScaleToZero condition
     activation = None
     if activation_url:
         activation = PrometheusActivationSource(

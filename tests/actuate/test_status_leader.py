@@ -262,3 +262,28 @@ def test_status_is_rendered_from_the_decisions_steps():
     (full,) = decide(replace(snap, variants=(VariantState(SPEC, 2, 2, pods),)), {})
     metrics = {c["type"]: c for c in status_for(full)["conditions"]}["MetricsAvailable"]
     assert metrics["message"] == "metrics from the variant's 2 ready replica(s)"
+
+
+def test_scale_to_zero_is_a_condition_a_user_can_act_on():
+    """`ScaleToZero` says whether a model with minReplicas 0 can go to zero, and if not, what is missing."""
+    from kedascaler.actuate.status import status_for
+    from kedascaler.engine.types import Activation, DecisionSteps
+
+    def to_zero(d: Decision, **kw) -> dict | None:
+        return {c["type"]: c for c in status_for(d, **kw)["conditions"]}.get("ScaleToZero")
+
+    warm = decision(1)
+    none = to_zero(warm, min_replicas=0, wake_up=False)
+    assert none is not None and (none["status"], none["reason"]) == ("False", "NoWakeUpSignal")
+    assert "--gateway-queue" in none["message"] and "--activation-port" in none["message"]
+    assert to_zero(warm, min_replicas=1, wake_up=False) is None  # minReplicas 1: not asked for
+    assert to_zero(warm, min_replicas=0, wake_up=True) is None  # another variant of the model keeps it warm
+
+    def active(signal: str, idle: float) -> Decision:
+        act = Activation(True, 900.0, idle, 300.0, signal, idle, False, f"active: {signal} {idle}")
+        return replace(warm, steps=DecisionSteps(activation=act))
+    unknown = to_zero(active("missing_data", 400.0), min_replicas=0)
+    assert unknown is not None and (unknown["status"], unknown["reason"]) == ("False", "WakeUpSignalUnknown")
+    assert "gateway's metrics do not mention the model" in unknown["message"]
+    on = [to_zero(active("recent", idle), min_replicas=0) for idle in (10.0, 200.0)]
+    assert on[0] == on[1] and on[0] is not None and (on[0]["status"], on[0]["reason"]) == ("True", "Enabled")
