@@ -71,6 +71,7 @@ class LeaderElector:
         self._renewed_at: float | None = None  # when (our clock) the last successful renewal was sent
         self._observed: tuple[Any, ...] | None = None  # the other holder's record as last seen
         self._observed_at = 0.0  # when (our clock) that record last changed
+        self._observed_duration = float(lease_seconds)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -79,6 +80,15 @@ class LeaderElector:
         """True while the last successful renewal is younger than the renew deadline."""
         renewed = self._renewed_at
         return renewed is not None and self.clock() - renewed < self.renew_deadline_s
+
+    @property
+    def other_leads(self) -> bool:
+        """True while another replica holds the lease and renewed it within its duration, as this replica last
+        saw it: that replica's decisions (in the VA statuses it writes) are the ones to serve."""
+        seen = self._observed
+        if seen is None or not seen[0] or seen[0] == self.identity or self.is_leader:
+            return False
+        return self.clock() < self._observed_at + self._observed_duration
 
     def start(self, renew_every_s: float | None = None) -> LeaderElector:
         """Try and renew in a daemon thread every `renew_every_s` (default `retry_period_s`); read `is_leader`."""
@@ -162,6 +172,7 @@ class LeaderElector:
         if record != self._observed:
             self._observed, self._observed_at = record, now
         duration = spec.get("leaseDurationSeconds") or self.lease_seconds
+        self._observed_duration = float(duration)
         if holder and holder != self.identity and now < self._observed_at + duration:
             return False  # held by someone else, and alive as far as we have seen
         transitions = int(spec.get("leaseTransitions") or 0)

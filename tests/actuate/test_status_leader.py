@@ -112,6 +112,24 @@ def test_two_electors_one_leader_and_takeover_after_expiry(apiserver, api_client
     assert a.try_acquire_or_renew(24.0) is True  # released: no need to wait for expiry
 
 
+def test_a_follower_knows_while_another_replica_leads(apiserver, api_client):
+    """`other_leads`: whose decisions to serve (loop/follow.py) — true on b while a renews, false once a's lease
+    is expired as b saw it, and never on the leader itself."""
+    now = [0.0]
+    a = LeaderElector(api_client, "kedascaler-system", "kl", "a", lease_seconds=15, clock=lambda: now[0])
+    b = LeaderElector(api_client, "kedascaler-system", "kl", "b", lease_seconds=15, clock=lambda: now[0])
+    assert not b.other_leads  # has not looked yet
+    assert a.try_acquire_or_renew() and not b.try_acquire_or_renew()
+    assert b.other_leads and not a.other_leads
+    now[0] = 10.0
+    assert a.try_acquire_or_renew() and not b.try_acquire_or_renew()  # renewed: b's view is fresh again
+    now[0] = 24.0
+    assert b.other_leads  # 14 s since b saw the renewal
+    now[0] = 26.0
+    assert not b.other_leads  # a stopped renewing: nobody b should follow (it takes over at its next try)
+    assert b.try_acquire_or_renew() and not b.other_leads and b.is_leader
+
+
 def test_stale_resource_version_is_a_conflict(apiserver, api_client):
     a = LeaderElector(api_client, "kedascaler-system", "l", "a")
     b = LeaderElector(api_client, "kedascaler-system", "l", "b")
