@@ -41,6 +41,6 @@ def test_the_recorded_fleets_cover_every_mode_and_real_changes():
     targets = [t for r in RECORDED for c in r["cycles"] for t in c["targets"]]
     flags = [f for r in RECORDED for c in r["cycles"] for f in c["flags"]]
     assert len(set(targets)) > 5 and "S" in "".join(flags) and "-" in flags
-    moved = sum(a != b for r in RECORDED for c, d in zip(r["cycles"], r["cycles"][1:]) for a, b in
-                zip(c["targets"], d["targets"]))
+    moved = sum(a != b for r in RECORDED for c, d in zip(r["cycles"], r["cycles"][1:], strict=False)
+                for a, b in zip(c["targets"], d["targets"], strict=True))
     assert moved > 100

@@ -33,8 +33,8 @@ def test_a_wake_up_cycle_keeps_the_gauges_of_every_model_it_did_not_decide():
     assert observer.registry.get_sample_value("kedascaler_metrics_staleness_seconds",
                                               {"namespace": "ns", "model": "other"}) is not None
     observer.on_cycle(full)  # the next full cycle: w-a100 left the inventory
-    assert observer.registry.get_sample_value(
-        "wva_desired_replicas", {"variant": "w-a100", "namespace": "ns", "model": "other", "accelerator": "A100"}) is None
+    gone = {"variant": "w-a100", "namespace": "ns", "model": "other", "accelerator": "A100"}
+    assert observer.registry.get_sample_value("wva_desired_replicas", gone) is None
 
 
 def test_an_unchanged_decision_keeps_its_last_scaling_time_and_counts_once_more():

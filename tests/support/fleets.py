@@ -2,8 +2,8 @@
 
 `fleet_decisions(seed)` runs `kedascaler.loop.cycle.step` over one fleet's cycles and returns, per cycle, every
 variant's target, active and stale flags, and a digest of the reasons: what `tests/loop/test_fleet_decisions.py`
-pins against the outputs recorded before the cycle was optimised (`tests/loop/fleet_decisions.json`). Everything drawn here comes
-from `random.Random(seed)`, so the same seed is the same fleet on every machine.
+pins against the outputs recorded before the cycle was optimised (`tests/loop/fleet_decisions.json`). Everything
+drawn here comes from `random.Random(seed)`, so the same seed is the same fleet on every machine.
 
 Each fleet mixes what a cycle meets: 1-4 variants per model over 2-40 models, per-VA scaling modes over a
 random global mode (or no planner at all), with and without a `variantProfile` (so the planner learns some),
