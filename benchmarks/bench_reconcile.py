@@ -1,35 +1,54 @@
-"""Reconcile cost at fleet scale: CPU time and metrics queries per cycle for 100, 1,000 and 10,000 VAs.
+"""Reconcile cost at fleet scale: CPU, memory, metrics queries, and how the event loop fares, per cycle.
 
 A synthetic inventory (2 variants per model, 4 pods per variant) and a metrics source that answers like
 Prometheus does (one batched answer for all pods, matched to variants by pod name, with each pod's usage
 over the window as the usage query gives it), so the figure is the scaler's own cost. The query count comes
 from the real PrometheusSource's fixed query list.
 
-`--scaling-mode`: `off` is the saturation engine alone (no planner); `saturation`, `hybrid` or `model` run
-the reconcile loop with SLO sizing (`PlannerSettings`) in that global mode (as `serve --scaling-mode`
-does), every VA with a `variantProfile` and a service class, so each model is sized every cycle. Prints a
-table, exits 0.
+`--scaling-mode`: `off` is the saturation engine alone (no planner); the others run the reconcile loop with
+SLO sizing (`PlannerSettings`) in that global mode, as `serve --scaling-mode` does, every VA with a
+`variantProfile` and a service class. With no `--scaling-mode`, the default mode's row runs (`default: true`).
+
+Each row runs in its own process (so `peak_rss_mib` is that row's). CPU per cycle is one full cycle as
+`serve` runs it: collect → join → decide → size → publish, then the serve's after-cycle work
+(`kedascaler.cli.serve.CycleSink`: /metrics, the metrics-health log; status writes need a cluster and are not
+part of it). `scrape_ms` is one /metrics exposition. Then the loop phase: the real gRPC server
+(`ScalerServer`) and `Reconciler.run_forever` on one asyncio loop as `serve` runs them, a 1 ms ticker that
+measures how late the loop wakes (`loop_stall_ms_max`: the worst, during cycles), and a client in its own
+process calling GetMetrics back to back: its p99 during cycles and between them.
+
+    uv run python benchmarks/bench_reconcile.py [--variants 1000 10000] [--scaling-mode off capacity] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import multiprocessing
 import random
 import resource
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-from kedascaler.loop.board import DecisionBoard
-from kedascaler.loop.planner import PlannerSettings
-from kedascaler.loop.reconcile import Reconciler
-from kedascaler.sources.base import CollectResult, PodSample, PodUsage, ScrapeTarget
-from kedascaler.sources.files import StaticInventory
-from kedascaler.sources.prometheus import cycle_queries
-from kedascaler.spec.inventory import build_inventory
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from kedascaler.loop.board import DecisionBoard  # noqa: E402
+from kedascaler.loop.planner import PlannerSettings  # noqa: E402
+from kedascaler.loop.reconcile import Reconciler  # noqa: E402
+from kedascaler.sources.base import CollectResult, PodSample, PodUsage, ScrapeTarget, WorkloadStatus  # noqa: E402
+from kedascaler.sources.files import StaticInventory  # noqa: E402
+from kedascaler.sources.prometheus import cycle_queries  # noqa: E402
+from kedascaler.spec.inventory import build_inventory  # noqa: E402
 
 PODS_PER_VARIANT = 4
 WINDOW_S = 60.0  # the usage window (PrometheusSource's default 1m)
-MODES = ("off", "saturation", "hybrid", "model")
+DEFAULT_MODE = PlannerSettings().global_mode
+MODES = ("off", "saturation", "hybrid", "model", "capacity")
 
 
 def documents(n_variants: int):
@@ -85,48 +104,199 @@ class PrometheusLikeSource:
 
 class Replicas:
     def status(self, spec):
-        from kedascaler.sources.base import WorkloadStatus
-
         return WorkloadStatus(PODS_PER_VARIANT, PODS_PER_VARIANT, ())
+
+
+def fleet(n: int) -> tuple[StaticInventory, tuple[PodSample, ...]]:
+    inventory = StaticInventory(build_inventory(documents(n)))  # each VA with a variantProfile and a sloClassRef
+    assert not inventory.current().problems, inventory.current().problems[:3]
+    rng = random.Random(1)
+    samples = []
+    for spec in inventory.current().specs:
+        for p in range(PODS_PER_VARIANT):
+            running = rng.randint(1, 64)
+            samples.append(PodSample(spec.key.namespace, f"{spec.target_name}-5d8f9c7b6-{p:05d}", spec.model_id,
+                                     rng.uniform(0.1, 0.9), rng.choice([0, 0, 1, 4, 9]), running, 0.0,
+                                     usage=usage(rng, running)))
+    return inventory, tuple(samples)
+
+
+def sink(reconciler: Reconciler):
+    """What serve does after each cycle, without a cluster: its CycleSink with no status writer."""
+    from kedascaler.cli.serve import CycleSink, MetricsHealthLog
+    from kedascaler.observe.wiring import Observability
+
+    obs = Observability(metrics_port=None)
+    return obs, CycleSink(obs, MetricsHealthLog(60.0), reconciler)
+
+
+def rpc_client(port: int, keys: list[tuple[str, str]], seconds: float, out: Any) -> None:
+    """A client process: GetMetrics back to back for `seconds`; sends [(monotonic start, ms)] on `out`."""
+    import grpc
+
+    from kedascaler.engine.types import VariantKey
+    from kedascaler.proto import externalscaler_pb2 as pb
+    from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
+    from kedascaler.server.naming import metric_name
+
+    requests = [pb.GetMetricsRequest(scaledObjectRef=pb.ScaledObjectRef(name=name, namespace=ns),
+                                     metricName=metric_name(VariantKey(ns, name))) for ns, name in keys]
+    calls: list[tuple[float, float]] = []
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.ExternalScalerStub(channel)
+        stop = time.monotonic() + seconds
+        i = 0
+        while (t0 := time.monotonic()) < stop:
+            try:
+                stub.GetMetrics(requests[i % len(requests)], timeout=10)
+                calls.append((t0, (time.monotonic() - t0) * 1000))
+            except grpc.RpcError:
+                pass
+            i += 1
+            time.sleep(0.002)
+    out.send(calls)
+
+
+def p99(values: list[float]) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, round(0.99 * (len(values) - 1)))]
+
+
+async def loop_phase(reconciler: Reconciler, cycle_sink: Any, board: DecisionBoard, cycles: int, interval: float
+                     ) -> dict[str, Any]:
+    """serve's loop with a GetMetrics client: the loop's lateness and the client's p99, during and between cycles."""
+    from kedascaler.server.app import ScalerServer
+
+    server = ScalerServer(board, port=0, host="127.0.0.1")
+    port = await server.start()
+    spans: list[tuple[float, float]] = []
+    run_once = reconciler.run_once
+
+    def timed(models=None):
+        t0 = time.monotonic()
+        report = run_once(models)
+        spans.append((t0, -1.0))
+        return report
+
+    def on_cycle(report):
+        cycle_sink(report)
+        spans[-1] = (spans[-1][0], time.monotonic())
+
+    reconciler.run_once = timed  # type: ignore[method-assign]
+    ticks: list[tuple[float, float]] = []  # (monotonic when the tick was due, ms late)
+
+    async def ticker() -> None:
+        while True:
+            due = time.monotonic() + 0.001
+            await asyncio.sleep(0.001)
+            ticks.append((due, (time.monotonic() - due) * 1000))
+
+    keys = sorted((k.namespace, k.name) for k in board.view.decisions)
+    keys = random.Random(2).sample(keys, min(256, len(keys)))
+    seconds = cycles * (interval + 1.5 * interval) + 1.0
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    client = ctx.Process(target=rpc_client, args=(port, keys, seconds, send))
+    client.start()
+    await asyncio.sleep(1.0)  # the client's interpreter starts and connects
+    tick = asyncio.create_task(ticker())
+    loop_task = asyncio.create_task(reconciler.run_forever(interval, on_cycle=on_cycle))
+    while len([s for s in spans if s[1] > 0]) < cycles:
+        await asyncio.sleep(0.05)
+    loop_task.cancel()
+    calls = await asyncio.to_thread(receive.recv)
+    tick.cancel()
+    await asyncio.gather(loop_task, tick, return_exceptions=True)
+    client.join()
+    await server.stop(grace=1)
+    done = [s for s in spans if s[1] > 0]
+
+    def during(t: float) -> bool:
+        return any(a <= t <= b for a, b in done)
+
+    last = done[-1][1]
+    first = done[0][0]
+    in_cycle = [ms for t, ms in calls if during(t)]
+    idle = [ms for t, ms in calls if not during(t) and first - interval <= t <= last]
+    return {"loop_stall_ms_max": round(max((ms for t, ms in ticks if during(t)), default=0.0), 2),
+            "loop_stall_ms_max_idle": round(max((ms for t, ms in ticks if not during(t) and t <= last),
+                                                default=0.0), 2),
+            "rpc_p99_ms_in_cycle": round(p99(in_cycle) or 0.0, 3), "rpc_p99_ms_idle": round(p99(idle) or 0.0, 3),
+            "rpc_calls_in_cycle": len(in_cycle), "rpc_calls_idle": len(idle), "loop_cycles": len(done)}
+
+
+def row(n: int, mode: str, cycles: int, loop_cycles: int) -> dict[str, Any]:
+    inventory, samples = fleet(n)
+    source = PrometheusLikeSource(samples)
+    planner = None if mode == "off" else PlannerSettings(mode)
+    board = DecisionBoard()
+    reconciler = Reconciler(inventory, source, board, Replicas(), planner=planner)
+    obs, cycle_sink = sink(reconciler)
+    cycle_sink(reconciler.run_once())  # warm-up
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    cycle_cpu = 0.0
+    for _ in range(cycles):
+        c0 = time.process_time()
+        report = reconciler.run_once()
+        cycle_cpu += time.process_time() - c0
+        cycle_sink(report)
+    cpu = (time.process_time() - cpu0) / cycles * 1000
+    wall = (time.perf_counter() - wall0) / cycles * 1000
+    s0 = time.process_time()
+    obs.observer.exposition()
+    scrape = (time.process_time() - s0) * 1000
+    assert len(report.decisions) == n
+    out: dict[str, Any] = {
+        "vas": n, "pods": len(samples), "mode": mode, "default": mode == DEFAULT_MODE,
+        "queries_per_cycle": report.collect.queries, "cpu_ms_per_cycle": round(cpu, 1),
+        "cycle_cpu_ms": round(cycle_cpu / cycles * 1000, 1), "after_cycle_cpu_ms": round(cpu - cycle_cpu / cycles
+                                                                                          * 1000, 1),
+        "wall_ms_per_cycle": round(wall, 1), "scrape_ms": round(scrape, 1),
+        "model_sized": sum(1 for plan in report.plans.values() if plan.model_based) if planner else None}
+    if loop_cycles:
+        out.update(asyncio.run(loop_phase(reconciler, cycle_sink, board, loop_cycles, max(0.5, wall / 1000))))
+    out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return out
+
+
+COLUMNS = (("vas", "VAs", "{:>7}"), ("pods", "pods", "{:>7}"), ("mode", "mode", "{:>10}"),
+           ("queries_per_cycle", "queries", "{:>8}"), ("cpu_ms_per_cycle", "CPU ms", "{:>8}"),
+           ("after_cycle_cpu_ms", "of which after", "{:>15}"), ("peak_rss_mib", "RSS MiB", "{:>8}"),
+           ("loop_stall_ms_max", "stall ms", "{:>9}"), ("rpc_p99_ms_in_cycle", "p99 in", "{:>8}"),
+           ("rpc_p99_ms_idle", "p99 idle", "{:>9}"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", type=int, nargs="+", default=[100, 1000, 10000])
-    parser.add_argument("--cycles", type=int, default=3)
-    parser.add_argument("--scaling-mode", nargs="+", choices=MODES, default=["off", "hybrid"],
-                        help="off: no planner (saturation engine only); else the planner's global mode "
-                             "(default: off hybrid, one row each)")
+    parser.add_argument("--cycles", type=int, default=3, help="measured cycles for the CPU figure")
+    parser.add_argument("--loop-cycles", type=int, default=4,
+                        help="cycles of the loop phase (server, ticker, client); 0: skip it")
+    parser.add_argument("--scaling-mode", nargs="+", choices=MODES, default=[DEFAULT_MODE],
+                        help=f"off: no planner (saturation engine only); else the planner's global mode "
+                             f"(default: {DEFAULT_MODE}, the default of serve)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per row instead of the table")
+    parser.add_argument("--row", nargs=2, metavar=("VAS", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    print(f"{'VAs':>7} {'pods':>7} {'scaling mode':>13} {'queries/cycle':>14} {'CPU ms/cycle':>13} "
-          f"{'wall ms/cycle':>14} {'peak RSS MiB':>13} {'model-sized':>12}")
+    if args.row:
+        print(json.dumps(row(int(args.row[0]), args.row[1], args.cycles, args.loop_cycles)), flush=True)
+        return
+    if not args.json:
+        print(" ".join(fmt.format(title) for _, title, fmt in COLUMNS))
     for n in args.variants:
-        state = build_inventory(documents(n))  # each VA with a variantProfile and a sloClassRef
-        inventory = StaticInventory(state)
-        assert not inventory.current().problems, inventory.current().problems[:3]
-        rng = random.Random(1)
-        samples = []
-        for spec in inventory.current().specs:
-            for p in range(PODS_PER_VARIANT):
-                running = rng.randint(1, 64)
-                samples.append(PodSample(spec.key.namespace, f"{spec.target_name}-5d8f9c7b6-{p:05d}", spec.model_id,
-                                         rng.uniform(0.1, 0.9), rng.choice([0, 0, 1, 4, 9]), running, 0.0,
-                                         usage=usage(rng, running)))
         for mode in args.scaling_mode:
-            source = PrometheusLikeSource(tuple(samples))
-            planner = None if mode == "off" else PlannerSettings(mode)
-            reconciler = Reconciler(inventory, source, DecisionBoard(), Replicas(), planner=planner)
-            reconciler.run_once()  # warm-up
-            cpu0, wall0 = time.process_time(), time.perf_counter()
-            for _ in range(args.cycles):
-                report = reconciler.run_once()
-            cpu = (time.process_time() - cpu0) / args.cycles * 1000
-            wall = (time.perf_counter() - wall0) / args.cycles * 1000
-            assert len(report.decisions) == n
-            sized = sum(1 for plan in report.plans.values() if plan.model_based)
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # peak of the process so far
-            print(f"{n:>7} {len(samples):>7} {mode:>13} {report.collect.queries:>14} {cpu:>13.1f} {wall:>14.1f} "
-                  f"{rss:>13.0f} {sized if planner else '-':>12}", flush=True)
+            done = subprocess.run([sys.executable, __file__, "--row", str(n), mode, "--cycles", str(args.cycles),
+                                   "--loop-cycles", str(args.loop_cycles)], capture_output=True, text=True)
+            if done.returncode != 0:
+                sys.exit(f"row {n} {mode} failed:\n{done.stderr}")
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            if args.json:
+                print(json.dumps(result), flush=True)
+            else:
+                print(" ".join(fmt.format("-" if result.get(k) is None else result[k]) for k, _, fmt in COLUMNS),
+                      flush=True)
 
 
 if __name__ == "__main__":

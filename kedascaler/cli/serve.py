@@ -240,6 +240,31 @@ class MetricsHealthLog:
             log.info("metrics source recovered: every query or pod answered")
 
 
+class CycleSink:
+    """What serve does after each cycle: /metrics, the metrics-health log, and (the leader, in a cluster) the
+    VA statuses, Events and pod-deletion-costs. `Reconciler.run_forever` calls it in the cycle's worker thread,
+    never on the event loop, so none of it delays an RPC."""
+
+    def __init__(self, obs: Observability, health: MetricsHealthLog, reconciler: Any, kube: Any = None,
+                 status: tuple[Any, Any] | None = None, deletion: Any = None) -> None:
+        """`status`: (StatusWriter, LeaderElector) in a cluster; `deletion`: a DeletionCostWriter."""
+        self.obs, self.health, self.reconciler = obs, health, reconciler
+        self.kube, self.status, self.deletion = kube, status, deletion
+
+    def __call__(self, report: CycleReport) -> None:
+        self.obs.on_cycle(report)
+        self.health.note(report)
+        if self.status is not None and self.kube is not None:
+            writer, elector = self.status
+            if elector.is_leader:  # every replica answers KEDA; only the leader writes status and events
+                # in the writers' own threads, never waiting on the API server here; on wake-up cycles, plans
+                # and parameters are the last full cycle's
+                writer.submit(report.decisions, self.kube.current(), self.kube.missing_targets(),
+                              plans=self.reconciler.plans, parameters=self.reconciler.parameters)
+                if self.deletion is not None:  # before the target drops: the emptiest pods are deleted first
+                    self.deletion.submit(report.decisions, report.snapshots)
+
+
 async def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Compose and run `serve`; StartError when something cannot start (what started is stopped again)."""
     cleanups: list[Callable[[], None]] = []
@@ -344,18 +369,7 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
         log.info("kedascaler health on port %d (plaintext)", server.health_port)
     health = MetricsHealthLog(args.stale_after)
 
-    def on_cycle(report: CycleReport) -> None:
-        obs.on_cycle(report)
-        health.note(report)
-        if after_cycle is not None and kube is not None:
-            writer, elector = after_cycle
-            if elector.is_leader:  # every replica answers KEDA; only the leader writes status and events
-                # in the writers' own threads (this is the event loop); on wake-up cycles, plans and parameters
-                # are the last full cycle's
-                writer.submit(report.decisions, kube.current(), kube.missing_targets(),
-                              plans=reconciler.plans, parameters=reconciler.parameters)
-                if deletion is not None:  # before the target drops: the emptiest pods are deleted first
-                    deletion.submit(report.decisions, report.snapshots)
+    on_cycle = CycleSink(obs, health, reconciler, kube, after_cycle, deletion)
 
     async def cycles() -> None:
         if kube is not None and not await server.ready_when(lambda: kube.wait_synced(0), wait=30.0):

@@ -22,8 +22,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kedascaler.engine.arrivals import demand_view
-from kedascaler.engine.capacity_estimate import variant_capacities
-from kedascaler.engine.capacity_types import CapacityInputs, CapacityPlan, CapacitySettings, VariantEvidence
+from kedascaler.engine.capacity_estimate import capacity_rows, variant_capacities
+from kedascaler.engine.capacity_types import (
+    CapacityInputs,
+    CapacityPlan,
+    CapacityRow,
+    CapacitySettings,
+    DemandView,
+    VariantEvidence,
+)
 from kedascaler.engine.mix import cheapest_mix, keep_ready
 from kedascaler.engine.saturation import ModelSaturation, analysed_pods, kv_budget, replicas_needed
 from kedascaler.engine.types import ModelSnapshot, VariantKey
@@ -88,22 +95,37 @@ def _floor(snapshot: ModelSnapshot, targets: dict[VariantKey, int], floor: int) 
     return out
 
 
+def _demand(snapshot: ModelSnapshot, inputs: CapacityInputs) -> tuple[list[tuple[float, str]], DemandView | None]:
+    """Every variant's start-up, and the model's demand over the longest (None: no usage, nothing waiting)."""
+    startups = _variant_startups(snapshot, inputs)
+    startup = max((t for t, _ in startups), default=inputs.settings.default_startup)
+    backlog = math.fsum(max(0.0, p.queue_length) for v in snapshot.variants for p in analysed_pods(v))
+    return startups, demand_view(inputs, snapshot.taken_at, backlog, snapshot.gateway_queue, startup)
+
+
+def capacity_rows_of(snapshot: ModelSnapshot, inputs: CapacityInputs) -> list[CapacityRow]:
+    """The queueing-model rows `plan_capacity` evaluates for this model this cycle, so that the cycle can evaluate
+    every model's at once (`row_capacities`) and hand them in as `CapacityInputs.known`."""
+    _, demand = _demand(snapshot, inputs)
+    if demand is None or not snapshot.variants:
+        return []
+    return capacity_rows([v.spec for v in snapshot.variants], inputs.variants, demand.prompt_tokens,
+                         demand.output_tokens, inputs.itl_ms, inputs.ttft_ms, inputs.settings)
+
+
 def plan_capacity(snapshot: ModelSnapshot, sat: ModelSaturation, inputs: CapacityInputs, floor: int,
                   saturation_targets: dict[VariantKey, int]) -> CapacityOutcome:
     """The capacity route for one model (see the module docstring)."""
     s = inputs.settings
     variants = list(snapshot.variants)
     current = {v.spec.key: v.current_replicas for v in variants}
-    startups = _variant_startups(snapshot, inputs)
-    startup = max((t for t, _ in startups), default=s.default_startup)
-    backlog = math.fsum(max(0.0, p.queue_length) for v in variants for p in analysed_pods(v))
-    demand = demand_view(inputs, snapshot.taken_at, backlog, snapshot.gateway_queue, startup)
+    startups, demand = _demand(snapshot, inputs)
     held = {k: max(n, saturation_targets.get(k, n)) for k, n in current.items()}
     if demand is None:
         return CapacityOutcome(held, None, "capacity: no usage from the pods yet and nothing waiting (a first read, "
                                            "or the usage query failed): current replicas held, saturation may add")
     caps = variant_capacities([v.spec for v in variants], inputs.variants, demand.prompt_tokens, demand.output_tokens,
-                              inputs.itl_ms, inputs.ttft_ms, s, startups)
+                              inputs.itl_ms, inputs.ttft_ms, s, startups, inputs.known)
     per = [c.per_replica for c in caps]
     if not any(c > 0 for c in per):
         return CapacityOutcome(held, None, "capacity: no variant has a capacity estimate ("
@@ -139,4 +161,4 @@ def plan_capacity(snapshot: ModelSnapshot, sat: ModelSaturation, inputs: Capacit
     return CapacityOutcome(targets, plan, "")
 
 
-__all__ = ["CapacityOutcome", "guard_need", "plan_capacity", "startup_of"]
+__all__ = ["CapacityOutcome", "capacity_rows_of", "guard_need", "plan_capacity", "startup_of"]

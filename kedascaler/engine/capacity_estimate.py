@@ -26,13 +26,19 @@ for the long ones.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from kedascaler.engine.accelerators import accelerator_class, scaled_kv, scaled_model, speed_ratios
-from kedascaler.engine.capacity_types import CapacitySettings, CapacitySource, VariantCapacity, VariantEvidence
+from kedascaler.engine.capacity_types import (
+    CapacityRow,
+    CapacitySettings,
+    CapacitySource,
+    VariantCapacity,
+    VariantEvidence,
+)
 from kedascaler.engine.perfmodel import DEFAULT_MAX_BATCH_SIZE, PerfModel
 from kedascaler.engine.queueing import ReplicaArrays, max_arrival_rate
 from kedascaler.engine.tails import max_rate_within
@@ -62,21 +68,49 @@ def _bounded(perf: PerfModel, prompt: float, output: float, settings: CapacitySe
 
 
 def model_capacities(models: Sequence[PerfModel], prompt: float, output: float, itl_ms: float | None,
-                     ttft_ms: float | None, settings: CapacitySettings) -> list[float]:
+                     ttft_ms: float | None, settings: CapacitySettings,
+                     known: Mapping[CapacityRow, float] | None = None) -> list[float]:
     """req/s one replica of each model carries within the targets, in one vectorised call (0: not even one
-    request meets them, or the KV cache holds none); without targets, `utilization` × μ(B)."""
-    if not models:
+    request meets them, or the KV cache holds none); without targets, `utilization` × μ(B). `known`: answers
+    already computed for some rows (`row_capacities`, e.g. by the cycle for every model at once): the same
+    numbers, taken instead of computed again."""
+    rows = [(m, prompt, output, itl_ms, ttft_ms) for m in models]
+    if known is None:
+        return row_capacities(rows, settings)
+    missing = [r for r in rows if r not in known]
+    found = dict(zip(missing, row_capacities(missing, settings), strict=True)) if missing else {}
+    return [known[r] if r in known else found[r] for r in rows]
+
+
+def row_capacities(rows: Sequence[CapacityRow], settings: CapacitySettings) -> list[float]:
+    """`model_capacities` for rows of any models at once, each with its own lengths and targets: one row's answer
+    never depends on the other rows (`kedascaler.engine.queueing` sums left to right), so the cycle computes the
+    rows of every model in one call and keeps them for the next cycle."""
+    if not rows:
         return []
-    bounded = [_bounded(m, prompt, output, settings) for m in models]
-    fits = [percentile_batch(m.max_batch_size, m.kv_capacity_tokens, prompt, output, settings) >= 1 for m in models]
-    arrays = ReplicaArrays.from_models(bounded, prompt, max(1.0, output))
-    if itl_ms is None and ttft_ms is None:
-        found = arrays.peak_rate() * settings.utilization
-    else:
-        found = max_arrival_rate(arrays, np.inf if itl_ms is None else itl_ms,
-                                 np.inf if ttft_ms is None else ttft_ms)
-        found = max_rate_within(arrays, found, itl_ms, ttft_ms, settings.miss_budget, settings.length_cv)
-    return [float(c) if ok and math.isfinite(float(c)) else 0.0 for c, ok in zip(found, fits, strict=True)]
+    out = [0.0] * len(rows)
+    free = [i for i, r in enumerate(rows) if r[3] is None and r[4] is None]
+    bound = [i for i, r in enumerate(rows) if r[3] is not None or r[4] is not None]
+    for index, targets in ((free, False), (bound, True)):
+        if not index:
+            continue
+        part = [rows[i] for i in index]
+        prompt = np.array([r[1] for r in part], dtype=np.float64)
+        output = np.array([r[2] for r in part], dtype=np.float64)
+        bounded = [_bounded(r[0], r[1], r[2], settings) for r in part]
+        fits = [percentile_batch(r[0].max_batch_size, r[0].kv_capacity_tokens, r[1], r[2], settings) >= 1
+                for r in part]
+        arrays = ReplicaArrays.from_models(bounded, prompt, np.maximum(1.0, output))
+        if not targets:
+            found = arrays.peak_rate() * settings.utilization
+        else:
+            itl = np.array([np.inf if r[3] is None else r[3] for r in part], dtype=np.float64)
+            ttft = np.array([np.inf if r[4] is None else r[4] for r in part], dtype=np.float64)
+            found = max_arrival_rate(arrays, itl, ttft)
+            found = max_rate_within(arrays, found, itl, ttft, settings.miss_budget, settings.length_cv)
+        for i, c, ok in zip(index, found.tolist(), fits, strict=True):
+            out[i] = c if ok and math.isfinite(c) else 0.0
+    return out
 
 
 def rescaled(evidence: VariantEvidence, prompt: float, output: float, carried: bool = False) -> float | None:
@@ -113,16 +147,23 @@ def _sibling(spec: VariantSpec, specs: Sequence[VariantSpec], evidence: dict[str
     return None
 
 
-def variant_capacities(specs: Sequence[VariantSpec], evidence: Sequence[VariantEvidence], prompt: float,
-                       output: float, itl_ms: float | None, ttft_ms: float | None, settings: CapacitySettings,
-                       startups: Sequence[tuple[float, str]]) -> tuple[VariantCapacity, ...]:
-    """Capacity per replica of every variant (in `specs` order), each with its source and reason."""
+@dataclass(frozen=True)
+class _Candidates:
+    """Per variant (by index in `specs`), what its capacity may come from, before any queueing model is run."""
+
+    evidence: list[VariantEvidence]
+    with_model: list[tuple[int, PerfModel]]  # its own model
+    measured: dict[str, float]  # its saturated throughput, rescaled (by str(key))
+    prior_models: list[tuple[int, PerfModel, str]]  # a sibling's model moved to its class, and the sibling
+    prior_measured: dict[int, tuple[float, str]]  # a sibling's measurement scaled by decode speed
+    prior_kv: dict[int, int | None]  # the KV size lent by the sibling (when its own is unknown)
+
+
+def _candidates(specs: Sequence[VariantSpec], evidence: Sequence[VariantEvidence], prompt: float, output: float,
+                settings: CapacitySettings) -> _Candidates:
     by_key = {str(e.key): e for e in evidence}
     evs = [by_key.get(str(s.key), VariantEvidence(s.key)) for s in specs]
     with_model = [(i, e.perf) for i, e in enumerate(evs) if e.perf is not None]
-    modelled = dict(zip([i for i, _ in with_model],
-                        model_capacities([m for _, m in with_model], prompt, output, itl_ms, ttft_ms, settings),
-                        strict=True))
     measured = {str(specs[i].key): m for i, e in enumerate(evs) if (m := rescaled(e, prompt, output)) is not None}
     # priors: a sibling's model moved to this class, else a sibling's measurement scaled by decode speed
     prior_models: list[tuple[int, PerfModel, str]] = []
@@ -146,9 +187,33 @@ def variant_capacities(specs: Sequence[VariantSpec], evidence: Sequence[VariantE
             prior_models.append((i, scaled_model(sib_ev.perf, *ratios, seqs, kv), sib.key.name))
         elif ratios[0] > 0:
             prior_measured[i] = (measured[str(sib.key)] * ratios[0] * settings.utilization, sib.key.name)
+    return _Candidates(evs, [(i, m) for i, m in with_model if m is not None], measured, prior_models,
+                       prior_measured, prior_kv)
+
+
+def capacity_rows(specs: Sequence[VariantSpec], evidence: Sequence[VariantEvidence], prompt: float, output: float,
+                  itl_ms: float | None, ttft_ms: float | None, settings: CapacitySettings) -> list[CapacityRow]:
+    """The queueing-model rows `variant_capacities` evaluates for these variants (their own and borrowed models)."""
+    found = _candidates(specs, evidence, prompt, output, settings)
+    return [(m, prompt, output, itl_ms, ttft_ms) for m in
+            [m for _, m in found.with_model] + [m for _, m, _ in found.prior_models]]
+
+
+def variant_capacities(specs: Sequence[VariantSpec], evidence: Sequence[VariantEvidence], prompt: float,
+                       output: float, itl_ms: float | None, ttft_ms: float | None, settings: CapacitySettings,
+                       startups: Sequence[tuple[float, str]], known: Mapping[CapacityRow, float] | None = None
+                       ) -> tuple[VariantCapacity, ...]:
+    """Capacity per replica of every variant (in `specs` order), each with its source and reason; `known`: rows
+    already evaluated (see `model_capacities`)."""
+    found = _candidates(specs, evidence, prompt, output, settings)
+    evs, with_model, measured = found.evidence, found.with_model, found.measured
+    prior_models, prior_measured, prior_kv = found.prior_models, found.prior_measured, found.prior_kv
+    modelled = dict(zip([i for i, _ in with_model],
+                        model_capacities([m for _, m in with_model], prompt, output, itl_ms, ttft_ms, settings,
+                                         known), strict=True))
     priors = dict(zip([i for i, _, _ in prior_models],
-                      model_capacities([m for _, m, _ in prior_models], prompt, output, itl_ms, ttft_ms, settings),
-                      strict=True))
+                      model_capacities([m for _, m, _ in prior_models], prompt, output, itl_ms, ttft_ms, settings,
+                                       known), strict=True))
     prior_from = {i: name for i, _, name in prior_models}
     targets = "the ITL/TTFT targets" if itl_ms is not None or ttft_ms is not None else (
         f"{settings.utilization:g} × its throughput at the batch limit (no SLO targets)")
@@ -201,4 +266,5 @@ def variant_capacities(specs: Sequence[VariantSpec], evidence: Sequence[VariantE
     return tuple(out)
 
 
-__all__ = ["RESCALE_LIMITS", "SMOOTH_CYCLES", "model_capacities", "percentile_batch", "rescaled", "variant_capacities"]
+__all__ = ["RESCALE_LIMITS", "SMOOTH_CYCLES", "CapacityRow", "capacity_rows", "model_capacities", "percentile_batch",
+           "rescaled", "row_capacities", "variant_capacities"]

@@ -15,10 +15,13 @@ in seconds; latencies in ms.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from kedascaler.engine.keys import VariantKey
 from kedascaler.engine.perfmodel import PerfModel
+
+CapacityRow = tuple[PerfModel, float, float, float | None, float | None]  # a model at (prompt, output, ITL, TTFT)
 
 
 class CapacitySource(enum.StrEnum):
@@ -100,6 +103,9 @@ class CapacityInputs:
     slo_reason: str = ""  # why there are no targets
     lengths: tuple[float, float] | None = None  # last known mean (prompt, output) tokens when none finished now
     available: tuple[tuple[str, int], ...] = ()  # accelerators free per type (units); types not listed: unlimited
+    # capacity per replica already evaluated for some rows (the cycle evaluates every model's at once): the same
+    # numbers as evaluating them here
+    known: Mapping[CapacityRow, float] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

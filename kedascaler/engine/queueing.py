@@ -16,7 +16,8 @@ geometric tail beyond B in closed form, so Q costs nothing. From it:
   `step_wait_ms`: the rest of the engine step in progress when a request arrives, P(busy)·(α + β·b̂)/2;
   `ttft_ms` = wait_ms + step_wait_ms + prefill_ms (vLLM's TTFT includes the queue).
 `max_arrival_rate` bisects, for all rows together, the largest λ whose ITL and TTFT meet the targets.
-Rows are grouped by B (sorted) into blocks of bounded size so the padding to a common grid stays small.
+Rows are grouped by B (sorted) into blocks of bounded size so the padding to a common grid stays small; a row's
+result never depends on the other rows of its block (sums run left to right, padding adds zeros).
 """
 
 from __future__ import annotations
@@ -151,6 +152,14 @@ def _geometric_mean_index(x: np.ndarray, count: np.ndarray) -> np.ndarray:
     return np.where(x > 0, count + 1 - neg, neg)
 
 
+def _row_sum(a: np.ndarray) -> np.ndarray:
+    """Σ of each row, added left to right: a row's sum is the same whatever rows share the block and however far
+    it is padded with zeros (numpy's pairwise sum and BLAS products depend on both), so one variant's capacity
+    never depends on which other variants are evaluated with it — what lets the cycle batch and cache them."""
+    out: np.ndarray = np.cumsum(a, axis=1)[:, -1]
+    return out
+
+
 class _Block:
     """Rows of similar B on one grid n = 0..B_max, with log Π μ(k) precomputed (it does not depend on λ)."""
 
@@ -192,9 +201,9 @@ class _Block:
         log_tail = np.where(has_tail, log_w_b + x + _log_geometric(x, q1), -np.inf)
         top = np.maximum(log_w.max(axis=1), log_tail)
         weights = np.exp(log_w - top[:, None])
-        s0 = weights.sum(axis=1)
-        s1 = weights @ self.n
-        s2 = weights @ self.n2
+        s0 = _row_sum(weights)
+        s1 = _row_sum(weights * self.n)
+        s2 = _row_sum(weights * self.n2)
         tail = np.exp(log_tail - top)
         z = s0 + tail
         running = (s1 + self.b * tail) / z

@@ -151,11 +151,6 @@ def binding_signal(kv_total: float, queue_total: float, config: SaturationConfig
     return QUEUE_SIGNAL if queue_total / queue_budget(config) > kv_total / kv_budget(config) else KV_SIGNAL
 
 
-def _usable(pod: PodMetrics) -> bool:
-    """A sample the analysis can use: finite numbers (NaN/inf from a broken exporter counts as missing)."""
-    return math.isfinite(pod.kv_cache_usage) and math.isfinite(pod.queue_length) and math.isfinite(pod.running)
-
-
 def replica_saturation(variant: VariantKey, pod: PodMetrics, config: SaturationConfig) -> ReplicaSaturation:
     """Saturated when kv ≥ kvCacheThreshold or queue ≥ queueLengthThreshold (negative readings count as 0)."""
     kv, queue = max(0.0, pod.kv_cache_usage), max(0.0, pod.queue_length)
@@ -166,9 +161,7 @@ def replica_saturation(variant: VariantKey, pod: PodMetrics, config: SaturationC
 
 def analysed_pods(variant: VariantState) -> tuple[PodMetrics, ...]:
     """The pods of a variant that go into the analysis: none when its metrics are not fresh."""
-    if not variant.metrics_fresh:
-        return ()
-    return tuple(p for p in variant.pods if _usable(p))
+    return variant.analysed
 
 
 def variant_thresholds(variant: VariantState, snapshot: ModelSnapshot) -> SaturationConfig:

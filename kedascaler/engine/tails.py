@@ -35,7 +35,19 @@ from kedascaler.engine.queueing import ReplicaArrays, replica_metrics
 QUANTILES = 32  # points of each length distribution
 DEFAULT_CHUNK = 2048  # vLLM's max_num_batched_tokens default with chunked prefill
 _Z = np.array([NormalDist().inv_cdf((k + 0.5) / QUANTILES) for k in range(QUANTILES)])
-_ERFC = np.vectorize(math.erfc, otypes=[np.float64])
+_ERFC_TWO, _ERFC_ZERO = -6.0, 27.3  # math.erfc is exactly 2.0 at or below the first, exactly 0.0 at or above the second
+
+
+def _erfc(x: np.ndarray) -> np.ndarray:
+    """math.erfc elementwise (numpy has none): called only where it is not exactly 2 or 0, the same floats."""
+    out = np.where(x <= _ERFC_TWO, 2.0, 0.0)
+    inside = (x > _ERFC_TWO) & (x < _ERFC_ZERO)
+    if inside.any():
+        out[inside] = [math.erfc(v) for v in x[inside].tolist()]
+    nan = np.isnan(x)
+    if nan.any():
+        out[nan] = np.nan
+    return out
 
 
 def lognormal_points(mean: np.ndarray, cv: float) -> np.ndarray:
@@ -46,10 +58,13 @@ def lognormal_points(mean: np.ndarray, cv: float) -> np.ndarray:
     return out
 
 
-def miss_share(params: ReplicaArrays, rate: np.ndarray, itl_ms: float, ttft_ms: float, cv: float = 1.0,
-               chunk: float = DEFAULT_CHUNK) -> np.ndarray:
-    """Per row, the expected share of requests missing the ITL or the TTFT target at arrival rate `rate`."""
+def miss_share(params: ReplicaArrays, rate: np.ndarray, itl_ms: float | np.ndarray, ttft_ms: float | np.ndarray,
+               cv: float = 1.0, chunk: float = DEFAULT_CHUNK) -> np.ndarray:
+    """Per row, the expected share of requests missing the ITL or the TTFT target at arrival rate `rate` (the
+    targets: one for every row, or one per row)."""
     lam = np.maximum(np.asarray(rate, dtype=np.float64), 0.0)
+    ttft = np.asarray(ttft_ms, dtype=np.float64)
+    ttft_col = ttft[:, None] if ttft.ndim else ttft
     metrics = replica_metrics(params, lam)
     batch = np.maximum(metrics.mean_running, 1.0)
     decode = params.alpha + params.beta * batch
@@ -72,20 +87,22 @@ def miss_share(params: ReplicaArrays, rate: np.ndarray, itl_ms: float, ttft_ms: 
     life = gaps * itl_mean[:, None] / 1000.0
     spread = np.sqrt(np.maximum(lam[:, None] * life * mean_e2[:, None], 1e-18))
     z = (itl_ms - itl_mean)[:, None] * gaps / spread
-    p_itl = (0.5 * _ERFC(z / math.sqrt(2.0))).mean(axis=1)
+    p_itl = (0.5 * _erfc(z / math.sqrt(2.0))).mean(axis=1)
     residual = np.maximum(mean_e2 / np.maximum(2.0 * mean_e, 1e-12), 1e-9)
     own = stall + chunks * decode[:, None]
-    slack = ttft_ms - own - metrics.wait_ms[:, None]
+    slack = ttft_col - own - metrics.wait_ms[:, None]
     p_ttft = np.where(slack <= 0, 1.0,
                       rho[:, None] * np.exp(-np.maximum(slack, 0.0) * (1.0 - rho[:, None]) / residual[:, None]))
     out: np.ndarray = np.where(busy, 1.0, np.minimum(1.0, p_itl + p_ttft.mean(axis=1)))
     return out
 
 
-def max_rate_within(params: ReplicaArrays, upper: np.ndarray, itl_ms: float | None, ttft_ms: float | None,
-                    budget: float, cv: float = 1.0, iterations: int = 14) -> np.ndarray:
+def max_rate_within(params: ReplicaArrays, upper: np.ndarray, itl_ms: float | np.ndarray | None,
+                    ttft_ms: float | np.ndarray | None, budget: float, cv: float = 1.0, iterations: int = 14
+                    ) -> np.ndarray:
     """Per row, the largest λ in [0, upper] whose miss share stays within `budget` (bisection, all rows at once;
-    the feasible end of the bracket, so it never overstates). A target None is no constraint."""
+    the feasible end of the bracket, so it never overstates). A target None (or inf in a per-row array) is no
+    constraint; each row's answer is the same whatever other rows are bisected with it."""
     upper = np.maximum(np.asarray(upper, dtype=np.float64), 0.0)
     if len(params) == 0 or (itl_ms is None and ttft_ms is None):
         return upper

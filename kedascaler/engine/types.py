@@ -9,7 +9,9 @@ importing each other. The kinds are `enum.StrEnum`s: each member *is* its string
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from kedascaler.engine.capacity_types import CapacityPlan
 from kedascaler.engine.keys import VariantKey as VariantKey
@@ -106,6 +108,15 @@ class VariantState:
     def pending_replicas(self) -> int:
         """Replicas asked for but not ready yet (loading the model): capacity on its way."""
         return max(0, self.current_replicas - self.ready_replicas)
+
+    @cached_property
+    def analysed(self) -> tuple[PodMetrics, ...]:
+        """The pods that go into the analysis: finite readings, none when the metrics are not fresh. Computed once
+        per variant state (activation, freshness, saturation and the decision all read it)."""
+        if not self.metrics_fresh:
+            return ()
+        return tuple(p for p in self.pods
+                     if math.isfinite(p.kv_cache_usage) and math.isfinite(p.queue_length) and math.isfinite(p.running))
 
 
 @dataclass(frozen=True)

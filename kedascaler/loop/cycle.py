@@ -14,12 +14,13 @@ keeps its previous decisions and the error is reported.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from kedascaler.engine import decide
-from kedascaler.engine.capacity_types import CapacityInputs
+from kedascaler.engine.capacity import capacity_rows_of
+from kedascaler.engine.capacity_types import CapacityInputs, CapacityRow
 from kedascaler.engine.sizing import CAPACITY
 from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey
 from kedascaler.loop import capacity as capacity_loop
@@ -30,6 +31,7 @@ from kedascaler.sources.base import CollectResult, CounterReading, PodUsage, Wor
 from kedascaler.sources.gateway import ActivationReading, ModelRef
 from kedascaler.sources.scrape import usage_between
 from kedascaler.spec.inventory import InventoryState
+from kedascaler.spec.variant import VariantAutoscaling
 
 log = logging.getLogger("kedascaler.loop.cycle")
 
@@ -175,30 +177,36 @@ def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleStat
                                     inputs.pushed if config.pushes else None)
     usage = {key: tuple(s.usage for s in found if s.usage is not None) for key, found in samples.items()}
     plans, planner = state.plans, state.planner
+    by_key = {v.key: v for v in inputs.inventory.variants}  # once per cycle: every model below looks up its own
     if config.planner is not None and wanted is None:
         try:
-            plans, planner = plan_cycle(planner, config.planner, snapshots, usage,
-                                        {v.key: v for v in inputs.inventory.variants},
+            plans, planner = plan_cycle(planner, config.planner, snapshots, usage, by_key,
                                         inputs.inventory.service_classes, inputs.now)
         except Exception as exc:  # noqa: BLE001 - sizing is an improvement on saturation, never a reason to stop
             log.exception("SLO sizing failed; every model is decided by saturation this cycle")
             errors.append(CycleError(Stage.SLO, f"slo sizing: {exc}"))
             plans = {}
     cap_state = state.capacity
+    capacity: dict[ModelRef, CapacityInputs | Exception] = {}
     if config.planner is not None and wanted is None:
-        cap_state = capacity_loop.forget(cap_state, {v.key for v in inputs.inventory.variants},
-                                         {(v.key.namespace, v.model_id) for v in inputs.inventory.variants})
+        cap_state = capacity_loop.forget(cap_state, set(by_key),
+                                         {(v.key.namespace, v.model_id) for v in by_key.values()})
         targets = {m: (p.slo.itl_ms, p.slo.ttft_ms) for m, p in plans.items() if p.slo is not None}
         cap_state = capacity_loop.observe(cap_state, snapshots, samples, inputs.statuses, inputs.now, targets)
-        cap_state = capacity_loop.keep_models(cap_state, snapshots, planner,
-                                              {v.key: v for v in inputs.inventory.variants}, inputs.now)
+        cap_state = capacity_loop.keep_models(cap_state, snapshots, planner, by_key, inputs.now)
+        capacity, cap_state = _capacity_inputs(cap_state, config.planner, snapshots, plans, planner, by_key)
+    elif config.planner is not None:  # a wake-up cycle: the memory as the last full cycle left it, read only
+        capacity, _ = _capacity_inputs(cap_state, config.planner, snapshots, plans, planner, by_key)
     decisions: list[Decision] = []
     for snap in snapshots:
-        plan = plans.get((snap.namespace, snap.model_id))  # a wake-up cycle: the last full cycle's plan
+        model = (snap.namespace, snap.model_id)
+        plan = plans.get(model)  # a wake-up cycle: the last full cycle's plan
         try:
-            if plan is not None and plan.mode == CAPACITY and config.planner is not None:
-                decisions += decide(snap, state.previous, mode=CAPACITY,
-                                    capacity=_capacity_inputs(cap_state, config, snap, planner, inputs, plan))
+            if model in capacity:
+                cap_inputs = capacity[model]
+                if isinstance(cap_inputs, Exception):
+                    raise cap_inputs
+                decisions += decide(snap, state.previous, mode=CAPACITY, capacity=cap_inputs)
             elif plan is not None:
                 decisions += decide(snap, state.previous, sizing=plan.sizing, mode=plan.mode)
             else:
@@ -223,12 +231,35 @@ def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleStat
                            counters=counters, capacity=cap_state, cycles=state.cycles + 1)
 
 
-def _capacity_inputs(cap: CapacityState, config: CycleConfig, snap: ModelSnapshot, planner: PlannerState,
-                     inputs: CycleInputs, plan: SloPlan) -> CapacityInputs:
-    """Capacity mode's inputs for one model: the kept history, the planner's parameters, the class's targets."""
-    assert config.planner is not None
-    slo = plan.slo
-    targets = (slo.itl_ms, slo.ttft_ms) if slo is not None else (None, None)
-    return capacity_loop.inputs_for(cap, config.planner.capacity, snap, planner,
-                                    {v.key: v for v in inputs.inventory.variants}, targets,
-                                    plan.note if slo is None else "", config.planner.available)
+def _capacity_inputs(cap: CapacityState, settings: PlannerSettings, snapshots: Sequence[ModelSnapshot],
+                     plans: Mapping[ModelRef, SloPlan], planner: PlannerState,
+                     by_key: Mapping[VariantKey, VariantAutoscaling]
+                     ) -> tuple[dict[ModelRef, CapacityInputs | Exception], CapacityState]:
+    """Capacity mode's inputs for every capacity-planned model (the kept history, the planner's parameters, the
+    class's targets), with the queueing rows of all of them evaluated at once (`capacity_loop.evaluate`)."""
+    out: dict[ModelRef, CapacityInputs | Exception] = {}
+    rows: list[CapacityRow] = []
+    for snap in snapshots:
+        model = (snap.namespace, snap.model_id)
+        plan = plans.get(model)
+        if plan is None or plan.mode != CAPACITY:
+            continue
+        slo = plan.slo
+        targets = (slo.itl_ms, slo.ttft_ms) if slo is not None else (None, None)
+        try:
+            found = capacity_loop.inputs_for(cap, settings.capacity, snap, planner, by_key, targets,
+                                             plan.note if slo is None else "", settings.available)
+        except Exception as exc:  # noqa: BLE001 - raised again where the model is decided: it alone fails
+            out[model] = exc
+            continue
+        out[model] = found
+        try:
+            rows += capacity_rows_of(snap, found)
+        except Exception:  # noqa: BLE001 - decide meets the same failure for this model alone, and reports it
+            pass
+    try:
+        known, cap = capacity_loop.evaluate(cap, settings.capacity, rows)
+    except Exception:  # noqa: BLE001 - each model then evaluates its own rows (and fails alone)
+        log.exception("capacity evaluation for every model at once failed; each model evaluates its own")
+        return out, cap
+    return {m: c if isinstance(c, Exception) else replace(c, known=known) for m, c in out.items()}, cap

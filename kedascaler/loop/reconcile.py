@@ -148,7 +148,7 @@ class Reconciler:
 
     async def run_forever(self, interval: float, wake: asyncio.Event | None = None,
                           on_cycle: Callable[[CycleReport], None] | None = None) -> None:
-        """Cycle every `interval` seconds; I/O runs in a worker thread.
+        """Cycle every `interval` seconds; the cycle and `on_cycle(report)` run in a worker thread.
 
         With an inbox, pushed requests wake it for a cycle of just those models, coalesced by the inbox (at
         most one per model per `inbox.min_gap`), and never move the next full cycle: a stream of pushes
@@ -191,8 +191,14 @@ class Reconciler:
     async def _cycle(self, models: frozenset[ModelRef] | None, on_cycle: Callable[[CycleReport], None] | None
                      ) -> None:
         try:
-            report = await asyncio.to_thread(self.run_once, models)
-            if on_cycle is not None:
-                on_cycle(report)
+            await asyncio.to_thread(self._cycle_then, models, on_cycle)
         except Exception:  # noqa: BLE001 - the loop must outlive any one cycle
             log.exception("reconcile cycle failed; decisions on the board are kept")
+
+    def _cycle_then(self, models: frozenset[ModelRef] | None, on_cycle: Callable[[CycleReport], None] | None
+                    ) -> None:
+        """One cycle and its `on_cycle` (/metrics, status writes), together in the worker thread: the event loop
+        only answers RPCs, so nothing a cycle does, nor anything done with its report, ever delays one."""
+        report = self.run_once(models)
+        if on_cycle is not None:
+            on_cycle(report)

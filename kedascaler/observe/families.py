@@ -29,59 +29,8 @@ class ScalerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
 
-        def g(name: str, doc: str) -> Gauge:
-            return Gauge(name, doc, VARIANT_LABELS, registry=registry)
-
-        # -- per variant: the WVA-compatible decision surface (HPA via Prometheus Adapter, target value 1) --
-        self.desired = g("wva_desired_replicas", "Replicas kedascaler wants for the variant (what KEDA is told).")
-        self.current = g("wva_current_replicas", "Replicas the variant's Deployment runs now (spec.replicas).")
-        self.ready = g("wva_ready_replicas", "Ready replicas of the variant's Deployment.")
-        self.saturation = g("wva_saturation_level",
-                            "Max KV-cache usage (0-1) over the variant's pods with fresh metrics; 0 with none.")
-        self.spare_kv = g("wva_spare_kv", "Mean spare KV-cache fraction (kvCacheThreshold - usage) over the "
-                          "variant's non-saturated pods; 0 when none.")
-        self.spare_queue = g("wva_spare_queue", "Mean spare queue (queueLengthThreshold - waiting) over the "
-                             "variant's non-saturated pods; 0 when none.")
-        self.active = g("wva_active", "1 when the variant's model is active (requests arriving or queued), else 0.")
-        self.last_scaling = g("wva_last_scaling_decision_timestamp",
-                              "Unix time of the last decision that changed the variant's desired replicas.")
-        self.decision_stale = g("wva_decision_stale", "1 when the variant's decision is held on stale metrics.")
-        self.decisions = Counter("wva_scaling_decisions", "Decisions per variant by action and binding signal.",
-                                 (*VARIANT_LABELS, "action", "signal"), registry=registry)
-        # -- SLO sizing: the performance parameters learned online, and what the model plan predicts --
-        self.perf_estimate = Gauge("kedascaler_perf_estimate_ms",
-                                   "Performance parameter fitted online (ms): alpha, beta (decode), gamma, delta "
-                                   "(prefill).", (*VARIANT_LABELS, "parameter"), registry=registry)
-        self.perf_fit_r2 = Gauge("kedascaler_perf_estimate_r2", "R² of the online fit, by line (decode, prefill).",
-                                 (*VARIANT_LABELS, "line"), registry=registry)
-        self.perf_fit_samples = Gauge("kedascaler_perf_estimate_samples",
-                                      "Observations in the fit's sliding window, by line.", (*VARIANT_LABELS, "line"),
-                                      registry=registry)
-        self.perf_fit_usable = Gauge("kedascaler_perf_estimate_usable",
-                                     "1 when both fitted lines pass the quality checks, else 0.", VARIANT_LABELS,
-                                     registry=registry)
-        self.model_based = Gauge("kedascaler_model_based_sizing",
-                                 "1 when the variant's model is sized by the queueing model this cycle (model or "
-                                 "hybrid mode with usable inputs), 0 when it falls back to saturation.",
-                                 (*VARIANT_LABELS, "source"), registry=registry)
-        self.predicted_itl = Gauge("kedascaler_predicted_itl_ms",
-                                   "ITL the queueing model predicts for the variant under the plan taken (ms).",
-                                   VARIANT_LABELS, registry=registry)
-        self.predicted_ttft = Gauge("kedascaler_predicted_ttft_ms",
-                                    "TTFT the queueing model predicts for the variant under the plan taken (ms).",
-                                    VARIANT_LABELS, registry=registry)
-        # -- capacity mode: the demand, the capacity per replica, the mix, the hold (DecisionSteps.capacity_plan) --
-        self.capacity_demand = Gauge("kedascaler_capacity_demand_rps",
-                                     "Capacity mode: the variant's model's demand in req/s, by kind (latest, short, "
-                                     "long, forecast, need, held, target).", (*VARIANT_LABELS, "kind"),
-                                     registry=registry)
-        self.capacity_per_replica = Gauge("kedascaler_capacity_per_replica_rps",
-                                          "Capacity mode: req/s one replica of the variant carries at the SLO, by "
-                                          "source (model, measured, prior, none).", (*VARIANT_LABELS, "source"),
-                                          registry=registry)
-        self.capacity_mix = g("kedascaler_capacity_mix_replicas", "Capacity mode: the variant's replicas in the mix.")
-        self.capacity_hold = g("kedascaler_capacity_hold",
-                               "Capacity mode: 1 when the hold keeps capacity this cycle's demand alone does not need.")
+        # the per-variant families (wva_*, SLO sizing, capacity) and the per-model staleness are yielded at
+        # scrape by `kedascaler.observe.gauges.VariantGauges`, registered in the same registry
         # -- the scaler's own health --
         self.cycle_duration = Histogram("kedascaler_reconcile_duration_seconds", "Duration of one reconcile cycle.",
                                         buckets=CYCLE_BUCKETS, registry=registry)
@@ -102,9 +51,6 @@ class ScalerMetrics:
                                        registry=registry)
         self.source_samples = Gauge("kedascaler_metrics_source_samples", "Pod samples read in the last cycle.",
                                     registry=registry)
-        self.staleness = Gauge("kedascaler_metrics_staleness_seconds",
-                               "Seconds since the newest metrics behind the model's decisions were taken.",
-                               ("namespace", "model"), registry=registry)
         self.grpc_requests = Counter("kedascaler_grpc_requests", "gRPC requests handled, by method and status code.",
                                      ("method", "code"), registry=registry)
         self.grpc_duration = Histogram("kedascaler_grpc_request_duration_seconds",

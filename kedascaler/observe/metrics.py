@@ -3,7 +3,10 @@
 Everything lives in one `CollectorRegistry` owned by the `Observer` (never prometheus_client's global one), and
 is served on its own port by `MetricsServer`. The Observer is fed one `CycleReport` per reconcile cycle; the
 gRPC interceptor (`kedascaler.observe.interceptor`) and `InstrumentedSource` feed the same registry. The
-families themselves are in `kedascaler.observe.families`.
+health families are in `kedascaler.observe.families`; the per-variant ones are yielded at scrape time by
+`kedascaler.observe.gauges.VariantGauges` from the last cycles' decisions, so a cycle sets no per-variant gauge
+(at 10,000 variants that was seconds of CPU per cycle). A decision record is built only when something reads it
+(`--records`, or decision logs at INFO).
 
 A variant's gauges show what its decision says: its replicas, and the saturation numbers the engine computed
 for it (`Decision.steps`: its pods' KV-cache usage and spare capacity against its own thresholds); nothing here
@@ -17,8 +20,6 @@ accelerator) has its old series removed on the next cycle. See docs/observabilit
 from __future__ import annotations
 
 import logging
-import math
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -26,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, MetricsHandler, generate_latest
 
-from kedascaler.engine.types import Decision, DecisionSteps, VariantKey
 from kedascaler.kits.httpserver import HttpServerThread
 from kedascaler.loop.cycle import CycleReport
 from kedascaler.observe.families import (
@@ -38,6 +38,7 @@ from kedascaler.observe.families import (
     ScalerMetrics,
     variant_label_sets,
 )
+from kedascaler.observe.gauges import VariantGauges, saturation_gauges, signal_label
 from kedascaler.observe.records import DecisionRecorder, RecordWriter
 from kedascaler.sources.base import CollectResult, MetricsSource, ScrapeTarget
 
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kedascaler.observe")
 
-_SIGNAL = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_DECISIONS_LOG = logging.getLogger("kedascaler.decisions")
 
 
 def stage_of(error: str) -> str:
@@ -54,20 +55,6 @@ def stage_of(error: str) -> str:
     "other" for an error that carries none or one outside the bounded label set."""
     stage = getattr(error, "stage", None)
     return str(stage) if stage is not None and str(stage) in STAGES else "other"
-
-
-def signal_label(signal: str) -> str:
-    """The reason's signal as a label value: a short identifier, else "other" (keeps the label set bounded)."""
-    return signal if _SIGNAL.match(signal or "") else "other"
-
-
-def saturation_gauges(steps: DecisionSteps) -> tuple[float, float, float]:
-    """(saturation level, spare KV, spare queue) of a variant as its decision's steps say; 0 where there is none."""
-    return (_finite(steps.saturation_level), _finite(steps.spare_kv or 0.0), _finite(steps.spare_queue or 0.0))
-
-
-def _finite(x: float) -> float:
-    return x if math.isfinite(x) else 0.0
 
 
 class Observer:
@@ -86,10 +73,8 @@ class Observer:
         self.log_decisions = log_decisions
         self.clock = clock
         self._lock = threading.Lock()
-        self._variant_series: dict[VariantKey, tuple[str, str, str, str]] = {}
-        self._model_series: set[tuple[str, str]] = set()
-        self._last_desired: dict[VariantKey, int] = {}
-        self._decision_series: set[tuple[str, ...]] = set()
+        self.gauges = VariantGauges(clock)  # the per-variant families, yielded from the last cycles at scrape
+        self.registry.register(self.gauges)
         for stage in STAGES:  # zero-valued series exist from the start, so rate() and alerts work at once
             self.metrics.cycle_errors.labels(stage)
         for kind in ("collection", "pod"):
@@ -116,9 +101,13 @@ class Observer:
         with self._lock:
             now = self.clock()
             self._update_health(report, now)
-            self._update_variants(report)
-            self._update_staleness(report, now)
-            records = self.recorder.records(report)
+            self.metrics.variants.set(self.gauges.update(report, now))
+            # a record is built only for someone to read it: the records file, or decision logs at INFO
+            wanted = self.records is not None or (self.log_decisions and _DECISIONS_LOG.isEnabledFor(logging.INFO))
+            records = self.recorder.records(report) if wanted else []
+            if not wanted:
+                self.recorder.cycle += 1  # the cycle is numbered all the same
+                self.metrics.records.inc(len(report.decisions))
         for record in records:
             if self.log_decisions:
                 log_decision(record)
@@ -146,117 +135,10 @@ class Observer:
         elif collect.errors:
             m.source_failures.labels("collection").inc()
 
-    def _update_variants(self, report: CycleReport) -> None:
-        m = self.metrics
-        seen: dict[VariantKey, tuple[str, str, str, str]] = {}
-        for d in report.decisions:
-            own = d.steps.own
-            labels = (d.key.name, d.key.namespace, d.model_id, own.accelerator if own is not None else "")
-            seen[d.key] = labels
-            m.desired.labels(*labels).set(d.desired_replicas)
-            m.current.labels(*labels).set(d.current_replicas)
-            m.ready.labels(*labels).set(d.ready_replicas)
-            m.active.labels(*labels).set(1 if d.active else 0)
-            m.decision_stale.labels(*labels).set(1 if d.stale else 0)
-            gauges = (m.saturation, m.spare_kv, m.spare_queue)
-            for gauge, number in zip(gauges, saturation_gauges(d.steps), strict=True):
-                gauge.labels(*labels).set(number)
-            previous = self._last_desired.get(d.key)
-            if previous is None or previous != d.desired_replicas or self._variant_series.get(d.key) != labels:
-                m.last_scaling.labels(*labels).set(d.decided_at or self.clock())
-            self._last_desired[d.key] = d.desired_replicas
-            counter_labels = (*labels, d.reason.action if d.reason.action in ACTIONS else "other",
-                              signal_label(d.reason.signal))
-            m.decisions.labels(*counter_labels).inc()
-            self._decision_series.add(counter_labels)
-        for key, labels in self._variant_series.items():
-            if seen.get(key) != labels:
-                self._remove_variant(labels)
-                if key not in seen:
-                    self._last_desired.pop(key, None)
-        self._variant_series = seen
-        m.variants.set(len(seen))
-        self._update_sizing(report, seen)
-
-    def _update_sizing(self, report: CycleReport, labels_of: dict[VariantKey, tuple[str, str, str, str]]) -> None:
-        """The SLO-sizing families, rebuilt each full cycle (a wake-up cycle carries no plans: keep them)."""
-        plans = report.plans
-        params = report.parameters
-        if not plans and not params:
-            return
-        m = self.metrics
-        for family in (m.perf_estimate, m.perf_fit_r2, m.perf_fit_samples, m.perf_fit_usable, m.model_based,
-                       m.predicted_itl, m.predicted_ttft, m.capacity_demand, m.capacity_per_replica, m.capacity_mix,
-                       m.capacity_hold):
-            family.clear()
-        for d in report.decisions:
-            labels = labels_of.get(d.key)
-            if labels is None:
-                continue
-            cap = d.steps.capacity_plan
-            if cap is not None:
-                dm = cap.demand
-                for kind, value in (("latest", dm.latest), ("short", dm.short), ("long", dm.long),
-                                    ("forecast", dm.forecast), ("need", dm.need), ("held", dm.held),
-                                    ("target", dm.target)):
-                    m.capacity_demand.labels(*labels, kind).set(_finite(value))
-                own = next((c for c in cap.variants if c.key == d.key), None)
-                if own is not None:
-                    m.capacity_per_replica.labels(*labels, str(own.source)).set(_finite(own.per_replica))
-                m.capacity_mix.labels(*labels).set(cap.replicas(d.key))
-                m.capacity_hold.labels(*labels).set(1 if cap.held else 0)
-            plan = plans.get((d.key.namespace, d.model_id))
-            p = params.get(d.key)
-            if plan is not None:
-                m.model_based.labels(*labels, p.source if p is not None and p.source else "none").set(
-                    1 if plan.sizes(d.key) else 0)
-            if d.predicted_itl_ms is not None:
-                m.predicted_itl.labels(*labels).set(_finite(d.predicted_itl_ms))
-            if d.predicted_ttft_ms is not None:
-                m.predicted_ttft.labels(*labels).set(_finite(d.predicted_ttft_ms))
-            if p is None:
-                continue
-            m.perf_fit_samples.labels(*labels, "decode").set(p.decode_samples)
-            m.perf_fit_samples.labels(*labels, "prefill").set(p.prefill_samples)
-            if p.estimate is None:
-                continue
-            m.perf_fit_usable.labels(*labels).set(1 if p.estimate.usable else 0)
-            fits = {"decode": p.estimate.decode, "prefill": p.estimate.prefill}
-            for line, fit in fits.items():
-                m.perf_fit_r2.labels(*labels, line).set(_finite(fit.r2))
-            for name, value in (("alpha", fits["decode"].intercept), ("beta", fits["decode"].slope),
-                                ("gamma", fits["prefill"].intercept), ("delta", fits["prefill"].slope)):
-                if value == value:  # not NaN: a fit with too few points has no line
-                    m.perf_estimate.labels(*labels, name).set(_finite(value))
-
-    def _remove_variant(self, labels: tuple[str, str, str, str]) -> None:
-        m = self.metrics
-        for gauge in (m.desired, m.current, m.ready, m.saturation, m.spare_kv, m.spare_queue, m.active,
-                      m.last_scaling, m.decision_stale):
-            try:
-                gauge.remove(*labels)
-            except KeyError:
-                pass
-        for series in [s for s in self._decision_series if s[:4] == labels]:
-            m.decisions.remove(*series)
-            self._decision_series.discard(series)
-
-    def _update_staleness(self, report: CycleReport, now: float) -> None:
-        by_model: dict[tuple[str, str], list[Decision]] = {}
-        for d in report.decisions:
-            by_model.setdefault((d.key.namespace, d.model_id), []).append(d)
-        for model, decisions in by_model.items():
-            newest = max(d.data_at for d in decisions)
-            self.metrics.staleness.labels(*model).set(max(0.0, now - newest) if newest > 0 else math.inf)
-        for gone in self._model_series - set(by_model):
-            self.metrics.staleness.remove(*gone)
-        self._model_series = set(by_model)
-
-
 def log_decision(record: dict[str, Any]) -> None:
     """One log line per decision: readable text, and the whole record as `decision` for the JSON formatter."""
     reason = record["reason"]
-    logging.getLogger("kedascaler.decisions").info(
+    _DECISIONS_LOG.info(
         "decision %s/%s model=%s desired=%d current=%d active=%s %s %s%s",
         record["namespace"], record["variant"], record["model"], record["result"]["desired_replicas"],
         record["inputs"]["replicas"]["current"], record["result"]["active"], reason["action"], reason["signal"],

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from kedascaler.spec.config import SAFE_LOADER
 from kedascaler.spec.inventory import SCALER_CONFIGMAPS, InventoryState, build_inventory, configmap_or_last_good
 from kedascaler.spec.problems import Problem
 
@@ -48,7 +49,7 @@ def yaml_error(exc: BaseException) -> str:
 def read_file(path: Path) -> tuple[Documents, list[Problem]] | str:
     """Every Kubernetes object of one YAML file (with its problems), or why the file cannot be read at all."""
     try:
-        loaded = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+        loaded = list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER))  # noqa: S506
     except Exception as exc:  # noqa: BLE001 - YAMLError, OSError, UnicodeDecodeError, RecursionError: one answer
         return yaml_error(exc)
     docs: Documents = []

@@ -17,6 +17,34 @@ import yaml
 from kedascaler.engine.types import SaturationConfig
 from kedascaler.spec.problems import Problem
 
+
+def _safe_loader() -> Any:
+    """PyYAML's safe loader with libyaml's scanner and parser (C) when the wheel has them, 3× faster on a
+    serviceclass of thousands of entries; the nodes are composed in Python, so input nested 100,000 deep is a
+    RecursionError (a problem naming the file) and never a crash of the C composer's stack, as with CSafeLoader."""
+    try:
+        from yaml._yaml import CParser  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # a PyYAML built without libyaml
+        return yaml.SafeLoader
+    from yaml.composer import Composer
+    from yaml.constructor import SafeConstructor
+    from yaml.resolver import Resolver
+
+    class FastSafeLoader(CParser, SafeConstructor, Resolver):  # type: ignore[misc,unused-ignore]
+        def __init__(self, stream: Any) -> None:
+            CParser.__init__(self, stream)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+            self.anchors: dict[Any, Any] = {}
+
+    for name in ("check_node", "get_node", "get_single_node", "compose_document", "compose_node",
+                 "compose_scalar_node", "compose_sequence_node", "compose_mapping_node"):
+        setattr(FastSafeLoader, name, getattr(Composer, name))
+    return FastSafeLoader
+
+
+SAFE_LOADER = _safe_loader()
+
 API_GROUP = "llmd.ai"
 API_VERSION = "llmd.ai/v1alpha1"
 VA_KIND = "VariantAutoscaling"
@@ -188,7 +216,7 @@ def load_entry(value: Any, check: Checker, path: str) -> Any:
     if not isinstance(value, str):
         return value
     try:
-        return yaml.safe_load(value)
+        return yaml.load(value, Loader=SAFE_LOADER)  # noqa: S506 - the safe loader, in C when available
     except yaml.YAMLError as exc:
         check.add(path, f"is not valid YAML: {str(exc).splitlines()[0]}")
         return None
