@@ -10,17 +10,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kedascaler.cli.after_cycle import CycleSink, MetricsHealthLog
 from kedascaler.engine.capacity_types import CapacitySettings
 from kedascaler.engine.sizing import CAPACITY, MODES
 from kedascaler.kits.argtypes import count, http_url, non_negative, port, positive
 from kedascaler.kits.httpserver import is_loopback
 from kedascaler.kits.watchedfile import TokenFile
-from kedascaler.loop.cycle import CycleReport
 from kedascaler.observe.wiring import Observability, add_observe_arguments
 
 log = logging.getLogger("kedascaler")
@@ -211,60 +210,6 @@ def tls_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Any
     return TLSConfig(str(args.tls_cert), str(args.tls_key), str(args.tls_client_ca) if args.tls_client_ca else None)
 
 
-class MetricsHealthLog:
-    """The metrics source's errors at WARNING, with their cause, when they change; the recovery at INFO.
-
-    Compared by their shape (numbers masked), on full cycles only, so the same failure every cycle is said
-    once and a wake-up cycle (which reads no metrics) says nothing."""
-
-    SHOWN = 3
-
-    def __init__(self, stale_after: float) -> None:
-        self.stale_after = stale_after
-        self._shape: frozenset[str] = frozenset()
-
-    def note(self, report: CycleReport) -> None:
-        if report.models is not None:
-            return
-        errors = report.collect.errors
-        shape = frozenset(re.sub(r"\d+(\.\d+)?", "#", e) for e in errors)
-        if shape == self._shape:
-            return
-        self._shape = shape
-        if errors:
-            more = f"; and {len(errors) - self.SHOWN} more" if len(errors) > self.SHOWN else ""
-            log.warning("metrics source failing (%d errors): %s%s; the last good decisions are held and answer "
-                        "UNAVAILABLE once their metrics are older than --stale-after %gs",
-                        len(errors), "; ".join(errors[:self.SHOWN]), more, self.stale_after)
-        else:
-            log.info("metrics source recovered: every query or pod answered")
-
-
-class CycleSink:
-    """What serve does after each cycle: /metrics, the metrics-health log, and (the leader, in a cluster) the
-    VA statuses, Events and pod-deletion-costs. `Reconciler.run_forever` calls it in the cycle's worker thread,
-    never on the event loop, so none of it delays an RPC."""
-
-    def __init__(self, obs: Observability, health: MetricsHealthLog, reconciler: Any, kube: Any = None,
-                 status: tuple[Any, Any] | None = None, deletion: Any = None) -> None:
-        """`status`: (StatusWriter, LeaderElector) in a cluster; `deletion`: a DeletionCostWriter."""
-        self.obs, self.health, self.reconciler = obs, health, reconciler
-        self.kube, self.status, self.deletion = kube, status, deletion
-
-    def __call__(self, report: CycleReport) -> None:
-        self.obs.on_cycle(report)
-        self.health.note(report)
-        if self.status is not None and self.kube is not None:
-            writer, elector = self.status
-            if elector.is_leader:  # every replica answers KEDA; only the leader writes status and events
-                # in the writers' own threads, never waiting on the API server here; on wake-up cycles, plans
-                # and parameters are the last full cycle's
-                writer.submit(report.decisions, self.kube.current(), self.kube.missing_targets(),
-                              plans=self.reconciler.plans, parameters=self.reconciler.parameters)
-                if self.deletion is not None:  # before the target drops: the emptiest pods are deleted first
-                    self.deletion.submit(report.decisions, report.snapshots)
-
-
 async def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Compose and run `serve`; StartError when something cannot start (what started is stopped again)."""
     cleanups: list[Callable[[], None]] = []
@@ -344,10 +289,16 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
     board = DecisionBoard()
     planner = PlannerSettings(args.scaling_mode, refit_interval=args.refit_interval,
                               capacity=capacity_settings(args))
+    follow = None
+    if kube is not None and after_cycle is not None:  # replicas answer the leader's numbers (loop/follow.py)
+        from kedascaler.loop.follow import Follower
+
+        elector_ = after_cycle[1]
+        follow = Follower(kube.va_status, lambda: elector_.other_leads)
     reconciler = Reconciler(inventory, metrics, board, kube, clock,
                             idle_window=None if args.no_scale_to_zero else args.idle_window,
                             activation=activation, inbox=inbox, planner=planner,
-                            activation_queries=args.allow_activation_queries)
+                            activation_queries=args.allow_activation_queries, follow=follow)
     if inbox is not None:
         if args.activation_token is None and not is_loopback(args.activation_host):
             log.warning("activation endpoint on %s without authentication (--activation-insecure): anyone who "

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 
 from kedascaler.engine.types import Decision, VariantKey
@@ -50,12 +50,15 @@ class Reconciler:
                  workloads: Workloads | None = None, clock: Callable[[], float] = time.time, *,
                  idle_window: float | None = None, activation: ActivationSource | None = None,
                  inbox: ActivationInbox | None = None, planner: PlannerSettings | None = None,
-                 activation_queries: bool = False) -> None:
+                 activation_queries: bool = False,
+                 follow: Callable[[Sequence[Decision], float], Sequence[Decision]] | None = None) -> None:
         """`idle_window` (s): scale idle models to zero (None: only VAs with scaleToZero.idleWindowSeconds);
         `activation`: reads gateway queues; `inbox`: pushed requests; `planner`: SLO sizing (modes, learned
         parameters), once per full cycle — None: saturation only; `activation_queries`: run the VAs' own
         `spec.scaleToZero.activationQuery` (arbitrary PromQL, run with the scaler's token: off unless the
-        operator allows it), else the default gateway query for every model."""
+        operator allows it), else the default gateway query for every model. `follow(decisions, now)`: what
+        this replica serves of its decisions (`kedascaler.loop.follow.Follower`: the leader's numbers on a
+        follower); the state keeps its own."""
         self.inventory = inventory
         self.metrics = metrics
         self.workloads = workloads
@@ -64,6 +67,7 @@ class Reconciler:
         self.activation = activation
         self.inbox = inbox
         self.activation_queries = activation_queries
+        self.follow = follow
         self._ignored_queries: frozenset[ModelRef] = frozenset()  # said once per change
         self.state = CycleState(CycleConfig(idle_window, activation is not None, inbox is not None, planner))
 
@@ -117,6 +121,8 @@ class Reconciler:
         report, self.state = step(self.state, inputs)
         if report.warnings_changed:  # logged when they change, not every cycle
             log.warning("metrics source: %s", "; ".join(collect.warnings))
+        if self.follow is not None:
+            report = replace(report, decisions=tuple(self.follow(report.decisions, now)))
         if wanted is None:
             self.board.publish(report.decisions, inventory.specs)
         else:

@@ -18,6 +18,7 @@ from kedascaler.actuate.status import StatusWriter
 from kedascaler.engine.types import VariantKey
 from kedascaler.loop.board import DecisionBoard
 from kedascaler.loop.cycle import CycleReport
+from kedascaler.loop.follow import Follower
 from kedascaler.loop.reconcile import Reconciler
 from kedascaler.sources.base import CollectResult, PodSample, ScrapeTarget
 from kedascaler.sources.kubernetes import KubernetesInventory
@@ -75,7 +76,7 @@ class RestartableApiServer(FakeApiServer):
 class Replica:
     """One kedascaler replica: inventory, reconciler, board, status writer and elector, cycled by hand."""
 
-    def __init__(self, api: FakeApiServer, identity: str, load: Load) -> None:
+    def __init__(self, api: FakeApiServer, identity: str, load: Load, follow: bool = False) -> None:
         self.client = api_client_for(api)
         self.client.configuration.retries = 0
         self.inventory = KubernetesInventory(self.client, backoff_base_s=0.02, backoff_max_s=0.2).start()
@@ -83,16 +84,20 @@ class Replica:
         self.board = DecisionBoard()
         self.load = load
         self.now = 1000.0
-        self.reconciler = Reconciler(self.inventory, load, self.board, workloads=self.inventory,
-                                     clock=lambda: self.now)
-        self.writer = StatusWriter(self.client, existing=self.inventory.va_status)
         self.elector = LeaderElector(self.client, *LEASE, identity, lease_seconds=15, clock=lambda: self.now)
+        self.follow = follow
+        follower = Follower(self.inventory.va_status, lambda: self.elector.other_leads) if follow else None
+        self.reconciler = Reconciler(self.inventory, load, self.board, workloads=self.inventory,
+                                     clock=lambda: self.now, follow=follower)
+        self.writer = StatusWriter(self.client, existing=self.inventory.va_status)
         self.reports: list[CycleReport] = []
 
     def cycle(self, *, before_write=None) -> CycleReport:
         """As `kedascaler serve`'s on_cycle: decide, then write status only while leader."""
         self.now += 30
         self.load.now = self.now
+        if self.follow:  # serve's elector thread tries every 2 s: it has looked at the lease before the cycle
+            self.elector.try_acquire_or_renew(self.now)
         report = self.reconciler.run_once()
         self.reports.append(report)
         if before_write is not None:
@@ -256,4 +261,32 @@ def test_regaining_leadership_rewrites_a_status_the_other_leader_changed(api):
         assert status_desired(api) == again.desired_replicas
     finally:
         a.close()
+        b.close()
+
+
+def test_a_follower_serves_the_leaders_number_and_keeps_it_when_it_takes_over(api):
+    """Two replicas whose views differ (b sees less load): KEDA reads the leader's number from both, through the
+    status a writes and b's watch; when a is gone, b takes over holding that number for the takeover window,
+    then answers on its own."""
+    a = Replica(api, "a", Load(kv=0.95, queue=8))
+    b = Replica(api, "b", Load(kv=0.2, queue=0), follow=True)
+    try:
+        leader = a.cycle().decisions[0]
+        b.cycle()  # b's elector sees a's lease from here on
+        own = b.reconciler.previous[KEY].desired_replicas
+        assert own < leader.desired_replicas  # b alone would answer less
+        assert eventually(lambda: b.inventory.va_status(KEY) and
+                          b.inventory.va_status(KEY).get("desiredReplicas") == leader.desired_replicas)
+        a.elector.try_acquire_or_renew(a.now + 30)  # a's elector renews (every 2 s in serve)
+        served = b.cycle().decisions[0]
+        assert b.board.get(KEY) == served and served.desired_replicas == leader.desired_replicas
+        assert "the leader's decision" in served.reason.message
+        assert b.reconciler.previous[KEY].desired_replicas == own  # its own decision runs on in its state
+        a.close()  # a is gone: its lease expires in b's eyes 15 s after its last renewal
+        taken = [b.cycle().decisions[0] for _ in range(3)]  # 90 s: within the 120 s takeover window
+        assert b.elector.is_leader
+        assert all(d.desired_replicas >= leader.desired_replicas for d in taken), [str(d.reason) for d in taken]
+        later = [b.cycle().decisions[0] for _ in range(2)]
+        assert later[-1].desired_replicas == b.reconciler.previous[KEY].desired_replicas < leader.desired_replicas
+    finally:
         b.close()

@@ -7,9 +7,31 @@ from __future__ import annotations
 from dataclasses import replace
 
 from kedascaler.engine.types import Decision, Reason, VariantKey
-from kedascaler.loop.cycle import step
+from kedascaler.loop.cycle import CycleInputs, CycleState, step
 from kedascaler.loop.follow import Follower, floor_at, published, serve_leaders
-from tests.loop.test_shared import recorded_cycles
+from kedascaler.sim.config import SimConfig
+from kedascaler.sim.scaler_policies import KedascalerPolicy
+from kedascaler.sim.simulator import simulate
+from kedascaler.sim.workloads import steps
+
+INTERVAL = 15.0
+
+
+def recorded_cycles() -> tuple[CycleState, list[CycleInputs]]:
+    """Every cycle's inputs of a run (a step up, then down), as the leader gathered them."""
+    cfg = SimConfig(tail=60)
+    leader = KedascalerPolicy(cfg.model, slo=cfg.slo, scale_to_zero=False)
+    fresh = leader.state
+    seen: list[CycleInputs] = []
+    gather = leader.inputs
+
+    def keep(obs):
+        seen.append(gather(obs))
+        return seen[-1]
+
+    leader.inputs = keep  # type: ignore[method-assign]
+    simulate(steps([(0, 3.0), (120, 40.0), (300, 3.0)], 480, seed=1), leader, cfg)
+    return fresh, seen
 
 
 def answers(decisions) -> dict[str, tuple[int, bool]]:
