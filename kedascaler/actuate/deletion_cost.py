@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import kubernetes.client
 from kubernetes.client.exceptions import ApiException
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey
 from kedascaler.kits.latest import LatestOnly
@@ -133,6 +135,10 @@ class DeletionCostWriter:
         self.patches += patched
         return patched
 
+    def collector(self) -> DeletionCostMetrics:
+        """Its counters for a prometheus_client registry (`registry.register(writer.collector())`)."""
+        return DeletionCostMetrics(self)
+
     def _patch(self, cost: PodCost) -> bool:
         body = {"metadata": {"annotations": {ANNOTATION: str(cost.cost)}}}
         try:
@@ -145,3 +151,19 @@ class DeletionCostWriter:
             log.warning("could not set %s on pod %s/%s: %s", ANNOTATION, cost.namespace, cost.pod, exc)
         return False
 
+
+
+class DeletionCostMetrics(Collector):
+    """`/metrics`: what the writer did, read at scrape time (the writer thread only ever adds to its counts)."""
+
+    def __init__(self, writer: DeletionCostWriter) -> None:
+        self.writer = writer
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily("kedascaler_pod_deletion_cost_pods_annotated",
+                                  f"Pods of variants scaling down annotated with {ANNOTATION} (emptiest first)",
+                                  value=self.writer.patches)
+        yield CounterMetricFamily("kedascaler_pod_deletion_cost_requests_protected",
+                                  "Requests in flight on the pods ranked after the emptiest when the order was "
+                                  "written: the work a scale-down removes last",
+                                  value=self.writer.protected)

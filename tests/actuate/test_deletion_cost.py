@@ -99,3 +99,21 @@ def test_submit_writes_in_the_writers_thread_and_only_while_leading(apiserver, a
     assert writer.wait_idle(10)
     assert writer.patches == 3 and ANNOTATION in annotations(apiserver, "a-2")
     writer.close()
+
+
+def test_metrics_count_the_pods_annotated_and_the_requests_protected(apiserver, api_client):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    put_pods(apiserver)
+    writer = DeletionCostWriter(api_client, min_interval_s=0.0)
+    registry = CollectorRegistry()
+    registry.register(writer.collector())
+
+    def scraped() -> str:
+        return generate_latest(registry).decode()
+    assert "kedascaler_pod_deletion_cost_pods_annotated_total 0.0" in scraped()
+    writer.write([decision(A100, 1, 3)], [snapshot(LOADS)])
+    text = scraped()
+    assert "kedascaler_pod_deletion_cost_pods_annotated_total 3.0" in text
+    # a-2 (1 running) goes first; a-3 (5 running + 2 waiting) and a-1 (12 running) are kept longest
+    assert "kedascaler_pod_deletion_cost_requests_protected_total 19.0" in text
