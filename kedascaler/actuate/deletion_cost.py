@@ -129,7 +129,10 @@ class DeletionCostWriter:
             patched += sum(done)
             if all(done):
                 self._written[key] = (order, now)
-                self.protected += sum(c.cost // REQUEST_WEIGHT for c in costs[1:])
+                protected = sum(c.cost // REQUEST_WEIGHT for c in costs[1:])
+                self.protected += protected
+                log.info("pod-deletion-cost on %s, deleted first to last: %s; %d request(s) on the pods kept longest",
+                         key, ", ".join(f"{c.pod} ({c.cost})" for c in costs), protected)
         for key in [k for k in self._written if k not in plan]:
             del self._written[key]  # no longer shrinking: the next scale-down writes afresh
         self.patches += patched

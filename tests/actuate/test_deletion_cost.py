@@ -101,8 +101,12 @@ def test_submit_writes_in_the_writers_thread_and_only_while_leading(apiserver, a
     writer.close()
 
 
-def test_metrics_count_the_pods_annotated_and_the_requests_protected(apiserver, api_client):
+def test_metrics_count_the_pods_annotated_and_the_requests_protected(apiserver, api_client, caplog):
+    import logging
+
     from prometheus_client import CollectorRegistry, generate_latest
+
+    caplog.set_level(logging.INFO, logger="kedascaler.actuate.deletion_cost")
 
     put_pods(apiserver)
     writer = DeletionCostWriter(api_client, min_interval_s=0.0)
@@ -117,3 +121,4 @@ def test_metrics_count_the_pods_annotated_and_the_requests_protected(apiserver, 
     assert "kedascaler_pod_deletion_cost_pods_annotated_total 3.0" in text
     # a-2 (1 running) goes first; a-3 (5 running + 2 waiting) and a-1 (12 running) are kept longest
     assert "kedascaler_pod_deletion_cost_requests_protected_total 19.0" in text
+    assert "deleted first to last: a-2 (1010), a-3 (7030), a-1 (12060); 19 request(s)" in caplog.text
