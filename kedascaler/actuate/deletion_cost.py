@@ -3,8 +3,9 @@
 When HPA lowers a Deployment's replicas the ReplicaSet controller picks the pods to delete by its own ranks:
 not ready first, then the lowest `controller.kubernetes.io/pod-deletion-cost`, then the newest. It knows
 nothing of which vLLM pod holds long generations in flight. Before a variant's target drops, the leader sets
-that annotation on the variant's ready pods from what each carries — the running and waiting requests its last
-metrics showed, and its KV cache in use — so the emptiest pods go first and fewer requests are aborted.
+that annotation on the variant's ready pods from what each carries — its KV cache in use (the tokens in flight),
+then the running and waiting requests its last metrics showed (`kedascaler.engine.deletion.pod_cost`) — so the
+emptiest pods go first and less work is aborted.
 
 `deletion_costs` is pure (decisions and snapshots in, a cost per pod out); `DeletionCostWriter` patches only the
 pods of variants that are scaling down, only when the order changed since it last wrote it, at most once per
@@ -26,16 +27,13 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from kedascaler.engine.deletion import pod_cost, requests_in_flight
 from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey
 from kedascaler.kits.latest import LatestOnly
 
 log = logging.getLogger("kedascaler.actuate.deletion_cost")
 
 ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
-REQUEST_WEIGHT = 1000  # one request in flight outweighs any KV-cache difference
-KV_WEIGHT = 100  # KV cache in use, 0–1: the tie-break between pods with as many requests
-
-
 @dataclass(frozen=True)
 class PodCost:
     """One pod's deletion cost: higher is deleted later (an int, as the annotation takes)."""
@@ -43,12 +41,7 @@ class PodCost:
     namespace: str
     pod: str
     cost: int
-
-
-def pod_cost(running: float, queue: float, kv_cache_usage: float) -> int:
-    """The work a pod holds, as an integer: requests in flight first, then KV cache in use."""
-    requests = max(0.0, running) + max(0.0, queue)
-    return int(round(REQUEST_WEIGHT * requests + KV_WEIGHT * min(1.0, max(0.0, kv_cache_usage))))
+    requests: int = 0  # requests in flight its last metrics showed
 
 
 def deletion_costs(decisions: Iterable[Decision], snapshots: Iterable[ModelSnapshot]
@@ -62,7 +55,8 @@ def deletion_costs(decisions: Iterable[Decision], snapshots: Iterable[ModelSnaps
             key = v.spec.key
             if key not in shrinking or not v.pods:
                 continue
-            costs = [PodCost(key.namespace, p.pod, pod_cost(p.running, p.queue_length, p.kv_cache_usage))
+            costs = [PodCost(key.namespace, p.pod, pod_cost(p.running, p.queue_length, p.kv_cache_usage),
+                             requests_in_flight(p.running, p.queue_length))
                      for p in v.pods]
             out[key] = tuple(sorted(costs, key=lambda c: (c.cost, c.pod)))
     return out
@@ -129,7 +123,7 @@ class DeletionCostWriter:
             patched += sum(done)
             if all(done):
                 self._written[key] = (order, now)
-                protected = sum(c.cost // REQUEST_WEIGHT for c in costs[1:])
+                protected = sum(c.requests for c in costs[1:])
                 self.protected += protected
                 log.info("pod-deletion-cost on %s, deleted first to last: %s; %d request(s) on the pods kept longest",
                          key, ", ".join(f"{c.pod} ({c.cost})" for c in costs), protected)

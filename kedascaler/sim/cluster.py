@@ -39,6 +39,7 @@ from collections import deque
 
 import numpy as np
 
+from kedascaler.engine.deletion import pod_cost
 from kedascaler.engine.types import PodMetrics
 from kedascaler.sim.config import SimConfig, VariantConfig
 from kedascaler.sim.perf import PerfParams
@@ -80,11 +81,12 @@ class SimPod:
         self.deadline = math.inf  # draining: when the grace period ends and what still runs is killed
 
     def deletion_cost(self) -> float:
-        """What a scaler that sets pod-deletion-cost puts on this pod: the requests its last scrape showed."""
+        """What a scaler that sets pod-deletion-cost puts on this pod, from its last scrape: the actuator's own
+        `pod_cost` (requests in flight, then KV cache in use)."""
         if not self.samples:
             return 0.0
-        _, _, waiting, running = self.samples[-1]
-        return waiting + running
+        _, kv, waiting, running = self.samples[-1]
+        return float(pod_cost(running, waiting, kv))
 
 
 def restart(req: SimRequest) -> None:
