@@ -27,18 +27,10 @@ from kedascaler.loop.reconcile import Reconciler
 from kedascaler.sources.files import StaticInventory
 from kedascaler.sources.gateway import PrometheusActivationSource
 from kedascaler.sources.prometheus import PrometheusSource
-from tests.support.grpc_certs import CertSet, make_certs, openssl
 from tests.support.helm import render_chart
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "hardening-s3cr3t-bearer-9f8e7d"
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory) -> CertSet:
-    if openssl() is None:
-        pytest.skip("openssl CLI not found")
-    return make_certs(tmp_path_factory.mktemp("pki"))
 
 
 class _Prom(BaseHTTPRequestHandler):

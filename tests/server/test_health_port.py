@@ -8,7 +8,6 @@ does not (a missing CRD must not restart the pod), and both turn NOT_SERVING whe
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 
 import grpc
@@ -18,22 +17,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
 from kedascaler.server.app import SERVICE_NAME, ScalerServer, TLSConfig
 from kedascaler.server.health import LIVENESS
-from tests.support.grpc_certs import CertSet, make_certs, openssl
 
 from .conftest import H100, ref, rpc_error
 
 WAIT = 10.0  # only there so that a broken server fails the test instead of hanging it
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory) -> CertSet:
-    if openssl() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("openssl CLI not found: the TLS tests need it")
-        pytest.skip("openssl CLI not found")
-    return make_certs(tmp_path_factory.mktemp("pki"))
 
 
 async def probe(port: int, service: str = "") -> int:

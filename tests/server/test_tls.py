@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import os
-
 import grpc
 import pytest
 
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
 from kedascaler.server.app import ScalerServer, TLSConfig
-from tests.support.grpc_certs import CertSet, make_certs, openssl
+from tests.support.grpc_certs import CertSet
 
 from .conftest import ref, rpc_error
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory) -> CertSet:
-    if openssl() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("openssl CLI not found: the TLS tests need it")
-        pytest.skip("openssl CLI not found")
-    return make_certs(tmp_path_factory.mktemp("pki"))
 
 
 def credentials(certs: CertSet, *, client: str | None = None) -> grpc.ChannelCredentials:
