@@ -28,7 +28,9 @@ import gc
 import logging
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger("kedascaler.heap")
 
@@ -77,7 +79,42 @@ class HeapPolicy:
         sys.setswitchinterval(DEFAULT_SWITCH_INTERVAL)
 
 
+def release(box: list[Any], depth: int = 4, wide: int = 64) -> None:
+    """Drop what `box` holds, in small pieces: no single deallocation holding the GIL for long.
+
+    Dropping the last reference to a big structure — last cycle's state, its report (40,000 pod samples, 10,000
+    decisions with their steps) — frees it all in one C-level cascade: 20-60 ms at 10,000 variants, with the GIL
+    held. Here the structure's parts (dataclass fields, the values of mappings and the items of sequences wider
+    than `wide`, `depth` levels down) are taken first; then the containers go (their parts kept alive here) and
+    the parts one by one, each a small free between bytecodes where another thread can take the GIL. Nothing is
+    mutated: a part another structure still holds just outlives this. `box` is emptied; the caller must hold no
+    other reference (pass `[x]` built in the call, or a list it then forgets)."""
+    pending: list[Any] = []
+    while box:
+        _take_apart(box.pop(), pending, depth, wide)
+    while pending:
+        pending.pop()
+
+
+_LEAVES = (str, bytes, int, float, bool, type(None))
+
+
+def _take_apart(obj: Any, pending: list[Any], depth: int, wide: int) -> None:
+    """Push `obj`'s parts onto `pending` (taken apart themselves, depth permitting), then `obj` (popped first)."""
+    if depth > 0 and not isinstance(obj, _LEAVES):
+        parts: Iterable[Any] = ()
+        if hasattr(obj, "__dataclass_fields__"):
+            parts = [getattr(obj, name, None) for name in obj.__dataclass_fields__]
+        elif isinstance(obj, Mapping) and len(obj) > wide:
+            parts = list(obj.values())
+        elif isinstance(obj, (tuple, list, set, frozenset)) and len(obj) > wide:
+            parts = list(obj)
+        for part in parts:
+            _take_apart(part, pending, depth - 1, wide)
+    pending.append(obj)
+
+
 DEFAULT_THRESHOLD = gc.get_threshold()
 DEFAULT_SWITCH_INTERVAL = sys.getswitchinterval()
 
-__all__ = ["NEVER", "HeapPolicy"]
+__all__ = ["NEVER", "HeapPolicy", "release"]

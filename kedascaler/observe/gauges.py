@@ -26,6 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from kedascaler.engine.types import Decision, DecisionSteps, VariantKey
+from kedascaler.kits.heap import release
 from kedascaler.loop.cycle import CycleReport
 from kedascaler.loop.planner import SloPlan, VariantParameters
 from kedascaler.observe.exposition import LabelCache, TextFamily
@@ -126,6 +127,13 @@ class VariantGauges(Collector):
 
     def update(self, report: CycleReport, now: float) -> int:
         """Keep one cycle's decisions; returns how many variants it decided."""
+        dropped: list[object] = []  # what the last cycle kept, freed in small pieces after (kits/heap.py)
+        try:
+            return self._update(report, now, dropped)
+        finally:
+            release(dropped)
+
+    def _update(self, report: CycleReport, now: float, dropped: list[object]) -> int:
         with self._lock:
             full = report.models is None
             decided: dict[VariantKey, tuple[Labels, Decision]] = {}
@@ -149,8 +157,10 @@ class VariantGauges(Collector):
                 self._counts = {s: c for s, c in self._counts.items() if s[:4] not in gone}
                 for key in [k for k in self._last_scaling if k not in kept]:
                     del self._last_scaling[key]
+            dropped.append(self._decisions)
             self._decisions = kept
             if report.plans or report.parameters:
+                dropped.append(self._sizing)
                 self._sizing = _Sizing(report.decisions, {k: v[0] for k, v in decided.items()}, report.plans,
                                        report.parameters)
             self._update_staleness(report, now, full)

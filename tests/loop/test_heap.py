@@ -88,3 +88,29 @@ def test_garbage_cycles_among_frozen_objects_are_collected_once_the_heap_grows(p
         del nodes, node  # dropped: garbage only the cyclic collector can find
     assert policy.full_collections >= 1
     assert refs[0]() is None, "the leaked cycles were never collected"
+
+
+def test_release_frees_a_structure_in_pieces_and_leaves_what_others_hold():
+    from dataclasses import dataclass
+
+    from kedascaler.kits.heap import release
+
+    class Item:
+        def __init__(self, n):
+            self.n = n
+
+    @dataclass(frozen=True)
+    class State:
+        items: dict
+        rows: tuple
+
+    items = {i: Item(i) for i in range(1_000)}
+    shared = [items[i] for i in range(0, 1_000, 10)]
+    state = State(items, tuple(Item(i) for i in range(500)))
+    refs = [weakref.ref(x) for x in (*items.values(), *state.rows)]
+    box = [state]
+    del state, items
+    release(box)
+    assert box == []
+    alive = [r() for r in refs if r() is not None]
+    assert alive == shared and [x.n for x in alive] == list(range(0, 1_000, 10))
