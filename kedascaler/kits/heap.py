@@ -99,6 +99,7 @@ def release(box: list[Any], depth: int = 4, wide: int = 64) -> None:
 
 
 _LEAVES = (str, bytes, int, float, bool, type(None))
+_WIDE = (Mapping, tuple, list, set, frozenset)
 
 
 def _take_apart(obj: Any, pending: list[Any], depth: int, wide: int, fields: bool = True) -> None:
@@ -109,12 +110,12 @@ def _take_apart(obj: Any, pending: list[Any], depth: int, wide: int, fields: boo
         if fields and hasattr(obj, "__dataclass_fields__"):
             for name in obj.__dataclass_fields__:
                 _take_apart(getattr(obj, name, None), pending, depth - 1, wide)
-        elif isinstance(obj, Mapping) and len(obj) > wide:
-            for part in list(obj.values()):
-                _take_apart(part, pending, depth - 1, wide, fields=False)
-        elif isinstance(obj, (tuple, list, set, frozenset)) and len(obj) > wide:
-            for part in list(obj):
-                _take_apart(part, pending, depth - 1, wide, fields=False)
+        elif isinstance(obj, _WIDE) and len(obj) > wide:
+            for part in list(obj.values()) if isinstance(obj, Mapping) else list(obj):
+                if isinstance(part, _WIDE) and len(part) > wide:
+                    _take_apart(part, pending, depth - 1, wide, fields=False)
+                else:
+                    pending.append(part)
     pending.append(obj)
 
 
