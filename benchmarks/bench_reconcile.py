@@ -223,6 +223,8 @@ async def loop_phase(reconciler: Reconciler, cycle_sink: Any, board: DecisionBoa
     in_cycle = [ms for t, ms in calls if during(t)]
     idle = [ms for t, ms in calls if not during(t) and first - interval <= t <= last]
     return {"loop_stall_ms_max": round(max((ms for t, ms in ticks if during(t)), default=0.0), 2),
+            "loop_stall_ms_p99": round(p99([ms for t, ms in ticks if during(t)]) or 0.0, 2),
+            "loop_stalls_over_10ms": sum(1 for t, ms in ticks if during(t) and ms > 10),
             "loop_stall_ms_max_idle": round(max((ms for t, ms in ticks if not during(t) and t <= last),
                                                 default=0.0), 2),
             "rpc_p99_ms_in_cycle": round(p99(in_cycle) or 0.0, 3), "rpc_p99_ms_idle": round(p99(idle) or 0.0, 3),
