@@ -129,6 +129,7 @@ class Observer:
                 records = self.recorder.records(report)
             elif logged:
                 records = self.recorder.records(report, only=lambda d: d.key in changed)
+                self.metrics.records.inc(len(report.decisions) - len(records))  # counted as before: every decision
             else:
                 records = []
                 self.recorder.cycle += 1  # the cycle is numbered all the same

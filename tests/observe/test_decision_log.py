@@ -72,3 +72,11 @@ def test_the_records_file_keeps_every_decision_at_info(log_at, tmp_path):
         for _ in range(3):
             observer.on_cycle(fake_report(2))
     assert len(path.read_text().splitlines()) == 3
+
+
+def test_every_decision_still_counts_as_a_record_at_info(log_at):
+    log_at("INFO")
+    observer = Observer(summary_every=1e9)
+    for _ in range(3):
+        observer.on_cycle(fake_report(2))
+    assert observer.registry.get_sample_value("kedascaler_decision_records_total") == 3.0
