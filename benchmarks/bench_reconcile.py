@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from kedascaler.loop.board import DecisionBoard  # noqa: E402
 from kedascaler.loop.planner import PlannerSettings  # noqa: E402
 from kedascaler.loop.reconcile import Reconciler  # noqa: E402
+from kedascaler.server.app import ScalerServer  # noqa: E402  (imported before the first cycle, as serve does)
 from kedascaler.sources.base import CollectResult, PodSample, PodUsage, ScrapeTarget, WorkloadStatus  # noqa: E402
 from kedascaler.sources.files import StaticInventory  # noqa: E402
 from kedascaler.sources.prometheus import cycle_queries  # noqa: E402
@@ -124,10 +125,13 @@ def fleet(n: int) -> tuple[StaticInventory, tuple[PodSample, ...]]:
 def sink(reconciler: Reconciler):
     """What serve does after each cycle, without a cluster: its CycleSink with no status writer."""
     from kedascaler.cli.serve import CycleSink, MetricsHealthLog
+    from kedascaler.kits.heap import HeapPolicy
     from kedascaler.observe.wiring import Observability
 
     obs = Observability(metrics_port=None)
-    return obs, CycleSink(obs, MetricsHealthLog(60.0), reconciler)
+    heap = HeapPolicy()
+    heap.start()  # as serve does before its first cycle
+    return obs, CycleSink(obs, MetricsHealthLog(60.0), reconciler, heap=heap)
 
 
 def rpc_client(port: int, keys: list[tuple[str, str]], seconds: float, out: Any) -> None:
@@ -167,8 +171,6 @@ def p99(values: list[float]) -> float | None:
 async def loop_phase(reconciler: Reconciler, cycle_sink: Any, board: DecisionBoard, cycles: int, interval: float
                      ) -> dict[str, Any]:
     """serve's loop with a GetMetrics client: the loop's lateness and the client's p99, during and between cycles."""
-    from kedascaler.server.app import ScalerServer
-
     server = ScalerServer(board, port=0, host="127.0.0.1")
     port = await server.start()
     spans: list[tuple[float, float]] = []
@@ -221,6 +223,8 @@ async def loop_phase(reconciler: Reconciler, cycle_sink: Any, board: DecisionBoa
     in_cycle = [ms for t, ms in calls if during(t)]
     idle = [ms for t, ms in calls if not during(t) and first - interval <= t <= last]
     return {"loop_stall_ms_max": round(max((ms for t, ms in ticks if during(t)), default=0.0), 2),
+            "loop_stall_ms_p99": round(p99([ms for t, ms in ticks if during(t)]) or 0.0, 2),
+            "loop_stalls_over_10ms": sum(1 for t, ms in ticks if during(t) and ms > 10),
             "loop_stall_ms_max_idle": round(max((ms for t, ms in ticks if not during(t) and t <= last),
                                                 default=0.0), 2),
             "rpc_p99_ms_in_cycle": round(p99(in_cycle) or 0.0, 3), "rpc_p99_ms_idle": round(p99(idle) or 0.0, 3),
@@ -257,6 +261,7 @@ def row(n: int, mode: str, cycles: int, loop_cycles: int) -> dict[str, Any]:
         "model_sized": sum(1 for plan in report.plans.values() if plan.model_based) if planner else None}
     if loop_cycles:
         out.update(asyncio.run(loop_phase(reconciler, cycle_sink, board, loop_cycles, max(0.5, wall / 1000))))
+    out["full_gc"] = cycle_sink.heap.full_collections  # full collections the heap policy ran (kits/heap.py)
     out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return out
 

@@ -7,6 +7,7 @@ import logging
 import re
 from typing import Any
 
+from kedascaler.kits.heap import HeapPolicy
 from kedascaler.loop.cycle import CycleReport
 from kedascaler.observe.wiring import Observability
 
@@ -48,10 +49,12 @@ class CycleSink:
     never on the event loop, so none of it delays an RPC."""
 
     def __init__(self, obs: Observability, health: MetricsHealthLog, reconciler: Any, kube: Any = None,
-                 status: tuple[Any, Any] | None = None, deletion: Any = None) -> None:
-        """`status`: (StatusWriter, LeaderElector) in a cluster; `deletion`: a DeletionCostWriter."""
+                 status: tuple[Any, Any] | None = None, deletion: Any = None, heap: HeapPolicy | None = None
+                 ) -> None:
+        """`status`: (StatusWriter, LeaderElector) in a cluster; `deletion`: a DeletionCostWriter; `heap`: the
+        garbage-collector policy (`kedascaler.kits.heap`), told after each cycle that its survivors may freeze."""
         self.obs, self.health, self.reconciler = obs, health, reconciler
-        self.kube, self.status, self.deletion = kube, status, deletion
+        self.kube, self.status, self.deletion, self.heap = kube, status, deletion, heap
 
     def __call__(self, report: CycleReport) -> None:
         self.obs.on_cycle(report)
@@ -65,6 +68,8 @@ class CycleSink:
                               plans=self.reconciler.plans, parameters=self.reconciler.parameters)
                 if self.deletion is not None:  # before the target drops: the emptiest pods are deleted first
                     self.deletion.submit(report.decisions, report.snapshots)
+        if self.heap is not None:
+            self.heap.after_cycle()
 
 
 __all__ = ["CycleSink", "MetricsHealthLog"]

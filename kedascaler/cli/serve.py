@@ -18,6 +18,7 @@ from kedascaler.cli.after_cycle import CycleSink, MetricsHealthLog
 from kedascaler.engine.capacity_types import CapacitySettings
 from kedascaler.engine.sizing import CAPACITY, MODES
 from kedascaler.kits.argtypes import count, http_url, non_negative, port, positive
+from kedascaler.kits.heap import HeapPolicy
 from kedascaler.kits.httpserver import is_loopback
 from kedascaler.kits.watchedfile import TokenFile
 from kedascaler.observe.wiring import Observability, add_observe_arguments
@@ -322,13 +323,15 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
         log.info("kedascaler health on port %d (plaintext)", server.health_port)
     health = MetricsHealthLog(args.stale_after)
 
-    on_cycle = CycleSink(obs, health, reconciler, kube, after_cycle, deletion)
+    heap = HeapPolicy()  # no full garbage collection holding the GIL for a second while RPCs wait (kits/heap.py)
+    on_cycle = CycleSink(obs, health, reconciler, kube, after_cycle, deletion, heap)
 
     async def cycles() -> None:
         if kube is not None and not await server.ready_when(lambda: kube.wait_synced(0), wait=30.0):
             log.warning("the Kubernetes inventory is not synced after 30 s (is the VariantAutoscaling CRD installed, "
                         "and may this ServiceAccount list it?); readiness stays NOT_SERVING until it syncs, cycles "
                         "run with what is known")
+        heap.start()
         await reconciler.run_forever(args.interval, on_cycle=on_cycle)
 
     loop_task = asyncio.create_task(cycles())

@@ -9,7 +9,7 @@ sized). When nothing within the limits covers the load, every variant as high as
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from kedascaler.engine.demand import VariantOption
@@ -58,7 +58,7 @@ def _cheapest(rows: list[Row], rate: float, pool: dict[str, int]) -> tuple[list[
     nodes = 0
     slack = rate * COVERED
 
-    def search(depth: int, remaining: float, cost: float) -> None:
+    def search(depth: int, remaining: float, cost: float, again: Callable[..., None]) -> None:
         nonlocal best_cost, best, nodes
         nodes += 1
         if remaining <= slack:
@@ -86,13 +86,13 @@ def _cheapest(rows: list[Row], rate: float, pool: dict[str, int]) -> tuple[list[
                 break  # fewer of this row only raises the bound: the rows after it cost more per capacity
             counts[order[depth]] = extra
             _take(pool, row, extra)
-            search(depth + 1, remaining - extra * row.capacity, cost + extra * row.cost)
+            again(depth + 1, remaining - extra * row.capacity, cost + extra * row.cost, again)
             _take(pool, row, -extra)
             if nodes > SEARCH_BUDGET and best is not None:
                 break
         counts[order[depth]] = 0
 
-    search(0, rate, 0.0)
+    search(0, rate, 0.0, search)  # itself as an argument: a closure naming itself is a reference cycle per call
     if best is None:
         return None
     return best, nodes <= SEARCH_BUDGET

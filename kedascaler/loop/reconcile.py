@@ -20,6 +20,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 
 from kedascaler.engine.types import Decision, VariantKey
+from kedascaler.kits.heap import release
 from kedascaler.loop.board import DecisionBoard
 from kedascaler.loop.cycle import (
     CycleConfig,
@@ -118,7 +119,9 @@ class Reconciler:
         gateway = self._read_gateway(inventory, wanted)
         pushed = self.inbox.latest() if self.inbox is not None else None
         inputs = CycleInputs(inventory, statuses, collect, now, gateway, pushed, wanted, tuple(errors))
-        report, self.state = step(self.state, inputs)
+        last = [self.state]
+        report, self.state = step(last[0], inputs)
+        release(last)  # last cycle's state, freed in small pieces (kits/heap.py): no long GIL-held free
         if report.warnings_changed:  # logged when they change, not every cycle
             log.warning("metrics source: %s", "; ".join(collect.warnings))
         if self.follow is not None:
@@ -205,6 +208,7 @@ class Reconciler:
                     ) -> None:
         """One cycle and its `on_cycle` (/metrics, status writes), together in the worker thread: the event loop
         only answers RPCs, so nothing a cycle does, nor anything done with its report, ever delays one."""
-        report = self.run_once(models)
+        box = [self.run_once(models)]
         if on_cycle is not None:
-            on_cycle(report)
+            on_cycle(box[0])
+        release(box)  # the report (every pod sample, snapshot and decision) freed in small pieces

@@ -18,15 +18,18 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from kedascaler.engine.types import Decision, DecisionSteps, VariantKey
+from kedascaler.kits.heap import release
 from kedascaler.loop.cycle import CycleReport
 from kedascaler.loop.planner import SloPlan, VariantParameters
+from kedascaler.observe.exposition import LabelCache, TextFamily
 from kedascaler.observe.families import ACTIONS, VARIANT_LABELS
 
 Labels = tuple[str, str, str, str]  # variant, namespace, model, accelerator
@@ -119,9 +122,18 @@ class VariantGauges(Collector):
         self._counts: dict[tuple[str, ...], list[float]] = {}  # labels + (action, signal) -> [count, created]
         self._staleness: dict[tuple[str, str], float] = {}
         self._sizing = _Sizing()
+        self._labels = LabelCache()  # the text scrape's escaped label strings, per variant
+        self._text_lock = threading.Lock()
 
     def update(self, report: CycleReport, now: float) -> int:
         """Keep one cycle's decisions; returns how many variants it decided."""
+        dropped: list[object] = []  # what the last cycle kept, freed in small pieces after (kits/heap.py)
+        try:
+            return self._update(report, now, dropped)
+        finally:
+            release(dropped)
+
+    def _update(self, report: CycleReport, now: float, dropped: list[object]) -> int:
         with self._lock:
             full = report.models is None
             decided: dict[VariantKey, tuple[Labels, Decision]] = {}
@@ -145,8 +157,10 @@ class VariantGauges(Collector):
                 self._counts = {s: c for s, c in self._counts.items() if s[:4] not in gone}
                 for key in [k for k in self._last_scaling if k not in kept]:
                     del self._last_scaling[key]
+            dropped.append(self._decisions)
             self._decisions = kept
             if report.plans or report.parameters:
+                dropped.append(self._sizing)
                 self._sizing = _Sizing(report.decisions, {k: v[0] for k, v in decided.items()}, report.plans,
                                        report.parameters)
             self._update_staleness(report, now, full)
@@ -161,16 +175,41 @@ class VariantGauges(Collector):
         self._staleness = values if full else {**self._staleness, **values}
 
     def describe(self) -> Iterator[Metric]:
-        yield from _Families().all()
+        yield from _Families(GaugeMetricFamily, CounterMetricFamily).all()
 
     def collect(self) -> Iterator[Metric]:
+        f = _Families(GaugeMetricFamily, CounterMetricFamily)
+        self._fill(f)
+        yield from f.all()
+
+    def text(self) -> str:
+        """These families' /metrics text: `generate_latest` over `collect()`, byte for byte, written directly
+        (`kedascaler.observe.exposition`), each variant's labels escaped once while it stays."""
+        with self._text_lock:  # two scrapes at once: one after the other (they share the label cache)
+            cache = self._labels
+
+            def gauge(name: str, doc: str, labels: Sequence[str]) -> TextFamily:
+                return TextFamily(name, doc, labels, cache)
+
+            def counter(name: str, doc: str, labels: Sequence[str]) -> TextFamily:
+                return TextFamily(name, doc, labels, cache, kind="counter")
+
+            f = _Families(gauge, counter)
+            self._fill(f)
+            cache.rotate()
+            out: list[str] = []
+            for family in f.all():
+                family.write(out)
+            return "".join(out)
+
+    def _fill(self, f: _Families) -> None:
+        """The families' samples from what the last cycles kept."""
         with self._lock:
             rows = list(self._decisions.values())
             last = dict(self._last_scaling)
             counts = [(s, c[0], c[1]) for s, c in self._counts.items()]
             staleness = dict(self._staleness)
             sizing = self._sizing
-        f = _Families()
         g = f.gauges
         for labels, d in rows:
             g["desired"].add_metric(labels, d.desired_replicas)
@@ -187,24 +226,24 @@ class VariantGauges(Collector):
         _sizing_samples(sizing, f.sizing)
         for (ns, model), value in staleness.items():
             f.staleness.add_metric([ns, model], value)
-        yield from f.all()
 
 
 class _Families:
-    """One scrape's families, empty: filled by `collect`, yielded in a fixed order."""
+    """One scrape's families, empty: filled by `_fill`, yielded in a fixed order; prometheus_client's families
+    (`collect`) or text lines (`text`), made by `gauge(name, doc, labels)` and `counter(...)`."""
 
-    def __init__(self) -> None:
-        self.gauges = {attr: GaugeMetricFamily(name, doc, labels=VARIANT_LABELS) for attr, name, doc in GAUGES}
-        self.decisions = CounterMetricFamily(DECISIONS[0], DECISIONS[1], labels=(*VARIANT_LABELS, "action", "signal"))
-        self.sizing = {attr: GaugeMetricFamily(name, doc, labels=VARIANT_LABELS if extra is None
-                                               else (*VARIANT_LABELS, extra)) for attr, name, doc, extra in SIZING}
-        self.staleness = GaugeMetricFamily(STALENESS[0], STALENESS[1], labels=("namespace", "model"))
+    def __init__(self, gauge: Callable[..., Any], counter: Callable[..., Any]) -> None:
+        self.gauges = {attr: gauge(name, doc, labels=VARIANT_LABELS) for attr, name, doc in GAUGES}
+        self.decisions = counter(DECISIONS[0], DECISIONS[1], labels=(*VARIANT_LABELS, "action", "signal"))
+        self.sizing = {attr: gauge(name, doc, labels=VARIANT_LABELS if extra is None else (*VARIANT_LABELS, extra))
+                       for attr, name, doc, extra in SIZING}
+        self.staleness = gauge(STALENESS[0], STALENESS[1], labels=("namespace", "model"))
 
-    def all(self) -> list[Metric]:
+    def all(self) -> list[Any]:
         return [*self.gauges.values(), self.decisions, *self.sizing.values(), self.staleness]
 
 
-def _sizing_samples(sizing: _Sizing, m: Mapping[str, GaugeMetricFamily]) -> None:
+def _sizing_samples(sizing: _Sizing, m: Mapping[str, Any]) -> None:
     """The SLO-sizing and capacity families of the last cycle that sized."""
     for d in sizing.decisions:
         labels = sizing.labels.get(d.key)

@@ -19,14 +19,20 @@ accelerator) has its old series removed on the next cycle. See docs/observabilit
 
 from __future__ import annotations
 
+import gzip
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
-from prometheus_client import CollectorRegistry, MetricsHandler, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, MetricsHandler, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
 
+from kedascaler.engine.types import VariantKey
 from kedascaler.kits.httpserver import HttpServerThread
 from kedascaler.loop.cycle import CycleReport
 from kedascaler.observe.families import (
@@ -65,12 +71,20 @@ class Observer:
     """
 
     def __init__(self, registry: CollectorRegistry | None = None, *, records: RecordWriter | None = None,
-                 log_decisions: bool = True, clock: Callable[[], float] = time.time) -> None:
+                 log_decisions: bool = True, clock: Callable[[], float] = time.time, summary_every: float = 300.0
+                 ) -> None:
+        """`summary_every` (s): how often the decision log's summary line comes at INFO."""
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.metrics = ScalerMetrics(self.registry)
+        self._health = CollectorRegistry()  # the scaler's own families; /metrics writes the variants' itself
+        self.metrics = ScalerMetrics(self._health)
+        self.registry.register(_Registry(self._health))
         self.recorder = DecisionRecorder(clock=clock)
         self.records = records
         self.log_decisions = log_decisions
+        self.summary_every = summary_every
+        self._last_logged: dict[VariantKey, tuple[int, bool]] = {}  # what the decision log said last, per variant
+        self._changes = 0  # since the last summary
+        self._summary_at: float | None = None
         self.clock = clock
         self._lock = threading.Lock()
         self.gauges = VariantGauges(clock)  # the per-variant families, yielded from the last cycles at scrape
@@ -92,31 +106,77 @@ class Observer:
         return InstrumentedSource(source, self.metrics, name or type(source).__name__)
 
     def exposition(self) -> bytes:
-        """The current /metrics text (for tests and promtool)."""
-        return generate_latest(self.registry)
+        """The current /metrics text (what `MetricsServer` serves): the scaler's own families by prometheus_client,
+        then the per-variant ones written directly (`VariantGauges.text`: the same bytes, a tenth of the cost)."""
+        return generate_latest(self._health) + self.gauges.text().encode()
 
     # -- the per-cycle update --
     def on_cycle(self, report: CycleReport) -> None:
-        """Update every gauge and counter from one cycle, then log and record its decisions."""
+        """Update every gauge and counter from one cycle, then log and record its decisions.
+
+        The decision log (logger `kedascaler.decisions`): at INFO a variant's decision when its desired replicas or
+        its active flag changed (and its first), and every `summary_every` seconds one summary line; at DEBUG
+        every decision of every cycle. The records file (`--records`) gets every decision."""
         with self._lock:
             now = self.clock()
             self._update_health(report, now)
             self.metrics.variants.set(self.gauges.update(report, now))
-            # a record is built only for someone to read it: the records file, or decision logs at INFO
-            wanted = self.records is not None or (self.log_decisions and _DECISIONS_LOG.isEnabledFor(logging.INFO))
-            records = self.recorder.records(report) if wanted else []
-            if not wanted:
+            changed = self._changed(report)
+            every = self.log_decisions and _DECISIONS_LOG.isEnabledFor(logging.DEBUG)
+            logged = self.log_decisions and _DECISIONS_LOG.isEnabledFor(logging.INFO)
+            # a record is built only for someone to read it: the records file, or the decision log
+            if self.records is not None or every:
+                records = self.recorder.records(report)
+            elif logged:
+                records = self.recorder.records(report, only=lambda d: d.key in changed)
+                self.metrics.records.inc(len(report.decisions) - len(records))  # counted as before: every decision
+            else:
+                records = []
                 self.recorder.cycle += 1  # the cycle is numbered all the same
                 self.metrics.records.inc(len(report.decisions))
+            summary = self._summary(report, changed, now) if logged else None
         for record in records:
-            if self.log_decisions:
-                log_decision(record)
+            if logged:
+                key = VariantKey(record["namespace"], record["variant"])
+                log_decision(record, logging.INFO if key in changed else logging.DEBUG)
             if self.records is not None:
                 try:
                     self.records.write(record)
                 except OSError as exc:  # a full disk must not stop the scaler
                     log.warning("cannot write decision record to %s: %s", self.records.path, exc)
             self.metrics.records.inc()
+        if summary is not None:
+            _DECISIONS_LOG.info("%s", summary)
+
+    def _changed(self, report: CycleReport) -> set[VariantKey]:
+        """The variants whose desired replicas or active flag differ from their last decision (or that are new)."""
+        changed = set()
+        last = self._last_logged
+        for d in report.decisions:
+            now = (d.desired_replicas, d.active)
+            if last.get(d.key) != now:
+                changed.add(d.key)
+                last[d.key] = now
+        if report.models is None and len(last) > len(report.decisions):  # a full cycle: forget variants that left
+            kept = {d.key for d in report.decisions}
+            self._last_logged = {k: v for k, v in last.items() if k in kept}
+        self._changes += len(changed)
+        return changed
+
+    def _summary(self, report: CycleReport, changed: set[VariantKey], now: float) -> str | None:
+        """Every `summary_every` s: the last cycle's decisions by action, and how many changed since the last one."""
+        if self._summary_at is None:
+            self._summary_at = now
+        if now - self._summary_at < self.summary_every:
+            return None
+        actions: dict[str, int] = {}
+        for d in report.decisions:
+            actions[d.reason.action] = actions.get(d.reason.action, 0) + 1
+        line = (f"decisions: {len(self._last_logged)} variants, {self._changes} changes of desired replicas or "
+                f"active in the last {now - self._summary_at:.0f}s; this cycle "
+                + ", ".join(f"{a} {n}" for a, n in sorted(actions.items())))
+        self._summary_at, self._changes = now, 0
+        return line
 
     def _update_health(self, report: CycleReport, now: float) -> None:
         m = self.metrics
@@ -135,14 +195,24 @@ class Observer:
         elif collect.errors:
             m.source_failures.labels("collection").inc()
 
-def log_decision(record: dict[str, Any]) -> None:
+def log_decision(record: dict[str, Any], level: int = logging.INFO) -> None:
     """One log line per decision: readable text, and the whole record as `decision` for the JSON formatter."""
     reason = record["reason"]
-    _DECISIONS_LOG.info(
-        "decision %s/%s model=%s desired=%d current=%d active=%s %s %s%s",
+    _DECISIONS_LOG.log(
+        level, "decision %s/%s model=%s desired=%d current=%d active=%s %s %s%s",
         record["namespace"], record["variant"], record["model"], record["result"]["desired_replicas"],
         record["inputs"]["replicas"]["current"], record["result"]["active"], reason["action"], reason["signal"],
         " (stale)" if record["stale"] else "", extra={"decision": record})
+
+
+class _Registry(Collector):
+    """Another registry's families, as one collector of `Observer.registry` (which holds everything)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.inner = registry
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.inner.collect()
 
 
 class InstrumentedSource:
@@ -171,11 +241,13 @@ class InstrumentedSource:
 class MetricsServer:
     """Serves one registry's /metrics over HTTP on its own port, in a daemon thread; start() and stop()."""
 
-    def __init__(self, registry: CollectorRegistry, port: int = 8080, host: str = "0.0.0.0") -> None:
+    def __init__(self, registry: CollectorRegistry, port: int = 8080, host: str = "0.0.0.0",
+                 render: Callable[[], bytes] | None = None) -> None:
+        """`render`: the text to serve (`Observer.exposition`), else prometheus_client's handler of `registry`."""
         self.registry = registry
         self.host = host
-        self._http = HttpServerThread(MetricsHandler.factory(registry), host=host, port=port, name="metrics",
-                                      what="/metrics")
+        handler = MetricsHandler.factory(registry) if render is None else _text_handler(render)
+        self._http = HttpServerThread(handler, host=host, port=port, name="metrics", what="/metrics")
 
     @property
     def port(self) -> int | None:
@@ -202,6 +274,32 @@ class MetricsServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _text_handler(render: Callable[[], bytes]) -> type[BaseHTTPRequestHandler]:
+    """GET /metrics (or /): `render()` as Prometheus text 0.0.4, gzipped when the scraper accepts it."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            if urlparse(self.path).path not in ("/", "/metrics"):
+                self.send_error(404)
+                return
+            body = render()
+            gzipped = "gzip" in self.headers.get("Accept-Encoding", "")
+            if gzipped:
+                body = gzip.compress(body, compresslevel=6)  # zlib releases the GIL while it compresses
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+            if gzipped:
+                self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+            pass
+
+    return Handler
 
 
 __all__ = ("ACTIONS", "CYCLE_BUCKETS", "GRPC_BUCKETS", "STAGES", "VARIANT_LABELS", "InstrumentedSource",

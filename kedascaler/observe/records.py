@@ -160,14 +160,19 @@ class DecisionRecorder:
         self.clock = clock
         self.cycle = 0
 
-    def records(self, report: CycleReport) -> list[dict[str, Any]]:
+    def records(self, report: CycleReport, only: Callable[[Decision], bool] | None = None) -> list[dict[str, Any]]:
+        """The cycle's records (numbering it); `only`: of the decisions it accepts."""
         self.cycle += 1
         now = self.clock()
-        states = {v.spec.key: v for snap in report.snapshots for v in snap.variants}
+        decisions = report.decisions if only is None else [d for d in report.decisions if only(d)]
+        if not decisions:
+            return []
+        wanted = {d.key for d in decisions}
+        states = {v.spec.key: v for snap in report.snapshots for v in snap.variants if v.spec.key in wanted}
         usage = report.usage
         plans = report.plans
         out = []
-        for d in report.decisions:
+        for d in decisions:
             record = decision_record(d, states.get(d.key), cycle=self.cycle, now=now,
                                      predicted_itl_ms=d.predicted_itl_ms, predicted_ttft_ms=d.predicted_ttft_ms)
             observed = observed_latencies(usage.get(d.key, ()))

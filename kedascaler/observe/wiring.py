@@ -41,8 +41,8 @@ class Observability:
                  records: Path | None = None, log_decisions: bool = True) -> None:
         self.records = RecordWriter(records) if records is not None else None
         self.observer = Observer(records=self.records, log_decisions=log_decisions)
-        self.metrics_server = (MetricsServer(self.observer.registry, port=metrics_port, host=metrics_host)
-                               if metrics_port else None)
+        self.metrics_server = (MetricsServer(self.observer.registry, port=metrics_port, host=metrics_host,
+                                             render=self.observer.exposition) if metrics_port else None)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, *, configure_logs: bool = True) -> Observability:

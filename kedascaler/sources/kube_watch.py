@@ -32,6 +32,7 @@ class WatchedResource:
     api_version: str
     list_call: Callable[..., Any]  # accepts watch, resource_version, allow_watch_bookmarks, timeout_seconds, ...
     description: str = ""  # for logs, e.g. "VariantAutoscalings in all namespaces"
+    trim: Callable[[dict], dict] | None = None  # what of an object to keep in the store (None: all of it)
 
 
 class _Gone(Exception):
@@ -127,6 +128,8 @@ class Reflector:
         return self.resource.description or self.resource.kind
 
     def _normalise(self, obj: dict) -> dict:
+        if self.resource.trim is not None:
+            obj = self.resource.trim(obj)
         obj.setdefault("kind", self.resource.kind)
         obj.setdefault("apiVersion", self.resource.api_version)
         return obj

@@ -111,6 +111,41 @@ def metrics_url(pod: Mapping[str, Any]) -> str:
     return f"http://{host}:{metrics_port(pod)}/metrics"
 
 
+def trim_pod(pod: Mapping[str, Any]) -> dict:
+    """The part of a pod the scaler reads — name, namespace, labels, the port annotation, deletionTimestamp, podIP,
+    the Ready condition, the containers' port names and numbers — kept in the pod cache instead of the whole
+    object (a vLLM pod with its managedFields, env, volumes and statuses is tens of KiB; this, a few hundred bytes).
+    `pod_is_ready`, `metrics_port` and `metrics_url` answer the same on it as on the whole pod."""
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    kept: dict[str, Any] = {k: meta[k] for k in ("name", "namespace", "labels", "uid", "resourceVersion",
+                                                  "deletionTimestamp") if k in meta}
+    annotations = meta.get("annotations") or {}
+    if PORT_ANNOTATION in annotations:
+        kept["annotations"] = {PORT_ANNOTATION: annotations[PORT_ANNOTATION]}
+    ports = [{k: p[k] for k in ("name", "containerPort") if k in p}
+             for c in (pod.get("spec") or {}).get("containers") or [] for p in c.get("ports") or []]
+    out: dict[str, Any] = {k: pod[k] for k in ("apiVersion", "kind") if k in pod}
+    out["metadata"] = kept
+    out["spec"] = {"containers": [{"ports": ports}]} if ports else {}
+    out["status"] = {k: status[k] for k in ("podIP",) if k in status}
+    ready = [{"type": c.get("type"), "status": c.get("status")} for c in status.get("conditions") or []
+             if c.get("type") == "Ready"]
+    if ready:
+        out["status"]["conditions"] = ready
+    return out
+
+
+def trim_deployment(deploy: Mapping[str, Any]) -> dict:
+    """The part of a Deployment the scaler reads: its name, spec.replicas and spec.selector, and its status (its
+    pod template, often most of the object, is left out)."""
+    meta, spec = deploy.get("metadata") or {}, deploy.get("spec") or {}
+    out: dict[str, Any] = {k: deploy[k] for k in ("apiVersion", "kind") if k in deploy}
+    out["metadata"] = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "generation") if k in meta}
+    out["spec"] = {k: spec[k] for k in ("replicas", "selector") if k in spec}
+    out["status"] = deploy.get("status") or {}
+    return out
+
+
 class KubernetesInventory:
     """Inventory and Workloads from the Kubernetes API, kept current by watches; `current()` never calls the API."""
 
@@ -155,9 +190,10 @@ class KubernetesInventory:
 
         self.variantautoscalings = reflector(
             WatchedResource(VA_KIND, API_VERSION, va_list, f"VariantAutoscalings in {where}"), self._invalidate)
-        self.deployments = reflector(WatchedResource("Deployment", "apps/v1", deploy_list, f"Deployments in {where}"),
-                                     None)
-        self.pods = reflector(WatchedResource("Pod", "v1", pod_list, f"Pods in {where}"), self._pods_changed)
+        self.deployments = reflector(WatchedResource("Deployment", "apps/v1", deploy_list, f"Deployments in {where}",
+                                                     trim=trim_deployment), None)
+        self.pods = reflector(WatchedResource("Pod", "v1", pod_list, f"Pods in {where}", trim=trim_pod),
+                              self._pods_changed)
         self.configmaps = reflector(
             WatchedResource("ConfigMap", "v1", functools.partial(core.list_namespaced_config_map, controller_namespace),
                             f"ConfigMaps in {controller_namespace}"), self._invalidate)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from kedascaler.engine.types import VariantKey
@@ -317,3 +319,23 @@ def test_scaledobjects_are_not_watched_unless_asked(apiserver, inventory):
     assert inventory.wait_synced(5)
     assert inventory.current().variants == () and inventory.scaledobjects is None
     assert apiserver.count("GET", "/scaledobjects") == 0
+
+
+def test_the_pod_cache_keeps_only_what_the_scaler_reads():
+    """A trimmed pod answers readiness, labels and the metrics URL as the whole one does, in a few KiB."""
+    from kedascaler.sources.kubernetes import metrics_url, pod_is_ready, trim_pod
+    from tests.support.kube_apiserver import pod
+    from tests.support.pods import vllm_pod
+
+    cases = [vllm_pod("llama-0"), pod("a", app="x", ip="fd00::1", port_name="metrics", port=9090),
+             pod("b", app="x", ip="10.0.0.2", ready=False), pod("c", app="x", ip="10.0.0.3", port_annotation="7000"),
+             {**pod("d", app="x", ip="10.0.0.4"), "metadata": {**pod("d", app="x", ip="10.0.0.4")["metadata"],
+                                                                "deletionTimestamp": "2026-11-23T10:00:00Z"}}]
+    for whole in cases:
+        trimmed = trim_pod(whole)
+        assert pod_is_ready(trimmed) == pod_is_ready(whole)
+        assert metrics_url(trimmed) == metrics_url(whole)
+        assert trimmed["metadata"]["labels"] == whole["metadata"]["labels"]
+        assert trimmed["metadata"]["name"] == whole["metadata"]["name"]
+    big = vllm_pod("llama-0")
+    assert len(json.dumps(big)) > 15_000 and len(json.dumps(trim_pod(big))) < 1_000

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from kedascaler.engine.types import VariantKey
-from kedascaler.loop.cycle import CycleConfig, CycleInputs, CycleState, step
+from kedascaler.loop.cycle import CycleConfig, CycleInputs, CycleReport, CycleState, step
 from kedascaler.loop.planner import PlannerSettings
 from kedascaler.sources.base import CollectResult, PodSample, PodUsage, ScrapeTarget, WorkloadStatus
 from kedascaler.sources.gateway import ActivationReading
@@ -137,3 +137,21 @@ def fleet_decisions(seed: int, cycles: int = 6) -> dict[str, Any]:
         # the Deployments follow the targets (mostly): the next cycle's replicas
         current = {d.key: d.desired_replicas if rng.random() < 0.8 else d.current_replicas for d in report.decisions}
     return {"seed": seed, "mode": mode or "off", "variants": len(inventory.variants), "cycles": out}
+
+
+def fleet_reports(seed: int, cycles: int = 3) -> list[CycleReport]:
+    """One seeded fleet's cycle reports, the fleet and its cycles as `fleet_decisions` makes them."""
+    rng = random.Random(seed)
+    inventory = build_inventory(_documents(rng, rng.randint(2, 40)))
+    mode = MODES[seed % len(MODES)]
+    planner = None if mode is None else PlannerSettings(mode, refit_interval=rng.choice([0.0, 60.0]))
+    state = CycleState(CycleConfig(idle_window=None, gateway=True, planner=planner))
+    now = 1_000.0
+    current: dict[VariantKey, int] = {}
+    reports: list[CycleReport] = []
+    for _ in range(cycles):
+        now += rng.choice([15.0, 30.0, 60.0])
+        report, state = step(state, _cycle(rng, inventory, now, current))
+        reports.append(report)
+        current = {d.key: d.desired_replicas if rng.random() < 0.8 else d.current_replicas for d in report.decisions}
+    return reports
