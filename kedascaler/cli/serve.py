@@ -270,7 +270,7 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
     cleanups.append(metrics.close)
     obs = Observability.from_args(args, configure_logs=False)
     if deletion is not None:  # pods annotated, requests protected (docs/scaling-down.md)
-        obs.observer.registry.register(deletion.collector())
+        obs.observer.register(deletion.collector())
     cleanups.append(obs.stop)
     metrics_port = _started("/metrics", obs.start)
     if metrics_port:

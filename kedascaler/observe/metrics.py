@@ -105,6 +105,11 @@ class Observer:
         """Wrap a metrics source so that each collect() is timed (label `source`: its class name by default)."""
         return InstrumentedSource(source, self.metrics, name or type(source).__name__)
 
+    def register(self, collector: Collector) -> None:
+        """Serve another component's families on /metrics beside the scaler's own (e.g. the pod-deletion-cost
+        writer's counters)."""
+        self._health.register(collector)
+
     def exposition(self) -> bytes:
         """The current /metrics text (what `MetricsServer` serves): the scaler's own families by prometheus_client,
         then the per-variant ones written directly (`VariantGauges.text`: the same bytes, a tenth of the cost)."""

@@ -133,3 +133,17 @@ def test_the_pod_holding_less_work_goes_first_even_with_more_requests():
     plan = deletion_costs([decision(A100, 1, 5)], [snapshot(loads)])
     assert [c.pod for c in plan[A100]] == ["idle", "idle-too", "queued", "short", "long"]
     assert [c.requests for c in plan[A100]] == [0, 0, 2, 3, 1]
+
+
+def test_the_counters_are_on_the_scalers_metrics_endpoint(apiserver, api_client):
+    """As serve wires it: the writer's collector registered with the Observer is in what /metrics serves."""
+    from kedascaler.observe.metrics import Observer
+
+    put_pods(apiserver)
+    writer = DeletionCostWriter(api_client, min_interval_s=0.0)
+    observer = Observer()
+    observer.register(writer.collector())
+    writer.write([decision(A100, 1, 3)], [snapshot(LOADS)])
+    text = observer.exposition().decode()
+    assert "kedascaler_pod_deletion_cost_pods_annotated_total 3.0" in text
+    assert "kedascaler_reconcile_cycles_total" in text  # beside the scaler's own families
