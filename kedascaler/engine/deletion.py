@@ -4,17 +4,15 @@
 from each pod's last metrics (`kedascaler.actuate.deletion_cost`), and the simulator models the same order from
 the same function, so what the suite measures is what the actuator does.
 
-The work at stake is the tokens a pod holds in flight — prompts read and outputs generated so far, which is
-what its KV cache in use measures — so KV cache usage ranks first and the requests in flight break ties
-(pods with no KV in use, or as full). Ranking by request count first was measured worse on the suite's
-long-outputs-drop scenario: it deleted pods holding few but long generations, and wasted more GPU time on
-aborted work than Kubernetes' own order (docs/scaling-down.md).
+Requests in flight rank first (each one deleted is a request aborted and retried: what a user notices), KV cache
+in use breaks ties. Ranking KV first (the tokens in flight: GPU work at stake) was measured on the suite: it
+wasted less GPU time on aborted work, but aborted more requests and lost SLO (docs/scaling-down.md).
 """
 
 from __future__ import annotations
 
-KV_WEIGHT = 100_000  # KV cache in use, 0–1: the work a pod holds
-REQUEST_WEIGHT = 10  # a request in flight: the tie-break between pods holding as much KV
+REQUEST_WEIGHT = 1000  # one request in flight outweighs any KV-cache difference
+KV_WEIGHT = 100  # KV cache in use, 0–1: the tie-break between pods with as many requests
 
 
 def requests_in_flight(running: float, queue: float) -> int:
@@ -22,9 +20,9 @@ def requests_in_flight(running: float, queue: float) -> int:
 
 
 def pod_cost(running: float, queue: float, kv_cache_usage: float) -> int:
-    """The work a pod holds, as an integer: KV cache in use first, then requests in flight."""
-    kv = min(1.0, max(0.0, kv_cache_usage))
-    return int(round(KV_WEIGHT * kv)) + REQUEST_WEIGHT * requests_in_flight(running, queue)
+    """The work a pod holds, as an integer: requests in flight first, then KV cache in use."""
+    requests = max(0.0, running) + max(0.0, queue)
+    return int(round(REQUEST_WEIGHT * requests + KV_WEIGHT * min(1.0, max(0.0, kv_cache_usage))))
 
 
 __all__ = ["KV_WEIGHT", "REQUEST_WEIGHT", "pod_cost", "requests_in_flight"]

@@ -122,17 +122,17 @@ def test_metrics_count_the_pods_annotated_and_the_requests_protected(apiserver, 
     assert "kedascaler_pod_deletion_cost_pods_annotated_total 3.0" in text
     # a-2 (1 running) goes first; a-3 (5 running + 2 waiting) and a-1 (12 running) are kept longest
     assert "kedascaler_pod_deletion_cost_requests_protected_total 19.0" in text
-    assert "deleted first to last: a-2 (10010), a-3 (30070), a-1 (60120); 19 request(s)" in caplog.text
+    assert "deleted first to last: a-2 (1010), a-3 (7030), a-1 (12060); 19 request(s)" in caplog.text
 
 
-def test_the_pod_holding_less_work_goes_first_even_with_more_requests():
-    """A pod holding one long generation (KV 60 % in use) keeps more work than one with three short requests
-    (KV 10 %): the tokens in flight rank first, the request count only breaks ties (engine/deletion.py)."""
+def test_fewer_requests_go_first_and_kv_in_use_breaks_ties():
+    """Each request on a deleted pod is aborted and retried: the request count ranks first (engine/deletion.py),
+    the KV cache in use only breaks ties between pods with as many requests."""
     loads = {A100: [("long", 1.0, 0.0, 0.6), ("short", 3.0, 0.0, 0.1), ("idle", 0.0, 0.0, 0.0),
-                    ("idle-too", 0.0, 0.0, 0.0), ("queued", 0.0, 2.0, 0.0)]}
+                    ("one", 1.0, 0.0, 0.2), ("queued", 0.0, 2.0, 0.0)]}
     plan = deletion_costs([decision(A100, 1, 5)], [snapshot(loads)])
-    assert [c.pod for c in plan[A100]] == ["idle", "idle-too", "queued", "short", "long"]
-    assert [c.requests for c in plan[A100]] == [0, 0, 2, 3, 1]
+    assert [c.pod for c in plan[A100]] == ["idle", "one", "long", "queued", "short"]
+    assert [c.requests for c in plan[A100]] == [0, 1, 1, 2, 3]
 
 
 def test_the_counters_are_on_the_scalers_metrics_endpoint(apiserver, api_client):
