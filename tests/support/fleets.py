@@ -117,30 +117,22 @@ def _cycle(rng: random.Random, inventory: InventoryState, now: float, current: d
 def fleet_decisions(seed: int, cycles: int = 6) -> dict[str, Any]:
     """One seeded fleet's decisions over `cycles` cycles: per cycle, in variant order, each target, its flags
     ("A" active, "S" stale, "-" neither, "AS" both) and a digest of every reason with its value and threshold."""
-    rng = random.Random(seed)
-    inventory = build_inventory(_documents(rng, rng.randint(2, 40)))
-    mode = MODES[seed % len(MODES)]
-    planner = None if mode is None else PlannerSettings(mode, refit_interval=rng.choice([0.0, 60.0]))
-    state = CycleState(CycleConfig(idle_window=None, gateway=True, planner=planner))
-    now = 1_000.0
-    current: dict[VariantKey, int] = {}
     out: list[dict[str, Any]] = []
-    for _ in range(cycles):
-        now += rng.choice([15.0, 30.0, 60.0])
-        report, state = step(state, _cycle(rng, inventory, now, current))
+    reports = fleet_reports(seed, cycles)
+    for report in reports:
         decisions = sorted(report.decisions, key=lambda d: (d.key.namespace, d.key.name))
         reasons = "\n".join(f"{d.key} {d.reason} {d.reason.value!r} {d.reason.threshold!r}" for d in decisions)
         out.append({"targets": [d.desired_replicas for d in decisions],
                     "flags": [("A" if d.active else "") + ("S" if d.stale else "") or "-" for d in decisions],
                     "reasons": hashlib.sha256(reasons.encode()).hexdigest()[:16],
                     "keys": hashlib.sha256(" ".join(str(d.key) for d in decisions).encode()).hexdigest()[:16]})
-        # the Deployments follow the targets (mostly): the next cycle's replicas
-        current = {d.key: d.desired_replicas if rng.random() < 0.8 else d.current_replicas for d in report.decisions}
-    return {"seed": seed, "mode": mode or "off", "variants": len(inventory.variants), "cycles": out}
+    mode = MODES[seed % len(MODES)]
+    return {"seed": seed, "mode": mode or "off", "variants": len(reports[0].decisions), "cycles": out}
 
 
 def fleet_reports(seed: int, cycles: int = 3) -> list[CycleReport]:
-    """One seeded fleet's cycle reports, the fleet and its cycles as `fleet_decisions` makes them."""
+    """One seeded fleet's cycle reports: 2-40 models, a mode by seed, the Deployments following the targets
+    (mostly) from one cycle to the next."""
     rng = random.Random(seed)
     inventory = build_inventory(_documents(rng, rng.randint(2, 40)))
     mode = MODES[seed % len(MODES)]
@@ -153,5 +145,6 @@ def fleet_reports(seed: int, cycles: int = 3) -> list[CycleReport]:
         now += rng.choice([15.0, 30.0, 60.0])
         report, state = step(state, _cycle(rng, inventory, now, current))
         reports.append(report)
+        # the Deployments follow the targets (mostly): the next cycle's replicas
         current = {d.key: d.desired_replicas if rng.random() < 0.8 else d.current_replicas for d in report.decisions}
     return reports
