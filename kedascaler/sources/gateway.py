@@ -34,7 +34,7 @@ from typing import Protocol
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from kedascaler.sources.promql import BearerToken, PromQLClient, PromQLError
+from kedascaler.sources.promql import BearerToken, PromQLClient, PromQLError, PromQLReader
 
 log = logging.getLogger("kedascaler.sources.gateway")
 
@@ -158,7 +158,7 @@ def _finish(models: Sequence[ModelRef], found: Mapping[str, float], errors: list
     return queues
 
 
-class PrometheusActivationSource:
+class PrometheusActivationSource(PromQLReader):
     """The gateway queue from Prometheus: one batched query for every model on the default, one per override."""
 
     def __init__(self, url: str, *, query: str = DEFAULT_ACTIVATION_QUERY, bearer_token: BearerToken | None = None,
@@ -166,13 +166,6 @@ class PrometheusActivationSource:
         self.query = query  # must answer one series per model, labelled target_model_name
         self._client = PromQLClient(url, bearer_token=bearer_token, ca_file=ca_file,
                                     insecure_skip_verify=insecure_skip_verify, timeout=timeout)
-
-    @property
-    def url(self) -> str:
-        return self._client.url
-
-    def __repr__(self) -> str:
-        return f"PrometheusActivationSource({self.url!r}, token={'set' if self._client.has_token else 'none'})"
 
     def read(self, models: Sequence[ModelRef], overrides: Mapping[ModelRef, str] = {}) -> ActivationReading:  # noqa: B006
         """One query for the models on the default query, one per distinct override; errors → None for those."""
@@ -204,9 +197,6 @@ class PrometheusActivationSource:
                 total = sum(v for _, v in rows)
                 queues.update(_finish(members, {m[1]: total for m in members} if rows else {}, errors))
         return ActivationReading(queues, tuple(errors), len(groups), generation, signals, pools)
-
-    def close(self) -> None:
-        self._client.close()
 
 
 class GatewayMetricsSource:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from kedascaler.sources.base import CollectResult, PodSample, PodUsage, ScrapeTarget
-from kedascaler.sources.promql import BearerToken, PromQLClient, PromQLError, Series
+from kedascaler.sources.promql import BearerToken, PromQLClient, PromQLError, PromQLReader, Series
 from kedascaler.sources.scrape import (
     CACHE_CONFIG,
     GENERATION_TOKENS,
@@ -148,7 +148,7 @@ def usage_from_signals(signals: dict[str, float], window_s: float) -> PodUsage:
                     kv_capacity_tokens=int(kv) if (kv := get("kv_capacity")) else None)
 
 
-class PrometheusSource:
+class PrometheusSource(PromQLReader):
     """A `MetricsSource` reading Prometheus' HTTP API (or Thanos/Mimir/Cortex, same API); ignores targets."""
 
     def __init__(self, url: str, *, bearer_token: BearerToken | None = None, ca_file: str | None = None,
@@ -160,13 +160,6 @@ class PrometheusSource:
         self.queries = cycle_queries(window)
         self._client = PromQLClient(url, bearer_token=bearer_token, ca_file=ca_file,
                                     insecure_skip_verify=insecure_skip_verify, timeout=timeout)
-
-    @property
-    def url(self) -> str:
-        return self._client.url
-
-    def __repr__(self) -> str:
-        return f"PrometheusSource({self.url!r}, token={'set' if self._client.has_token else 'none'})"
 
     def collect(self, targets: Sequence[ScrapeTarget] = ()) -> CollectResult:
         """Run the cycle's queries and join them per pod; pods with a missing or invalid value are left out.
@@ -232,8 +225,6 @@ class PrometheusSource:
         return CollectResult(tuple(samples), tuple(errors), queries=len(self.queries), failed_pods=tuple(failed),
                              warnings=tuple(warnings))
 
-    def close(self) -> None:
-        self._client.close()
 
 
 def _usage_rows(rows: list[Series],

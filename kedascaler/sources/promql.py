@@ -142,4 +142,21 @@ def instant_vector(result: Any) -> list[Series]:
     return rows
 
 
-__all__ = ["BearerToken", "PromQLClient", "PromQLError", "Series", "instant_vector"]
+class PromQLReader:
+    """What a source that reads Prometheus shares: its client, its `url`, a repr that never shows the token,
+    and `close()`."""
+
+    _client: PromQLClient
+
+    @property
+    def url(self) -> str:
+        return self._client.url
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r}, token={'set' if self._client.has_token else 'none'})"
+
+    def close(self) -> None:
+        self._client.close()
+
+
+__all__ = ["BearerToken", "PromQLClient", "PromQLError", "PromQLReader", "Series", "instant_vector"]
