@@ -239,6 +239,7 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
     after_cycle = None
     kube = None
     deletion = None
+    follow = None
     inventory: Inventory
     if args.inventory is not None:
         inventory = FileInventory(args.inventory)
@@ -251,6 +252,9 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
         cleanups.append(status_writer.close)  # what waits is written before the lease is given up
         inventory = kube
         after_cycle = (status_writer, elector)
+        from kedascaler.loop.follow import Follower
+
+        follow = Follower(kube.va_status, lambda: elector.other_leads)  # replicas answer the leader's numbers
         if not args.no_pod_deletion_cost:
             from kedascaler.actuate.deletion_cost import DeletionCostWriter
 
@@ -292,12 +296,6 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
     board = DecisionBoard()
     planner = PlannerSettings(args.scaling_mode, refit_interval=args.refit_interval,
                               capacity=capacity_settings(args))
-    follow = None
-    if kube is not None and after_cycle is not None:  # replicas answer the leader's numbers (loop/follow.py)
-        from kedascaler.loop.follow import Follower
-
-        elector_ = after_cycle[1]
-        follow = Follower(kube.va_status, lambda: elector_.other_leads)
     reconciler = Reconciler(inventory, metrics, board, kube, clock,
                             idle_window=None if args.no_scale_to_zero else args.idle_window,
                             activation=activation, inbox=inbox, planner=planner,

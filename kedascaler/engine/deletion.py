@@ -15,14 +15,17 @@ REQUEST_WEIGHT = 1000  # one request in flight outweighs any KV-cache difference
 KV_WEIGHT = 100  # KV cache in use, 0–1: the tie-break between pods with as many requests
 
 
+def _requests(running: float, queue: float) -> float:
+    return max(0.0, running) + max(0.0, queue)
+
+
 def requests_in_flight(running: float, queue: float) -> int:
-    return int(round(max(0.0, running) + max(0.0, queue)))
+    return int(round(_requests(running, queue)))
 
 
 def pod_cost(running: float, queue: float, kv_cache_usage: float) -> int:
     """The work a pod holds, as an integer: requests in flight first, then KV cache in use."""
-    requests = max(0.0, running) + max(0.0, queue)
-    return int(round(REQUEST_WEIGHT * requests + KV_WEIGHT * min(1.0, max(0.0, kv_cache_usage))))
+    return int(round(REQUEST_WEIGHT * _requests(running, queue) + KV_WEIGHT * min(1.0, max(0.0, kv_cache_usage))))
 
 
 __all__ = ["KV_WEIGHT", "REQUEST_WEIGHT", "pod_cost", "requests_in_flight"]

@@ -143,10 +143,10 @@ def _finish(models: Sequence[ModelRef], found: Mapping[str, float], errors: list
 
     "Never seen" is not "empty": a router that does not export the model (flow control off, not scraped, a
     rewritten model name) must not let it go to zero, where nothing else could wake it."""
-    seen = found.keys() if seen is None else seen
+    seen = found.keys() if seen is None else seen  # the callers' `seen` holds every model in `found`
     queues: dict[ModelRef, float | None] = {}
     for model in models:
-        if model[1] not in found and model[1] not in seen:
+        if model[1] not in seen:
             queues[model] = None
             continue
         value = found.get(model[1], 0.0)
