@@ -64,6 +64,22 @@ def test_unusable_fits_say_why(x, y, words):
     assert not fit.usable and words in fit.reason
 
 
+def test_one_window_far_from_the_rest_is_not_a_line_until_the_load_has_been_seen_there_again():
+    """Twenty windows at a light load and the first window of a flash crowd (whose ITL also carries the stalls
+    of the queued prompts): R² 0.99, yet the slope is that one window's. It becomes a line once the new load
+    has been seen in a few more windows, and then it is the steady slope."""
+    rng = np.random.default_rng(3)
+    light = rng.uniform(4.8, 9.3, 20)
+    x = np.append(light, 53.9)
+    y = np.append((11.5 + 0.099 * light) * (1 + 0.02 * rng.standard_normal(20)), 21.0)
+    burst = robust_line(x, y)
+    assert burst.r2 > 0.9 and not burst.usable
+    assert "decides the slope" in burst.reason and "53.9" in burst.reason
+    busy = np.array([80.0, 100.0, 134.0, 120.0])
+    settled = robust_line(np.append(x, busy), np.append(y, 11.5 + 0.099 * busy))
+    assert settled.usable and settled.slope == pytest.approx(0.099, rel=0.1)
+
+
 def test_a_flat_tight_cloud_is_usable_and_a_tiny_negative_slope_is_clipped():
     rng = np.random.default_rng(5)
     x = rng.integers(1, 64, 60).astype(float)
