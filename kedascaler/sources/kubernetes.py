@@ -31,6 +31,7 @@ from kedascaler.spec.config import (
 from kedascaler.spec.inventory import (
     SCALER_CONFIGMAPS,
     InventoryState,
+    ParseMemo,
     build_inventory,
     configmap_or_last_good,
     without_static_targets,
@@ -208,6 +209,7 @@ class KubernetesInventory:
         self._dirty = True
         self._state = InventoryState()
         self._last_good: dict[str, Mapping[str, Any]] = {}  # ConfigMap name -> last version that parsed cleanly
+        self._memo = ParseMemo()  # each object parsed once per resourceVersion (used under self._lock)
         self._reported_bad: set[tuple[str, str]] = set()  # (name, resourceVersion) already logged
         self._last_counts: tuple[int, int] = (-1, -1)
         self._pods_generation = 0
@@ -248,6 +250,11 @@ class KubernetesInventory:
         return index.get(namespace, [])
 
     # -- Inventory --
+    @property
+    def parses(self) -> int:
+        """Objects parsed so far; an event re-parses the one object it changed (`ParseMemo`)."""
+        return self._memo.parses
+
     def current(self) -> InventoryState:
         with self._lock:
             if self._dirty:
@@ -269,7 +276,8 @@ class KubernetesInventory:
             docs.append((self._source(va), va))
         for so in self.scaledobjects.items() if self.scaledobjects is not None else ():
             docs.append((self._source(so), so))
-        state = build_inventory(docs)
+        state = build_inventory(docs, self._memo)
+        self._memo.finish()
         if not self.metrics_endpoints_annotation:  # whoever may create a VA must not choose what we fetch
             state = without_static_targets(state)
         state = replace(state, problems=tuple(problems) + state.problems)
@@ -287,7 +295,7 @@ class KubernetesInventory:
     def _good_or_last_good(self, cm: dict) -> tuple[Mapping[str, Any], list[Problem]]:
         """The ConfigMap if it parses cleanly; else its last good version (if any), with the problems."""
         name = cm["metadata"]["name"]
-        chosen, found, last = configmap_or_last_good(name, cm, self._source(cm), self._last_good)
+        chosen, found, last = configmap_or_last_good(name, cm, self._source(cm), self._last_good, self._memo)
         if not found:
             return cm, []
         rv = cm["metadata"].get("resourceVersion", "")

@@ -42,6 +42,21 @@ def test_initial_list_then_creates_updates_deletes_are_followed(apiserver, inven
     assert eventually(lambda: names(inventory) == ["llama-h100"])
 
 
+def test_an_event_re_parses_the_one_object_it_changed(apiserver, inventory):
+    apiserver.put(configmap("serviceclass", {"standard": "name: Standard\npriority: 2\ndata:\n" + "".join(
+        f"  - model: org/m-{i}\n    slo-tpot: 40\n    slo-ttft: 1000\n" for i in range(30))}))
+    for i in range(30):
+        apiserver.put(va(f"m-{i}", f"org/m-{i}"))
+    inventory.start()
+    assert inventory.wait_synced(5)
+    assert len(inventory.current().variants) == 30
+    before = inventory.parses
+    apiserver.put(va("m-7", "org/m-7", maxReplicas=9))
+    assert eventually(lambda: {s.key.name: s.max_replicas for s in inventory.current().specs}["m-7"] == 9)
+    assert inventory.parses - before == 1
+    assert len(inventory.current().service_classes.classes) == 1
+
+
 def test_workload_status_from_deployment_and_ready_pods(apiserver, inventory):
     apiserver.put(va("llama-h100", "meta/llama"))
     apiserver.put(deployment("llama-h100", replicas=3, ready=2))
