@@ -4,10 +4,12 @@ No timed asserts: waits poll Prometheus until it holds the scrapes a check needs
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -15,8 +17,9 @@ from kedascaler.engine.types import VariantKey, VariantSpec
 from kedascaler.sim.fleet import EmulatedFleet
 from kedascaler.sim.load import OfferedLoad
 from kedascaler.sim.perf import PerfParams
-from kedascaler.sources.prometheus import USAGE, PrometheusSource, cycle_queries, window_seconds
-from tests.support.prometheus import run_prometheus, wait_until
+from kedascaler.sources.prometheus import USAGE, PrometheusSource, cycle_queries, usage_query, window_seconds
+from kedascaler.sources.promql import PromQLClient, Series
+from tests.support.prometheus import PrometheusHandle, run_prometheus, wait_until
 
 NAMESPACE = "team-a"
 RUNNING_METRIC = "vllm:num_requests_running"
@@ -165,13 +168,16 @@ def test_window_seconds_reads_prometheus_durations():
             window_seconds(bad)
 
 
+Snapshot = dict[str, tuple[int, int, Any]]  # pod -> (running + waiting, running, EngineStats)
+
+
 class _FleetDriver:
     """Runs the (virtual-time) fleet at wall-clock pace in a thread, as Prometheus sees time, and records what
-    each pod did: (wall time, {pod: (running + waiting, running, stats)}) every ~0.1 s."""
+    each pod exposes: (wall time, {pod: (running + waiting, running, stats)}) after each advance, every ~0.1 s."""
 
     def __init__(self, fleet: EmulatedFleet) -> None:
         self.fleet = fleet
-        self.history: list[tuple[float, dict[str, tuple[int, int, object]]]] = []
+        self.history: list[tuple[float, Snapshot]] = []
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -202,14 +208,60 @@ class _FleetDriver:
         self._stop.set()
         self._thread.join(10)
 
-    def window(self, end: float, seconds: float) -> list[tuple[float, dict[str, tuple[int, int, object]]]]:
+    def exposed_at(self, t: float) -> Snapshot:
+        """What the pods exposed at wall time `t`: the last snapshot taken at or before it (the fleet does not
+        move between an advance's snapshot and the next advance)."""
         with self.lock:
-            return [h for h in self.history if end - seconds <= h[0] <= end]
+            i = bisect.bisect_right([h[0] for h in self.history], t) - 1
+            assert 0 <= i < len(self.history) - 1, "the driver did not record around the scrape"
+            return self.history[i][1]
 
 
-def test_usage_under_load_is_what_the_emulated_pods_did(tmp_path):
+def _answers(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Series]]:
+    """promql -> its answer, for every query a PromQLClient runs from now on (the sources query at "now"; an
+    instant vector stamps each of its series with the evaluation time)."""
+    answers: dict[str, list[Series]] = {}
+    real = PromQLClient.query
+
+    def query(client: PromQLClient, promql: str) -> list[Series]:
+        answers[promql] = real(client, promql)
+        return answers[promql]
+
+    monkeypatch.setattr(PromQLClient, "query", query)
+    return answers
+
+
+def _scrapes_read(prom: PrometheusHandle, promql: str, answer: list[Series], window: str) -> dict[str, list[float]]:
+    """Every pod's scrape times that the instant query `promql` read over its `[window]` selectors: the raw
+    samples of `metric[window]` at its evaluation time, less the last one where the query was answered while
+    that scrape was in flight (stamped with its start, stored at its end, milliseconds later): asked again at
+    the same time, now that the scrape is stored, Prometheus answers that pod differently."""
+    stamps = {ts for _, ts, _ in answer}
+    assert len(stamps) == 1, f"not one evaluation time: {stamps}"
+    at = stamps.pop()
+    scrapes = {r["metric"]["pod"]: [float(ts) for ts, _ in r["values"]]
+               for r in prom.query(f"{RUNNING_METRIC}[{window}]", at=at)}
+
+    def by_pod(rows: list[tuple[dict[str, str], float]]) -> dict[str, set[tuple[tuple[str, str], ...]]]:
+        out: dict[str, set[tuple[tuple[str, str], ...]]] = {}
+        for labels, value in rows:  # the value as text: NaN equals NaN
+            out.setdefault(labels.get("pod", ""), set()).add(tuple(sorted({**labels, "v": repr(value)}.items())))
+        return out
+
+    before = by_pod([(labels, value) for labels, _, value in answer])
+    again = by_pod([(r["metric"], float(r["value"][1])) for r in prom.query(promql, at=at)])
+    return {pod: times if before.get(pod) == again.get(pod) else times[:-1] for pod, times in scrapes.items()}
+
+
+def test_usage_under_load_is_what_the_emulated_pods_did(tmp_path, monkeypatch):
     """Two models under Poisson load, run in wall-clock time while the real Prometheus scrapes them every second:
-    the usage query's rates and means match the emulator's own counters over the same window."""
+    the usage query's rates and means match the emulator's own counters over the same window.
+
+    The same window as Prometheus's, to the scrape: the usage query's evaluation time T, the scrapes its
+    `[10s]` selectors read (the raw samples of `metric[10s]` at T), and the driver's snapshots of what the pods
+    exposed at those scrapes. A window cut at the wall clock's "now" instead is off by up to a scrape at each
+    end, and the 2.7 req/s pod has ~25 requests in 10 s: two requests more or less move its means by 20 %.
+    """
     fleet = EmulatedFleet(seed=7)
     fleet.add_deployment("busy-gpu", "busy", startup_delay=0.0, replicas=2, namespace=NAMESPACE)
     fleet.add_deployment("tiny-gpu", "tiny", params=PerfParams(max_num_seqs=4), startup_delay=0.0, replicas=1,
@@ -219,32 +271,39 @@ def test_usage_under_load_is_what_the_emulated_pods_did(tmp_path):
     fleet.start()
     fleet.advance(5.0)
     window = "10s"
+    answers = _answers(monkeypatch)
     try:
         with _FleetDriver(fleet) as driver, run_prometheus(scrape_targets(fleet), tmp_path) as prom:
-            # Wait until every pod has a full window of scrapes of a moving fleet (no timing asserted).
-            wait_until(lambda: (rows := prom.query(f"count_over_time({RUNNING_METRIC}[{window}])"))
-                       and len(rows) == 3 and all(float(r["value"][1]) >= 9 for r in rows), 90,
-                       what="10 s of scrapes of every pod")
+            # Wait until every pod has been scraped for more than a window (12 scrapes in 20 s), so the usage
+            # query's window opens within a scrape of its first one: rate() extrapolates all the way to the edges.
+            wait_until(lambda: (rows := prom.query(f"count_over_time({RUNNING_METRIC}[20s])"))
+                       and len(rows) == 3 and all(float(r["value"][1]) >= 12 for r in rows), 90,
+                       what="11 s of scrapes of every pod")
             source = PrometheusSource(prom.url, window=window, timeout=10.0)
             try:
                 result = source.collect([])
             finally:
                 source.close()
-            seen = driver.window(time.time(), window_seconds(window))
+            query = usage_query(window)
+            scrapes = _scrapes_read(prom, query, answers[query], window)
+            at = answers[query][0][1]
+            wait_until(lambda: driver.history[-1][0] > at, 10, what="a snapshot after the evaluation time")
+            exposed = {pod: [driver.exposed_at(t)[pod] for t in times] for pod, times in scrapes.items()}
     finally:
         fleet.close()
     assert result.ok, result.errors
     assert result.warnings == (), result.warnings
-    (t0, first), (t1, last) = seen[0], seen[-1]
-    span = t1 - t0
-    assert span > 5  # the driver kept recording through the window
     by_pod = {s.pod: s for s in result.samples}
     pods = {p.name: p for d in fleet.deployments for p in d.pods}
-    assert set(by_pod) == set(pods)
+    assert set(by_pod) == set(pods) == set(scrapes)
     for name, pod in pods.items():
         usage = by_pod[name].usage
         assert usage is not None and usage.window_s == 10.0
-        (b0, _r0, s0), (b1, _r1, s1) = first[name], last[name]
+        # rate() extrapolates the first-to-last scrape change to the window's edges (the scrapes are ~1 s apart,
+        # so all the way): a rate is Δ ÷ (last − first scrape). The means (Δ_sum ÷ Δ_count) are exact.
+        span = scrapes[name][-1] - scrapes[name][0]
+        assert span > 5, scrapes[name]  # Prometheus scraped through the window
+        (b0, _r0, s0), (b1, _r1, s1) = exposed[name][0], exposed[name][-1]
 
         def delta(h0, h1):
             return h1.sum - h0.sum, h1.count - h0.count
@@ -261,14 +320,13 @@ def test_usage_under_load_is_what_the_emulated_pods_did(tmp_path):
         assert usage.prompt_tokens_mean == pytest.approx(tokens_sum / tokens_count, rel=0.2), name
         prefill_sum, prefill_count = delta(s0.prefill_time, s1.prefill_time)
         assert usage.prefill_ms == pytest.approx(prefill_sum / prefill_count * 1000, rel=0.35, abs=2.0), name
-        running = [row[name][1] for _, row in seen]
+        running = [r for _b, r, _s in exposed[name]]  # avg_over_time: the mean of the scraped values
         assert usage.mean_running == pytest.approx(sum(running) / len(running), rel=0.3, abs=1.0), name
         assert usage.ttft_ms is not None and usage.ttft_ms >= usage.prefill_ms * 0.9
         if pod.model == "tiny":  # saturated: always 4 running, the queue growing by arrivals − completions
             assert usage.mean_running == pytest.approx(4.0)
             assert usage.backlog_growth_rate == pytest.approx((b1 - b0) / span, rel=0.35), name
             assert usage.backlog_growth_rate > 1.0
-            ttft_sum, ttft_count = delta(s0.ttft, s1.ttft)
             assert usage.ttft_ms > usage.prefill_ms * 5  # waited in the queue
         else:
             assert abs(usage.backlog_growth_rate) < 0.2 * usage.completed_rate, name  # steady

@@ -56,9 +56,11 @@ class PrometheusHandle:
     config_path: Path
     log_path: Path
 
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        """An instant query's result vector (raises on HTTP errors: this is test plumbing)."""
-        response = requests.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=10)
+    def query(self, promql: str, at: float | None = None) -> list[dict[str, Any]]:
+        """An instant query's result (a vector, or a matrix for a range selector), evaluated at `at` (Unix
+        seconds, Prometheus keeps milliseconds) or now; raises on HTTP errors: this is test plumbing."""
+        params = {"query": promql} if at is None else {"query": promql, "time": f"{at:.3f}"}
+        response = requests.get(f"{self.url}/api/v1/query", params=params, timeout=10)
         response.raise_for_status()
         return response.json()["data"]["result"]
 
