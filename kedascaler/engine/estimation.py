@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -44,6 +45,7 @@ HUBER_K = 1.345  # in robust σ units: 95 % efficiency on Gaussian noise
 DEFAULT_MAX_SAMPLES = 512
 DEFAULT_MAX_AGE = 1800.0  # seconds
 _MAX_PAIRS_POINTS = 100  # Theil–Sen start on at most this many points (evenly spaced): O(n²) pairs
+_SMALL_MEDIAN = 256  # up to this many values a median is taken by sorting Python floats (numpy's costs more)
 
 
 @dataclass(frozen=True)
@@ -61,19 +63,39 @@ class LinearFit:
     reason: str  # why not usable ("" when usable)
 
 
+def median(values: np.ndarray) -> float:
+    """`np.median` of a 1-D array, the same float: small arrays sorted as Python floats (numpy's call costs more
+    than the sort), the middle value or the mean of the two middle ones, (a + b) / 2 as numpy computes it."""
+    n = len(values)
+    if n == 0 or n > _SMALL_MEDIAN:
+        return float(np.median(values))
+    ordered: list[float] = sorted(values.tolist())
+    total = sum(ordered)
+    if total != total:  # a NaN (or inf − inf) in the values: sorting does not order it, numpy's answer stands
+        return float(np.median(values))
+    half = n // 2
+    return ordered[half] if n % 2 else (ordered[half - 1] + ordered[half]) / 2.0
+
+
+@lru_cache(maxsize=_MAX_PAIRS_POINTS + 1)
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    i, j = np.triu_indices(n, k=1)
+    return _frozen(i), _frozen(j)
+
+
 def _theil_sen(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     if len(x) > _MAX_PAIRS_POINTS:
         pick = np.linspace(0, len(x) - 1, _MAX_PAIRS_POINTS).astype(int)
         x, y = x[pick], y[pick]
-    i, j = np.triu_indices(len(x), k=1)
+    i, j = _pairs(len(x))
     dx = x[j] - x[i]
     keep = dx != 0
-    slope = float(np.median((y[j] - y[i])[keep] / dx[keep])) if keep.any() else 0.0
-    return float(np.median(y - slope * x)), slope
+    slope = median((y[j] - y[i])[keep] / dx[keep]) if keep.any() else 0.0
+    return median(y - slope * x), slope
 
 
 def _mad_sigma(r: np.ndarray) -> float:
-    return float(1.4826 * np.median(np.abs(r - np.median(r))))
+    return float(1.4826 * median(np.abs(r - median(r))))
 
 
 def _huber(x: np.ndarray, y: np.ndarray, start: tuple[float, float], iterations: int = 30) -> tuple[float, float]:
@@ -85,14 +107,15 @@ def _huber(x: np.ndarray, y: np.ndarray, start: tuple[float, float], iterations:
     scale = _mad_sigma(y - intercept - slope * x)
     if scale <= 0:
         return intercept, slope
+    xx, xy = x * x, x * y
     for _ in range(iterations):
         r = y - intercept - slope * x
         w = np.minimum(1.0, HUBER_K * scale / np.maximum(np.abs(r), 1e-300))
         sw, swx, swy = w.sum(), w @ x, w @ y
-        det = sw * (w @ (x * x)) - swx * swx
+        det = sw * (w @ xx) - swx * swx
         if det <= 0:
             break
-        new_slope = (sw * (w @ (x * y)) - swx * swy) / det
+        new_slope = (sw * (w @ xy) - swx * swy) / det
         new_intercept = (swy - new_slope * swx) / sw
         done = (abs(new_intercept - intercept) <= 1e-9 * (1 + abs(intercept))
                 and abs(new_slope - slope) <= 1e-9 * (1 + abs(slope)))
@@ -109,14 +132,15 @@ def robust_line(x: object, y: object) -> LinearFit:
     finite = np.isfinite(xs) & np.isfinite(ys)
     xs, ys = xs[finite], ys[finite]
     n = int(len(xs))
-    if n < 2 or len(np.unique(xs)) < 2:
+    distinct = len(np.unique(xs))
+    if n < 2 or distinct < 2:
         return LinearFit(math.nan, math.nan, n, 0.0, math.nan, math.nan, math.nan, False,
-                         f"{n} samples with {len(np.unique(xs)) if n else 0} distinct x: need ≥ {MIN_SAMPLES} "
+                         f"{n} samples with {distinct if n else 0} distinct x: need ≥ {MIN_SAMPLES} "
                          f"and ≥ {MIN_DISTINCT_X}")
     intercept, slope = _huber(xs, ys, _theil_sen(xs, ys))
     residuals = ys - intercept - slope * xs
     spread = _mad_sigma(residuals)
-    level = float(np.median(np.abs(ys)))
+    level = median(np.abs(ys))
     relative = spread / level if level > 0 else math.inf
     ss_tot = float(np.sum((ys - ys.mean()) ** 2))
     ss_res = float(np.sum(residuals ** 2))
@@ -124,7 +148,7 @@ def robust_line(x: object, y: object) -> LinearFit:
     sxx = float(np.sum((xs - xs.mean()) ** 2))
     slope_se = spread / math.sqrt(sxx) if sxx > 0 else math.inf
     pinned = 2 * slope_se * float(xs.max() - xs.min()) <= PINNED_FRACTION * level
-    reason = _judge(n, len(np.unique(xs)), intercept, slope, slope_se, relative, r2, pinned)
+    reason = _judge(n, distinct, intercept, slope, slope_se, relative, r2, pinned)
     if not reason and slope < 0:
         slope = 0.0  # within noise of 0 (checked by _judge): a step cannot get faster with more work
     return LinearFit(intercept, slope, n, r2, spread, relative, slope_se, not reason, reason)
