@@ -13,13 +13,12 @@ decided (read back from the decision's steps, so the hold is exactly what was de
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from kedascaler.engine.capacity_estimate import SMOOTH_CYCLES, row_capacities
+from kedascaler.engine.capacity_estimate import SMOOTH_CYCLES
 from kedascaler.engine.capacity_types import (
     CapacityInputs,
-    CapacityRow,
     CapacitySettings,
     DemandSample,
     Throughput,
@@ -78,9 +77,10 @@ class CapacityState:
     models: Mapping[VariantKey, tuple[PerfModel, str, float]] = field(default_factory=dict)  # last usable, at
     carried: Mapping[VariantKey, tuple[Throughput, ...]] = field(default_factory=dict)  # calm windows' rates
     estimates: Mapping[VariantKey, tuple[float, ...]] = field(default_factory=dict)  # last cycles' estimates
-    # the queueing model's capacity per replica of the rows evaluated last cycle (a row: a model at the lengths
-    # and targets of then): a row that comes again is not evaluated again
-    known: Mapping[CapacityRow, float] = field(default_factory=dict)
+    # the queueing model's capacity per replica of the rows of the last cycles (a row: a model at the lengths and
+    # targets of then), newest first, and the settings they were evaluated with (`kedascaler.loop.capacity_rows`)
+    known: tuple[Mapping[tuple[object, ...], float], ...] = ()
+    known_settings: CapacitySettings | None = None
 
 
 def demand_sample(usage: Sequence[PodUsage], now: float) -> DemandSample | None:
@@ -354,21 +354,10 @@ def forget(state: CapacityState, keep_variants: set[VariantKey], keep_models: se
                          {k: v for k, v in state.startups.items() if k in keep_variants},
                          {k: v for k, v in state.models.items() if k in keep_variants},
                          {k: v for k, v in state.carried.items() if k in keep_variants},
-                         {k: v for k, v in state.estimates.items() if k in keep_variants}, state.known)
-
-
-def evaluate(state: CapacityState, settings: CapacitySettings, rows: Iterable[CapacityRow]
-             ) -> tuple[Mapping[CapacityRow, float], CapacityState]:
-    """Every capacity-planned model's queueing rows at once: those evaluated last cycle are taken as they are, the
-    others in one vectorised call (`row_capacities`: a row's answer never depends on the others). Kept: this
-    cycle's rows only, so the memory follows the fleet."""
-    wanted = dict.fromkeys(rows)
-    missing = [r for r in wanted if r not in state.known]
-    found = dict(zip(missing, row_capacities(missing, settings), strict=True)) if missing else {}
-    known = {r: state.known[r] if r in state.known else found[r] for r in wanted}
-    return known, replace(state, known=known)
+                         {k: v for k, v in state.estimates.items() if k in keep_variants}, state.known,
+                         state.known_settings)
 
 
 __all__ = ["CALM_ITL", "CALM_TTFT", "CapacityState", "Point", "Startup", "carried_throughput", "demand_sample",
-           "evaluate", "forget", "inputs_for", "keep_models", "observe", "one_point", "point_of", "record",
+           "forget", "inputs_for", "keep_models", "observe", "one_point", "point_of", "record",
            "saturated_throughput", "track_startup"]

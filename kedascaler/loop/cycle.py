@@ -25,6 +25,7 @@ from kedascaler.engine.sizing import CAPACITY
 from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey
 from kedascaler.loop import capacity as capacity_loop
 from kedascaler.loop.capacity import CapacityState
+from kedascaler.loop.capacity_rows import evaluate as evaluate_rows
 from kedascaler.loop.planner import PlannerSettings, PlannerState, SloPlan, VariantParameters, plan_cycle
 from kedascaler.loop.snapshots import assign_samples, build_snapshots, scale_to_zero_settings, with_activation
 from kedascaler.sources.base import CollectResult, CounterReading, PodUsage, WorkloadStatus
@@ -236,7 +237,7 @@ def _capacity_inputs(cap: CapacityState, settings: PlannerSettings, snapshots: S
                      by_key: Mapping[VariantKey, VariantAutoscaling]
                      ) -> tuple[dict[ModelRef, CapacityInputs | Exception], CapacityState]:
     """Capacity mode's inputs for every capacity-planned model (the kept history, the planner's parameters, the
-    class's targets), with the queueing rows of all of them evaluated at once (`capacity_loop.evaluate`)."""
+    class's targets), with the queueing rows of all of them evaluated at once (`kedascaler.loop.capacity_rows`)."""
     out: dict[ModelRef, CapacityInputs | Exception] = {}
     rows: list[CapacityRow] = []
     for snap in snapshots:
@@ -258,7 +259,7 @@ def _capacity_inputs(cap: CapacityState, settings: PlannerSettings, snapshots: S
         except Exception:  # noqa: BLE001 - decide meets the same failure for this model alone, and reports it
             pass
     try:
-        known, cap = capacity_loop.evaluate(cap, settings.capacity, rows)
+        known, cap = evaluate_rows(cap, settings.capacity, rows)
     except Exception:  # noqa: BLE001 - each model then evaluates its own rows (and fails alone)
         log.exception("capacity evaluation for every model at once failed; each model evaluates its own")
         return out, cap
