@@ -33,6 +33,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from kedascaler.engine.frozen import evolve
 from kedascaler.engine.perfmodel import EFFECTIVE, MIXED, Coefficients, Estimated
 from kedascaler.engine.types import ParameterSource
 
@@ -179,6 +180,12 @@ def _frozen(values: np.ndarray) -> np.ndarray:
 _EMPTY = _frozen(np.empty(0, dtype=np.float64))
 
 
+def _finite_floats(values: object) -> bool:
+    """A non-empty list of finite Python floats (what `add` may take as it is)."""
+    return (type(values) is list and bool(values) and all(type(v) is float for v in values)
+            and all(map(math.isfinite, values)))
+
+
 @dataclass(frozen=True, eq=False)
 class Window:
     """A sliding window of (time, x, y) observations: the newest `max_samples` within `max_age` seconds.
@@ -194,15 +201,19 @@ class Window:
 
     def add(self, now: float, xs: object, ys: object) -> Window:
         """A new window with these pairs observed at `now`, old ones dropped. Non-finite pairs are ignored."""
-        new_x = np.atleast_1d(np.asarray(xs, dtype=np.float64))
-        new_y = np.atleast_1d(np.asarray(ys, dtype=np.float64))
-        keep = np.isfinite(new_x) & np.isfinite(new_y)
-        at = np.concatenate((self.at, np.full(int(keep.sum()), float(now))))
-        x = np.concatenate((self.x, new_x[keep]))
-        y = np.concatenate((self.y, new_y[keep]))
+        if _finite_floats(xs) and _finite_floats(ys) and len(xs) == len(ys):  # type: ignore[arg-type]  # lists
+            new_x, new_y = np.array(xs, dtype=np.float64), np.array(ys, dtype=np.float64)
+        else:
+            new_x = np.atleast_1d(np.asarray(xs, dtype=np.float64))
+            new_y = np.atleast_1d(np.asarray(ys, dtype=np.float64))
+            keep = np.isfinite(new_x) & np.isfinite(new_y)
+            new_x, new_y = new_x[keep], new_y[keep]
+        at = np.concatenate((self.at, np.full(len(new_x), float(now))))
+        x = np.concatenate((self.x, new_x))
+        y = np.concatenate((self.y, new_y))
         first = int(np.searchsorted(at, now - self.max_age, side="left"))  # times only grow
         first = max(first, len(at) - self.max_samples)
-        return Window(_frozen(at[first:]), _frozen(x[first:]), _frozen(y[first:]), self.max_samples, self.max_age)
+        return evolve(self, at=_frozen(at[first:]), x=_frozen(x[first:]), y=_frozen(y[first:]))
 
     def fit(self) -> LinearFit:
         return robust_line(self.x, self.y)
