@@ -27,7 +27,7 @@ from kedascaler.engine.capacity_types import (
 from kedascaler.engine.estimation import MAX_PREFILL_SHARE, prefill_mode_for, prefill_stall
 from kedascaler.engine.perfmodel import DEFAULT_MAX_BATCH_SIZE, EFFECTIVE, MIXED, Estimated, PerfModel, perf_model
 from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey
-from kedascaler.loop.planner import PlannerState, variant_parameters
+from kedascaler.loop.planner import PlannerState, VariantParameters, variant_parameters
 from kedascaler.sources.base import PodSample, PodUsage, WorkloadStatus
 from kedascaler.sources.gateway import ModelRef
 from kedascaler.spec.variant import VariantAutoscaling
@@ -250,11 +250,20 @@ def _half_fits(planner: PlannerState, key: VariantKey) -> tuple[tuple[float, flo
     return decode, prefill
 
 
+def _params(planner: PlannerState, key: VariantKey, va: VariantAutoscaling | None,
+            fresh: Mapping[VariantKey, VariantParameters] | None) -> VariantParameters:
+    """The variant's parameters: this cycle's from the planner (`fresh`: `plan_cycle` computed them from the same
+    state and inventory), else computed."""
+    found = fresh.get(key) if fresh is not None else None
+    return found if found is not None else variant_parameters(planner, key, va)
+
+
 def _perf(key: VariantKey, va: VariantAutoscaling | None, planner: PlannerState, point: Point | None,
-          kept: tuple[PerfModel, str, float] | None) -> tuple[PerfModel | None, str, str]:
+          kept: tuple[PerfModel, str, float] | None, fresh: Mapping[VariantKey, VariantParameters] | None = None
+          ) -> tuple[PerfModel | None, str, str]:
     """The variant's model: given or learned coefficients, else the last usable fit, else a one-point model
     from what its pods showed (with whichever fitted line is usable)."""
-    params = variant_parameters(planner, key, va)
+    params = _params(planner, key, va, fresh)
     batch = va.profile.max_batch_size if va is not None else None
     kv = planner.kv_tokens.get(key)
     if params.coefficients is not None:
@@ -277,7 +286,8 @@ def _perf(key: VariantKey, va: VariantAutoscaling | None, planner: PlannerState,
 
 
 def keep_models(state: CapacityState, snapshots: Sequence[ModelSnapshot], planner: PlannerState,
-                variants: Mapping[VariantKey, VariantAutoscaling], now: float) -> CapacityState:
+                variants: Mapping[VariantKey, VariantAutoscaling], now: float,
+                fresh: Mapping[VariantKey, VariantParameters] | None = None) -> CapacityState:
     """Remember each variant's last usable model, so that a fit that turns unusable for a while (too few
     distinct batches in the window) does not send sizing back to a one-point guess."""
     models = dict(state.models)
@@ -285,7 +295,7 @@ def keep_models(state: CapacityState, snapshots: Sequence[ModelSnapshot], planne
         for v in snap.variants:
             key = v.spec.key
             va = variants.get(key)
-            params = variant_parameters(planner, key, va)
+            params = _params(planner, key, va, fresh)
             if params.coefficients is None:
                 continue
             built, _ = perf_model(params.coefficients, va.profile.max_batch_size if va is not None else None,
@@ -298,14 +308,15 @@ def keep_models(state: CapacityState, snapshots: Sequence[ModelSnapshot], planne
 
 def inputs_for(state: CapacityState, settings: CapacitySettings, snapshot: ModelSnapshot, planner: PlannerState,
                variants: Mapping[VariantKey, VariantAutoscaling], slo: tuple[float | None, float | None],
-               slo_reason: str = "", available: Mapping[str, int] | None = None) -> CapacityInputs:
+               slo_reason: str = "", available: Mapping[str, int] | None = None,
+               fresh: Mapping[VariantKey, VariantParameters] | None = None) -> CapacityInputs:
     """The engine's inputs for one model from the state, the planner's parameters and the inventory."""
     model = (snapshot.namespace, snapshot.model_id)
     evidence = []
     for v in snapshot.variants:
         key = v.spec.key
         va = variants.get(key)
-        perf, source, reason = _perf(key, va, planner, state.points.get(key), state.models.get(key))
+        perf, source, reason = _perf(key, va, planner, state.points.get(key), state.models.get(key), fresh)
         measured = state.saturated.get(key, ())
         best = max(measured, key=lambda t: t.per_replica) if measured else None
         startup = state.startups.get(key)

@@ -179,10 +179,12 @@ def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleStat
     usage = {key: tuple(s.usage for s in found if s.usage is not None) for key, found in samples.items()}
     plans, planner = state.plans, state.planner
     by_key = {v.key: v for v in inputs.inventory.variants}  # once per cycle: every model below looks up its own
+    fresh: Mapping[VariantKey, VariantParameters] | None = None  # this cycle's parameters, once planned
     if config.planner is not None and wanted is None:
         try:
             plans, planner = plan_cycle(planner, config.planner, snapshots, usage, by_key,
                                         inputs.inventory.service_classes, inputs.now)
+            fresh = planner.parameters
         except Exception as exc:  # noqa: BLE001 - sizing is an improvement on saturation, never a reason to stop
             log.exception("SLO sizing failed; every model is decided by saturation this cycle")
             errors.append(CycleError(Stage.SLO, f"slo sizing: {exc}"))
@@ -194,8 +196,8 @@ def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleStat
                                          {(v.key.namespace, v.model_id) for v in by_key.values()})
         targets = {m: (p.slo.itl_ms, p.slo.ttft_ms) for m, p in plans.items() if p.slo is not None}
         cap_state = capacity_loop.observe(cap_state, snapshots, samples, inputs.statuses, inputs.now, targets)
-        cap_state = capacity_loop.keep_models(cap_state, snapshots, planner, by_key, inputs.now)
-        capacity, cap_state = _capacity_inputs(cap_state, config.planner, snapshots, plans, planner, by_key)
+        cap_state = capacity_loop.keep_models(cap_state, snapshots, planner, by_key, inputs.now, fresh)
+        capacity, cap_state = _capacity_inputs(cap_state, config.planner, snapshots, plans, planner, by_key, fresh)
     elif config.planner is not None:  # a wake-up cycle: the memory as the last full cycle left it, read only
         capacity, _ = _capacity_inputs(cap_state, config.planner, snapshots, plans, planner, by_key)
     decisions: list[Decision] = []
@@ -234,7 +236,8 @@ def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleStat
 
 def _capacity_inputs(cap: CapacityState, settings: PlannerSettings, snapshots: Sequence[ModelSnapshot],
                      plans: Mapping[ModelRef, SloPlan], planner: PlannerState,
-                     by_key: Mapping[VariantKey, VariantAutoscaling]
+                     by_key: Mapping[VariantKey, VariantAutoscaling],
+                     fresh: Mapping[VariantKey, VariantParameters] | None = None
                      ) -> tuple[dict[ModelRef, CapacityInputs | Exception], CapacityState]:
     """Capacity mode's inputs for every capacity-planned model (the kept history, the planner's parameters, the
     class's targets), with the queueing rows of all of them evaluated at once (`kedascaler.loop.capacity_rows`)."""
@@ -249,7 +252,7 @@ def _capacity_inputs(cap: CapacityState, settings: PlannerSettings, snapshots: S
         targets = (slo.itl_ms, slo.ttft_ms) if slo is not None else (None, None)
         try:
             found = capacity_loop.inputs_for(cap, settings.capacity, snap, planner, by_key, targets,
-                                             plan.note if slo is None else "", settings.available)
+                                             plan.note if slo is None else "", settings.available, fresh)
         except Exception as exc:  # noqa: BLE001 - raised again where the model is decided: it alone fails
             out[model] = exc
             continue
