@@ -40,7 +40,7 @@ from kedascaler.engine.capacity_types import (
     VariantEvidence,
 )
 from kedascaler.engine.perfmodel import DEFAULT_MAX_BATCH_SIZE, PerfModel
-from kedascaler.engine.queueing import ReplicaArrays, max_arrival_rate
+from kedascaler.engine.queueing import QueueSolver, ReplicaArrays, max_arrival_rate
 from kedascaler.engine.tails import max_rate_within
 from kedascaler.engine.types import VariantSpec
 
@@ -106,8 +106,10 @@ def row_capacities(rows: Sequence[CapacityRow], settings: CapacitySettings) -> l
         else:
             itl = np.array([np.inf if r[3] is None else r[3] for r in part], dtype=np.float64)
             ttft = np.array([np.inf if r[4] is None else r[4] for r in part], dtype=np.float64)
-            found = max_arrival_rate(arrays, itl, ttft)
-            found = max_rate_within(arrays, found, itl, ttft, settings.miss_budget, settings.length_cv)
+            solver = QueueSolver(arrays)  # one grid for both bisections
+            found = max_arrival_rate(arrays, itl, ttft, solver=solver)
+            found = max_rate_within(arrays, found, itl, ttft, settings.miss_budget, settings.length_cv,
+                                    solver=solver)
         for i, c, ok in zip(index, found.tolist(), fits, strict=True):
             out[i] = c if ok and math.isfinite(c) else 0.0
     return out

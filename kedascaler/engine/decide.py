@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from kedascaler.engine import explain
 from kedascaler.engine.activation import INACTIVE, activation
 from kedascaler.engine.capacity import plan_capacity
 from kedascaler.engine.capacity_types import CapacityInputs
 from kedascaler.engine.demand import ModelSizing
+from kedascaler.engine.frozen import evolve
 from kedascaler.engine.modes import HYBRID, MODEL, SATURATION, HybridPlan, hybrid_targets
 from kedascaler.engine.saturation import (
     ModelSaturation,
@@ -53,6 +54,7 @@ from kedascaler.engine.types import (
     Decision,
     DecisionSteps,
     ModelSnapshot,
+    ReplicaSaturation,
     Route,
     ScalingMode,
     VariantKey,
@@ -68,6 +70,7 @@ BOUNDS = Action.BOUNDS
 SLO_CAPACITY = "slo_capacity"
 DEMAND = "capacity_demand"  # capacity mode: the demand (req/s) against the mix's capacity
 
+_NO_STEPS = DecisionSteps()  # every field at its default: the records below are it, evolved (engine/frozen.py)
 _Why = tuple[Action, str, float | None, float | None]  # a variant's reason in numbers: action, signal, value, threshold
 _Latencies = tuple[float | None, float | None]  # predicted ITL and TTFT (ms)
 
@@ -95,6 +98,17 @@ class _Outcome:
     steps: DecisionSteps
     why: Mapping[VariantKey, _Why]
     predicted: Mapping[VariantKey, _Latencies] = field(default_factory=dict)
+    # per variant, its analysed pods as the saturation analysis classified them (None: not analysed)
+    pods: Mapping[VariantKey, tuple[ReplicaSaturation, ...]] | None = None
+
+
+def _pods_by_variant(sat: ModelSaturation) -> dict[VariantKey, tuple[ReplicaSaturation, ...]]:
+    """The analysis' replicas per variant (`analyze` classifies each variant's pods against its own thresholds,
+    as a decision shows them): the decisions reuse them instead of classifying every pod again."""
+    out: dict[VariantKey, list[ReplicaSaturation]] = {}
+    for r in sat.replicas:
+        out.setdefault(r.variant, []).append(r)
+    return {k: tuple(v) for k, v in out.items()}
 
 
 def model_floor(snapshot: ModelSnapshot) -> int:
@@ -159,7 +173,7 @@ def decide(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision], *,
                                mode == MODEL)
     else:
         outcome = _held(snapshot, previous)
-    steps = replace(_within_bounds(outcome.steps, snapshot), activation=act)
+    steps = evolve(_within_bounds(outcome.steps, snapshot), activation=act)
     data_at = _data_at(snapshot)
     return tuple(_decision(snapshot, v, steps, outcome, previous.get(v.spec.key), data_at) for v in snapshot.variants)
 
@@ -167,7 +181,7 @@ def decide(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision], *,
 def _within_bounds(steps: DecisionSteps, snapshot: ModelSnapshot) -> DecisionSteps:
     """Every target within its variant's min/max: the one clamp every decision goes through."""
     specs = {v.spec.key: v.spec for v in snapshot.variants}
-    return replace(steps, plan=tuple(replace(t, target=clamp_replicas(specs[t.key], t.target)) for t in steps.plan))
+    return evolve(steps, plan=tuple(evolve(t, target=clamp_replicas(specs[t.key], t.target)) for t in steps.plan))
 
 
 def _decision(snapshot: ModelSnapshot, variant: VariantState, model: DecisionSteps, outcome: _Outcome,
@@ -176,9 +190,10 @@ def _decision(snapshot: ModelSnapshot, variant: VariantState, model: DecisionSte
     key = variant.spec.key
     action, signal, value, threshold = outcome.why[key]
     thresholds = variant_thresholds(variant, snapshot)
-    pods = variant_replicas(variant, thresholds)
+    found = outcome.pods.get(key) if outcome.pods is not None else None
+    pods = found if found is not None else variant_replicas(variant, thresholds)
     spare_kv, spare_queue = spare_means(pods)
-    steps = replace(model, variant=key, action=action, signal=signal, value=value, threshold=threshold,
+    steps = evolve(model, variant=key, action=action, signal=signal, value=value, threshold=threshold,
                     thresholds=thresholds, pods=pods, spare_kv=spare_kv, spare_queue=spare_queue,
                     saturation_level=max((p.kv_cache_usage for p in pods), default=0.0))
     desired = next(t.target for t in steps.plan if t.key == key)
@@ -188,7 +203,7 @@ def _decision(snapshot: ModelSnapshot, variant: VariantState, model: DecisionSte
     if stale:
         data_at = prev.data_at if prev is not None else snapshot.taken_at
         if prev is not None:
-            steps = replace(steps, held_decided_at=prev.decided_at, held_desired=prev.desired_replicas)
+            steps = evolve(steps, held_decided_at=prev.decided_at, held_desired=prev.desired_replicas)
     itl, ttft = outcome.predicted.get(key, (None, None))
     return Decision(key=key, model_id=variant.spec.model_id, desired_replicas=desired, active=active,
                     reason=explain.reason(steps, snapshot.model_id), current_replicas=variant.current_replicas,
@@ -216,8 +231,8 @@ def _targets(snapshot: ModelSnapshot, target: Mapping[VariantKey, int],
 def _counted(snapshot: ModelSnapshot, route: Route) -> DecisionSteps:
     """The model's replica counts when it is not analysed (stale or inactive)."""
     analysed = [len(analysed_pods(v)) for v in snapshot.variants]
-    return DecisionSteps(
-        route=route, current_total=sum(v.current_replicas for v in snapshot.variants),
+    return evolve(
+        _NO_STEPS, route=route, current_total=sum(v.current_replicas for v in snapshot.variants),
         ready_total=sum(v.ready_replicas for v in snapshot.variants),
         pending_total=sum(v.pending_replicas for v in snapshot.variants),
         missing_total=sum(max(0, v.ready_replicas - n) for v, n in zip(snapshot.variants, analysed, strict=True)),
@@ -229,7 +244,7 @@ def _counted(snapshot: ModelSnapshot, route: Route) -> DecisionSteps:
 def _inactive(snapshot: ModelSnapshot, act: Activation) -> _Outcome:
     """The model is idle past its window: zero replicas for every variant, inactive."""
     zero = {v.spec.key: 0 for v in snapshot.variants}
-    steps = replace(_counted(snapshot, Route.INACTIVE), plan=_targets(snapshot, zero))
+    steps = evolve(_counted(snapshot, Route.INACTIVE), plan=_targets(snapshot, zero))
     why: _Why = (INACTIVE, act.signal, act.idle_for, act.window)
     return _Outcome(steps, {v.spec.key: why for v in snapshot.variants})
 
@@ -239,14 +254,14 @@ def _held(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision]) -> _
     held = {v.spec.key: max(previous[v.spec.key].desired_replicas, v.current_replicas) if v.spec.key in previous
             else v.current_replicas for v in snapshot.variants}
     why: _Why = (STALE, "metrics", None, None)
-    return _Outcome(replace(_counted(snapshot, Route.STALE), plan=_targets(snapshot, held)), {k: why for k in held})
+    return _Outcome(evolve(_counted(snapshot, Route.STALE), plan=_targets(snapshot, held)), {k: why for k in held})
 
 
 def _saturation_steps(plan: ModelPlan, snapshot: ModelSnapshot, route: Route) -> DecisionSteps:
     """The steps of the saturation plan: the analysis and the plan's numbers, its targets as the plan taken."""
     sat = plan.saturation
-    return DecisionSteps(
-        route=route, taken=ScalingMode.SATURATION, binding_signal=sat.binding_signal, model_action=plan.mode,
+    return evolve(
+        _NO_STEPS, route=route, taken=ScalingMode.SATURATION, binding_signal=sat.binding_signal, model_action=plan.mode,
         signal=sat.binding_signal, value=sat.binding_load_per_replica(sat.current_replicas),
         threshold=sat.binding_threshold, needed_replicas=sat.needed_replicas, floor=plan.floor, goal=plan.goal,
         current_total=sat.current_replicas, ready_total=sat.ready_replicas, pending_total=sat.pending_replicas,
@@ -261,9 +276,10 @@ def _planned(snapshot: ModelSnapshot, floor: int | None, sizing: ModelSizing | N
     plan = plan_model(snapshot, floor=floor)
     if sizing is not None and not sizing.fallback:
         return _hybrid(plan, snapshot, sizing, model_only)
-    steps = replace(_saturation_steps(plan, snapshot, Route.SATURATION),
+    steps = evolve(_saturation_steps(plan, snapshot, Route.SATURATION),
                     sizing_note=None if sizing is None else sizing.reason)
-    return _Outcome(steps, {v.spec.key: _variant_why(plan, steps, v) for v in snapshot.variants})
+    return _Outcome(steps, {v.spec.key: _variant_why(plan, steps, v) for v in snapshot.variants},
+                    pods=_pods_by_variant(plan.saturation))
 
 
 def _variant_why(plan: ModelPlan, steps: DecisionSteps, variant: VariantState) -> _Why:
@@ -307,11 +323,11 @@ def _hybrid(plan: ModelPlan, snapshot: ModelSnapshot, sizing: ModelSizing, model
     else:
         hybrid = hybrid_targets(model, plan.targets, current)
     targets = {k: hybrid.targets[k] for k in current}
-    steps = replace(_saturation_steps(plan, snapshot, Route.MODEL if model_only else Route.HYBRID),
+    steps = evolve(_saturation_steps(plan, snapshot, Route.MODEL if model_only else Route.HYBRID),
                     taken=hybrid.source, plan=_targets(snapshot, targets, plan.targets, model),
                     arrival_rate=sizing.arrival_rate, capacity=sizing.capacity, sizing_note=sizing.reason)
     if hybrid.source == MODEL:
-        steps = replace(steps, signal=SLO_CAPACITY, value=sizing.arrival_rate, threshold=sizing.capacity)
+        steps = evolve(steps, signal=SLO_CAPACITY, value=sizing.arrival_rate, threshold=sizing.capacity)
     predicted = {v.key: (_finite(v.itl_ms), _finite(v.ttft_ms)) for v in sizing.variants}
     why: dict[VariantKey, _Why] = {}
     latencies: dict[VariantKey, _Latencies] = {}
@@ -320,7 +336,7 @@ def _hybrid(plan: ModelPlan, snapshot: ModelSnapshot, sizing: ModelSizing, model
         why[key] = (action, steps.signal, steps.value, steps.threshold)
         if hybrid.source == MODEL and target > 0:
             latencies[key] = predicted.get(key, (None, None))
-    return _Outcome(steps, why, latencies)
+    return _Outcome(steps, why, latencies, _pods_by_variant(plan.saturation))
 
 
 def _capacity(plan: ModelPlan, snapshot: ModelSnapshot, inputs: CapacityInputs) -> _Outcome:
@@ -329,17 +345,17 @@ def _capacity(plan: ModelPlan, snapshot: ModelSnapshot, inputs: CapacityInputs) 
     steps = _saturation_steps(plan, snapshot, Route.CAPACITY)
     current = {v.spec.key: v.current_replicas for v in snapshot.variants}
     if out.plan is None:
-        steps = replace(steps, plan=_targets(snapshot, out.targets, plan.targets), sizing_note=out.note)
+        steps = evolve(steps, plan=_targets(snapshot, out.targets, plan.targets), sizing_note=out.note)
     else:
         d = out.plan.demand
-        steps = replace(steps, taken=ScalingMode.CAPACITY, signal=DEMAND, value=d.target,
+        steps = evolve(steps, taken=ScalingMode.CAPACITY, signal=DEMAND, value=d.target,
                         threshold=out.plan.mix_capacity, plan=_targets(snapshot, out.targets, plan.targets),
                         arrival_rate=d.target, capacity=out.plan.mix_capacity, capacity_plan=out.plan)
     why: dict[VariantKey, _Why] = {}
     for key, target in out.targets.items():
         action = SCALE_UP if target > current[key] else SCALE_DOWN if target < current[key] else HOLD
         why[key] = (action, steps.signal, steps.value, steps.threshold)
-    return _Outcome(steps, why)
+    return _Outcome(steps, why, pods=_pods_by_variant(plan.saturation))
 
 
 def _finite(value: float | None) -> float | None:

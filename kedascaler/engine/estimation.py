@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
+from kedascaler.engine.frozen import evolve
 from kedascaler.engine.perfmodel import EFFECTIVE, MIXED, Coefficients, Estimated
 from kedascaler.engine.types import ParameterSource
 
@@ -49,6 +51,7 @@ HUBER_K = 1.345  # in robust σ units: 95 % efficiency on Gaussian noise
 DEFAULT_MAX_SAMPLES = 512
 DEFAULT_MAX_AGE = 1800.0  # seconds
 _MAX_PAIRS_POINTS = 100  # Theil–Sen start on at most this many points (evenly spaced): O(n²) pairs
+_SMALL_MEDIAN = 256  # up to this many values a median is taken by sorting Python floats (numpy's costs more)
 
 
 @dataclass(frozen=True)
@@ -66,19 +69,39 @@ class LinearFit:
     reason: str  # why not usable ("" when usable)
 
 
+def median(values: np.ndarray) -> float:
+    """`np.median` of a 1-D array, the same float: small arrays sorted as Python floats (numpy's call costs more
+    than the sort), the middle value or the mean of the two middle ones, (a + b) / 2 as numpy computes it."""
+    n = len(values)
+    if n == 0 or n > _SMALL_MEDIAN:
+        return float(np.median(values))
+    ordered: list[float] = sorted(values.tolist())
+    total = sum(ordered)
+    if total != total:  # a NaN (or inf − inf) in the values: sorting does not order it, numpy's answer stands
+        return float(np.median(values))
+    half = n // 2
+    return ordered[half] if n % 2 else (ordered[half - 1] + ordered[half]) / 2.0
+
+
+@lru_cache(maxsize=_MAX_PAIRS_POINTS + 1)
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    i, j = np.triu_indices(n, k=1)
+    return _frozen(i), _frozen(j)
+
+
 def _theil_sen(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     if len(x) > _MAX_PAIRS_POINTS:
         pick = np.linspace(0, len(x) - 1, _MAX_PAIRS_POINTS).astype(int)
         x, y = x[pick], y[pick]
-    i, j = np.triu_indices(len(x), k=1)
+    i, j = _pairs(len(x))
     dx = x[j] - x[i]
     keep = dx != 0
-    slope = float(np.median((y[j] - y[i])[keep] / dx[keep])) if keep.any() else 0.0
-    return float(np.median(y - slope * x)), slope
+    slope = median((y[j] - y[i])[keep] / dx[keep]) if keep.any() else 0.0
+    return median(y - slope * x), slope
 
 
 def _mad_sigma(r: np.ndarray) -> float:
-    return float(1.4826 * np.median(np.abs(r - np.median(r))))
+    return float(1.4826 * median(np.abs(r - median(r))))
 
 
 def _huber(x: np.ndarray, y: np.ndarray, start: tuple[float, float], iterations: int = 30) -> tuple[float, float]:
@@ -90,14 +113,15 @@ def _huber(x: np.ndarray, y: np.ndarray, start: tuple[float, float], iterations:
     scale = _mad_sigma(y - intercept - slope * x)
     if scale <= 0:
         return intercept, slope
+    xx, xy = x * x, x * y
     for _ in range(iterations):
         r = y - intercept - slope * x
         w = np.minimum(1.0, HUBER_K * scale / np.maximum(np.abs(r), 1e-300))
         sw, swx, swy = w.sum(), w @ x, w @ y
-        det = sw * (w @ (x * x)) - swx * swx
+        det = sw * (w @ xx) - swx * swx
         if det <= 0:
             break
-        new_slope = (sw * (w @ (x * y)) - swx * swy) / det
+        new_slope = (sw * (w @ xy) - swx * swy) / det
         new_intercept = (swy - new_slope * swx) / sw
         done = (abs(new_intercept - intercept) <= 1e-9 * (1 + abs(intercept))
                 and abs(new_slope - slope) <= 1e-9 * (1 + abs(slope)))
@@ -114,14 +138,15 @@ def robust_line(x: object, y: object) -> LinearFit:
     finite = np.isfinite(xs) & np.isfinite(ys)
     xs, ys = xs[finite], ys[finite]
     n = int(len(xs))
-    if n < 2 or len(np.unique(xs)) < 2:
+    distinct = len(np.unique(xs))
+    if n < 2 or distinct < 2:
         return LinearFit(math.nan, math.nan, n, 0.0, math.nan, math.nan, math.nan, False,
-                         f"{n} samples with {len(np.unique(xs)) if n else 0} distinct x: need ≥ {MIN_SAMPLES} "
+                         f"{n} samples with {distinct if n else 0} distinct x: need ≥ {MIN_SAMPLES} "
                          f"and ≥ {MIN_DISTINCT_X}")
     intercept, slope = _huber(xs, ys, _theil_sen(xs, ys))
     residuals = ys - intercept - slope * xs
     spread = _mad_sigma(residuals)
-    level = float(np.median(np.abs(ys)))
+    level = median(np.abs(ys))
     relative = spread / level if level > 0 else math.inf
     ss_tot = float(np.sum((ys - ys.mean()) ** 2))
     ss_res = float(np.sum(residuals ** 2))
@@ -131,8 +156,7 @@ def robust_line(x: object, y: object) -> LinearFit:
     pinned = 2 * slope_se * float(xs.max() - xs.min()) <= PINNED_FRACTION * level
     far = int(np.argmax(np.abs(xs - xs.mean())))
     leverage = (1.0 / n + float((xs[far] - xs.mean()) ** 2) / sxx) if sxx > 0 else 1.0
-    reason = _judge(n, len(np.unique(xs)), intercept, slope, slope_se, relative, r2, pinned,
-                    (leverage, float(xs[far])))
+    reason = _judge(n, distinct, intercept, slope, slope_se, relative, r2, pinned, (leverage, float(xs[far])))
     if not reason and slope < 0:
         slope = 0.0  # within noise of 0 (checked by _judge): a step cannot get faster with more work
     return LinearFit(intercept, slope, n, r2, spread, relative, slope_se, not reason, reason)
@@ -166,6 +190,12 @@ def _frozen(values: np.ndarray) -> np.ndarray:
 _EMPTY = _frozen(np.empty(0, dtype=np.float64))
 
 
+def _finite_floats(values: object) -> bool:
+    """A non-empty list of finite Python floats (what `add` may take as it is)."""
+    return (type(values) is list and bool(values) and all(type(v) is float for v in values)
+            and all(map(math.isfinite, values)))
+
+
 @dataclass(frozen=True, eq=False)
 class Window:
     """A sliding window of (time, x, y) observations: the newest `max_samples` within `max_age` seconds.
@@ -181,15 +211,19 @@ class Window:
 
     def add(self, now: float, xs: object, ys: object) -> Window:
         """A new window with these pairs observed at `now`, old ones dropped. Non-finite pairs are ignored."""
-        new_x = np.atleast_1d(np.asarray(xs, dtype=np.float64))
-        new_y = np.atleast_1d(np.asarray(ys, dtype=np.float64))
-        keep = np.isfinite(new_x) & np.isfinite(new_y)
-        at = np.concatenate((self.at, np.full(int(keep.sum()), float(now))))
-        x = np.concatenate((self.x, new_x[keep]))
-        y = np.concatenate((self.y, new_y[keep]))
+        if _finite_floats(xs) and _finite_floats(ys) and len(xs) == len(ys):  # type: ignore[arg-type]  # lists
+            new_x, new_y = np.array(xs, dtype=np.float64), np.array(ys, dtype=np.float64)
+        else:
+            new_x = np.atleast_1d(np.asarray(xs, dtype=np.float64))
+            new_y = np.atleast_1d(np.asarray(ys, dtype=np.float64))
+            keep = np.isfinite(new_x) & np.isfinite(new_y)
+            new_x, new_y = new_x[keep], new_y[keep]
+        at = np.concatenate((self.at, np.full(len(new_x), float(now))))
+        x = np.concatenate((self.x, new_x))
+        y = np.concatenate((self.y, new_y))
         first = int(np.searchsorted(at, now - self.max_age, side="left"))  # times only grow
         first = max(first, len(at) - self.max_samples)
-        return Window(_frozen(at[first:]), _frozen(x[first:]), _frozen(y[first:]), self.max_samples, self.max_age)
+        return evolve(self, at=_frozen(at[first:]), x=_frozen(x[first:]), y=_frozen(y[first:]))
 
     def fit(self) -> LinearFit:
         return robust_line(self.x, self.y)

@@ -152,38 +152,47 @@ def _geometric_mean_index(x: np.ndarray, count: np.ndarray) -> np.ndarray:
     return np.where(x > 0, count + 1 - neg, neg)
 
 
-def _row_sum(a: np.ndarray) -> np.ndarray:
-    """Σ of each row, added left to right: a row's sum is the same whatever rows share the block and however far
-    it is padded with zeros (numpy's pairwise sum and BLAS products depend on both), so one variant's capacity
-    never depends on which other variants are evaluated with it — what lets the cycle batch and cache them."""
-    out: np.ndarray = np.cumsum(a, axis=1)[:, -1]
+def column_sums(a: np.ndarray) -> np.ndarray:
+    """Σ of each column of a C-contiguous (grid × rows) array, added top to bottom: a column's sum is the same
+    whatever columns share the block and however far it is padded with zeros (a pairwise or BLAS sum depends on
+    both), so one variant's capacity never depends on which other variants are evaluated with it — what lets the
+    cycle batch and cache them. numpy reduces a leading axis of two or more columns row by row, in order (the
+    same floats as `np.cumsum(a, axis=0)[-1]`, ~20× faster; tests/engine/test_queueing.py pins it); one column
+    would be summed pairwise, so it is accumulated."""
+    if a.ndim != 2 or a.shape[1] < 2 or not a.flags.c_contiguous:
+        out: np.ndarray = np.cumsum(a, axis=0)[-1]
+    else:
+        out = np.add.reduce(a, axis=0)
     return out
 
 
 class _Block:
-    """Rows of similar B on one grid n = 0..B_max, with log Π μ(k) precomputed (it does not depend on λ)."""
+    """Rows of similar B on one grid n = 0..B_max, with log Π μ(k) precomputed (it does not depend on λ). Laid out
+    grid × rows, so that every sum over the grid runs over whole rows of memory."""
 
     def __init__(self, params: ReplicaArrays, rows: np.ndarray) -> None:
         self.rows = rows
         self.p = params.take(rows)
+        size = len(rows)
         width = int(self.p.max_batch.max())
-        self.n = np.arange(width + 1, dtype=np.float64)
-        self.n2 = self.n * self.n
-        k = self.n[None, 1:]
+        n = np.arange(width + 1, dtype=np.float64)
+        self.n = n[:, None]
+        self.n2 = (n * n)[:, None]
+        k = n[1:, None]
         log_mu = np.log(self._mu(k))
-        inside = k <= self.p.max_batch[:, None]
-        cum = np.cumsum(np.where(inside, log_mu, 0.0), axis=1)
-        self.log_prod = np.concatenate([np.zeros((len(rows), 1)), np.where(inside, cum, np.inf)], axis=1)
+        inside = k <= self.p.max_batch[None, :]
+        cum = np.cumsum(np.where(inside, log_mu, 0.0), axis=0)
+        self.log_prod = np.concatenate([np.zeros((1, size)), np.where(inside, cum, np.inf)], axis=0)
         b = self.p.max_batch
         self.b = b.astype(np.float64)
-        self.log_prod_b = cum[np.arange(len(rows)), b - 1]
-        self.log_mu_b = log_mu[np.arange(len(rows)), b - 1]
+        self.log_prod_b = cum[b - 1, np.arange(size)]
+        self.log_mu_b = log_mu[b - 1, np.arange(size)]
         self.q = self.p.max_queue.astype(np.float64)
 
     def _mu(self, k: np.ndarray) -> np.ndarray:
         p = self.p
-        cycle = cycle_ms(p.alpha[:, None], p.beta[:, None], p.gamma[:, None], p.delta[:, None], k,
-                         p.prompt_tokens[:, None], p.output_tokens[:, None], p.mixed[:, None])
+        cycle = cycle_ms(p.alpha[None, :], p.beta[None, :], p.gamma[None, :], p.delta[None, :], k,
+                         p.prompt_tokens[None, :], p.output_tokens[None, :], p.mixed[None, :])
         with np.errstate(divide="ignore"):
             mu: np.ndarray = 1000.0 * k / cycle
         return mu
@@ -193,17 +202,17 @@ class _Block:
         p = self.p
         lam = np.maximum(rate, _TINY_RATE)
         log_lam = np.log(lam)
-        log_w = log_lam[:, None] * self.n[None, :] - self.log_prod  # −inf beyond each row's B
+        log_w = self.n * log_lam[None, :] - self.log_prod  # −inf beyond each row's B
         log_w_b = log_lam * self.b - self.log_prod_b
         x = log_lam - self.log_mu_b  # log ρ of the tail beyond B
         has_tail = self.q > 0
         q1 = np.maximum(self.q, 1.0)
         log_tail = np.where(has_tail, log_w_b + x + _log_geometric(x, q1), -np.inf)
-        top = np.maximum(log_w.max(axis=1), log_tail)
-        weights = np.exp(log_w - top[:, None])
-        s0 = _row_sum(weights)
-        s1 = _row_sum(weights * self.n)
-        s2 = _row_sum(weights * self.n2)
+        top = np.maximum(log_w.max(axis=0), log_tail)
+        weights = np.exp(log_w - top[None, :])
+        s0 = column_sums(weights)
+        s1 = column_sums(weights * self.n)
+        s2 = column_sums(weights * self.n2)
         tail = np.exp(log_tail - top)
         z = s0 + tail
         running = (s1 + self.b * tail) / z
@@ -218,7 +227,7 @@ class _Block:
         itl = itl_seen_ms(p.alpha, p.beta, p.gamma, p.delta, seen, p.prompt_tokens, p.output_tokens, p.mixed)
         prefill = prefill_seen_ms(p.alpha, p.beta, p.gamma, p.delta, seen, p.prompt_tokens, p.mixed)
         wait_ms = 1000.0 * wait_s
-        busy = 1.0 - weights[:, 0] / z
+        busy = 1.0 - weights[0] / z
         step_wait = busy * (p.alpha + p.beta * seen) / 2.0
         return throughput, running, waiting, blocking, itl, prefill, wait_ms, step_wait, wait_ms + step_wait + prefill
 
@@ -237,42 +246,57 @@ def _blocks(params: ReplicaArrays) -> list[_Block]:
     return blocks
 
 
-def _evaluate(blocks: list[_Block], size: int, rate: np.ndarray) -> list[np.ndarray]:
-    outs = [np.empty(size) for _ in range(9)]
-    for block in blocks:
-        for out, value in zip(outs, block.metrics(rate[block.rows]), strict=True):
-            out[block.rows] = value
-    return outs
+class QueueSolver:
+    """The model of every row, ready to be evaluated at any arrival rates: the blocks and their log Π μ(k) are
+    built once (they do not depend on λ), so a bisection pays for them once, not at every step."""
+
+    def __init__(self, params: ReplicaArrays) -> None:
+        self.params = params
+        self.blocks = _blocks(params) if len(params) else []
+
+    def evaluate(self, rate: np.ndarray) -> list[np.ndarray]:
+        """The nine outputs of `_Block.metrics`, per row, at λ = rate (one per row, ≥ 0)."""
+        size = len(self.params)
+        outs = [np.empty(size) for _ in range(9)]
+        for block in self.blocks:
+            for out, value in zip(outs, block.metrics(rate[block.rows]), strict=True):
+                out[block.rows] = value
+        return outs
+
+    def metrics(self, arrival_rate: object) -> QueueMetrics:
+        """`replica_metrics` of these rows."""
+        size = len(self.params)
+        rate = np.maximum(0.0, _array(arrival_rate, size, np.float64))
+        if size == 0:
+            empty = np.empty(0)
+            return QueueMetrics(*([empty] * 10))
+        return QueueMetrics(rate, *self.evaluate(rate))
 
 
-def replica_metrics(params: ReplicaArrays, arrival_rate: object) -> QueueMetrics:
-    """Steady-state ITL, TTFT, batch, queue and throughput of one replica of each row at its arrival rate (req/s)."""
-    size = len(params)
-    rate = np.maximum(0.0, _array(arrival_rate, size, np.float64))
-    if size == 0:
-        empty = np.empty(0)
-        return QueueMetrics(*([empty] * 10))
-    return QueueMetrics(rate, *_evaluate(_blocks(params), size, rate))
+def replica_metrics(params: ReplicaArrays, arrival_rate: object, solver: QueueSolver | None = None) -> QueueMetrics:
+    """Steady-state ITL, TTFT, batch, queue and throughput of one replica of each row at its arrival rate (req/s);
+    `solver`: these rows' `QueueSolver`, when the caller evaluates them at several rates."""
+    return (solver if solver is not None else QueueSolver(params)).metrics(arrival_rate)
 
 
 def max_arrival_rate(params: ReplicaArrays, itl_target_ms: object, ttft_target_ms: object, *,
-                     rel_tol: float = DEFAULT_REL_TOL) -> np.ndarray:
+                     rel_tol: float = DEFAULT_REL_TOL, solver: QueueSolver | None = None) -> np.ndarray:
     """The largest λ (req/s) one replica of each row carries with ITL ≤ its target and TTFT ≤ its target.
 
     0 where even a lone request misses a target (α + β > ITL target, or γ + δ·p > TTFT target). Bracketed in
     [0, μ(B)] (a replica cannot usefully take more than it completes) and bisected to `rel_tol`·μ(B), all rows
     together; the returned value is the feasible end of the bracket, so it never overstates capacity.
-    A target of inf (or None) is no constraint.
+    A target of inf (or None) is no constraint. `solver`: these rows' `QueueSolver`, when the caller has one.
     """
     size = len(params)
     if size == 0:
         return np.empty(0)
     itl_t = _array(np.inf if itl_target_ms is None else itl_target_ms, size, np.float64)
     ttft_t = _array(np.inf if ttft_target_ms is None else ttft_target_ms, size, np.float64)
-    blocks = _blocks(params)
+    model = solver if solver is not None else QueueSolver(params)
 
     def feasible(rate: np.ndarray) -> np.ndarray:
-        out = _evaluate(blocks, size, rate)
+        out = model.evaluate(rate)
         itl, ttft = out[4], out[8]
         return (itl <= itl_t * (1 + 1e-12)) & (ttft <= ttft_t * (1 + 1e-12))
 

@@ -30,7 +30,7 @@ from statistics import NormalDist
 import numpy as np
 
 from kedascaler.engine.perfmodel import MODE_CODES
-from kedascaler.engine.queueing import ReplicaArrays, replica_metrics
+from kedascaler.engine.queueing import QueueSolver, ReplicaArrays
 
 QUANTILES = 32  # points of each length distribution
 DEFAULT_CHUNK = 2048  # vLLM's max_num_batched_tokens default with chunked prefill
@@ -43,7 +43,7 @@ def _erfc(x: np.ndarray) -> np.ndarray:
     out = np.where(x <= _ERFC_TWO, 2.0, 0.0)
     inside = (x > _ERFC_TWO) & (x < _ERFC_ZERO)
     if inside.any():
-        out[inside] = [math.erfc(v) for v in x[inside].tolist()]
+        out[inside] = list(map(math.erfc, x[inside].tolist()))
     nan = np.isnan(x)
     if nan.any():
         out[nan] = np.nan
@@ -58,32 +58,47 @@ def lognormal_points(mean: np.ndarray, cv: float) -> np.ndarray:
     return out
 
 
+class _Lengths:
+    """What the tails of these rows need that does not depend on the arrival rate: the length quantiles, the
+    prefill chunks and the stall each prompt adds to a decode step (computed once per bisection)."""
+
+    def __init__(self, params: ReplicaArrays, cv: float, chunk: float) -> None:
+        self.prompts = lognormal_points(params.prompt_tokens, cv)
+        self.outputs = np.maximum(1.0, lognormal_points(params.output_tokens, cv))
+        self.chunks = np.ceil(self.prompts / max(1.0, chunk))
+        self.effective = params.mixed == MODE_CODES["effective"]
+        self.step_stall = (params.delta[:, None] * self.prompts
+                           + np.maximum(params.gamma - params.alpha, 0.0)[:, None] * self.chunks)
+        self.gaps = np.maximum(self.outputs - 1.0, 1.0)
+
+
 def miss_share(params: ReplicaArrays, rate: np.ndarray, itl_ms: float | np.ndarray, ttft_ms: float | np.ndarray,
-               cv: float = 1.0, chunk: float = DEFAULT_CHUNK) -> np.ndarray:
+               cv: float = 1.0, chunk: float = DEFAULT_CHUNK, solver: QueueSolver | None = None) -> np.ndarray:
     """Per row, the expected share of requests missing the ITL or the TTFT target at arrival rate `rate` (the
-    targets: one for every row, or one per row)."""
+    targets: one for every row, or one per row). `solver`: these rows' `QueueSolver`, when the caller has one."""
+    return _miss_share(params, rate, itl_ms, ttft_ms, solver or QueueSolver(params), _Lengths(params, cv, chunk))
+
+
+def _miss_share(params: ReplicaArrays, rate: np.ndarray, itl_ms: float | np.ndarray, ttft_ms: float | np.ndarray,
+                solver: QueueSolver, lengths: _Lengths) -> np.ndarray:
     lam = np.maximum(np.asarray(rate, dtype=np.float64), 0.0)
     ttft = np.asarray(ttft_ms, dtype=np.float64)
     ttft_col = ttft[:, None] if ttft.ndim else ttft
-    metrics = replica_metrics(params, lam)
+    metrics = solver.metrics(lam)
     batch = np.maximum(metrics.mean_running, 1.0)
     decode = params.alpha + params.beta * batch
-    prompts = lognormal_points(params.prompt_tokens, cv)
-    outputs = np.maximum(1.0, lognormal_points(params.output_tokens, cv))
-    chunks = np.ceil(prompts / max(1.0, chunk))
-    effective = params.mixed == MODE_CODES["effective"]
-    step_stall = params.delta[:, None] * prompts + np.maximum(params.gamma - params.alpha, 0.0)[:, None] * chunks
+    prompts, chunks, effective = lengths.prompts, lengths.chunks, lengths.effective
     # a learned prefill line is the time one request's prefill took, its chunk steps whole: the stall it caused
     # the others is that less the decode steps that would have run anyway
     measured_stall = np.maximum(0.0, params.gamma[:, None] + params.delta[:, None] * prompts
                                 - chunks * decode[:, None])
-    stall = np.where(effective[:, None], measured_stall, step_stall)
+    stall = np.where(effective[:, None], measured_stall, lengths.step_stall)
     mean_e, mean_e2 = stall.mean(axis=1), (stall * stall).mean(axis=1)
     rho = lam * mean_e / 1000.0
     busy = rho >= 1.0
     rho = np.minimum(rho, 0.999)
     itl_mean = np.where(effective, decode, decode / (1.0 - rho))
-    gaps = np.maximum(outputs - 1.0, 1.0)
+    gaps = lengths.gaps
     life = gaps * itl_mean[:, None] / 1000.0
     spread = np.sqrt(np.maximum(lam[:, None] * life * mean_e2[:, None], 1e-18))
     z = (itl_ms - itl_mean)[:, None] * gaps / spread
@@ -98,25 +113,28 @@ def miss_share(params: ReplicaArrays, rate: np.ndarray, itl_ms: float | np.ndarr
 
 
 def max_rate_within(params: ReplicaArrays, upper: np.ndarray, itl_ms: float | np.ndarray | None,
-                    ttft_ms: float | np.ndarray | None, budget: float, cv: float = 1.0, iterations: int = 14
-                    ) -> np.ndarray:
+                    ttft_ms: float | np.ndarray | None, budget: float, cv: float = 1.0, iterations: int = 14,
+                    solver: QueueSolver | None = None) -> np.ndarray:
     """Per row, the largest λ in [0, upper] whose miss share stays within `budget` (bisection, all rows at once;
     the feasible end of the bracket, so it never overstates). A target None (or inf in a per-row array) is no
-    constraint; each row's answer is the same whatever other rows are bisected with it."""
+    constraint; each row's answer is the same whatever other rows are bisected with it. `solver`: these rows'
+    `QueueSolver`, when the caller has one (the queueing model's grid is built once either way)."""
     upper = np.maximum(np.asarray(upper, dtype=np.float64), 0.0)
     if len(params) == 0 or (itl_ms is None and ttft_ms is None):
         return upper
     itl = math.inf if itl_ms is None else itl_ms
     ttft = math.inf if ttft_ms is None else ttft_ms
+    model = solver if solver is not None else QueueSolver(params)
+    lengths = _Lengths(params, cv, DEFAULT_CHUNK)
     lo, hi = np.zeros_like(upper), upper.copy()
-    ok_top = miss_share(params, hi, itl, ttft, cv) <= budget
+    ok_top = _miss_share(params, hi, itl, ttft, model, lengths) <= budget
     lo = np.where(ok_top, hi, lo)
     active = ~ok_top
     for _ in range(iterations):
         if not active.any():
             break
         mid = 0.5 * (lo + hi)
-        ok = miss_share(params, np.where(active, mid, lo), itl, ttft, cv) <= budget
+        ok = _miss_share(params, np.where(active, mid, lo), itl, ttft, model, lengths) <= budget
         lo = np.where(active & ok, mid, lo)
         hi = np.where(active & ~ok, mid, hi)
     return lo

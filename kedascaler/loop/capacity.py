@@ -13,13 +13,12 @@ decided (read back from the decision's steps, so the hold is exactly what was de
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from kedascaler.engine.capacity_estimate import SMOOTH_CYCLES, row_capacities
+from kedascaler.engine.capacity_estimate import SMOOTH_CYCLES
 from kedascaler.engine.capacity_types import (
     CapacityInputs,
-    CapacityRow,
     CapacitySettings,
     DemandSample,
     Throughput,
@@ -28,7 +27,7 @@ from kedascaler.engine.capacity_types import (
 from kedascaler.engine.estimation import MAX_PREFILL_SHARE, prefill_mode_for, prefill_stall
 from kedascaler.engine.perfmodel import DEFAULT_MAX_BATCH_SIZE, EFFECTIVE, MIXED, Estimated, PerfModel, perf_model
 from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey
-from kedascaler.loop.planner import PlannerState, variant_parameters
+from kedascaler.loop.planner import PlannerState, VariantParameters, variant_parameters
 from kedascaler.sources.base import PodSample, PodUsage, WorkloadStatus
 from kedascaler.sources.gateway import ModelRef
 from kedascaler.spec.variant import VariantAutoscaling
@@ -78,9 +77,10 @@ class CapacityState:
     models: Mapping[VariantKey, tuple[PerfModel, str, float]] = field(default_factory=dict)  # last usable, at
     carried: Mapping[VariantKey, tuple[Throughput, ...]] = field(default_factory=dict)  # calm windows' rates
     estimates: Mapping[VariantKey, tuple[float, ...]] = field(default_factory=dict)  # last cycles' estimates
-    # the queueing model's capacity per replica of the rows evaluated last cycle (a row: a model at the lengths
-    # and targets of then): a row that comes again is not evaluated again
-    known: Mapping[CapacityRow, float] = field(default_factory=dict)
+    # the queueing model's capacity per replica of the rows of the last cycles (a row: a model at the lengths and
+    # targets of then), newest first, and the settings they were evaluated with (`kedascaler.loop.capacity_rows`)
+    known: tuple[Mapping[tuple[object, ...], float], ...] = ()
+    known_settings: CapacitySettings | None = None
 
 
 def demand_sample(usage: Sequence[PodUsage], now: float) -> DemandSample | None:
@@ -250,11 +250,20 @@ def _half_fits(planner: PlannerState, key: VariantKey) -> tuple[tuple[float, flo
     return decode, prefill
 
 
+def _params(planner: PlannerState, key: VariantKey, va: VariantAutoscaling | None,
+            fresh: Mapping[VariantKey, VariantParameters] | None) -> VariantParameters:
+    """The variant's parameters: this cycle's from the planner (`fresh`: `plan_cycle` computed them from the same
+    state and inventory), else computed."""
+    found = fresh.get(key) if fresh is not None else None
+    return found if found is not None else variant_parameters(planner, key, va)
+
+
 def _perf(key: VariantKey, va: VariantAutoscaling | None, planner: PlannerState, point: Point | None,
-          kept: tuple[PerfModel, str, float] | None) -> tuple[PerfModel | None, str, str]:
+          kept: tuple[PerfModel, str, float] | None, fresh: Mapping[VariantKey, VariantParameters] | None = None
+          ) -> tuple[PerfModel | None, str, str]:
     """The variant's model: given or learned coefficients, else the last usable fit, else a one-point model
     from what its pods showed (with whichever fitted line is usable)."""
-    params = variant_parameters(planner, key, va)
+    params = _params(planner, key, va, fresh)
     batch = va.profile.max_batch_size if va is not None else None
     kv = planner.kv_tokens.get(key)
     if params.coefficients is not None:
@@ -277,7 +286,8 @@ def _perf(key: VariantKey, va: VariantAutoscaling | None, planner: PlannerState,
 
 
 def keep_models(state: CapacityState, snapshots: Sequence[ModelSnapshot], planner: PlannerState,
-                variants: Mapping[VariantKey, VariantAutoscaling], now: float) -> CapacityState:
+                variants: Mapping[VariantKey, VariantAutoscaling], now: float,
+                fresh: Mapping[VariantKey, VariantParameters] | None = None) -> CapacityState:
     """Remember each variant's last usable model, so that a fit that turns unusable for a while (too few
     distinct batches in the window) does not send sizing back to a one-point guess."""
     models = dict(state.models)
@@ -285,7 +295,7 @@ def keep_models(state: CapacityState, snapshots: Sequence[ModelSnapshot], planne
         for v in snap.variants:
             key = v.spec.key
             va = variants.get(key)
-            params = variant_parameters(planner, key, va)
+            params = _params(planner, key, va, fresh)
             if params.coefficients is None:
                 continue
             built, _ = perf_model(params.coefficients, va.profile.max_batch_size if va is not None else None,
@@ -298,14 +308,15 @@ def keep_models(state: CapacityState, snapshots: Sequence[ModelSnapshot], planne
 
 def inputs_for(state: CapacityState, settings: CapacitySettings, snapshot: ModelSnapshot, planner: PlannerState,
                variants: Mapping[VariantKey, VariantAutoscaling], slo: tuple[float | None, float | None],
-               slo_reason: str = "", available: Mapping[str, int] | None = None) -> CapacityInputs:
+               slo_reason: str = "", available: Mapping[str, int] | None = None,
+               fresh: Mapping[VariantKey, VariantParameters] | None = None) -> CapacityInputs:
     """The engine's inputs for one model from the state, the planner's parameters and the inventory."""
     model = (snapshot.namespace, snapshot.model_id)
     evidence = []
     for v in snapshot.variants:
         key = v.spec.key
         va = variants.get(key)
-        perf, source, reason = _perf(key, va, planner, state.points.get(key), state.models.get(key))
+        perf, source, reason = _perf(key, va, planner, state.points.get(key), state.models.get(key), fresh)
         measured = state.saturated.get(key, ())
         best = max(measured, key=lambda t: t.per_replica) if measured else None
         startup = state.startups.get(key)
@@ -354,21 +365,10 @@ def forget(state: CapacityState, keep_variants: set[VariantKey], keep_models: se
                          {k: v for k, v in state.startups.items() if k in keep_variants},
                          {k: v for k, v in state.models.items() if k in keep_variants},
                          {k: v for k, v in state.carried.items() if k in keep_variants},
-                         {k: v for k, v in state.estimates.items() if k in keep_variants}, state.known)
-
-
-def evaluate(state: CapacityState, settings: CapacitySettings, rows: Iterable[CapacityRow]
-             ) -> tuple[Mapping[CapacityRow, float], CapacityState]:
-    """Every capacity-planned model's queueing rows at once: those evaluated last cycle are taken as they are, the
-    others in one vectorised call (`row_capacities`: a row's answer never depends on the others). Kept: this
-    cycle's rows only, so the memory follows the fleet."""
-    wanted = dict.fromkeys(rows)
-    missing = [r for r in wanted if r not in state.known]
-    found = dict(zip(missing, row_capacities(missing, settings), strict=True)) if missing else {}
-    known = {r: state.known[r] if r in state.known else found[r] for r in wanted}
-    return known, replace(state, known=known)
+                         {k: v for k, v in state.estimates.items() if k in keep_variants}, state.known,
+                         state.known_settings)
 
 
 __all__ = ["CALM_ITL", "CALM_TTFT", "CapacityState", "Point", "Startup", "carried_throughput", "demand_sample",
-           "evaluate", "forget", "inputs_for", "keep_models", "observe", "one_point", "point_of", "record",
+           "forget", "inputs_for", "keep_models", "observe", "one_point", "point_of", "record",
            "saturated_throughput", "track_startup"]

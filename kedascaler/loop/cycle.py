@@ -25,6 +25,7 @@ from kedascaler.engine.sizing import CAPACITY
 from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey
 from kedascaler.loop import capacity as capacity_loop
 from kedascaler.loop.capacity import CapacityState
+from kedascaler.loop.capacity_rows import evaluate as evaluate_rows
 from kedascaler.loop.planner import PlannerSettings, PlannerState, SloPlan, VariantParameters, plan_cycle
 from kedascaler.loop.snapshots import assign_samples, build_snapshots, scale_to_zero_settings, with_activation
 from kedascaler.sources.base import CollectResult, CounterReading, PodUsage, WorkloadStatus
@@ -178,10 +179,12 @@ def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleStat
     usage = {key: tuple(s.usage for s in found if s.usage is not None) for key, found in samples.items()}
     plans, planner = state.plans, state.planner
     by_key = {v.key: v for v in inputs.inventory.variants}  # once per cycle: every model below looks up its own
+    fresh: Mapping[VariantKey, VariantParameters] | None = None  # this cycle's parameters, once planned
     if config.planner is not None and wanted is None:
         try:
             plans, planner = plan_cycle(planner, config.planner, snapshots, usage, by_key,
                                         inputs.inventory.service_classes, inputs.now)
+            fresh = planner.parameters
         except Exception as exc:  # noqa: BLE001 - sizing is an improvement on saturation, never a reason to stop
             log.exception("SLO sizing failed; every model is decided by saturation this cycle")
             errors.append(CycleError(Stage.SLO, f"slo sizing: {exc}"))
@@ -193,8 +196,8 @@ def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleStat
                                          {(v.key.namespace, v.model_id) for v in by_key.values()})
         targets = {m: (p.slo.itl_ms, p.slo.ttft_ms) for m, p in plans.items() if p.slo is not None}
         cap_state = capacity_loop.observe(cap_state, snapshots, samples, inputs.statuses, inputs.now, targets)
-        cap_state = capacity_loop.keep_models(cap_state, snapshots, planner, by_key, inputs.now)
-        capacity, cap_state = _capacity_inputs(cap_state, config.planner, snapshots, plans, planner, by_key)
+        cap_state = capacity_loop.keep_models(cap_state, snapshots, planner, by_key, inputs.now, fresh)
+        capacity, cap_state = _capacity_inputs(cap_state, config.planner, snapshots, plans, planner, by_key, fresh)
     elif config.planner is not None:  # a wake-up cycle: the memory as the last full cycle left it, read only
         capacity, _ = _capacity_inputs(cap_state, config.planner, snapshots, plans, planner, by_key)
     decisions: list[Decision] = []
@@ -233,10 +236,11 @@ def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleStat
 
 def _capacity_inputs(cap: CapacityState, settings: PlannerSettings, snapshots: Sequence[ModelSnapshot],
                      plans: Mapping[ModelRef, SloPlan], planner: PlannerState,
-                     by_key: Mapping[VariantKey, VariantAutoscaling]
+                     by_key: Mapping[VariantKey, VariantAutoscaling],
+                     fresh: Mapping[VariantKey, VariantParameters] | None = None
                      ) -> tuple[dict[ModelRef, CapacityInputs | Exception], CapacityState]:
     """Capacity mode's inputs for every capacity-planned model (the kept history, the planner's parameters, the
-    class's targets), with the queueing rows of all of them evaluated at once (`capacity_loop.evaluate`)."""
+    class's targets), with the queueing rows of all of them evaluated at once (`kedascaler.loop.capacity_rows`)."""
     out: dict[ModelRef, CapacityInputs | Exception] = {}
     rows: list[CapacityRow] = []
     for snap in snapshots:
@@ -248,7 +252,7 @@ def _capacity_inputs(cap: CapacityState, settings: PlannerSettings, snapshots: S
         targets = (slo.itl_ms, slo.ttft_ms) if slo is not None else (None, None)
         try:
             found = capacity_loop.inputs_for(cap, settings.capacity, snap, planner, by_key, targets,
-                                             plan.note if slo is None else "", settings.available)
+                                             plan.note if slo is None else "", settings.available, fresh)
         except Exception as exc:  # noqa: BLE001 - raised again where the model is decided: it alone fails
             out[model] = exc
             continue
@@ -258,7 +262,7 @@ def _capacity_inputs(cap: CapacityState, settings: PlannerSettings, snapshots: S
         except Exception:  # noqa: BLE001 - decide meets the same failure for this model alone, and reports it
             pass
     try:
-        known, cap = capacity_loop.evaluate(cap, settings.capacity, rows)
+        known, cap = evaluate_rows(cap, settings.capacity, rows)
     except Exception:  # noqa: BLE001 - each model then evaluates its own rows (and fails alone)
         log.exception("capacity evaluation for every model at once failed; each model evaluates its own")
         return out, cap

@@ -169,3 +169,20 @@ def test_parameters_learned_from_the_emulator_predict_it_at_another_load():
     emulated_itl = np.mean([i for _, i in emulated_pairs("H100", 256, 20.0, rng)[0]])
     predicted = replica_metrics(ReplicaArrays.from_models([learned], 1056.0, 200.0), [20.0])
     assert float(predicted.itl_ms[0]) == pytest.approx(emulated_itl, rel=0.15)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_median_is_numpys_float_for_every_size_and_odd_value(seed):
+    from kedascaler.engine.estimation import median
+
+    rng = np.random.default_rng(seed)
+    for n in [1, 2, 3, 4, 5, 8, 9, 100, 255, 256, 257, 600]:
+        values = rng.normal(0, 10, n) * np.exp(rng.normal(0, 5, n))
+        values[rng.random(n) < 0.3] = 1.25  # ties
+        if n > 4:
+            values[0], values[1] = np.inf, -np.inf
+        for v in (values, np.abs(values)):
+            assert median(v) == float(np.median(v)), n
+        holed = values.copy()
+        holed[-1] = np.nan
+        assert np.isnan(median(holed)) and np.isnan(np.median(holed))
