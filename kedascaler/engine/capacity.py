@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kedascaler.engine.arrivals import demand_view
 from kedascaler.engine.capacity_estimate import capacity_rows, variant_capacities
@@ -97,10 +97,19 @@ def _floor(snapshot: ModelSnapshot, targets: dict[VariantKey, int], floor: int) 
 
 def _demand(snapshot: ModelSnapshot, inputs: CapacityInputs) -> tuple[list[tuple[float, str]], DemandView | None]:
     """Every variant's start-up, and the model's demand over the longest (None: no usage, nothing waiting)."""
+    if inputs.demand_of is not None and inputs.demand_of[0] is snapshot:
+        return list(inputs.demand_of[1]), inputs.demand_of[2]
     startups = _variant_startups(snapshot, inputs)
     startup = max((t for t, _ in startups), default=inputs.settings.default_startup)
     backlog = math.fsum(max(0.0, p.queue_length) for v in snapshot.variants for p in analysed_pods(v))
     return startups, demand_view(inputs, snapshot.taken_at, backlog, snapshot.gateway_queue, startup)
+
+
+def with_demand(snapshot: ModelSnapshot, inputs: CapacityInputs) -> CapacityInputs:
+    """`inputs` carrying this snapshot's start-ups and demand, so that the cycle's `capacity_rows_of` and the
+    model's `plan_capacity` work them out once (the same numbers: the same function of the same inputs)."""
+    startups, demand = _demand(snapshot, inputs)
+    return replace(inputs, demand_of=(snapshot, tuple(startups), demand))
 
 
 def capacity_rows_of(snapshot: ModelSnapshot, inputs: CapacityInputs) -> list[CapacityRow]:
@@ -161,4 +170,4 @@ def plan_capacity(snapshot: ModelSnapshot, sat: ModelSaturation, inputs: Capacit
     return CapacityOutcome(targets, plan, "")
 
 
-__all__ = ["CapacityOutcome", "capacity_rows_of", "guard_need", "plan_capacity", "startup_of"]
+__all__ = ["CapacityOutcome", "capacity_rows_of", "guard_need", "plan_capacity", "startup_of", "with_demand"]

@@ -106,6 +106,10 @@ class CapacityInputs:
     # capacity per replica already evaluated for some rows (the cycle evaluates every model's at once): the same
     # numbers as evaluating them here
     known: Mapping[CapacityRow, float] = field(default_factory=dict, compare=False, repr=False)
+    # (snapshot, start-ups, demand) when the cycle already worked them out for that very snapshot
+    # (`capacity.with_demand`): used only for the same object, so a wake-up's new snapshot computes its own
+    demand_of: tuple[object, tuple[tuple[float, str], ...], DemandView | None] | None = field(
+        default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from kedascaler.engine import decide
-from kedascaler.engine.capacity import capacity_rows_of
+from kedascaler.engine.capacity import capacity_rows_of, with_demand
 from kedascaler.engine.capacity_types import CapacityInputs, CapacityRow
 from kedascaler.engine.sizing import CAPACITY
 from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey
@@ -256,11 +256,12 @@ def _capacity_inputs(cap: CapacityState, settings: PlannerSettings, snapshots: S
         except Exception as exc:  # noqa: BLE001 - raised again where the model is decided: it alone fails
             out[model] = exc
             continue
-        out[model] = found
         try:
+            found = with_demand(snap, found)
             rows += capacity_rows_of(snap, found)
         except Exception:  # noqa: BLE001 - decide meets the same failure for this model alone, and reports it
             pass
+        out[model] = found
     try:
         known, cap = evaluate_rows(cap, settings.capacity, rows)
     except Exception:  # noqa: BLE001 - each model then evaluates its own rows (and fails alone)

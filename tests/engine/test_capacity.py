@@ -3,9 +3,12 @@ engine-owned hold — each step in the decision's `DecisionSteps.capacity_plan`.
 
 from __future__ import annotations
 
+import dataclasses
+
 from kedascaler.engine import decide
 from kedascaler.engine.accelerators import accelerator_class, speed_ratios
 from kedascaler.engine.arrivals import demand_view, rising_trend
+from kedascaler.engine.capacity import with_demand
 from kedascaler.engine.capacity_estimate import percentile_batch, variant_capacities
 from kedascaler.engine.capacity_types import (
     CapacityInputs,
@@ -135,3 +138,18 @@ def test_the_hold_keeps_the_largest_need_of_one_start_up():
     assert held.desired_replicas == 3 and held.steps.capacity_plan.held
     after = _decide(snap, inputs(*[5.0] * 8, perf={"a100": A100}, needs=((NOW - 120.0, 80.0),)))["a100"]
     assert after.desired_replicas == 1  # the need is older than the start-up: down in one step
+
+
+def test_the_demand_worked_out_once_by_the_cycle_is_used_for_that_snapshot_only():
+    """The cycle works the demand out once for the rows and the plan (`with_demand`); a wake-up's new snapshot
+    of the same model, handed the same inputs, works out its own."""
+    h100 = PerfModel(7.0, 0.013, 7.0, 0.03, 1024, 448_000)
+    snap = snapshot(variant("a100", accelerator="A100", cost=20, current=3, loads=[(0.2, 0)] * 3),
+                    variant("h100", accelerator="H100", cost=40, current=0), taken_at=NOW)
+    given = inputs(*[75.0] * 8, perf={"a100": A100, "h100": h100})
+    once = with_demand(snap, given)
+    assert _decide(snap, once) == _decide(snap, given)
+    queued = dataclasses.replace(snap, gateway_queue=900.0)
+    woken = _decide(queued, once)["a100"].steps.capacity_plan
+    assert woken.demand.gateway_queue == 900.0 and woken.demand.drain > 0
+    assert woken.demand == _decide(queued, given)["a100"].steps.capacity_plan.demand
