@@ -125,12 +125,11 @@ def fleet(n: int) -> tuple[StaticInventory, tuple[PodSample, ...]]:
 
 def sink(reconciler: Reconciler, switch_interval: float | None = None):
     """What serve does after each cycle, without a cluster: its CycleSink with no status writer."""
-    from kedascaler.cli.serve import CycleSink, MetricsHealthLog
-    from kedascaler.kits.heap import HeapPolicy
+    from kedascaler.cli.serve import CycleSink, MetricsHealthLog, heap_policy
     from kedascaler.observe.wiring import Observability
 
     obs = Observability(metrics_port=None)
-    heap = HeapPolicy() if switch_interval is None else HeapPolicy(switch_interval=switch_interval)
+    heap = heap_policy(switch_interval)
     heap.start()  # as serve does before its first cycle
     return obs, CycleSink(obs, MetricsHealthLog(60.0), reconciler, heap=heap)
 
