@@ -47,6 +47,8 @@ def main() -> None:
     parser.add_argument("--late-ms", type=float, default=5.0)
     parser.add_argument("--depth", type=int, default=6)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--scrape", action="store_true", help="a /metrics exposition after each cycle, same thread")
+    parser.add_argument("--threshold", type=int, nargs=2, help="the young generations' gc thresholds")
     parser.add_argument("--no-gc", action="store_true", help="automatic collections off during the cycles")
     args = parser.parse_args()
 
@@ -54,8 +56,10 @@ def main() -> None:
     board = DecisionBoard()
     reconciler = Reconciler(inventory, PrometheusLikeSource(samples), board, Replicas(),
                             planner=None if args.mode == "off" else PlannerSettings(args.mode))
-    _, cycle_sink = sink(reconciler)
+    obs, cycle_sink = sink(reconciler)
     cycle_sink(reconciler.run_once())  # warm-up, as the bench does
+    if args.threshold:
+        gc.set_threshold(args.threshold[0], args.threshold[1], gc.get_threshold()[2])
 
     collections: dict[int, list[float]] = defaultdict(list)
     spans: list[tuple[float, float]] = []  # each collection's (start, end), perf_counter
@@ -93,6 +97,8 @@ def main() -> None:
             box = [reconciler.run_once()]
             cycle_sink(box[0])
             release(box)
+            if args.scrape:
+                obs.observer.exposition()
 
     gc.callbacks.append(on_gc)
     dog = threading.Thread(target=watchdog, daemon=True)
@@ -110,7 +116,7 @@ def main() -> None:
     gc.enable()
     with_gc = [b - a for a, b in late_spans if any(x < b and y > a for x, y in spans)]
 
-    total = sorted(late.items(), key=lambda kv: -sum(kv[1]))
+    total = sorted(late.items(), key=lambda kv: -max(kv[1]))
     print(f"{args.variants} VAs, {args.cycles} cycles, {cpu:.0f} ms CPU a cycle; watchdog wake-ups: "
           f"{len(lateness)}, late > {args.late_ms} ms: {sum(len(v) for v in late.values())}, "
           f"max {max(lateness, default=0):.1f} ms, p99 {sorted(lateness)[int(0.99 * len(lateness))]:.2f} ms; "
@@ -123,7 +129,8 @@ def main() -> None:
     print("\ngarbage collections during the cycles (generation: count, total ms, max ms):")
     for generation in sorted(collections):
         values = collections[generation]
-        print(f"  gen{generation}: {len(values)}, {sum(values):.1f} ms, max {max(values):.1f} ms")
+        print(f"  gen{generation}: {len(values)}, {sum(values):.1f} ms, max {max(values):.1f} ms, "
+              f"{sum(1 for v in values if v > 5)} over 5 ms")
 
 
 if __name__ == "__main__":

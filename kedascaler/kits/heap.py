@@ -21,8 +21,17 @@ passes the history's length); the base is the heap after the first cycle past th
 before. The reconcile cycle leaves no reference cycles behind (`tests/loop/test_heap.py` holds it to that), so
 neither the growth nor any full collection comes in steady state.
 
+`young`: the youngest generation's threshold (allocations between two young collections; CPython's default 700).
+A young collection walks what was allocated since the last one and has not been freed yet, and each tenth one
+(the middle generation) ten times that, all with the GIL held; during a cycle at 10,000 variants most of it
+survives (the next state being built), so at 700 the middle collections took up to 12-16 ms each (a quarter of
+them over 5 ms, 148 a cycle pair), at 2,000 up to 160 ms, at 200 at most 5-7 ms, for the same or less collector
+time in all (`benchmarks/probe_stalls.py`).
+
 `switch_interval`: how long a thread holding the GIL runs before a waiting one gets it (CPython's default 5 ms);
-shorter, an RPC waiting behind the cycle's bytecode gets the GIL sooner, at the cost of more hand-overs.
+shorter, an RPC waiting behind the cycle's bytecode gets the GIL sooner, at the cost of more hand-overs. 1 ms:
+at 1,000 variants 5 ms made GetMetrics' p99 during cycles 15 ms (1 ms: 9-11 ms), and 0.2 ms cost the cycle
+≈ 35% more CPU for a p99 within the noise (8-9 ms) and no shorter worst stall.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ class HeapPolicy:
     """Young collections only, the survivors of each cycle frozen, a full collection when the frozen set grows."""
 
     growth: float = 1.0
+    young: int | None = 200
     switch_interval: float | None = 0.001
     settle: float = 0.0  # s after start() before the base is taken (the live set still growing to its size)
     clock: Callable[[], float] = time.monotonic
@@ -53,9 +63,10 @@ class HeapPolicy:
     _started: float | None = None
 
     def start(self) -> None:
-        """Before the first cycle: the start-up's objects frozen, automatic full collections off."""
+        """Before the first cycle: the start-up's objects frozen, automatic full collections off, the young
+        collections small."""
         young, middle, _ = gc.get_threshold()
-        gc.set_threshold(young, middle, NEVER)
+        gc.set_threshold(young if self.young is None else self.young, middle, NEVER)
         if self.switch_interval is not None:
             sys.setswitchinterval(self.switch_interval)
         gc.collect()
