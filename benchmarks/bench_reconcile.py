@@ -265,7 +265,7 @@ def row(n: int, mode: str, cycles: int, loop_cycles: int, probe: bool = False,
     cpu = (time.process_time() - cpu0) / cycles * 1000
     wall = (time.perf_counter() - wall0) / cycles * 1000
     s0 = time.process_time()
-    obs.observer.exposition()
+    obs.observer.exposition_chunks()  # what the /metrics server renders
     scrape = (time.process_time() - s0) * 1000
     assert len(report.decisions) == n
     out: dict[str, Any] = {

@@ -98,7 +98,7 @@ def main() -> None:
             cycle_sink(box[0])
             release(box)
             if args.scrape:
-                obs.observer.exposition()
+                obs.observer.exposition_chunks()
 
     gc.callbacks.append(on_gc)
     dog = threading.Thread(target=watchdog, daemon=True)
