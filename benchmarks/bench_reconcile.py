@@ -17,6 +17,10 @@ part of it). `scrape_ms` is one /metrics exposition. Then the loop phase: the re
 measures how late the loop wakes (`loop_stall_ms_max`: the worst, during cycles), and a client in its own
 process calling GetMetrics back to back: its p99 during cycles and between them.
 
+`--probe` prints, for every tick more than 10 ms late, where the cycle thread was (the line just after what held
+the GIL); `--switch-interval` overrides serve's GIL switch interval, to weigh it. `benchmarks/probe_stalls.py` finds
+the holders without the server and client, and times the garbage collector's pauses.
+
     uv run python benchmarks/bench_reconcile.py [--variants 1000 10000] [--scaling-mode off capacity] [--json]
 """
 
