@@ -17,6 +17,10 @@ part of it). `scrape_ms` is one /metrics exposition. Then the loop phase: the re
 measures how late the loop wakes (`loop_stall_ms_max`: the worst, during cycles), and a client in its own
 process calling GetMetrics back to back: its p99 during cycles and between them.
 
+`--probe` prints, for every tick more than 10 ms late, where the cycle thread was (the line just after what held
+the GIL); `--switch-interval` overrides serve's GIL switch interval, to weigh it. `benchmarks/probe_stalls.py` finds
+the holders without the server and client, and times the garbage collector's pauses.
+
     uv run python benchmarks/bench_reconcile.py [--variants 1000 10000] [--scaling-mode off capacity] [--json]
 """
 
@@ -30,6 +34,7 @@ import random
 import resource
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -122,14 +127,13 @@ def fleet(n: int) -> tuple[StaticInventory, tuple[PodSample, ...]]:
     return inventory, tuple(samples)
 
 
-def sink(reconciler: Reconciler):
+def sink(reconciler: Reconciler, switch_interval: float | None = None):
     """What serve does after each cycle, without a cluster: its CycleSink with no status writer."""
-    from kedascaler.cli.serve import CycleSink, MetricsHealthLog
-    from kedascaler.kits.heap import HeapPolicy
+    from kedascaler.cli.serve import CycleSink, MetricsHealthLog, heap_policy
     from kedascaler.observe.wiring import Observability
 
     obs = Observability(metrics_port=None)
-    heap = HeapPolicy()
+    heap = heap_policy(switch_interval)
     heap.start()  # as serve does before its first cycle
     return obs, CycleSink(obs, MetricsHealthLog(60.0), reconciler, heap=heap)
 
@@ -168,15 +172,18 @@ def p99(values: list[float]) -> float | None:
     return values[min(len(values) - 1, round(0.99 * (len(values) - 1)))]
 
 
-async def loop_phase(reconciler: Reconciler, cycle_sink: Any, board: DecisionBoard, cycles: int, interval: float
-                     ) -> dict[str, Any]:
+async def loop_phase(reconciler: Reconciler, cycle_sink: Any, board: DecisionBoard, cycles: int, interval: float,
+                     probe: bool = False) -> dict[str, Any]:
     """serve's loop with a GetMetrics client: the loop's lateness and the client's p99, during and between cycles."""
     server = ScalerServer(board, port=0, host="127.0.0.1")
     port = await server.start()
     spans: list[tuple[float, float]] = []
     run_once = reconciler.run_once
 
+    worker: list[int] = []
+
     def timed(models=None):
+        worker[:] = [threading.get_ident()]
         t0 = time.monotonic()
         report = run_once(models)
         spans.append((t0, -1.0))
@@ -188,12 +195,21 @@ async def loop_phase(reconciler: Reconciler, cycle_sink: Any, board: DecisionBoa
 
     reconciler.run_once = timed  # type: ignore[method-assign]
     ticks: list[tuple[float, float]] = []  # (monotonic when the tick was due, ms late)
+    sites: dict[str, list[float]] = {}  # --probe: where the cycle thread was when a late tick ran, its lateness
 
     async def ticker() -> None:
         while True:
             due = time.monotonic() + 0.001
             await asyncio.sleep(0.001)
-            ticks.append((due, (time.monotonic() - due) * 1000))
+            late = (time.monotonic() - due) * 1000
+            ticks.append((due, late))
+            if probe and late > 10 and worker:
+                frame = sys._current_frames().get(worker[0])
+                where = []
+                while frame is not None and len(where) < 4:
+                    where.append(f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}")
+                    frame = frame.f_back
+                sites.setdefault(" < ".join(where) or "idle", []).append(late)
 
     keys = sorted((k.namespace, k.name) for k in board.view.decisions)
     keys = random.Random(2).sample(keys, min(256, len(keys)))
@@ -222,6 +238,9 @@ async def loop_phase(reconciler: Reconciler, cycle_sink: Any, board: DecisionBoa
     first = done[0][0]
     in_cycle = [ms for t, ms in calls if during(t)]
     idle = [ms for t, ms in calls if not during(t) and first - interval <= t <= last]
+    if probe:
+        for where, lates in sorted(sites.items(), key=lambda kv: -max(kv[1]))[:20]:
+            print(f"{len(lates):4d} late ticks, max {max(lates):6.1f} ms: {where}", file=sys.stderr)
     return {"loop_stall_ms_max": round(max((ms for t, ms in ticks if during(t)), default=0.0), 2),
             "loop_stall_ms_p99": round(p99([ms for t, ms in ticks if during(t)]) or 0.0, 2),
             "loop_stalls_over_10ms": sum(1 for t, ms in ticks if during(t) and ms > 10),
@@ -231,13 +250,14 @@ async def loop_phase(reconciler: Reconciler, cycle_sink: Any, board: DecisionBoa
             "rpc_calls_in_cycle": len(in_cycle), "rpc_calls_idle": len(idle), "loop_cycles": len(done)}
 
 
-def row(n: int, mode: str, cycles: int, loop_cycles: int) -> dict[str, Any]:
+def row(n: int, mode: str, cycles: int, loop_cycles: int, probe: bool = False,
+        switch_interval: float | None = None) -> dict[str, Any]:
     inventory, samples = fleet(n)
     source = PrometheusLikeSource(samples)
     planner = None if mode == "off" else PlannerSettings(mode)
     board = DecisionBoard()
     reconciler = Reconciler(inventory, source, board, Replicas(), planner=planner)
-    obs, cycle_sink = sink(reconciler)
+    obs, cycle_sink = sink(reconciler, switch_interval)
     cycle_sink(reconciler.run_once())  # warm-up
     cpu0, wall0 = time.process_time(), time.perf_counter()
     cycle_cpu = 0.0
@@ -249,7 +269,7 @@ def row(n: int, mode: str, cycles: int, loop_cycles: int) -> dict[str, Any]:
     cpu = (time.process_time() - cpu0) / cycles * 1000
     wall = (time.perf_counter() - wall0) / cycles * 1000
     s0 = time.process_time()
-    obs.observer.exposition()
+    obs.observer.exposition_chunks()  # what the /metrics server renders
     scrape = (time.process_time() - s0) * 1000
     assert len(report.decisions) == n
     out: dict[str, Any] = {
@@ -260,7 +280,8 @@ def row(n: int, mode: str, cycles: int, loop_cycles: int) -> dict[str, Any]:
         "wall_ms_per_cycle": round(wall, 1), "scrape_ms": round(scrape, 1),
         "model_sized": sum(1 for plan in report.plans.values() if plan.model_based) if planner else None}
     if loop_cycles:
-        out.update(asyncio.run(loop_phase(reconciler, cycle_sink, board, loop_cycles, max(0.5, wall / 1000))))
+        out.update(asyncio.run(loop_phase(reconciler, cycle_sink, board, loop_cycles, max(0.5, wall / 1000),
+                                          probe)))
     out["full_gc"] = cycle_sink.heap.full_collections  # full collections the heap policy ran (kits/heap.py)
     out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return out
@@ -283,19 +304,28 @@ def main() -> None:
                         help=f"off: no planner (saturation engine only); else the planner's global mode "
                              f"(default: {DEFAULT_MODE}, the default of serve)")
     parser.add_argument("--json", action="store_true", help="one JSON object per row instead of the table")
+    parser.add_argument("--probe", action="store_true",
+                        help="print where the cycle thread was at each tick more than 10 ms late (to stderr)")
+    parser.add_argument("--switch-interval", type=float,
+                        help="sys.setswitchinterval while serving (default: kedascaler.kits.heap.HeapPolicy's)")
     parser.add_argument("--row", nargs=2, metavar=("VAS", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.row:
-        print(json.dumps(row(int(args.row[0]), args.row[1], args.cycles, args.loop_cycles)), flush=True)
+        print(json.dumps(row(int(args.row[0]), args.row[1], args.cycles, args.loop_cycles, args.probe,
+                             args.switch_interval)), flush=True)
         return
     if not args.json:
         print(" ".join(fmt.format(title) for _, title, fmt in COLUMNS))
     for n in args.variants:
         for mode in args.scaling_mode:
+            extra = (["--probe"] if args.probe else []) + (
+                ["--switch-interval", str(args.switch_interval)] if args.switch_interval is not None else [])
             done = subprocess.run([sys.executable, __file__, "--row", str(n), mode, "--cycles", str(args.cycles),
-                                   "--loop-cycles", str(args.loop_cycles)], capture_output=True, text=True)
+                                   "--loop-cycles", str(args.loop_cycles), *extra], capture_output=True, text=True)
             if done.returncode != 0:
                 sys.exit(f"row {n} {mode} failed:\n{done.stderr}")
+            if args.probe:
+                print(done.stderr, file=sys.stderr, end="")
             result = json.loads(done.stdout.strip().splitlines()[-1])
             if args.json:
                 print(json.dumps(result), flush=True)

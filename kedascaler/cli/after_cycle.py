@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from kedascaler.kits.heap import HeapPolicy
+from kedascaler.loop.capacity import KEEP_HISTORY
 from kedascaler.loop.cycle import CycleReport
 from kedascaler.observe.wiring import Observability
 
@@ -43,6 +44,14 @@ class MetricsHealthLog:
             log.info("metrics source recovered: every query or pod answered")
 
 
+def heap_policy(switch_interval: float | None = None) -> HeapPolicy:
+    """serve's garbage-collector policy: the leak guard's base taken once the capacity history is full (the live
+    set grows until then, and a full collection set off by that growth alone finds nothing)."""
+    if switch_interval is None:
+        return HeapPolicy(settle=KEEP_HISTORY)
+    return HeapPolicy(settle=KEEP_HISTORY, switch_interval=switch_interval)
+
+
 class CycleSink:
     """What serve does after each cycle: /metrics, the metrics-health log, and (the leader, in a cluster) the
     VA statuses, Events and pod-deletion-costs. `Reconciler.run_forever` calls it in the cycle's worker thread,
@@ -72,4 +81,4 @@ class CycleSink:
             self.heap.after_cycle()
 
 
-__all__ = ["CycleSink", "MetricsHealthLog"]
+__all__ = ["CycleSink", "MetricsHealthLog", "heap_policy"]

@@ -14,11 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kedascaler.cli.after_cycle import CycleSink, MetricsHealthLog
+from kedascaler.cli.after_cycle import CycleSink, MetricsHealthLog, heap_policy
 from kedascaler.engine.capacity_types import CapacitySettings
 from kedascaler.engine.sizing import CAPACITY, MODES
 from kedascaler.kits.argtypes import count, http_url, non_negative, port, positive
-from kedascaler.kits.heap import HeapPolicy
 from kedascaler.kits.httpserver import is_loopback
 from kedascaler.kits.watchedfile import TokenFile
 from kedascaler.observe.wiring import Observability, add_observe_arguments
@@ -321,7 +320,7 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
         log.info("kedascaler health on port %d (plaintext)", server.health_port)
     health = MetricsHealthLog(args.stale_after)
 
-    heap = HeapPolicy()  # no full garbage collection holding the GIL for a second while RPCs wait (kits/heap.py)
+    heap = heap_policy()  # no full garbage collection holding the GIL for a second while RPCs wait (kits/heap.py)
     on_cycle = CycleSink(obs, health, reconciler, kube, after_cycle, deletion, heap)
 
     async def cycles() -> None:

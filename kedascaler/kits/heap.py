@@ -12,14 +12,26 @@ What that could leak is cyclic garbage among frozen objects — a structure with
 cycle and was dropped later. The heap's size tells (`sys.getallocatedblocks()`, the interpreter's count of
 allocated memory blocks, read in constant time): it stays at the live set's size while nothing leaks (a dropped
 frozen object is freed by refcounting), so a full collection runs only when it has grown by `growth` (100%: it
-doubled) since the first cycle or the last full collection. The state kept across cycles grows for a while
-after start-up as its history windows fill (≈ 5% a cycle at 10,000 variants, for some 30 cycles), so a serve at
-that scale still pays about one full collection (≈ 1.1 s) early in its life, then none. The
-reconcile cycle leaves no reference cycles behind (`tests/loop/test_heap.py` holds it to that), so in steady state
-that full collection never comes.
+doubled) since the heap settled or since the last full collection. The state kept across cycles grows after
+start-up until its history windows are full (the capacity memory keeps 30 minutes of samples: the heap at
+1,000 variants grows 2.7× over those 120 cycles of 15 s, steadily), so a base taken at the first cycle is reached
+by that growth alone, and the full collection it sets off (1-2.5 s at 10,000 variants, the GIL held all along:
+every RPC waits) finds nothing. `settle`: the seconds after `start()` the live set takes to reach its size (serve
+passes the history's length); the base is the heap after the first cycle past them, and no full collection runs
+before. The reconcile cycle leaves no reference cycles behind (`tests/loop/test_heap.py` holds it to that), so
+neither the growth nor any full collection comes in steady state.
+
+`young`: the youngest generation's threshold (allocations between two young collections; CPython's default 700).
+A young collection walks what was allocated since the last one and has not been freed yet, and each tenth one
+(the middle generation) ten times that, all with the GIL held; during a cycle at 10,000 variants most of it
+survives (the next state being built), so at 700 the middle collections took up to 12-16 ms each (a quarter of
+them over 5 ms, 148 a cycle pair), at 2,000 up to 160 ms, at 200 at most 5-7 ms, for the same or less collector
+time in all (`benchmarks/probe_stalls.py`).
 
 `switch_interval`: how long a thread holding the GIL runs before a waiting one gets it (CPython's default 5 ms);
-shorter, an RPC waiting behind the cycle's bytecode gets the GIL sooner, at the cost of more hand-overs.
+shorter, an RPC waiting behind the cycle's bytecode gets the GIL sooner, at the cost of more hand-overs. 1 ms:
+at 1,000 variants 5 ms made GetMetrics' p99 during cycles 15 ms (1 ms: 9-11 ms), and 0.2 ms cost the cycle
+≈ 35% more CPU for a p99 within the noise (8-9 ms) and no shorter worst stall.
 """
 
 from __future__ import annotations
@@ -28,7 +40,7 @@ import gc
 import logging
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,25 +54,33 @@ class HeapPolicy:
     """Young collections only, the survivors of each cycle frozen, a full collection when the frozen set grows."""
 
     growth: float = 1.0
+    young: int | None = 200
     switch_interval: float | None = 0.001
+    settle: float = 0.0  # s after start() before the base is taken (the live set still growing to its size)
+    clock: Callable[[], float] = time.monotonic
     full_collections: int = 0  # how many full collections `after_cycle` ran (a leak's trace)
-    _base: int | None = None  # the frozen count after the first cycle, or after the last full collection
+    _base: int | None = None  # the heap after the first cycle past `settle`, or after the last full collection
+    _started: float | None = None
 
     def start(self) -> None:
-        """Before the first cycle: the start-up's objects frozen, automatic full collections off."""
+        """Before the first cycle: the start-up's objects frozen, automatic full collections off, the young
+        collections small."""
         young, middle, _ = gc.get_threshold()
-        gc.set_threshold(young, middle, NEVER)
+        gc.set_threshold(young if self.young is None else self.young, middle, NEVER)
         if self.switch_interval is not None:
             sys.setswitchinterval(self.switch_interval)
         gc.collect()
         gc.freeze()
+        self._started = self.clock()
 
     def after_cycle(self) -> None:
         """After a cycle (in its thread): freeze what it kept; a full collection only if the frozen set grew."""
         gc.freeze()  # constant time: the generations' lists are spliced onto the frozen one
         blocks = sys.getallocatedblocks()  # constant time (gc.get_freeze_count() walks the list: 10s of ms)
-        if self._base is None:  # after the first cycle: the live heap's size
-            self._base = blocks
+        if self._base is None:
+            if self._started is not None and self.clock() - self._started < self.settle:
+                return  # the live set still growing to its size: no base yet, no full collection
+            self._base = blocks  # after the first cycle (past `settle`): the live heap's size
         if blocks <= self._base * (1 + self.growth):
             return
         started = time.perf_counter()

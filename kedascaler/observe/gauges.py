@@ -33,6 +33,7 @@ from kedascaler.observe.exposition import LabelCache, TextFamily
 from kedascaler.observe.families import ACTIONS, VARIANT_LABELS
 
 Labels = tuple[str, str, str, str]  # variant, namespace, model, accelerator
+CHUNK_LINES = 2_048  # lines of /metrics text joined and encoded at once (≈ 250 KB: well under a millisecond)
 _SIGNAL = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 # (attribute, name, help): the gauges of every variant, with exactly VARIANT_LABELS
@@ -185,6 +186,12 @@ class VariantGauges(Collector):
     def text(self) -> str:
         """These families' /metrics text: `generate_latest` over `collect()`, byte for byte, written directly
         (`kedascaler.observe.exposition`), each variant's labels escaped once while it stays."""
+        return b"".join(self.chunks()).decode()
+
+    def chunks(self, lines: int = CHUNK_LINES) -> list[bytes]:
+        """`text()` encoded, in pieces of at most `lines` lines. A scrape at 10,000 variants is 250,000 lines,
+        32 MB: one join, one encode and one concatenation of it held the GIL 30, 30 and 16 ms (every RPC waiting);
+        pieces of 2,048 lines take a fraction of a millisecond each, and the server writes them as they are."""
         with self._text_lock:  # two scrapes at once: one after the other (they share the label cache)
             cache = self._labels
 
@@ -198,9 +205,15 @@ class VariantGauges(Collector):
             self._fill(f)
             cache.rotate()
             out: list[str] = []
-            for family in f.all():
+            families = list(f.all())
+            for family in families:
                 family.write(out)
-            return "".join(out)
+            chunks = ["".join(out[i:i + lines]).encode() for i in range(0, len(out), lines)]
+            out.clear()  # the lines are freed family by family (≤ 10,000 each), not 250,000 in one go
+            for family in families:
+                family.lines.clear()
+                family.created.clear()
+            return chunks
 
     def _fill(self, f: _Families) -> None:
         """The families' samples from what the last cycles kept."""

@@ -42,7 +42,7 @@ class Observability:
         self.records = RecordWriter(records) if records is not None else None
         self.observer = Observer(records=self.records, log_decisions=log_decisions)
         self.metrics_server = (MetricsServer(self.observer.registry, port=metrics_port, host=metrics_host,
-                                             render=self.observer.exposition) if metrics_port else None)
+                                             render=self.observer.exposition_chunks) if metrics_port else None)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, *, configure_logs: bool = True) -> Observability:

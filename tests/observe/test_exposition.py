@@ -7,8 +7,10 @@ import gzip
 import urllib.request
 from dataclasses import replace
 
+import pytest
 from prometheus_client import generate_latest
 
+from kedascaler.observe.gauges import CHUNK_LINES
 from kedascaler.observe.metrics import MetricsServer, Observer
 from tests.support.fleets import fleet_reports
 
@@ -47,11 +49,27 @@ def test_label_values_are_escaped_as_the_text_format_wants():
     assert b'model="org/\\"odd\\"\\\\model\\nname"' in fast
 
 
-def test_metrics_server_serves_the_exposition_plain_and_gzipped():
+def test_the_text_comes_in_small_pieces_that_join_to_the_same_bytes():
+    """A scrape at 10,000 variants is 250,000 lines: joined, encoded and copied whole, each step held the GIL for
+    16-30 ms while RPCs waited. The pieces are at most CHUNK_LINES lines, and together the same bytes."""
+    observer = Observer(clock=lambda: 1_000.0)
+    for report in fleet_reports(2, cycles=2):
+        observer.on_cycle(report)
+    pieces = observer.gauges.chunks(lines=50)
+    assert len(pieces) > 3
+    assert all(piece.count(b"\n") <= 50 * 2 for piece in pieces)  # a line is a sample, or HELP + TYPE
+    assert b"".join(pieces) == generate_latest(_Only(observer.gauges))
+    assert max(p.count(b"\n") for p in observer.exposition_chunks()[1:]) <= 2 * CHUNK_LINES
+    assert b"".join(observer.exposition_chunks()) == observer.exposition()
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["bytes", "pieces"])
+def test_metrics_server_serves_the_exposition_plain_and_gzipped(whole):
     observer = Observer(clock=lambda: 1_000.0)
     for report in fleet_reports(1, cycles=2):
         observer.on_cycle(report)
-    with MetricsServer(observer.registry, port=0, host="127.0.0.1", render=observer.exposition) as server:
+    render = observer.exposition if whole else observer.exposition_chunks
+    with MetricsServer(observer.registry, port=0, host="127.0.0.1", render=render) as server:
         plain = urllib.request.urlopen(server.url, timeout=10).read()
         request = urllib.request.Request(server.url, headers={"Accept-Encoding": "gzip"})
         with urllib.request.urlopen(request, timeout=10) as response:
