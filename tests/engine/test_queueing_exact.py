@@ -4,6 +4,7 @@ the same floats either way)."""
 
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
@@ -13,7 +14,7 @@ from kedascaler.engine.capacity_estimate import row_capacities
 from kedascaler.engine.capacity_types import CapacitySettings
 from kedascaler.engine.perfmodel import PREFILL_MODES, PerfModel
 from kedascaler.engine.queueing import QueueSolver, ReplicaArrays, column_sums, max_arrival_rate, replica_metrics
-from kedascaler.engine.tails import max_rate_within, miss_share
+from kedascaler.engine.tails import _ERFC_CHUNK, _erfc, max_rate_within, miss_share
 
 
 def sequential(a: np.ndarray) -> list[float]:
@@ -85,3 +86,14 @@ def test_row_capacities_of_many_rows_at_once_are_each_rows_own():
     together = row_capacities(rows, settings)
     assert together == [row_capacities([r], settings)[0] for r in rows]
     assert any(c > 0 for c in together)
+
+
+def test_erfc_over_many_values_in_pieces_is_math_erfc_of_each():
+    """The tails' erfc runs in pieces (so the event loop's thread can take the GIL between them): every value is
+    still math.erfc's own float, across piece boundaries, with the exact 2 and 0 and NaN kept."""
+    rng = np.random.default_rng(11)
+    x = rng.uniform(-8.0, 30.0, 2 * _ERFC_CHUNK + 123)
+    x[::997] = np.nan
+    got = _erfc(x)
+    want = [math.erfc(v) if not math.isnan(v) else math.nan for v in x.tolist()]
+    assert np.array_equal(got, np.array(want), equal_nan=True)
