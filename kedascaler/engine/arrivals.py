@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from kedascaler.engine.capacity_types import CapacityInputs, DemandSample, DemandView
+from kedascaler.engine.capacity_types import CapacityInputs, DemandHistory, DemandSample, DemandView, NeedHistory
 
 RECENT = 1.0  # s of slack: a sample taken at this cycle's clock counts as this cycle's
 TREND_SAMPLES = 6  # samples a trend needs
@@ -36,38 +36,49 @@ TREND_AGREE = 3.0  # ... rising in both halves of the window, the faster at most
 MAX_FORECAST_RISE = 0.5  # the forecast adds at most this fraction of the current rate
 
 
-def window_rate(history: Sequence[DemandSample], now: float, span: float) -> tuple[float, float] | None:
+def _history(history: DemandHistory | Sequence[DemandSample]) -> DemandHistory:
+    return history if isinstance(history, DemandHistory) else DemandHistory.of(history)
+
+
+def window_rate(history: DemandHistory | Sequence[DemandSample], now: float, span: float
+                ) -> tuple[float, float] | None:
     """(rate, seconds covered) over the samples of the last `span` s, each weighted by its window."""
-    picked = [s for s in history if s.at > now - span + 1e-9 and s.at <= now + RECENT]
-    covered = math.fsum(s.window for s in picked)
+    h = _history(history)
+    at = h.at
+    picked = (at > now - span + 1e-9) & (at <= now + RECENT)
+    windows = h.column("window")[picked]
+    covered = math.fsum(windows.tolist())
     if covered <= 0:
         return None
-    return math.fsum(s.rate * s.window for s in picked) / covered, min(covered, span)
+    return math.fsum((h.column("rate")[picked] * windows).tolist()) / covered, min(covered, span)
 
 
-def mean_lengths(history: Sequence[DemandSample], now: float, span: float,
+def mean_lengths(history: DemandHistory | Sequence[DemandSample], now: float, span: float,
                  fallback: tuple[float, float] | None) -> tuple[float, float] | None:
     """Mean (prompt, output) tokens of the requests completed over the last `span` s (else `fallback`)."""
-    picked = [s for s in history if s.at > now - span + 1e-9]
-    done = math.fsum(s.completed * s.window for s in picked)
+    h = _history(history)
+    picked = h.at > now - span + 1e-9
+    windows = h.column("window")[picked]
+    done = math.fsum((h.column("completed")[picked] * windows).tolist())
     if done > 0:
-        prompt = math.fsum(s.prompt_rate * s.window for s in picked) / done
-        output = math.fsum(s.output_rate * s.window for s in picked) / done
+        prompt = math.fsum((h.column("prompt_rate")[picked] * windows).tolist()) / done
+        output = math.fsum((h.column("output_rate")[picked] * windows).tolist()) / done
         if math.isfinite(prompt) and math.isfinite(output) and output > 0:
             return max(0.0, prompt), max(1.0, output)
     return fallback
 
 
-def latest(history: Sequence[DemandSample], now: float) -> DemandSample | None:
+def latest(history: DemandHistory | Sequence[DemandSample], now: float) -> DemandSample | None:
     """This cycle's sample (None when the pods gave no usage this cycle: the demand is not known now)."""
-    if history and abs(history[-1].at - now) <= RECENT:
-        return history[-1]
+    h = _history(history)
+    if len(h) and abs(float(h.at[-1]) - now) <= RECENT:
+        return h[-1]
     return None
 
 
-def held_need(needs: Sequence[tuple[float, float]], now: float, window: float, need: float) -> float:
+def held_need(needs: NeedHistory | Sequence[tuple[float, float]], now: float, window: float, need: float) -> float:
     """The largest need over the last `window` s, this cycle's included."""
-    return max([need] + [n for t, n in needs if t > now - window + 1e-9])
+    return max([need] + NeedHistory.of(needs).since(now - window + 1e-9))
 
 
 def rate_now(sample: DemandSample, short: float) -> float:
@@ -77,15 +88,17 @@ def rate_now(sample: DemandSample, short: float) -> float:
     return max(short, sample.rate - noise)
 
 
-def rising_trend(history: Sequence[DemandSample], now: float, span: float) -> float:
+def rising_trend(history: DemandHistory | Sequence[DemandSample], now: float, span: float) -> float:
     """req/s per s: the least-squares slope of the samples of the last `span` s when they rise along a line
     (R² ≥ TREND_R2, at least TREND_SAMPLES of them, both halves rising alike); 0 otherwise. A step is not a line
     (its samples sit on two levels, one half flat): it is met by `rate_now`, not extrapolated; a ramp is."""
-    picked = [s for s in history if s.at > now - span + 1e-9 and s.at <= now + RECENT]
-    if len(picked) < TREND_SAMPLES:
+    h = _history(history)
+    at = h.at
+    picked = (at > now - span + 1e-9) & (at <= now + RECENT)
+    if int(picked.sum()) < TREND_SAMPLES:
         return 0.0
-    xs = [s.at for s in picked]
-    ys = [s.rate for s in picked]
+    xs: list[float] = at[picked].tolist()
+    ys: list[float] = h.column("rate")[picked].tolist()
     mx, my = math.fsum(xs) / len(xs), math.fsum(ys) / len(ys)
     sxx = math.fsum((x - mx) ** 2 for x in xs)
     syy = math.fsum((y - my) ** 2 for y in ys)
@@ -94,7 +107,7 @@ def rising_trend(history: Sequence[DemandSample], now: float, span: float) -> fl
     sxy = math.fsum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
     slope = sxy / sxx
     r2 = sxy * sxy / (sxx * syy)
-    half = len(picked) // 2
+    half = len(xs) // 2
     early = (ys[half] - ys[0]) / max(xs[half] - xs[0], 1e-9)  # a line rises in both halves, about alike
     late = (ys[-1] - ys[half]) / max(xs[-1] - xs[half], 1e-9)
     steady = early > 0 and late > 0 and max(early, late) <= TREND_AGREE * min(early, late)

@@ -15,8 +15,10 @@ in seconds; latencies in ms.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from kedascaler.engine.keys import VariantKey
 from kedascaler.engine.perfmodel import PerfModel
@@ -43,6 +45,119 @@ class DemandSample:
     prompt_rate: float  # prompt tokens/s of the completed requests
     output_rate: float  # output tokens/s
     window: float  # seconds the rates cover
+
+
+_SAMPLE_FIELDS = ("at", "rate", "completed", "prompt_rate", "output_rate", "window")
+
+
+def _frozen(values: np.ndarray) -> np.ndarray:
+    values.flags.writeable = False
+    return values
+
+
+_NO_SAMPLES = _frozen(np.empty((len(_SAMPLE_FIELDS), 0), dtype=np.float64))
+
+
+@dataclass(frozen=True, eq=False)
+class DemandHistory:
+    """A model's `DemandSample`s, oldest first, as one read-only 6 × n float64 array (rows: the sample's fields).
+
+    Not a tuple of samples: 30 minutes of them for each of 5,000 models were 600,000 objects of ≈ 300 bytes (and
+    as many floats again) for the heap to hold and the collector to walk; here 48 bytes a sample. The columns are
+    the very floats the samples held, so every sum over them is the sum it was."""
+
+    data: np.ndarray = field(default_factory=lambda: _NO_SAMPLES)
+
+    @staticmethod
+    def of(samples: Iterable[DemandSample] | DemandHistory) -> DemandHistory:
+        if isinstance(samples, DemandHistory):
+            return samples
+        rows = [[getattr(s, f) for f in _SAMPLE_FIELDS] for s in samples]
+        if not rows:
+            return DemandHistory()
+        return DemandHistory(_frozen(np.array(rows, dtype=np.float64).T.copy()))
+
+    @property
+    def at(self) -> np.ndarray:
+        column: np.ndarray = self.data[0]
+        return column
+
+    def column(self, name: str) -> np.ndarray:
+        found: np.ndarray = self.data[_SAMPLE_FIELDS.index(name)]
+        return found
+
+    def __len__(self) -> int:
+        return int(self.data.shape[1])
+
+    def __getitem__(self, i: int) -> DemandSample:
+        return DemandSample(*(float(v) for v in self.data[:, i]))
+
+    def __iter__(self) -> Iterator[DemandSample]:
+        return (DemandSample(*row) for row in self.data.T.tolist())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DemandHistory) and np.array_equal(self.data, other.data)
+
+    def __hash__(self) -> int:
+        return hash(self.data.tobytes())
+
+    def kept(self, after: float, before: float) -> DemandHistory:
+        """The samples taken strictly between `after` and `before`."""
+        at = self.data[0]
+        keep = (at > after) & (at < before)
+        return self if keep.all() else DemandHistory(_frozen(self.data[:, keep]))
+
+    def append(self, sample: DemandSample | None) -> DemandHistory:
+        if sample is None:
+            return self
+        row = np.array([[getattr(sample, f)] for f in _SAMPLE_FIELDS], dtype=np.float64)
+        return DemandHistory(_frozen(np.concatenate((self.data, row), axis=1)))
+
+
+_NO_NEEDS = _frozen(np.empty((2, 0), dtype=np.float64))
+
+
+@dataclass(frozen=True, eq=False)
+class NeedHistory:
+    """A model's (at, need in req/s) of past cycles, oldest first, as one read-only 2 × n float64 array (the
+    hold's window): 16 bytes a cycle, not a tuple of two floats (≈ 100 bytes)."""
+
+    data: np.ndarray = field(default_factory=lambda: _NO_NEEDS)
+
+    @staticmethod
+    def of(needs: Iterable[tuple[float, float]] | NeedHistory) -> NeedHistory:
+        if isinstance(needs, NeedHistory):
+            return needs
+        pairs = [(float(t), float(n)) for t, n in needs]
+        if not pairs:
+            return NeedHistory()
+        return NeedHistory(_frozen(np.array(pairs, dtype=np.float64).T.copy()))
+
+    def __len__(self) -> int:
+        return int(self.data.shape[1])
+
+    def __iter__(self) -> Iterator[tuple[float, float]]:
+        return iter(zip(*self.data.tolist(), strict=True))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NeedHistory) and np.array_equal(self.data, other.data)
+
+    def __hash__(self) -> int:
+        return hash(self.data.tobytes())
+
+    def since(self, after: float) -> list[float]:
+        """The needs recorded strictly after `after`, oldest first."""
+        values: list[float] = self.data[1][self.data[0] > after].tolist()
+        return values
+
+    def kept(self, after: float, before: float) -> NeedHistory:
+        at = self.data[0]
+        keep = (at > after) & (at < before)
+        return self if keep.all() else NeedHistory(_frozen(self.data[:, keep]))
+
+    def append(self, at: float, need: float) -> NeedHistory:
+        row = np.array([[at], [need]], dtype=np.float64)
+        return NeedHistory(_frozen(np.concatenate((self.data, row), axis=1)))
 
 
 @dataclass(frozen=True)
@@ -95,8 +210,9 @@ class CapacityInputs:
     """Everything capacity mode needs for one model beyond the snapshot; built by the cycle from its state."""
 
     settings: CapacitySettings = field(default_factory=CapacitySettings)
-    history: tuple[DemandSample, ...] = ()  # oldest first, this cycle's last
-    needs: tuple[tuple[float, float], ...] = ()  # (at, need in req/s) of past cycles, oldest first
+    history: DemandHistory = field(default_factory=DemandHistory)  # oldest first, this cycle's last (a tuple of
+    # DemandSamples is taken too, and turned into a DemandHistory)
+    needs: NeedHistory = field(default_factory=NeedHistory)  # (at, need in req/s) of past cycles, oldest first
     variants: tuple[VariantEvidence, ...] = ()
     itl_ms: float | None = None  # the service class's targets (None: not constrained)
     ttft_ms: float | None = None
@@ -110,6 +226,12 @@ class CapacityInputs:
     # (`capacity.with_demand`): used only for the same object, so a wake-up's new snapshot computes its own
     demand_of: tuple[object, tuple[tuple[float, str], ...], DemandView | None] | None = field(
         default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.history, DemandHistory):
+            object.__setattr__(self, "history", DemandHistory.of(self.history))
+        if not isinstance(self.needs, NeedHistory):
+            object.__setattr__(self, "needs", NeedHistory.of(self.needs))
 
 
 @dataclass(frozen=True)
@@ -175,5 +297,6 @@ class CapacityPlan:
         return next((n for k, n in self.mix if k == key), 0)
 
 
-__all__ = ["CapacityInputs", "CapacityPlan", "CapacitySettings", "CapacitySource", "DemandSample", "DemandView",
+__all__ = ["CapacityInputs", "CapacityPlan", "CapacitySettings", "CapacitySource", "DemandHistory", "DemandSample",
+           "DemandView", "NeedHistory",
            "Throughput", "VariantCapacity", "VariantEvidence"]

@@ -20,7 +20,9 @@ from kedascaler.engine.capacity_estimate import SMOOTH_CYCLES
 from kedascaler.engine.capacity_types import (
     CapacityInputs,
     CapacitySettings,
+    DemandHistory,
     DemandSample,
+    NeedHistory,
     Throughput,
     VariantEvidence,
 )
@@ -68,8 +70,8 @@ class Point:
 class CapacityState:
     """Everything capacity mode keeps between cycles."""
 
-    history: Mapping[ModelRef, tuple[DemandSample, ...]] = field(default_factory=dict)
-    needs: Mapping[ModelRef, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    history: Mapping[ModelRef, DemandHistory] = field(default_factory=dict)  # 30 minutes of samples, as columns
+    needs: Mapping[ModelRef, NeedHistory] = field(default_factory=dict)
     lengths: Mapping[ModelRef, tuple[float, float]] = field(default_factory=dict)  # last known means
     saturated: Mapping[VariantKey, tuple[Throughput, ...]] = field(default_factory=dict)
     points: Mapping[VariantKey, Point] = field(default_factory=dict)
@@ -182,8 +184,7 @@ def observe(state: CapacityState, snapshots: Sequence[ModelSnapshot], samples: M
         model = (snap.namespace, snap.model_id)
         pods = [u for v in snap.variants for u in usage.get(v.spec.key, ())]
         sample = demand_sample(pods, now)
-        kept = tuple(s for s in history.get(model, ()) if s.at > now - KEEP_HISTORY and s.at < now)
-        history[model] = kept + ((sample,) if sample is not None else ())
+        history[model] = DemandHistory.of(history.get(model, ())).kept(now - KEEP_HISTORY, now).append(sample)
         if sample is not None and sample.completed > 0 and sample.output_rate > 0:
             lengths[model] = (sample.prompt_rate / sample.completed, sample.output_rate / sample.completed)
         for key, t in saturated_throughput(snap, samples, now).items():
@@ -330,8 +331,8 @@ def inputs_for(state: CapacityState, settings: CapacitySettings, snapshot: Model
             key, perf, source, reason, best, va.profile.max_batch_size if va is not None else None,
             planner.kv_tokens.get(key), startup.measured if startup is not None else None,
             va.startup_s if va is not None else None, carried, state.estimates.get(key, ())))
-    return CapacityInputs(settings, state.history.get(model, ()), state.needs.get(model, ()), tuple(evidence),
-                          slo[0], slo[1], slo_reason, state.lengths.get(model),
+    return CapacityInputs(settings, state.history.get(model, DemandHistory()), state.needs.get(model, NeedHistory()),
+                          tuple(evidence), slo[0], slo[1], slo_reason, state.lengths.get(model),
                           tuple(sorted((available or {}).items())))
 
 
@@ -347,8 +348,8 @@ def record(state: CapacityState, decisions: Sequence[Decision], now: float) -> C
         if plan is None or model in seen:
             continue
         seen.add(model)
-        kept = tuple((t, n) for t, n in needs.get(model, ()) if now - KEEP_HISTORY < t < now)
-        needs[model] = kept + ((now, max(plan.demand.need, plan.demand.up)),)
+        needs[model] = NeedHistory.of(needs.get(model, ())).kept(now - KEEP_HISTORY, now).append(
+            now, max(plan.demand.need, plan.demand.up))
         for c in plan.variants:
             if c.estimate is not None and c.source != "none":
                 estimates[c.key] = (*estimates.get(c.key, ())[-(SMOOTH_CYCLES - 2):], c.estimate)

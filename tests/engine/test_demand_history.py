@@ -1,0 +1,54 @@
+"""A model's demand and need histories as columns: the samples they were given, kept and dropped as tuples were."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+
+from kedascaler.engine.arrivals import held_need, mean_lengths, rising_trend, window_rate
+from kedascaler.engine.capacity_types import CapacityInputs, DemandHistory, DemandSample, NeedHistory
+
+
+def samples(n: int, seed: int = 3) -> tuple[DemandSample, ...]:
+    rng = random.Random(seed)
+    return tuple(DemandSample(15.0 * i + rng.random(), rng.uniform(0, 40), rng.uniform(0, 40), rng.uniform(0, 9e3),
+                              rng.uniform(0, 9e3), rng.choice((15.0, 60.0))) for i in range(n))
+
+
+def test_the_columns_give_back_the_very_samples_and_keep_and_append_as_a_tuple_did():
+    given = samples(130)
+    h = DemandHistory.of(given)
+    assert tuple(h) == given and len(h) == 130 and h[-1] == given[-1]
+    now = given[-1].at + 15.0
+    as_tuple = tuple(s for s in given if now - 1800.0 < s.at < now) + (given[0],)
+    assert tuple(h.kept(now - 1800.0, now).append(given[0])) == as_tuple
+    assert h.append(None) is h and DemandHistory.of(()) == DemandHistory()
+    assert h == DemandHistory.of(given) and hash(h) == hash(DemandHistory.of(given))
+    assert tuple(pickle.loads(pickle.dumps(h))) == given
+
+
+def test_the_arrival_rates_over_columns_are_the_floats_the_tuples_gave():
+    given = samples(60)
+    now = given[-1].at
+    for span in (60.0, 300.0, 121.0):
+        picked = [s for s in given if s.at > now - span + 1e-9 and s.at <= now + 1.0]  # as the tuples were summed
+        covered = math.fsum(s.window for s in picked)
+        want = (math.fsum(s.rate * s.window for s in picked) / covered, min(covered, span))
+        assert window_rate(DemandHistory.of(given), now, span) == want
+        done = math.fsum(s.completed * s.window for s in picked)
+        assert mean_lengths(DemandHistory.of(given), now, span, None) == (
+            math.fsum(s.prompt_rate * s.window for s in picked) / done,
+            max(1.0, math.fsum(s.output_rate * s.window for s in picked) / done))
+        assert rising_trend(DemandHistory.of(given), now, span) == rising_trend(given, now, span)
+
+
+def test_needs_as_columns_hold_the_largest_need_of_the_window():
+    pairs = tuple((15.0 * i, float(i % 7)) for i in range(40))
+    needs = NeedHistory.of(pairs)
+    assert tuple(needs) == pairs
+    assert held_need(needs, 600.0, 90.0, 1.0) == max([1.0] + [n for t, n in pairs if t > 510.0 + 1e-9])
+    kept = needs.kept(300.0, 600.0).append(600.0, 9.0)
+    assert tuple(kept) == tuple((t, n) for t, n in pairs if 300.0 < t < 600.0) + ((600.0, 9.0),)
+    inputs = CapacityInputs(history=samples(3), needs=pairs)  # tuples given are turned into columns
+    assert isinstance(inputs.history, DemandHistory) and isinstance(inputs.needs, NeedHistory)
