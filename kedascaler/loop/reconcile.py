@@ -191,7 +191,11 @@ class Reconciler:
                 await asyncio.sleep(timeout)
                 continue
             try:
-                await asyncio.wait_for(wake.wait(), timeout=timeout)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns normally when the task is
+                # cancelled as the event is set (a push at the moment serve stops), so the cancel was lost and
+                # shutdown waited out the interval
+                async with asyncio.timeout(timeout):
+                    await wake.wait()
             except TimeoutError:
                 continue
             if self.inbox is None:
