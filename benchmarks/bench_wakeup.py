@@ -31,24 +31,11 @@ from kedascaler.proto import externalscaler_pb2 as pb  # noqa: E402
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc  # noqa: E402
 from kedascaler.server.activate import ActivationServer  # noqa: E402
 from kedascaler.server.app import ScalerServer  # noqa: E402
-from kedascaler.sources.base import CollectResult, WorkloadStatus
 from kedascaler.sources.files import StaticInventory  # noqa: E402
 from kedascaler.spec.inventory import InventoryState  # noqa: E402
+from tests.support.sources import AtZero, NoMetrics  # noqa: E402
 
 NS = "bench"
-
-
-class NoMetrics:
-    def collect(self, targets):
-        return CollectResult()
-
-    def close(self):
-        pass
-
-
-class AtZero:
-    def status(self, spec):
-        return WorkloadStatus(0, 0, ())
 
 
 def percentile(values: list[float], q: float) -> float:

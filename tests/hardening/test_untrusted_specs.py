@@ -15,7 +15,6 @@ import logging
 from kedascaler.engine.types import VariantKey
 from kedascaler.loop.board import DecisionBoard
 from kedascaler.loop.reconcile import Reconciler
-from kedascaler.sources.base import CollectResult, WorkloadStatus
 from kedascaler.sources.files import StaticInventory
 from kedascaler.sources.gateway import ActivationReading
 from kedascaler.sources.kubernetes import KubernetesInventory
@@ -23,6 +22,7 @@ from kedascaler.spec.config import METRICS_ENDPOINTS_ANNOTATION
 from kedascaler.spec.inventory import build_inventory
 from tests.support.kube import eventually
 from tests.support.kube_apiserver import deployment, pod, va
+from tests.support.sources import AtZero, NoMetrics
 
 ANNOTATED = {"annotations": {METRICS_ENDPOINTS_ANNOTATION: "http://169.254.169.254/latest/meta-data,http://x:1/"}}
 
@@ -76,19 +76,6 @@ class _Gateway:
         pass
 
 
-class _AtZero:
-    def status(self, spec):
-        return WorkloadStatus(0, 0, ())
-
-
-class _NoMetrics:
-    def collect(self, targets):
-        return CollectResult()
-
-    def close(self) -> None:
-        pass
-
-
 def _with_activation_query() -> StaticInventory:
     doc = va("llama-h100", "meta/llama", minReplicas=0,
              scaleToZero={"idleWindowSeconds": 60, "activationQuery": 'sum(secret_metric{team="other"})'})
@@ -97,7 +84,7 @@ def _with_activation_query() -> StaticInventory:
 
 def test_a_va_activation_query_is_not_run_unless_the_operator_allows_it(caplog):
     gateway = _Gateway()
-    reconciler = Reconciler(_with_activation_query(), _NoMetrics(), DecisionBoard(), _AtZero(), activation=gateway)
+    reconciler = Reconciler(_with_activation_query(), NoMetrics(), DecisionBoard(), AtZero(), activation=gateway)
     with caplog.at_level(logging.WARNING, logger="kedascaler.reconcile"):
         reconciler.run_once()
         reconciler.run_once()
@@ -106,6 +93,6 @@ def test_a_va_activation_query_is_not_run_unless_the_operator_allows_it(caplog):
     assert len(warned) == 1 and "--allow-activation-queries" in warned[0]  # said once, not every cycle
 
     allowed = _Gateway()
-    Reconciler(_with_activation_query(), _NoMetrics(), DecisionBoard(), _AtZero(), activation=allowed,
+    Reconciler(_with_activation_query(), NoMetrics(), DecisionBoard(), AtZero(), activation=allowed,
                activation_queries=True).run_once()
     assert allowed.overrides == [{("demo", "meta/llama"): 'sum(secret_metric{team="other"})'}]

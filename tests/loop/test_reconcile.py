@@ -23,12 +23,12 @@ from kedascaler.server.app import ScalerServer
 from kedascaler.sim.fleet import EmulatedFleet
 from kedascaler.sim.load import OfferedLoad
 from kedascaler.sim.perf import perf_params_for
-from kedascaler.sources.base import CollectResult, WorkloadStatus
 from kedascaler.sources.files import StaticInventory
 from kedascaler.sources.prometheus import PrometheusSource
 from kedascaler.sources.scrape import DirectScrapeSource
 from kedascaler.spec.inventory import InventoryState
 from tests.support.prometheus import run_prometheus
+from tests.support.sources import AtZero, NoMetrics
 
 MODEL = "meta/llama-3.1-8b"
 H100 = VariantKey("llm", "llama-h100")
@@ -158,26 +158,13 @@ def test_pods_belong_to_the_deployment_whose_name_prefixes_them():
     assert owner_of("unrelated-pod", "llm", by_target) is None
 
 
-class _NoMetrics:
-    def collect(self, targets):
-        return CollectResult()
-
-    def close(self):
-        pass
-
-
-class _AtZero:
-    def status(self, spec):
-        return WorkloadStatus(0, 0, ())
-
-
 async def test_a_stop_that_lands_as_a_push_wakes_the_loop_still_stops_it():
     """serve stops by cancelling the loop. A push that sets the wake-up event in the same instant must not eat that
     cancel (Python 3.11's asyncio.wait_for returned normally then, and the loop slept on for its interval)."""
     spec = VariantSpec(VariantKey("llm", "m"), "org/m", "m", cost=10.0)
     for turns in range(6):  # the cancel lands 0..5 loop turns after the event is set
-        reconciler = Reconciler(StaticInventory(InventoryState(variants=(spec,))), _NoMetrics(), DecisionBoard(),
-                                _AtZero(), idle_window=300.0, inbox=ActivationInbox())
+        reconciler = Reconciler(StaticInventory(InventoryState(variants=(spec,))), NoMetrics(), DecisionBoard(),
+                                AtZero(), idle_window=300.0, inbox=ActivationInbox())
         wake = asyncio.Event()
         task = asyncio.create_task(reconciler.run_forever(3600.0, wake=wake))
         for _ in range(50):  # the first full cycle, then the wait on the event

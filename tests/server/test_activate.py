@@ -24,20 +24,13 @@ from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
 from kedascaler.server.activate import ActivationServer
 from kedascaler.server.app import ScalerServer
 from kedascaler.server.naming import metric_name
-from kedascaler.sources.base import CollectResult, WorkloadStatus
+from kedascaler.sources.base import WorkloadStatus
 from kedascaler.sources.files import StaticInventory
 from kedascaler.spec.inventory import InventoryState
+from tests.support.sources import NoMetrics
 
 NS = "llm"
 SAFETY = 30.0  # seconds before a hung test fails instead of hanging; not a latency assert
-
-
-class NoMetrics:
-    def collect(self, targets):
-        return CollectResult()
-
-    def close(self):
-        pass
 
 
 class Deployments:
