@@ -36,14 +36,10 @@ TREND_AGREE = 3.0  # ... rising in both halves of the window, the faster at most
 MAX_FORECAST_RISE = 0.5  # the forecast adds at most this fraction of the current rate
 
 
-def _history(history: DemandHistory | Sequence[DemandSample]) -> DemandHistory:
-    return history if isinstance(history, DemandHistory) else DemandHistory.of(history)
-
-
 def window_rate(history: DemandHistory | Sequence[DemandSample], now: float, span: float
                 ) -> tuple[float, float] | None:
     """(rate, seconds covered) over the samples of the last `span` s, each weighted by its window."""
-    h = _history(history)
+    h = DemandHistory.of(history)
     at = h.at
     picked = (at > now - span + 1e-9) & (at <= now + RECENT)
     windows = h.column("window")[picked]
@@ -56,7 +52,7 @@ def window_rate(history: DemandHistory | Sequence[DemandSample], now: float, spa
 def mean_lengths(history: DemandHistory | Sequence[DemandSample], now: float, span: float,
                  fallback: tuple[float, float] | None) -> tuple[float, float] | None:
     """Mean (prompt, output) tokens of the requests completed over the last `span` s (else `fallback`)."""
-    h = _history(history)
+    h = DemandHistory.of(history)
     picked = h.at > now - span + 1e-9
     windows = h.column("window")[picked]
     done = math.fsum((h.column("completed")[picked] * windows).tolist())
@@ -70,7 +66,7 @@ def mean_lengths(history: DemandHistory | Sequence[DemandSample], now: float, sp
 
 def latest(history: DemandHistory | Sequence[DemandSample], now: float) -> DemandSample | None:
     """This cycle's sample (None when the pods gave no usage this cycle: the demand is not known now)."""
-    h = _history(history)
+    h = DemandHistory.of(history)
     if len(h) and abs(float(h.at[-1]) - now) <= RECENT:
         return h[-1]
     return None
@@ -92,7 +88,7 @@ def rising_trend(history: DemandHistory | Sequence[DemandSample], now: float, sp
     """req/s per s: the least-squares slope of the samples of the last `span` s when they rise along a line
     (R² ≥ TREND_R2, at least TREND_SAMPLES of them, both halves rising alike); 0 otherwise. A step is not a line
     (its samples sit on two levels, one half flat): it is met by `rate_now`, not extrapolated; a ramp is."""
-    h = _history(history)
+    h = DemandHistory.of(history)
     at = h.at
     picked = (at > now - span + 1e-9) & (at <= now + RECENT)
     if int(picked.sum()) < TREND_SAMPLES:

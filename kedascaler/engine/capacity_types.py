@@ -17,9 +17,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Self
 
 import numpy as np
 
+from kedascaler.engine.frozen import read_only
 from kedascaler.engine.keys import VariantKey
 from kedascaler.engine.perfmodel import PerfModel
 
@@ -50,21 +52,47 @@ class DemandSample:
 _SAMPLE_FIELDS = ("at", "rate", "completed", "prompt_rate", "output_rate", "window")
 
 
-def _frozen(values: np.ndarray) -> np.ndarray:
-    values.flags.writeable = False
-    return values
+@dataclass(frozen=True, eq=False)
+class _Columns:
+    """A record per cycle, oldest first, as one read-only float64 array: a row per field (row 0 the time), a
+    column per record. Not a tuple of records: 30 minutes of them for each of 5,000 models were 600,000 objects
+    of ≈ 300 bytes (and as many floats again) for the heap to hold and the collector to walk; here 8 bytes a
+    field. The values are the very floats the records held, so every sum over them is the sum it was."""
+
+    data: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.data.shape[1])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, type(self)) and np.array_equal(self.data, other.data)
+
+    def __hash__(self) -> int:
+        return hash(self.data.tobytes())
+
+    def kept(self, after: float, before: float) -> Self:
+        """The records taken strictly between `after` and `before`."""
+        at = self.data[0]
+        keep = (at > after) & (at < before)
+        return self if keep.all() else type(self)(read_only(self.data[:, keep]))
+
+    def _appended(self, record: list[float]) -> Self:
+        column = np.array(record, dtype=np.float64)[:, None]
+        return type(self)(read_only(np.concatenate((self.data, column), axis=1)))
+
+    @classmethod
+    def _of_rows(cls, rows: list[list[float]], fields: int) -> Self:
+        if not rows:
+            return cls(read_only(np.empty((fields, 0), dtype=np.float64)))
+        return cls(read_only(np.array(rows, dtype=np.float64).T.copy()))
 
 
-_NO_SAMPLES = _frozen(np.empty((len(_SAMPLE_FIELDS), 0), dtype=np.float64))
+_NO_SAMPLES = read_only(np.empty((len(_SAMPLE_FIELDS), 0), dtype=np.float64))
 
 
 @dataclass(frozen=True, eq=False)
-class DemandHistory:
-    """A model's `DemandSample`s, oldest first, as one read-only 6 × n float64 array (rows: the sample's fields).
-
-    Not a tuple of samples: 30 minutes of them for each of 5,000 models were 600,000 objects of ≈ 300 bytes (and
-    as many floats again) for the heap to hold and the collector to walk; here 48 bytes a sample. The columns are
-    the very floats the samples held, so every sum over them is the sum it was."""
+class DemandHistory(_Columns):
+    """A model's `DemandSample`s (rows: the sample's fields)."""
 
     data: np.ndarray = field(default_factory=lambda: _NO_SAMPLES)
 
@@ -72,10 +100,7 @@ class DemandHistory:
     def of(samples: Iterable[DemandSample] | DemandHistory) -> DemandHistory:
         if isinstance(samples, DemandHistory):
             return samples
-        rows = [[getattr(s, f) for f in _SAMPLE_FIELDS] for s in samples]
-        if not rows:
-            return DemandHistory()
-        return DemandHistory(_frozen(np.array(rows, dtype=np.float64).T.copy()))
+        return DemandHistory._of_rows([[getattr(s, f) for f in _SAMPLE_FIELDS] for s in samples], len(_SAMPLE_FIELDS))
 
     @property
     def at(self) -> np.ndarray:
@@ -86,41 +111,22 @@ class DemandHistory:
         found: np.ndarray = self.data[_SAMPLE_FIELDS.index(name)]
         return found
 
-    def __len__(self) -> int:
-        return int(self.data.shape[1])
-
     def __getitem__(self, i: int) -> DemandSample:
         return DemandSample(*(float(v) for v in self.data[:, i]))
 
     def __iter__(self) -> Iterator[DemandSample]:
         return (DemandSample(*row) for row in self.data.T.tolist())
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, DemandHistory) and np.array_equal(self.data, other.data)
-
-    def __hash__(self) -> int:
-        return hash(self.data.tobytes())
-
-    def kept(self, after: float, before: float) -> DemandHistory:
-        """The samples taken strictly between `after` and `before`."""
-        at = self.data[0]
-        keep = (at > after) & (at < before)
-        return self if keep.all() else DemandHistory(_frozen(self.data[:, keep]))
-
     def append(self, sample: DemandSample | None) -> DemandHistory:
-        if sample is None:
-            return self
-        row = np.array([[getattr(sample, f)] for f in _SAMPLE_FIELDS], dtype=np.float64)
-        return DemandHistory(_frozen(np.concatenate((self.data, row), axis=1)))
+        return self if sample is None else self._appended([getattr(sample, f) for f in _SAMPLE_FIELDS])
 
 
-_NO_NEEDS = _frozen(np.empty((2, 0), dtype=np.float64))
+_NO_NEEDS = read_only(np.empty((2, 0), dtype=np.float64))
 
 
 @dataclass(frozen=True, eq=False)
-class NeedHistory:
-    """A model's (at, need in req/s) of past cycles, oldest first, as one read-only 2 × n float64 array (the
-    hold's window): 16 bytes a cycle, not a tuple of two floats (≈ 100 bytes)."""
+class NeedHistory(_Columns):
+    """A model's (at, need in req/s) of past cycles: the hold's window."""
 
     data: np.ndarray = field(default_factory=lambda: _NO_NEEDS)
 
@@ -128,36 +134,18 @@ class NeedHistory:
     def of(needs: Iterable[tuple[float, float]] | NeedHistory) -> NeedHistory:
         if isinstance(needs, NeedHistory):
             return needs
-        pairs = [(float(t), float(n)) for t, n in needs]
-        if not pairs:
-            return NeedHistory()
-        return NeedHistory(_frozen(np.array(pairs, dtype=np.float64).T.copy()))
-
-    def __len__(self) -> int:
-        return int(self.data.shape[1])
+        return NeedHistory._of_rows([[float(t), float(n)] for t, n in needs], 2)
 
     def __iter__(self) -> Iterator[tuple[float, float]]:
         return iter(zip(*self.data.tolist(), strict=True))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, NeedHistory) and np.array_equal(self.data, other.data)
-
-    def __hash__(self) -> int:
-        return hash(self.data.tobytes())
 
     def since(self, after: float) -> list[float]:
         """The needs recorded strictly after `after`, oldest first."""
         values: list[float] = self.data[1][self.data[0] > after].tolist()
         return values
 
-    def kept(self, after: float, before: float) -> NeedHistory:
-        at = self.data[0]
-        keep = (at > after) & (at < before)
-        return self if keep.all() else NeedHistory(_frozen(self.data[:, keep]))
-
     def append(self, at: float, need: float) -> NeedHistory:
-        row = np.array([[at], [need]], dtype=np.float64)
-        return NeedHistory(_frozen(np.concatenate((self.data, row), axis=1)))
+        return self._appended([at, need])
 
 
 @dataclass(frozen=True)

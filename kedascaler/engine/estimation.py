@@ -38,7 +38,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from kedascaler.engine.frozen import evolve
+from kedascaler.engine.frozen import evolve, read_only
 from kedascaler.engine.perfmodel import EFFECTIVE, MIXED, Coefficients, Estimated
 from kedascaler.engine.types import ParameterSource
 
@@ -87,7 +87,7 @@ def median(values: np.ndarray) -> float:
 @lru_cache(maxsize=_MAX_PAIRS_POINTS + 1)
 def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
     i, j = np.triu_indices(n, k=1)
-    return _frozen(i), _frozen(j)
+    return read_only(i), read_only(j)
 
 
 def _theil_sen(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -183,12 +183,7 @@ def _judge(n: int, distinct: int, intercept: float, slope: float, slope_se: floa
     return ""
 
 
-def _frozen(values: np.ndarray) -> np.ndarray:
-    values.flags.writeable = False
-    return values
-
-
-_EMPTY = _frozen(np.empty(0, dtype=np.float64))
+_EMPTY = read_only(np.empty(0, dtype=np.float64))
 
 
 def _finite_floats(values: object) -> bool:
@@ -226,7 +221,7 @@ class Window:
         # search, 20,000 times a cycle at 10,000 VAs, that the waiting event loop kept losing the hand-over
         first = bisect.bisect_left(at, now - self.max_age)
         first = max(first, len(at) - self.max_samples)
-        return evolve(self, at=_frozen(at[first:]), x=_frozen(x[first:]), y=_frozen(y[first:]))
+        return evolve(self, at=read_only(at[first:]), x=read_only(x[first:]), y=read_only(y[first:]))
 
     def fit(self) -> LinearFit:
         return robust_line(self.x, self.y)

@@ -1,4 +1,5 @@
-"""`evolve`: `dataclasses.replace` for the engine's plain frozen records, without the cost of `__init__`.
+"""`evolve`: `dataclasses.replace` for the engine's plain frozen records, without the cost of `__init__`; and
+`read_only`, the numpy arrays such records hold made read-only (a record that shares one cannot see it change).
 
 `dataclasses.replace` reads every field and calls `__init__`, which for a frozen dataclass sets each field
 through `object.__setattr__`: 50 µs for a `DecisionSteps` (36 fields), several per decision, 10,000 decisions
@@ -12,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 from functools import cache, cached_property
 from typing import Any, TypeVar
+
+import numpy as np
 
 T = TypeVar("T")
 
@@ -38,4 +41,10 @@ def evolve(record: T, **changes: Any) -> T:
     return out
 
 
-__all__ = ["evolve"]
+def read_only(values: np.ndarray) -> np.ndarray:
+    """`values`, no longer writeable (the same array)."""
+    values.flags.writeable = False
+    return values
+
+
+__all__ = ["evolve", "read_only"]

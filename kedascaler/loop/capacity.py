@@ -184,7 +184,7 @@ def observe(state: CapacityState, snapshots: Sequence[ModelSnapshot], samples: M
         model = (snap.namespace, snap.model_id)
         pods = [u for v in snap.variants for u in usage.get(v.spec.key, ())]
         sample = demand_sample(pods, now)
-        history[model] = DemandHistory.of(history.get(model, ())).kept(now - KEEP_HISTORY, now).append(sample)
+        history[model] = history.get(model, DemandHistory()).kept(now - KEEP_HISTORY, now).append(sample)
         if sample is not None and sample.completed > 0 and sample.output_rate > 0:
             lengths[model] = (sample.prompt_rate / sample.completed, sample.output_rate / sample.completed)
         for key, t in saturated_throughput(snap, samples, now).items():
@@ -348,7 +348,7 @@ def record(state: CapacityState, decisions: Sequence[Decision], now: float) -> C
         if plan is None or model in seen:
             continue
         seen.add(model)
-        needs[model] = NeedHistory.of(needs.get(model, ())).kept(now - KEEP_HISTORY, now).append(
+        needs[model] = needs.get(model, NeedHistory()).kept(now - KEEP_HISTORY, now).append(
             now, max(plan.demand.need, plan.demand.up))
         for c in plan.variants:
             if c.estimate is not None and c.source != "none":
