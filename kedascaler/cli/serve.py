@@ -222,13 +222,14 @@ async def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
 async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
                  cleanups: list[Callable[[], None]]) -> int:
+    from kedascaler.cli.answerer import AnswerConfig, Answerer
     from kedascaler.kits.clock import SteadyClock
     from kedascaler.loop.board import DecisionBoard
     from kedascaler.loop.inbox import ActivationInbox
     from kedascaler.loop.planner import PlannerSettings
     from kedascaler.loop.reconcile import Reconciler
     from kedascaler.server.activate import ActivationServer
-    from kedascaler.server.app import ScalerServer, run_until_signal
+    from kedascaler.server.app import run_until_signal
     from kedascaler.sources.base import Inventory, MetricsSource
     from kedascaler.sources.files import FileInventory
     from kedascaler.sources.gateway import DEFAULT_ACTIVATION_QUERY, PrometheusActivationSource
@@ -308,13 +309,18 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
                                              max_connections=args.activation_max_connections)
         cleanups.append(activation_server.close)
         _started("the activation endpoint", activation_server.start)
-    server = ScalerServer(board, port=args.port, tls=tls, stale_after=args.stale_after, interceptors=obs.interceptors,
-                          max_streams=args.max_streams, max_concurrent_rpcs=args.max_concurrent_rpcs, clock=clock,
-                          health_port=args.health_port, grace=args.shutdown_grace, ready=kube is None)
+    # KEDA is answered from a process of its own, on a mirror of the board: no cycle shares its GIL
+    server = Answerer(board, AnswerConfig(
+        port=args.port, tls=tls, stale_after=args.stale_after, max_streams=args.max_streams,
+        max_concurrent_rpcs=args.max_concurrent_rpcs, health_port=args.health_port, grace=args.shutdown_grace,
+        ready=kube is None, clock_offset=clock.offset, log_level=getattr(args, "log_level", "INFO"),
+        log_format=getattr(args, "log_format", "plain")))
+    cleanups.append(lambda: server.kill())
     try:
         port_bound = await server.start()
     except (OSError, ValueError) as exc:
         raise StartError(str(exc)) from None
+    obs.observer.serve_rpc_metrics(server.collector())
     log.info("kedascaler serving ExternalScaler on port %d (%s)", port_bound, "TLS" if tls else "plaintext")
     if server.health_port is not None:
         log.info("kedascaler health on port %d (plaintext)", server.health_port)

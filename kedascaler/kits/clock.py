@@ -26,5 +26,17 @@ class SteadyClock:
         self._start = monotonic()
         self._offset = wall() - self._start
 
+    @classmethod
+    def sharing(cls, offset: float) -> SteadyClock:
+        """A clock that reads as one whose `offset` this is: in another process on the same host (the monotonic
+        clock is the system's), the same readings."""
+        clock = cls()
+        clock._offset = offset
+        return clock
+
+    @property
+    def offset(self) -> float:
+        return self._offset
+
     def __call__(self) -> float:
         return self._offset + self._monotonic()

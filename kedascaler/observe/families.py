@@ -21,6 +21,7 @@ STAGES = ("workload", "collect", "activation", "usage", "engine", "slo", "other"
 CYCLE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 # gRPC answers come from the board: sub-millisecond normally; streams last minutes to hours.
 GRPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 10.0, 60.0, 600.0, 3600.0)
+LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
 
 
 class ScalerMetrics:
@@ -58,6 +59,10 @@ class ScalerMetrics:
                                        ("method", "code"), buckets=GRPC_BUCKETS, registry=registry)
         self.grpc_open_streams = Gauge("kedascaler_grpc_open_streams", "Server-streaming calls open now, by method.",
                                        ("method",), registry=registry)
+        self.grpc_loop_lag = Histogram("kedascaler_grpc_loop_lag_seconds",
+                                       "How late the event loop answering gRPC woke from a timer (every 0.1 s): "
+                                       "what a call waited behind other work.", buckets=LAG_BUCKETS,
+                                       registry=registry)
         self.records = Counter("kedascaler_decision_records", "Decision records emitted (log and file).",
                                registry=registry)
 

@@ -110,6 +110,14 @@ class Observer:
         writer's counters)."""
         self._health.register(collector)
 
+    def serve_rpc_metrics(self, collector: Collector) -> None:
+        """The gRPC families come from `collector` (serve's answering process counts the calls) instead of this
+        Observer's own, which no call reaches there."""
+        for family in (self.metrics.grpc_requests, self.metrics.grpc_duration, self.metrics.grpc_open_streams,
+                       self.metrics.grpc_loop_lag):
+            self._health.unregister(family)
+        self._health.register(collector)
+
     def exposition(self) -> bytes:
         """The current /metrics text (what `MetricsServer` serves): the scaler's own families by prometheus_client,
         then the per-variant ones written directly (`VariantGauges.text`: the same bytes, a tenth of the cost)."""

@@ -10,13 +10,14 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from kedascaler.kits.watchedfile import WatchedFile
-from kedascaler.loop.board import DecisionBoard
+from kedascaler.loop.board import Board
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
 from kedascaler.server.health import HealthPort, HealthState, ready_when
@@ -116,7 +117,7 @@ class ScalerServer:
 
     def __init__(
         self,
-        board: DecisionBoard,
+        board: Board,
         *,
         port: int = 9090,
         host: str = "[::]",
@@ -238,8 +239,18 @@ class ScalerServer:
             await asyncio.shield(self._server.wait_for_termination())
 
 
+class Serving(Protocol):
+    """What `run_until_signal` runs: a ScalerServer, or serve's handle on its answering process."""
+
+    @property
+    def port(self) -> int | None: ...
+    async def start(self) -> int: ...
+    async def stop(self, grace: float | None = None) -> None: ...
+    async def wait_for_termination(self) -> None: ...
+
+
 async def run_until_signal(
-    server: ScalerServer,
+    server: Serving,
     *,
     on_stop: Callable[[], Awaitable[None] | None] | None = None,
 ) -> None:

@@ -1,4 +1,5 @@
-"""KEDA's ExternalScaler service, answered from the DecisionBoard: every unary call is a few dict lookups.
+"""KEDA's ExternalScaler service, answered from a `Board` (the DecisionBoard, or its mirror in serve's answering
+process): every unary call is a few dict lookups.
 
 Nothing here waits on Prometheus or the reconcile loop. A call either gets the board's latest decision or
 a status KEDA knows how to act on: INVALID_ARGUMENT / NOT_FOUND (the ScaledObject is wrong, fix it),
@@ -15,8 +16,8 @@ from typing import NoReturn
 
 import grpc
 
-from kedascaler.engine.types import Decision, VariantKey
-from kedascaler.loop.board import DecisionBoard, Subscription
+from kedascaler.engine.types import VariantKey
+from kedascaler.loop.board import Board, Served, Subscription
 from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
 from kedascaler.server.errors import (
@@ -43,7 +44,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
 
     def __init__(
         self,
-        board: DecisionBoard,
+        board: Board,
         *,
         stale_after: float | None = None,
         clock: Callable[[], float] = time.time,
@@ -77,9 +78,9 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
     def _require_known(self, key: VariantKey) -> None:
         """NOT_FOUND for a VariantAutoscaling the board does not know, listing the ones it does."""
         board = self._board
-        if board.spec(key) is not None or board.get(key) is not None:
+        if board.knows(key):
             return
-        if board.view.version == 0:
+        if board.version == 0:
             raise unavailable("kedascaler is starting: no reconcile cycle has completed yet")
         names = board.names_in(key.namespace)
         if names:
@@ -93,7 +94,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
             f"set trigger metadata {VARIANT_KEY!r} to the VariantAutoscaling's name"
         )
 
-    def _decision(self, key: VariantKey) -> Decision:
+    def _decision(self, key: VariantKey) -> Served:
         """The variant's latest decision, or UNAVAILABLE when there is none or it is too old to act on."""
         self._require_known(key)
         decision = self._board.get(key)
