@@ -42,10 +42,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from kedascaler.cli.answerer import AnswerConfig, Answerer  # noqa: E402
+from kedascaler.cli.serve import CYCLE_NICE  # noqa: E402
 from kedascaler.loop.board import DecisionBoard  # noqa: E402
 from kedascaler.loop.planner import PlannerSettings  # noqa: E402
 from kedascaler.loop.reconcile import Reconciler  # noqa: E402
-from kedascaler.server.app import ScalerServer  # noqa: E402  (imported before the first cycle, as serve does)
 from kedascaler.sources.base import CollectResult, PodSample, PodUsage, ScrapeTarget, WorkloadStatus  # noqa: E402
 from kedascaler.sources.files import StaticInventory  # noqa: E402
 from kedascaler.sources.prometheus import cycle_queries  # noqa: E402
@@ -172,11 +173,12 @@ def p99(values: list[float]) -> float | None:
     return values[min(len(values) - 1, round(0.99 * (len(values) - 1)))]
 
 
-async def loop_phase(reconciler: Reconciler, cycle_sink: Any, board: DecisionBoard, cycles: int, interval: float,
-                     probe: bool = False) -> dict[str, Any]:
-    """serve's loop with a GetMetrics client: the loop's lateness and the client's p99, during and between cycles."""
-    server = ScalerServer(board, port=0, host="127.0.0.1")
-    port = await server.start()
+async def loop_phase(reconciler: Reconciler, cycle_sink: Any, board: DecisionBoard, answerer: Answerer,
+                     cycles: int, interval: float, probe: bool = False) -> dict[str, Any]:
+    """serve's loop with a GetMetrics client: how late the answering process's loop wakes and the client's p99,
+    during and between cycles; and how late serve's own loop wakes (`decider_*`: it answers no RPC)."""
+    port = answerer.port
+    assert port is not None
     spans: list[tuple[float, float]] = []
     run_once = reconciler.run_once
 
@@ -194,7 +196,7 @@ async def loop_phase(reconciler: Reconciler, cycle_sink: Any, board: DecisionBoa
         spans[-1] = (spans[-1][0], time.monotonic())
 
     reconciler.run_once = timed  # type: ignore[method-assign]
-    ticks: list[tuple[float, float]] = []  # (monotonic when the tick was due, ms late)
+    ticks: list[tuple[float, float]] = []  # serve's loop: (monotonic when the tick was due, ms late)
     sites: dict[str, list[float]] = {}  # --probe: where the cycle thread was when a late tick ran, its lateness
 
     async def ticker() -> None:
@@ -219,8 +221,9 @@ async def loop_phase(reconciler: Reconciler, cycle_sink: Any, board: DecisionBoa
     client = ctx.Process(target=rpc_client, args=(port, keys, seconds, send))
     client.start()
     await asyncio.sleep(1.0)  # the client's interpreter starts and connects
+    await asyncio.to_thread(answerer.ask, "lags")  # forget the lags of the CPU phase
     tick = asyncio.create_task(ticker())
-    loop_task = asyncio.create_task(reconciler.run_forever(interval, on_cycle=on_cycle))
+    loop_task = asyncio.create_task(reconciler.run_forever(interval, on_cycle=on_cycle, nice=CYCLE_NICE))
     while len([s for s in spans if s[1] > 0]) < cycles:
         await asyncio.sleep(0.05)
     loop_task.cancel()
@@ -228,7 +231,7 @@ async def loop_phase(reconciler: Reconciler, cycle_sink: Any, board: DecisionBoa
     tick.cancel()
     await asyncio.gather(loop_task, tick, return_exceptions=True)
     client.join()
-    await server.stop(grace=1)
+    lags = [(due, late * 1000) for due, late in await asyncio.to_thread(answerer.ask, "lags") or []]
     done = [s for s in spans if s[1] > 0]
 
     def during(t: float) -> bool:
@@ -241,22 +244,34 @@ async def loop_phase(reconciler: Reconciler, cycle_sink: Any, board: DecisionBoa
     if probe:
         for where, lates in sorted(sites.items(), key=lambda kv: -max(kv[1]))[:20]:
             print(f"{len(lates):4d} late ticks, max {max(lates):6.1f} ms: {where}", file=sys.stderr)
-    return {"loop_stall_ms_max": round(max((ms for t, ms in ticks if during(t)), default=0.0), 2),
-            "loop_stall_ms_p99": round(p99([ms for t, ms in ticks if during(t)]) or 0.0, 2),
-            "loop_stalls_over_10ms": sum(1 for t, ms in ticks if during(t) and ms > 10),
-            "loop_stall_ms_max_idle": round(max((ms for t, ms in ticks if not during(t) and t <= last),
+    return {"loop_stall_ms_max": round(max((ms for t, ms in lags if during(t)), default=0.0), 2),
+            "loop_stall_ms_p99": round(p99([ms for t, ms in lags if during(t)]) or 0.0, 2),
+            "loop_stalls_over_10ms": sum(1 for t, ms in lags if during(t) and ms > 10),
+            "loop_stall_ms_max_idle": round(max((ms for t, ms in lags if not during(t) and t <= last),
                                                 default=0.0), 2),
+            "loop_ticks_in_cycle": sum(1 for t, _ in lags if during(t)),
             "rpc_p99_ms_in_cycle": round(p99(in_cycle) or 0.0, 3), "rpc_p99_ms_idle": round(p99(idle) or 0.0, 3),
-            "rpc_calls_in_cycle": len(in_cycle), "rpc_calls_idle": len(idle), "loop_cycles": len(done)}
+            "rpc_calls_in_cycle": len(in_cycle), "rpc_calls_idle": len(idle), "loop_cycles": len(done),
+            "decider_loop_stall_ms_max": round(max((ms for t, ms in ticks if during(t)), default=0.0), 2),
+            "decider_loop_stall_ms_p99": round(p99([ms for t, ms in ticks if during(t)]) or 0.0, 2)}
 
 
 def row(n: int, mode: str, cycles: int, loop_cycles: int, probe: bool = False,
         switch_interval: float | None = None) -> dict[str, Any]:
+    return asyncio.run(_row(n, mode, cycles, loop_cycles, probe, switch_interval))
+
+
+async def _row(n: int, mode: str, cycles: int, loop_cycles: int, probe: bool,
+               switch_interval: float | None) -> dict[str, Any]:
     inventory, samples = fleet(n)
     source = PrometheusLikeSource(samples)
     planner = None if mode == "off" else PlannerSettings(mode)
     board = DecisionBoard()
     reconciler = Reconciler(inventory, source, board, Replicas(), planner=planner)
+    # serve's answering process from the start: each publish is mirrored to it, in the cycle's CPU
+    answerer = Answerer(board, AnswerConfig(port=0, host="127.0.0.1", lag_probe_s=0.001, keep_lags=True,
+                                            log_level="WARNING"))
+    await answerer.start()
     obs, cycle_sink = sink(reconciler, switch_interval)
     cycle_sink(reconciler.run_once())  # warm-up
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -280,11 +295,25 @@ def row(n: int, mode: str, cycles: int, loop_cycles: int, probe: bool = False,
         "wall_ms_per_cycle": round(wall, 1), "scrape_ms": round(scrape, 1),
         "model_sized": sum(1 for plan in report.plans.values() if plan.model_based) if planner else None}
     if loop_cycles:
-        out.update(asyncio.run(loop_phase(reconciler, cycle_sink, board, loop_cycles, max(0.5, wall / 1000),
-                                          probe)))
+        out.update(await loop_phase(reconciler, cycle_sink, board, answerer, loop_cycles, max(0.5, wall / 1000),
+                                    probe))
+    out["answerer_rss_mib"] = answerer_rss(answerer)
+    await answerer.stop(grace=1)
     out["full_gc"] = cycle_sink.heap.full_collections  # full collections the heap policy ran (kits/heap.py)
     out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return out
+
+
+def answerer_rss(answerer: Answerer) -> float | None:
+    """The answering process's peak RSS (MiB), from /proc (Linux)."""
+    try:
+        status = Path(f"/proc/{answerer.pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
 
 
 COLUMNS = (("vas", "VAs", "{:>7}"), ("pods", "pods", "{:>7}"), ("mode", "mode", "{:>10}"),

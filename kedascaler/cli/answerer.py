@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import signal
@@ -48,7 +49,7 @@ START_TIMEOUT_S = 60.0  # a fresh interpreter, grpc imported, the ports bound
 ASK_TIMEOUT_S = 2.0  # a scrape's wait for the answering process's families
 POLL_S = 0.2  # how often readiness looks at an inventory that has not synced yet
 LAG_PROBE_S = 0.1  # the loop-lag timer's period
-LAG_KEPT = 200_000  # lag samples kept for `Answerer.lags()` (benchmarks), when asked for
+LAG_KEPT = 200_000  # (due, late) samples kept for `Answerer.ask("lags")` (benchmarks), when asked for
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,10 @@ class Answerer:
             if end is not None:
                 end.close()
 
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
     def kill(self) -> None:
         """At once, if it still runs (serve's last cleanup: whatever happened, the process does not outlive it)."""
         if self._process is not None and self._process.is_alive():
@@ -251,6 +256,8 @@ async def _answer(config: AnswerConfig, board_in: Connection, control: Connectio
         control.send(("failed", str(exc)))
         return
     control.send(("started", port, server.health_port))
+    gc.collect()
+    gc.freeze()  # what start-up built (modules, grpc, the server) is never walked again by a collection
     stop: asyncio.Future[float] = loop.create_future()
 
     def stop_with(grace: float) -> None:
@@ -258,7 +265,7 @@ async def _answer(config: AnswerConfig, board_in: Connection, control: Connectio
             stop.set_result(grace)
 
     loop.add_signal_handler(signal.SIGTERM, stop_with, config.grace)
-    lags: deque[float] | None = deque(maxlen=LAG_KEPT) if config.keep_lags else None
+    lags: deque[tuple[float, float]] | None = deque(maxlen=LAG_KEPT) if config.keep_lags else None
     threading.Thread(target=_receive, args=(board_in, board), name="board-in", daemon=True).start()
     threading.Thread(target=_commands, args=(control, loop, server, stop_with), name="control",
                      daemon=True).start()
@@ -290,7 +297,7 @@ def _commands(control: Connection, loop: asyncio.AbstractEventLoop, server: Scal
         loop.call_soon_threadsafe(stop_with, 0.0)
 
 
-def _answers(asks: Connection, registry: CollectorRegistry, lags: deque[float] | None) -> None:
+def _answers(asks: Connection, registry: CollectorRegistry, lags: deque[tuple[float, float]] | None) -> None:
     with contextlib.suppress(EOFError, OSError):
         while True:
             number, what = asks.recv()
@@ -303,7 +310,7 @@ def _answers(asks: Connection, registry: CollectorRegistry, lags: deque[float] |
                 asks.send((number, taken))
 
 
-async def _probe_lag(period: float, metrics: ScalerMetrics, lags: deque[float] | None) -> None:
+async def _probe_lag(period: float, metrics: ScalerMetrics, lags: deque[tuple[float, float]] | None) -> None:
     """How late the loop wakes from a timer: the time any call would have waited behind other work."""
     loop = asyncio.get_running_loop()
     while True:
@@ -312,4 +319,4 @@ async def _probe_lag(period: float, metrics: ScalerMetrics, lags: deque[float] |
         late = max(0.0, loop.time() - asked - period)
         metrics.grpc_loop_lag.observe(late)
         if lags is not None:
-            lags.append(late)
+            lags.append((asked + period, late))  # loop.time() is time.monotonic(): the same clock in every process

@@ -27,6 +27,9 @@ log = logging.getLogger("kedascaler")
 _DEFAULTS = {"max_streams": 2_048, "max_concurrent_rpcs": 4_096}  # = kedascaler.server.app's (imported late)
 
 
+CYCLE_NICE = 10  # the cycle thread's nice: the answering process wins a contended CPU (kits/priority.py)
+
+
 class StartError(Exception):
     """`serve` could not start: the message is the whole story (the port, the file, what to do)."""
 
@@ -335,7 +338,7 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
                         "and may this ServiceAccount list it?); readiness stays NOT_SERVING until it syncs, cycles "
                         "run with what is known")
         heap.start()
-        await reconciler.run_forever(args.interval, on_cycle=on_cycle)
+        await reconciler.run_forever(args.interval, on_cycle=on_cycle, nice=CYCLE_NICE)
 
     loop_task = asyncio.create_task(cycles())
     try:

@@ -21,6 +21,7 @@ from dataclasses import replace
 
 from kedascaler.engine.types import Decision, VariantKey
 from kedascaler.kits.heap import release
+from kedascaler.kits.priority import lower_this_thread
 from kedascaler.loop.board import DecisionBoard
 from kedascaler.loop.cycle import (
     CycleConfig,
@@ -156,8 +157,9 @@ class Reconciler:
             return ActivationReading({}, (f"activation source failed: {exc}",), 0)
 
     async def run_forever(self, interval: float, wake: asyncio.Event | None = None,
-                          on_cycle: Callable[[CycleReport], None] | None = None) -> None:
-        """Cycle every `interval` seconds; the cycle and `on_cycle(report)` run in a worker thread.
+                          on_cycle: Callable[[CycleReport], None] | None = None, *, nice: int = 0) -> None:
+        """Cycle every `interval` seconds; the cycle and `on_cycle(report)` run in a worker thread, niced by `nice`
+        (`kedascaler.kits.priority`: serve's process answering KEDA wins the CPU when both want it).
 
         With an inbox, pushed requests wake it for a cycle of just those models, coalesced by the inbox (at
         most one per model per `inbox.min_gap`), and never move the next full cycle: a stream of pushes
@@ -180,7 +182,7 @@ class Reconciler:
             elif self.inbox is not None:
                 models = frozenset(self.inbox.take_due())
             if models is None or models:
-                await self._cycle(models, on_cycle)
+                await self._cycle(models, on_cycle, nice)
                 if models is None:
                     next_full = loop.time() + interval
             timeout = max(0.0, next_full - loop.time())
@@ -201,17 +203,19 @@ class Reconciler:
             if self.inbox is None:
                 next_full = loop.time()  # a bare wake: a full cycle now
 
-    async def _cycle(self, models: frozenset[ModelRef] | None, on_cycle: Callable[[CycleReport], None] | None
-                     ) -> None:
+    async def _cycle(self, models: frozenset[ModelRef] | None, on_cycle: Callable[[CycleReport], None] | None,
+                     nice: int = 0) -> None:
         try:
-            await asyncio.to_thread(self._cycle_then, models, on_cycle)
+            await asyncio.to_thread(self._cycle_then, models, on_cycle, nice)
         except Exception:  # noqa: BLE001 - the loop must outlive any one cycle
             log.exception("reconcile cycle failed; decisions on the board are kept")
 
-    def _cycle_then(self, models: frozenset[ModelRef] | None, on_cycle: Callable[[CycleReport], None] | None
-                    ) -> None:
+    def _cycle_then(self, models: frozenset[ModelRef] | None, on_cycle: Callable[[CycleReport], None] | None,
+                    nice: int = 0) -> None:
         """One cycle and its `on_cycle` (/metrics, status writes), together in the worker thread: the event loop
         only answers RPCs, so nothing a cycle does, nor anything done with its report, ever delays one."""
+        if nice:
+            lower_this_thread(nice)
         box = [self.run_once(models)]
         if on_cycle is not None:
             on_cycle(box[0])

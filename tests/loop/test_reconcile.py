@@ -8,6 +8,8 @@ that count over gRPC. When the metrics go away, the decision is held, never lowe
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 
 import grpc
 import pytest
@@ -175,3 +177,22 @@ async def test_a_stop_that_lands_as_a_push_wakes_the_loop_still_stops_it():
         task.cancel()
         done, _ = await asyncio.wait({task}, timeout=5.0)
         assert task in done and task.cancelled(), f"the cancel {turns} turns after the push was lost"
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread nice is Linux's")
+async def test_cycles_run_niced_and_the_loop_thread_keeps_its_priority():
+    """serve's cycles yield the CPU to the process answering KEDA: their thread runs niced (`ps -L` shows it),
+    the event loop's thread does not."""
+    spec = VariantSpec(VariantKey("llm", "m"), "org/m", "m", cost=10.0)
+    reconciler = Reconciler(StaticInventory(InventoryState(variants=(spec,))), NoMetrics(), DecisionBoard(), AtZero())
+    seen: list[int] = []
+    task = asyncio.create_task(reconciler.run_forever(
+        0.05, on_cycle=lambda _: seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())), nice=7))
+    try:
+        while len(seen) < 2:
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert seen[0] == min(19, ours + 7) and seen[-1] == seen[0]  # niced once, not again each cycle
