@@ -61,11 +61,21 @@ def free_port() -> int:
 
 
 def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    """serve's RSS with its answering process's (its child: `kedascaler.cli.answerer`)."""
+    try:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        children = []
+    total = 0.0
+    for one in (pid, *children):
+        try:
+            with open(f"/proc/{one}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return total
 
 
 def percentile(values: list[float], q: float) -> float:
