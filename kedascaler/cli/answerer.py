@@ -88,8 +88,18 @@ class Answerer:
         self._ask_lock = threading.Lock()
         self._asked = 0
         self._broken = False
+        self._lost = False
         self._readiness: asyncio.Task[None] | None = None
         self._stopping: asyncio.Task[None] | None = None
+
+    @property
+    def ended_on_its_own(self) -> bool:
+        """The process had failed before it was asked to stop (killed, out of memory): KEDA was not answered."""
+        return self._lost
+
+    @property
+    def exitcode(self) -> int | None:
+        return None if self._process is None else self._process.exitcode
 
     async def start(self) -> int:
         """Spawn the process and wait until it has bound its ports; OSError with its reason if it could not."""
@@ -158,6 +168,7 @@ class Answerer:
         await asyncio.shield(self._stopping)
 
     async def _stop(self, grace: float) -> None:
+        self._lost = not self._process.is_alive() and self._process.exitcode != 0
         if self._readiness is not None:
             self._readiness.cancel()
         self._command("stop", grace)

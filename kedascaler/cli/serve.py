@@ -324,7 +324,8 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
     except (OSError, ValueError) as exc:
         raise StartError(str(exc)) from None
     obs.observer.serve_rpc_metrics(server.collector())
-    log.info("kedascaler serving ExternalScaler on port %d (%s)", port_bound, "TLS" if tls else "plaintext")
+    log.info("kedascaler serving ExternalScaler on port %d (%s; answered by process %s)", port_bound,
+             "TLS" if tls else "plaintext", server.pid)
     if server.health_port is not None:
         log.info("kedascaler health on port %d (plaintext)", server.health_port)
     health = MetricsHealthLog(args.stale_after)
@@ -344,8 +345,12 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
     try:
         await run_until_signal(server)
     finally:
+        lost = server.ended_on_its_own
         loop_task.cancel()
         await asyncio.gather(loop_task, return_exceptions=True)
+    if lost:  # exit 1, so the kubelet restarts the container: nothing answers KEDA any more
+        log.error("the gRPC server's process ended on its own (exit code %s): serve stops", server.exitcode)
+        return 1
     return 0
 
 

@@ -3,6 +3,8 @@ answering process never outlives serve, and /metrics counts the calls it answere
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import socket
 import subprocess
@@ -153,3 +155,29 @@ def test_metrics_count_the_calls_the_answering_process_answered(tmp_path, pod):
     assert values[("kedascaler_grpc_loop_lag_seconds_count", ())] >= 1
     assert "kedascaler_reconcile_cycles" in families  # the deciding process's families beside them
     assert text.count("# TYPE kedascaler_grpc_requests_total ") == 1  # served once, by the answering process
+
+
+def test_serve_exits_1_when_its_answering_process_dies(tmp_path, pod):
+    """An answering process killed (say, out of memory) leaves nothing answering KEDA: serve says so and exits
+    1, so the kubelet restarts the container, instead of deciding on for nobody."""
+    port = free_port()
+    proc = start_serve(inventory(tmp_path / "inventory", pod), port, "--metrics-port", "0")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            assert first_answer(pb_grpc.ExternalScalerStub(channel), proc) == 2
+        assert proc.stdout is not None
+        for line in proc.stdout:  # serve says which process answers
+            if found := re.search(r"serving ExternalScaler on port \d+ \(plaintext; answered by process (\d+)\)",
+                                  line):
+                break
+        else:
+            pytest.fail("serve never said which process answers KEDA")
+        answering = int(found.group(1))
+        assert str(answering) in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        os.kill(answering, signal.SIGKILL)
+        output = proc.communicate(timeout=30)[0]
+        assert proc.returncode == 1, output[-3000:]
+        assert "the gRPC server's process ended on its own (exit code -9)" in output
+        assert "Traceback" not in output
+    finally:
+        stop(proc)
