@@ -28,7 +28,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -168,7 +168,9 @@ class Answerer:
         await asyncio.shield(self._stopping)
 
     async def _stop(self, grace: float) -> None:
-        self._lost = not self._process.is_alive() and self._process.exitcode != 0
+        if wait([self._process.sentinel], timeout=0):  # it had ended: reap it (its pipe closes before it is a zombie)
+            await asyncio.to_thread(self._process.join, 5.0)
+            self._lost = self._process.exitcode not in (0, None)
         if self._readiness is not None:
             self._readiness.cancel()
         self._command("stop", grace)
