@@ -12,14 +12,17 @@ SLO sizing (`PlannerSettings`) in that global mode, as `serve --scaling-mode` do
 Each row runs in its own process (so `peak_rss_mib` is that row's). CPU per cycle is one full cycle as
 `serve` runs it: collect → join → decide → size → publish, then the serve's after-cycle work
 (`kedascaler.cli.serve.CycleSink`: /metrics, the metrics-health log; status writes need a cluster and are not
-part of it). `scrape_ms` is one /metrics exposition. Then the loop phase: the real gRPC server
-(`ScalerServer`) and `Reconciler.run_forever` on one asyncio loop as `serve` runs them, a 1 ms ticker that
-measures how late the loop wakes (`loop_stall_ms_max`: the worst, during cycles), and a client in its own
-process calling GetMetrics back to back: its p99 during cycles and between them.
+part of it). `scrape_ms` is one /metrics exposition. Then the loop phase, as `serve` runs it: the answering
+process (`kedascaler.cli.answerer`: the real gRPC server on the board's mirror, spawned before the first cycle,
+so each publish's mirroring is in the cycle's CPU) and `Reconciler.run_forever` with its cycle thread niced, a
+client in its own process calling GetMetrics back to back (its p99 during cycles and between them), and how late
+the answering process's loop wakes from a 1 ms timer (`loop_stall_ms_*`: the worst during cycles, the p99, the
+ticks over 10 ms). `decider_loop_stall_ms_*` is the same for serve's own loop, which answers no RPC.
+`answerer_rss_mib` is the answering process's peak RSS, `peak_rss_mib` serve's own.
 
-`--probe` prints, for every tick more than 10 ms late, where the cycle thread was (the line just after what held
-the GIL); `--switch-interval` overrides serve's GIL switch interval, to weigh it. `benchmarks/probe_stalls.py` finds
-the holders without the server and client, and times the garbage collector's pauses.
+`--probe` prints, for every tick of serve's loop more than 10 ms late, where the cycle thread was (the line just
+after what held the GIL); `--switch-interval` overrides serve's GIL switch interval, to weigh it.
+`benchmarks/probe_stalls.py` finds the holders without the server and client, and times the collector's pauses.
 
     uv run python benchmarks/bench_reconcile.py [--variants 1000 10000] [--scaling-mode off capacity] [--json]
 """
