@@ -183,7 +183,7 @@ def _judge(n: int, distinct: int, intercept: float, slope: float, slope_se: floa
     return ""
 
 
-_EMPTY = read_only(np.empty(0, dtype=np.float64))
+_EMPTY = read_only(np.empty((3, 0), dtype=np.float64))
 
 
 def _finite_floats(values: object) -> bool:
@@ -196,32 +196,45 @@ def _finite_floats(values: object) -> bool:
 class Window:
     """A sliding window of (time, x, y) observations: the newest `max_samples` within `max_age` seconds.
 
-    Read-only float64 arrays, not tuples of Python floats: 10,000 variants × 2 lines × 512 points would be
-    20 million objects for the garbage collector to walk."""
+    One read-only float64 array, a row each for the times, x and y, not tuples of Python floats: 10,000 variants
+    × 2 lines × 512 points would be 20 million objects for the garbage collector to walk; and one array, not
+    three: an observation costs one concatenation (20,000 a cycle at 10,000 VAs)."""
 
-    at: np.ndarray = field(default_factory=lambda: _EMPTY)
-    x: np.ndarray = field(default_factory=lambda: _EMPTY)
-    y: np.ndarray = field(default_factory=lambda: _EMPTY)
+    data: np.ndarray = field(default_factory=lambda: _EMPTY)  # rows: at, x, y; a column per observation
     max_samples: int = DEFAULT_MAX_SAMPLES
     max_age: float = DEFAULT_MAX_AGE
+
+    @property
+    def at(self) -> np.ndarray:
+        row: np.ndarray = self.data[0]
+        return row
+
+    @property
+    def x(self) -> np.ndarray:
+        row: np.ndarray = self.data[1]
+        return row
+
+    @property
+    def y(self) -> np.ndarray:
+        row: np.ndarray = self.data[2]
+        return row
 
     def add(self, now: float, xs: object, ys: object) -> Window:
         """A new window with these pairs observed at `now`, old ones dropped. Non-finite pairs are ignored."""
         if _finite_floats(xs) and _finite_floats(ys) and len(xs) == len(ys):  # type: ignore[arg-type]  # lists
-            new_x, new_y = np.array(xs, dtype=np.float64), np.array(ys, dtype=np.float64)
+            block = np.array(([float(now)] * len(xs), xs, ys), dtype=np.float64)  # type: ignore[arg-type]
         else:
             new_x = np.atleast_1d(np.asarray(xs, dtype=np.float64))
             new_y = np.atleast_1d(np.asarray(ys, dtype=np.float64))
             keep = np.isfinite(new_x) & np.isfinite(new_y)
             new_x, new_y = new_x[keep], new_y[keep]
-        at = np.concatenate((self.at, np.full(len(new_x), float(now))))
-        x = np.concatenate((self.x, new_x))
-        y = np.concatenate((self.y, new_y))
+            block = np.array((np.full(len(new_x), float(now)), new_x, new_y), dtype=np.float64)
+        data = np.concatenate((self.data, block), axis=1)
         # times only grow; bisect, not np.searchsorted: that one releases and retakes the GIL around so small a
         # search, 20,000 times a cycle at 10,000 VAs, that the waiting event loop kept losing the hand-over
-        first = bisect.bisect_left(at, now - self.max_age)
-        first = max(first, len(at) - self.max_samples)
-        return evolve(self, at=read_only(at[first:]), x=read_only(x[first:]), y=read_only(y[first:]))
+        first = bisect.bisect_left(data[0], now - self.max_age)
+        first = max(first, data.shape[1] - self.max_samples)
+        return evolve(self, data=read_only(data[:, first:]))
 
     def fit(self) -> LinearFit:
         return robust_line(self.x, self.y)

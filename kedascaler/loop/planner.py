@@ -26,6 +26,7 @@ from kedascaler.engine.estimation import (
     estimate,
     prefill_mode_for,
 )
+from kedascaler.engine.frozen import evolve
 from kedascaler.engine.perfmodel import Coefficients, PerfModel, perf_model
 from kedascaler.engine.sizing import (
     CAPACITY,
@@ -214,7 +215,7 @@ def observe(state: PlannerState, settings: PlannerSettings, usage: Mapping[Varia
         px, py = prefill_pairs(pods)
         if px:
             obs = obs.add_prefill(now, px, py)
-        learned[key] = replace(found, observations=obs)
+        learned[key] = evolve(found, observations=obs)
         kv = [u.kv_capacity_tokens for u in pods if u.kv_capacity_tokens]
         if kv:
             kv_tokens[key] = min(kv)  # the smallest pod binds: sizing stays on the safe side
