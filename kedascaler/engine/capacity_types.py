@@ -210,9 +210,10 @@ class CapacityInputs:
     # capacity per replica already evaluated for some rows (the cycle evaluates every model's at once): the same
     # numbers as evaluating them here
     known: Mapping[CapacityRow, float] = field(default_factory=dict, compare=False, repr=False)
-    # (snapshot, start-ups, demand) when the cycle already worked them out for that very snapshot
-    # (`capacity.with_demand`): used only for the same object, so a wake-up's new snapshot computes its own
-    demand_of: tuple[object, tuple[tuple[float, str], ...], DemandView | None] | None = field(
+    # (snapshot, start-ups, demand, the capacity candidates or None) when the cycle already worked them out for
+    # that very snapshot (`capacity.with_demand`, `capacity.with_rows`): used only for the same object, so a
+    # wake-up's new snapshot computes its own
+    demand_of: tuple[object, tuple[tuple[float, str], ...], DemandView | None, object] | None = field(
         default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -220,6 +221,20 @@ class CapacityInputs:
             object.__setattr__(self, "history", DemandHistory.of(self.history))
         if not isinstance(self.needs, NeedHistory):
             object.__setattr__(self, "needs", NeedHistory.of(self.needs))
+
+    def carrying(self, *, known: Mapping[CapacityRow, float] | None = None,
+                 demand_of: tuple[object, tuple[tuple[float, str], ...], DemandView | None, object] | None = None
+                 ) -> CapacityInputs:
+        """These inputs with what the cycle worked out for them (`known`, `demand_of`; None: kept as they are):
+        `dataclasses.replace`'s value without its cost (neither field is converted by `__post_init__`)."""
+        out: CapacityInputs = object.__new__(CapacityInputs)
+        state = out.__dict__
+        state.update(self.__dict__)
+        if known is not None:
+            state["known"] = known
+        if demand_of is not None:
+            state["demand_of"] = demand_of
+        return out
 
 
 @dataclass(frozen=True)

@@ -175,7 +175,11 @@ def decide(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision], *,
         outcome = _held(snapshot, previous)
     steps = evolve(_within_bounds(outcome.steps, snapshot), activation=act)
     data_at = _data_at(snapshot)
-    return tuple(_decision(snapshot, v, steps, outcome, previous.get(v.spec.key), data_at) for v in snapshot.variants)
+    # a capacity plan's message is the model's, whichever variant it is told for: rendered once
+    message = (explain.capacity_message(steps.capacity_plan)
+               if steps.route == Route.CAPACITY and steps.capacity_plan is not None else None)
+    return tuple(_decision(snapshot, v, steps, outcome, previous.get(v.spec.key), data_at, message)
+                 for v in snapshot.variants)
 
 
 def _within_bounds(steps: DecisionSteps, snapshot: ModelSnapshot) -> DecisionSteps:
@@ -185,7 +189,7 @@ def _within_bounds(steps: DecisionSteps, snapshot: ModelSnapshot) -> DecisionSte
 
 
 def _decision(snapshot: ModelSnapshot, variant: VariantState, model: DecisionSteps, outcome: _Outcome,
-              prev: Decision | None, data_at: float) -> Decision:
+              prev: Decision | None, data_at: float, message: str | None = None) -> Decision:
     """The one place a Decision is built: the model's steps with this variant's view, and the reason from them."""
     key = variant.spec.key
     action, signal, value, threshold = outcome.why[key]
@@ -206,7 +210,7 @@ def _decision(snapshot: ModelSnapshot, variant: VariantState, model: DecisionSte
             steps = evolve(steps, held_decided_at=prev.decided_at, held_desired=prev.desired_replicas)
     itl, ttft = outcome.predicted.get(key, (None, None))
     return Decision(key=key, model_id=variant.spec.model_id, desired_replicas=desired, active=active,
-                    reason=explain.reason(steps, snapshot.model_id), current_replicas=variant.current_replicas,
+                    reason=explain.reason(steps, snapshot.model_id, message), current_replicas=variant.current_replicas,
                     ready_replicas=variant.ready_replicas, decided_at=snapshot.taken_at, data_at=data_at,
                     stale=stale, last_activity_at=steps.activation.last_activity_at if steps.activation else None,
                     predicted_itl_ms=itl, predicted_ttft_ms=ttft, steps=steps)

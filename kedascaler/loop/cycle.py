@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from kedascaler.engine import decide
-from kedascaler.engine.capacity import capacity_rows_of, with_demand
+from kedascaler.engine.capacity import with_demand, with_rows
 from kedascaler.engine.capacity_types import CapacityInputs, CapacityRow
 from kedascaler.engine.sizing import CAPACITY
 from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey
@@ -258,7 +258,8 @@ def _capacity_inputs(cap: CapacityState, settings: PlannerSettings, snapshots: S
             continue
         try:
             found = with_demand(snap, found)
-            rows += capacity_rows_of(snap, found)
+            found, more = with_rows(snap, found)
+            rows += more
         except Exception:  # noqa: BLE001 - decide meets the same failure for this model alone, and reports it
             pass
         out[model] = found
@@ -267,4 +268,4 @@ def _capacity_inputs(cap: CapacityState, settings: PlannerSettings, snapshots: S
     except Exception:  # noqa: BLE001 - each model then evaluates its own rows (and fails alone)
         log.exception("capacity evaluation for every model at once failed; each model evaluates its own")
         return out, cap
-    return {m: c if isinstance(c, Exception) else replace(c, known=known) for m, c in out.items()}, cap
+    return {m: c if isinstance(c, Exception) else c.carrying(known=known) for m, c in out.items()}, cap
