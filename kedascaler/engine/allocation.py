@@ -13,11 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from kedascaler.engine.demand import VariantOption
+from kedascaler.engine.frozen import quick
 
 SEARCH_BUDGET = 20_000  # branch-and-bound nodes per model; beyond, the best allocation found so far is kept
 COVERED = 1e-9  # relative slack when checking that capacity covers the load
 
 
+@quick
 @dataclass(frozen=True)
 class Row:
     """One variant of a model in the allocation search."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from kedascaler.engine.arrivals import demand_view
 from kedascaler.engine.capacity_estimate import (
@@ -37,11 +37,13 @@ from kedascaler.engine.capacity_types import (
     DemandView,
     VariantEvidence,
 )
+from kedascaler.engine.frozen import quick
 from kedascaler.engine.mix import cheapest_mix, keep_ready
 from kedascaler.engine.saturation import ModelSaturation, analysed_pods, kv_budget, replicas_needed
 from kedascaler.engine.types import ModelSnapshot, VariantKey
 
 
+@quick
 @dataclass(frozen=True)
 class CapacityOutcome:
     """The route's targets, its plan (None when it fell back to saturation) and the reason in numbers."""

@@ -39,6 +39,7 @@ from kedascaler.engine.capacity_types import (
     VariantCapacity,
     VariantEvidence,
 )
+from kedascaler.engine.frozen import quick
 from kedascaler.engine.perfmodel import DEFAULT_MAX_BATCH_SIZE, PerfModel
 from kedascaler.engine.queueing import QueueSolver, ReplicaArrays, max_arrival_rate
 from kedascaler.engine.tails import max_rate_within
@@ -149,6 +150,7 @@ def _sibling(spec: VariantSpec, specs: Sequence[VariantSpec], evidence: dict[str
     return None
 
 
+@quick
 @dataclass(frozen=True)
 class Candidates:
     """Per variant (by index in `specs`), what its capacity may come from, before any queueing model is run."""

@@ -21,7 +21,7 @@ from typing import Self
 
 import numpy as np
 
-from kedascaler.engine.frozen import read_only
+from kedascaler.engine.frozen import quick, read_only
 from kedascaler.engine.keys import VariantKey
 from kedascaler.engine.perfmodel import PerfModel
 
@@ -37,6 +37,7 @@ class CapacitySource(enum.StrEnum):
     NONE = "none"  # nothing to go on: the variant is not chosen
 
 
+@quick
 @dataclass(frozen=True)
 class DemandSample:
     """One cycle's arrivals of a model, from its pods' counters over the collector's window (kept between cycles)."""
@@ -52,6 +53,7 @@ class DemandSample:
 _SAMPLE_FIELDS = ("at", "rate", "completed", "prompt_rate", "output_rate", "window")
 
 
+@quick
 @dataclass(frozen=True, eq=False)
 class _Columns:
     """A record per cycle, oldest first, as one read-only float64 array: a row per field (row 0 the time), a
@@ -90,6 +92,7 @@ class _Columns:
 _NO_SAMPLES = read_only(np.empty((len(_SAMPLE_FIELDS), 0), dtype=np.float64))
 
 
+@quick
 @dataclass(frozen=True, eq=False)
 class DemandHistory(_Columns):
     """A model's `DemandSample`s (rows: the sample's fields)."""
@@ -124,6 +127,7 @@ class DemandHistory(_Columns):
 _NO_NEEDS = read_only(np.empty((2, 0), dtype=np.float64))
 
 
+@quick
 @dataclass(frozen=True, eq=False)
 class NeedHistory(_Columns):
     """A model's (at, need in req/s) of past cycles: the hold's window."""
@@ -148,6 +152,7 @@ class NeedHistory(_Columns):
         return self._appended([at, need])
 
 
+@quick
 @dataclass(frozen=True)
 class Throughput:
     """What one pod of a variant completed while saturated (queueing or KV-bound), at the lengths of then."""
@@ -158,6 +163,7 @@ class Throughput:
     at: float
 
 
+@quick
 @dataclass(frozen=True)
 class VariantEvidence:
     """What the cycle knows of one variant's capacity and start-up, for the engine to turn into req/s at the SLO."""
@@ -175,6 +181,7 @@ class VariantEvidence:
     recent: tuple[float, ...] = ()  # the capacity per replica of the last cycles (oldest first): smooths outliers
 
 
+@quick
 @dataclass(frozen=True)
 class CapacitySettings:
     """How capacity mode sizes and holds; constant for a run (`--headroom`, `--startup-seconds`, …)."""
@@ -193,6 +200,7 @@ class CapacitySettings:
     utilization: float = 0.85  # without SLO targets: this fraction of the saturated throughput per replica
 
 
+@quick
 @dataclass(frozen=True)
 class CapacityInputs:
     """Everything capacity mode needs for one model beyond the snapshot; built by the cycle from its state."""
@@ -237,6 +245,7 @@ class CapacityInputs:
         return out
 
 
+@quick
 @dataclass(frozen=True)
 class VariantCapacity:
     """One variant's capacity per replica at the SLO (req/s at the current mix), each candidate, and why."""
@@ -255,6 +264,7 @@ class VariantCapacity:
     startup_source: str = ""  # "configured" | "measured" | "default"
 
 
+@quick
 @dataclass(frozen=True)
 class DemandView:
     """The model's demand in capacity units this cycle, and the hysteresis around it (req/s unless stated)."""
@@ -279,6 +289,7 @@ class DemandView:
     measured: bool = True  # False: no usage this cycle (a pod's first read): the short window's rate stands in
 
 
+@quick
 @dataclass(frozen=True)
 class CapacityPlan:
     """Capacity mode's plan for one model: demand, capacity per variant, the mix, and the hysteresis."""

@@ -37,7 +37,7 @@ from kedascaler.engine.activation import INACTIVE, activation
 from kedascaler.engine.capacity import plan_capacity
 from kedascaler.engine.capacity_types import CapacityInputs
 from kedascaler.engine.demand import ModelSizing
-from kedascaler.engine.frozen import evolve
+from kedascaler.engine.frozen import evolve, quick
 from kedascaler.engine.modes import HYBRID, MODEL, SATURATION, HybridPlan, hybrid_targets
 from kedascaler.engine.saturation import (
     ModelSaturation,
@@ -75,6 +75,7 @@ _Why = tuple[Action, str, float | None, float | None]  # a variant's reason in n
 _Latencies = tuple[float | None, float | None]  # predicted ITL and TTFT (ms)
 
 
+@quick
 @dataclass(frozen=True)
 class ModelPlan:
     """The model-level outcome of the saturation plan: what it needs, what it aims at, and the per-variant targets."""
@@ -91,6 +92,7 @@ class ModelPlan:
         return sum(self.targets.values())
 
 
+@quick
 @dataclass(frozen=True)
 class _Outcome:
     """One route's outcome for the model: its steps (targets in `plan`), and per variant its reason in numbers."""
@@ -102,13 +104,10 @@ class _Outcome:
     pods: Mapping[VariantKey, tuple[ReplicaSaturation, ...]] | None = None
 
 
-def _pods_by_variant(sat: ModelSaturation) -> dict[VariantKey, tuple[ReplicaSaturation, ...]]:
+def _pods_by_variant(sat: ModelSaturation) -> Mapping[VariantKey, tuple[ReplicaSaturation, ...]]:
     """The analysis' replicas per variant (`analyze` classifies each variant's pods against its own thresholds,
     as a decision shows them): the decisions reuse them instead of classifying every pod again."""
-    out: dict[VariantKey, list[ReplicaSaturation]] = {}
-    for r in sat.replicas:
-        out.setdefault(r.variant, []).append(r)
-    return {k: tuple(v) for k, v in out.items()}
+    return sat.by_variant
 
 
 def model_floor(snapshot: ModelSnapshot) -> int:

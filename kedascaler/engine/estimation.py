@@ -38,7 +38,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from kedascaler.engine.frozen import evolve, read_only
+from kedascaler.engine.frozen import evolve, quick, read_only
 from kedascaler.engine.perfmodel import EFFECTIVE, MIXED, Coefficients, Estimated
 from kedascaler.engine.types import ParameterSource
 
@@ -55,6 +55,7 @@ _MAX_PAIRS_POINTS = 100  # Theil–Sen start on at most this many points (evenly
 _SMALL_MEDIAN = 256  # up to this many values a median is taken by sorting Python floats (numpy's costs more)
 
 
+@quick
 @dataclass(frozen=True)
 class LinearFit:
     """y ≈ intercept + slope·x with its quality."""
@@ -192,6 +193,7 @@ def _finite_floats(values: object) -> bool:
             and all(map(math.isfinite, values)))
 
 
+@quick
 @dataclass(frozen=True, eq=False)
 class Window:
     """A sliding window of (time, x, y) observations: the newest `max_samples` within `max_age` seconds.
@@ -208,6 +210,11 @@ class Window:
     def at(self) -> np.ndarray:
         row: np.ndarray = self.data[0]
         return row
+
+    @property
+    def samples(self) -> int:
+        """Observations in the window (`len(self.x)`, without making the row's view)."""
+        return int(self.data.shape[1])
 
     @property
     def x(self) -> np.ndarray:
@@ -240,6 +247,7 @@ class Window:
         return robust_line(self.x, self.y)
 
 
+@quick
 @dataclass(frozen=True)
 class VariantObservations:
     """What one variant's pods showed recently: decode pairs (batch, ITL ms), prefill pairs (tokens, ms)."""
@@ -253,7 +261,15 @@ class VariantObservations:
     def add_prefill(self, now: float, prompt_tokens: object, prefill_ms: object) -> VariantObservations:
         return VariantObservations(self.decode, self.prefill.add(now, prompt_tokens, prefill_ms))
 
+    def add(self, now: float, batch: list[float], itl_ms: list[float], prompt_tokens: list[float],
+            prefill_ms: list[float]) -> VariantObservations:
+        """`add_decode` then `add_prefill`, each only when it has pairs: one record, not two."""
+        decode = self.decode.add(now, batch, itl_ms) if batch else self.decode
+        prefill = self.prefill.add(now, prompt_tokens, prefill_ms) if prompt_tokens else self.prefill
+        return self if decode is self.decode and prefill is self.prefill else VariantObservations(decode, prefill)
 
+
+@quick
 @dataclass(frozen=True)
 class PerfEstimate:
     """α, β from the decode fit and γ, δ from the prefill fit, with their quality."""

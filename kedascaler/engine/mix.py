@@ -20,9 +20,11 @@ from dataclasses import dataclass
 
 from kedascaler.engine.allocation import allocate
 from kedascaler.engine.demand import VariantOption
+from kedascaler.engine.frozen import quick
 from kedascaler.engine.types import VariantKey, VariantState
 
 
+@quick
 @dataclass(frozen=True)
 class Mix:
     """The chosen replicas per variant, what they carry and cost, and the switching penalty's account."""

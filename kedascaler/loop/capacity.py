@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from kedascaler.engine.capacity_estimate import SMOOTH_CYCLES
 from kedascaler.engine.capacity_types import (
@@ -27,12 +28,16 @@ from kedascaler.engine.capacity_types import (
     VariantEvidence,
 )
 from kedascaler.engine.estimation import MAX_PREFILL_SHARE, prefill_mode_for, prefill_stall
+from kedascaler.engine.frozen import quick
 from kedascaler.engine.perfmodel import DEFAULT_MAX_BATCH_SIZE, EFFECTIVE, MIXED, Estimated, PerfModel, perf_model
 from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey
 from kedascaler.loop.planner import PlannerState, VariantParameters, variant_parameters
 from kedascaler.sources.base import PodSample, PodUsage, WorkloadStatus
 from kedascaler.sources.gateway import ModelRef
 from kedascaler.spec.variant import VariantAutoscaling
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 KEEP_HISTORY = 1800.0  # s of demand samples and needs kept (the longest window a setting may ask for)
 KEEP_SATURATED = 1800.0  # s a saturated throughput counts
@@ -41,6 +46,7 @@ CALM_ITL, CALM_TTFT = 0.35, 0.25  # a pod carried its load well within the targe
 CARRIED_TOP = 3  # the carried rate counted: the mean of the highest few windows (one window's noise is not proof)
 
 
+@quick
 @dataclass(frozen=True)
 class Startup:
     """One variant's start-up tracker: when each pod still loading was asked for, and the measured start-ups."""
@@ -54,6 +60,7 @@ class Startup:
         return max(self.samples) if self.samples else None
 
 
+@quick
 @dataclass(frozen=True)
 class Point:
     """What a variant's pods showed in one window: a one-point decode/prefill measurement."""
@@ -66,6 +73,7 @@ class Point:
     rate: float = 0.0  # req/s completed per pod
 
 
+@quick
 @dataclass(frozen=True)
 class CapacityState:
     """Everything capacity mode keeps between cycles."""
@@ -142,13 +150,15 @@ def saturated_throughput(snapshot: ModelSnapshot, samples: Mapping[VariantKey, S
 def point_of(usage: Sequence[PodUsage], now: float) -> Point | None:
     """The variant's pods' mean batch, ITL and prefill this cycle, weighted by batch (None: not measured)."""
     rows = [u for u in usage if u.mean_running and u.itl_ms and u.prefill_ms and u.prompt_tokens_mean]
-    weight = math.fsum(u.mean_running or 0.0 for u in rows)
+    batch = [u.mean_running or 0.0 for u in rows]
+    weight = math.fsum(batch)
     if weight <= 0:
         return None
-    def mean(get: str) -> float:
-        return math.fsum((u.mean_running or 0.0) * float(getattr(u, get) or 0.0) for u in rows) / weight
-    rate = math.fsum(u.completed_rate or 0.0 for u in rows) / len(rows)
-    return Point(weight / len(rows), mean("itl_ms"), mean("prompt_tokens_mean"), mean("prefill_ms"), now, rate)
+    itl = math.fsum([b * float(u.itl_ms or 0.0) for b, u in zip(batch, rows, strict=True)]) / weight
+    prompt = math.fsum([b * float(u.prompt_tokens_mean or 0.0) for b, u in zip(batch, rows, strict=True)]) / weight
+    prefill = math.fsum([b * float(u.prefill_ms or 0.0) for b, u in zip(batch, rows, strict=True)]) / weight
+    rate = math.fsum([u.completed_rate or 0.0 for u in rows]) / len(rows)
+    return Point(weight / len(rows), itl, prompt, prefill, now, rate)
 
 
 def carried_throughput(snapshot: ModelSnapshot, samples: Mapping[VariantKey, Sequence[PodSample]], now: float,
@@ -174,12 +184,15 @@ def carried_throughput(snapshot: ModelSnapshot, samples: Mapping[VariantKey, Seq
 
 def observe(state: CapacityState, snapshots: Sequence[ModelSnapshot], samples: Mapping[VariantKey, Sequence[PodSample]],
             statuses: Mapping[VariantKey, WorkloadStatus | None], now: float,
-            targets: Mapping[ModelRef, tuple[float | None, float | None]] | None = None) -> CapacityState:
-    """This cycle's demand samples, saturated and carried throughputs, one-point measurements and start-ups."""
+            targets: Mapping[ModelRef, tuple[float | None, float | None]] | None = None,
+            usage: Mapping[VariantKey, Sequence[PodUsage]] | None = None) -> CapacityState:
+    """This cycle's demand samples, saturated and carried throughputs, one-point measurements and start-ups.
+    `usage`: each variant's samples' usage, in order (the cycle has it; else taken from `samples`)."""
     carried = dict(state.carried)
     history, lengths = dict(state.history), dict(state.lengths)
     saturated, points, startups = dict(state.saturated), dict(state.points), dict(state.startups)
-    usage = {k: [s.usage for s in found if s.usage is not None] for k, found in samples.items()}
+    if usage is None:
+        usage = {k: [s.usage for s in found if s.usage is not None] for k, found in samples.items()}
     for snap in snapshots:
         model = (snap.namespace, snap.model_id)
         pods = [u for v in snap.variants for u in usage.get(v.spec.key, ())]
@@ -260,11 +273,15 @@ def _params(planner: PlannerState, key: VariantKey, va: VariantAutoscaling | Non
 
 
 def _perf(key: VariantKey, va: VariantAutoscaling | None, planner: PlannerState, point: Point | None,
-          kept: tuple[PerfModel, str, float] | None, fresh: Mapping[VariantKey, VariantParameters] | None = None
-          ) -> tuple[PerfModel | None, str, str]:
+          kept: tuple[PerfModel, str, float] | None, fresh: Mapping[VariantKey, VariantParameters] | None = None,
+          now: float | None = None) -> tuple[PerfModel | None, str, str]:
     """The variant's model: given or learned coefficients, else the last usable fit, else a one-point model
-    from what its pods showed (with whichever fitted line is usable)."""
+    from what its pods showed (with whichever fitted line is usable). `now`: the cycle's clock, when
+    `keep_models` ran in it (a model it kept at `now` is the one these parameters build)."""
     params = _params(planner, key, va, fresh)
+    if params.coefficients is not None and kept is not None and now is not None and kept[2] == now \
+            and kept[1] == params.source:
+        return kept[0], params.source, ""
     batch = va.profile.max_batch_size if va is not None else None
     kv = planner.kv_tokens.get(key)
     if params.coefficients is not None:
@@ -310,14 +327,16 @@ def keep_models(state: CapacityState, snapshots: Sequence[ModelSnapshot], planne
 def inputs_for(state: CapacityState, settings: CapacitySettings, snapshot: ModelSnapshot, planner: PlannerState,
                variants: Mapping[VariantKey, VariantAutoscaling], slo: tuple[float | None, float | None],
                slo_reason: str = "", available: Mapping[str, int] | None = None,
-               fresh: Mapping[VariantKey, VariantParameters] | None = None) -> CapacityInputs:
-    """The engine's inputs for one model from the state, the planner's parameters and the inventory."""
+               fresh: Mapping[VariantKey, VariantParameters] | None = None, now: float | None = None
+               ) -> CapacityInputs:
+    """The engine's inputs for one model from the state, the planner's parameters and the inventory. `now`: the
+    cycle's clock when `keep_models` ran in this cycle with the same `fresh` (its models are reused)."""
     model = (snapshot.namespace, snapshot.model_id)
     evidence = []
     for v in snapshot.variants:
         key = v.spec.key
         va = variants.get(key)
-        perf, source, reason = _perf(key, va, planner, state.points.get(key), state.models.get(key), fresh)
+        perf, source, reason = _perf(key, va, planner, state.points.get(key), state.models.get(key), fresh, now)
         measured = state.saturated.get(key, ())
         best = max(measured, key=lambda t: t.per_replica) if measured else None
         startup = state.startups.get(key)
@@ -356,20 +375,23 @@ def record(state: CapacityState, decisions: Sequence[Decision], now: float) -> C
     return replace(state, needs=needs, estimates=estimates)
 
 
+def kept_only(found: Mapping[K, V], keep: set[K]) -> Mapping[K, V]:
+    """`found` without the keys that are not in `keep`; `found` itself when none is gone, checked set against set
+    on the hashes the dict and the set hold already (no key is hashed again: a variant's key hashes in Python)."""
+    if keep.issuperset(set(found)):
+        return found
+    return {k: v for k, v in found.items() if k in keep}
+
+
 def forget(state: CapacityState, keep_variants: set[VariantKey], keep_models: set[ModelRef]) -> CapacityState:
     """The state without the variants and models that left the inventory."""
-    return CapacityState({m: h for m, h in state.history.items() if m in keep_models},
-                         {m: n for m, n in state.needs.items() if m in keep_models},
-                         {m: n for m, n in state.lengths.items() if m in keep_models},
-                         {k: v for k, v in state.saturated.items() if k in keep_variants},
-                         {k: v for k, v in state.points.items() if k in keep_variants},
-                         {k: v for k, v in state.startups.items() if k in keep_variants},
-                         {k: v for k, v in state.models.items() if k in keep_variants},
-                         {k: v for k, v in state.carried.items() if k in keep_variants},
-                         {k: v for k, v in state.estimates.items() if k in keep_variants}, state.known,
-                         state.known_settings)
+    return CapacityState(kept_only(state.history, keep_models), kept_only(state.needs, keep_models),
+                         kept_only(state.lengths, keep_models), kept_only(state.saturated, keep_variants),
+                         kept_only(state.points, keep_variants), kept_only(state.startups, keep_variants),
+                         kept_only(state.models, keep_variants), kept_only(state.carried, keep_variants),
+                         kept_only(state.estimates, keep_variants), state.known, state.known_settings)
 
 
 __all__ = ["CALM_ITL", "CALM_TTFT", "CapacityState", "Point", "Startup", "carried_throughput", "demand_sample",
-           "forget", "inputs_for", "keep_models", "observe", "one_point", "point_of", "record",
+           "forget", "inputs_for", "keep_models", "kept_only", "observe", "one_point", "point_of", "record",
            "saturated_throughput", "track_startup"]

@@ -21,6 +21,7 @@ from enum import StrEnum
 from kedascaler.engine import decide
 from kedascaler.engine.capacity import with_demand, with_rows
 from kedascaler.engine.capacity_types import CapacityInputs, CapacityRow
+from kedascaler.engine.frozen import quick
 from kedascaler.engine.sizing import CAPACITY
 from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey
 from kedascaler.loop import capacity as capacity_loop
@@ -60,6 +61,7 @@ class CycleError(str):
         return error
 
 
+@quick
 @dataclass(frozen=True)
 class CycleConfig:
     """What a run's cycles share: constant from the first cycle to the last.
@@ -76,6 +78,7 @@ class CycleConfig:
     forget_counters_after: float = 600.0  # a pod's last counter reading is kept this long (window clock, s)
 
 
+@quick
 @dataclass(frozen=True)
 class CycleState:
     """Everything kept between cycles."""
@@ -90,6 +93,7 @@ class CycleState:
     cycles: int = 0
 
 
+@quick
 @dataclass(frozen=True)
 class CycleInputs:
     """What the shell gathered for one cycle."""
@@ -104,6 +108,7 @@ class CycleInputs:
     errors: tuple[CycleError, ...] = ()  # what went wrong gathering the inputs (workload lookups)
 
 
+@quick
 @dataclass(frozen=True)
 class CycleReport:
     """What one cycle did: for the board, status, /metrics, records, logs, the demo's printout and tests."""
@@ -195,9 +200,10 @@ def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleStat
         cap_state = capacity_loop.forget(cap_state, set(by_key),
                                          {(v.key.namespace, v.model_id) for v in by_key.values()})
         targets = {m: (p.slo.itl_ms, p.slo.ttft_ms) for m, p in plans.items() if p.slo is not None}
-        cap_state = capacity_loop.observe(cap_state, snapshots, samples, inputs.statuses, inputs.now, targets)
+        cap_state = capacity_loop.observe(cap_state, snapshots, samples, inputs.statuses, inputs.now, targets, usage)
         cap_state = capacity_loop.keep_models(cap_state, snapshots, planner, by_key, inputs.now, fresh)
-        capacity, cap_state = _capacity_inputs(cap_state, config.planner, snapshots, plans, planner, by_key, fresh)
+        capacity, cap_state = _capacity_inputs(cap_state, config.planner, snapshots, plans, planner, by_key, fresh,
+                                               inputs.now)
     elif config.planner is not None:  # a wake-up cycle: the memory as the last full cycle left it, read only
         capacity, _ = _capacity_inputs(cap_state, config.planner, snapshots, plans, planner, by_key)
     decisions: list[Decision] = []
@@ -237,10 +243,11 @@ def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleStat
 def _capacity_inputs(cap: CapacityState, settings: PlannerSettings, snapshots: Sequence[ModelSnapshot],
                      plans: Mapping[ModelRef, SloPlan], planner: PlannerState,
                      by_key: Mapping[VariantKey, VariantAutoscaling],
-                     fresh: Mapping[VariantKey, VariantParameters] | None = None
+                     fresh: Mapping[VariantKey, VariantParameters] | None = None, kept_at: float | None = None
                      ) -> tuple[dict[ModelRef, CapacityInputs | Exception], CapacityState]:
     """Capacity mode's inputs for every capacity-planned model (the kept history, the planner's parameters, the
-    class's targets), with the queueing rows of all of them evaluated at once (`kedascaler.loop.capacity_rows`)."""
+    class's targets), with the queueing rows of all of them evaluated at once (`kedascaler.loop.capacity_rows`).
+    `kept_at`: this full cycle's clock (`capacity_loop.keep_models` kept its models at it)."""
     out: dict[ModelRef, CapacityInputs | Exception] = {}
     rows: list[CapacityRow] = []
     for snap in snapshots:
@@ -252,7 +259,7 @@ def _capacity_inputs(cap: CapacityState, settings: PlannerSettings, snapshots: S
         targets = (slo.itl_ms, slo.ttft_ms) if slo is not None else (None, None)
         try:
             found = capacity_loop.inputs_for(cap, settings.capacity, snap, planner, by_key, targets,
-                                             plan.note if slo is None else "", settings.available, fresh)
+                                             plan.note if slo is None else "", settings.available, fresh, kept_at)
         except Exception as exc:  # noqa: BLE001 - raised again where the model is decided: it alone fails
             out[model] = exc
             continue

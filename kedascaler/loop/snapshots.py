@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from kedascaler.engine.frozen import quick
 from kedascaler.engine.types import (
     Decision,
     ModelSnapshot,
@@ -26,6 +27,7 @@ from kedascaler.sources.gateway import ActivationReading, ModelRef
 from kedascaler.spec.variant import VariantAutoscaling
 
 
+@quick
 @dataclass(frozen=True)
 class ScaleToZeroSetting:
     """One model's scale to zero: its idle window (None: off, kept warm) and its gateway query override."""
