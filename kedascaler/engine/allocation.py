@@ -122,7 +122,9 @@ def allocate(rate: float, variants: Sequence[VariantOption], capacities: Sequenc
     notes: list[str] = []
     for i, (v, cap) in enumerate(zip(variants, capacities, strict=True)):
         low = max(0, v.min_replicas)
-        room = accelerator_room(Row(i, 0, 0, 0, None, v.accelerator, v.accelerator_count), pool)
+        # accelerator_room of this variant's row (no row built for it)
+        room = (max(0, pool[v.accelerator]) // max(1, v.accelerator_count)
+                if v.accelerator and v.accelerator in pool else None)
         if room is not None and room < low:
             notes.append(f"{v.key}: only {room} of minReplicas {low} fit the free {v.accelerator}")
             low = room

@@ -172,7 +172,7 @@ def decide(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision], *,
                                mode == MODEL)
     else:
         outcome = _held(snapshot, previous)
-    steps = evolve(_within_bounds(outcome.steps, snapshot), activation=act)
+    steps = _within_bounds(outcome.steps, snapshot, act)
     data_at = _data_at(snapshot)
     # a capacity plan's message is the model's, whichever variant it is told for: rendered once
     message = (explain.capacity_message(steps.capacity_plan)
@@ -181,10 +181,12 @@ def decide(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision], *,
                  for v in snapshot.variants)
 
 
-def _within_bounds(steps: DecisionSteps, snapshot: ModelSnapshot) -> DecisionSteps:
-    """Every target within its variant's min/max: the one clamp every decision goes through."""
+def _within_bounds(steps: DecisionSteps, snapshot: ModelSnapshot, act: Activation | None = None) -> DecisionSteps:
+    """Every target within its variant's min/max: the one clamp every decision goes through; with the model's
+    activation (`act`) in the same record."""
     specs = {v.spec.key: v.spec for v in snapshot.variants}
-    return evolve(steps, plan=tuple(evolve(t, target=clamp_replicas(specs[t.key], t.target)) for t in steps.plan))
+    return evolve(steps, plan=tuple(evolve(t, target=clamp_replicas(specs[t.key], t.target)) for t in steps.plan),
+                  activation=act)
 
 
 def _decision(snapshot: ModelSnapshot, variant: VariantState, model: DecisionSteps, outcome: _Outcome,
@@ -260,18 +262,23 @@ def _held(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision]) -> _
     return _Outcome(evolve(_counted(snapshot, Route.STALE), plan=_targets(snapshot, held)), {k: why for k in held})
 
 
-def _saturation_steps(plan: ModelPlan, snapshot: ModelSnapshot, route: Route) -> DecisionSteps:
-    """The steps of the saturation plan: the analysis and the plan's numbers, its targets as the plan taken."""
+def _saturation_fields(plan: ModelPlan, snapshot: ModelSnapshot, route: Route) -> dict[str, object]:
+    """The fields of `_saturation_steps` but its plan (a route that takes another plan sets its own)."""
     sat = plan.saturation
-    return evolve(
-        _NO_STEPS, route=route, taken=ScalingMode.SATURATION, binding_signal=sat.binding_signal, model_action=plan.mode,
+    return dict(
+        route=route, taken=ScalingMode.SATURATION, binding_signal=sat.binding_signal, model_action=plan.mode,
         signal=sat.binding_signal, value=sat.binding_load_per_replica(sat.current_replicas),
         threshold=sat.binding_threshold, needed_replicas=sat.needed_replicas, floor=plan.floor, goal=plan.goal,
         current_total=sat.current_replicas, ready_total=sat.ready_replicas, pending_total=sat.pending_replicas,
         missing_total=sat.missing_replicas, analysed_total=sat.analysed_replicas, stale_variants=sat.stale_variants,
         estimated_kv_total=sat.estimated_kv_total, estimated_queue_total=sat.estimated_queue_total,
-        avg_spare_kv=sat.avg_spare_kv, avg_spare_queue=sat.avg_spare_queue, model_thresholds=snapshot.config,
-        plan=_targets(snapshot, plan.targets, plan.targets))
+        avg_spare_kv=sat.avg_spare_kv, avg_spare_queue=sat.avg_spare_queue, model_thresholds=snapshot.config)
+
+
+def _saturation_steps(plan: ModelPlan, snapshot: ModelSnapshot, route: Route) -> DecisionSteps:
+    """The steps of the saturation plan: the analysis and the plan's numbers, its targets as the plan taken."""
+    return evolve(_NO_STEPS, **_saturation_fields(plan, snapshot, route),
+                  plan=_targets(snapshot, plan.targets, plan.targets))
 
 
 def _planned(snapshot: ModelSnapshot, floor: int | None, sizing: ModelSizing | None, model_only: bool) -> _Outcome:
@@ -345,15 +352,16 @@ def _hybrid(plan: ModelPlan, snapshot: ModelSnapshot, sizing: ModelSizing, model
 def _capacity(plan: ModelPlan, snapshot: ModelSnapshot, inputs: CapacityInputs) -> _Outcome:
     """Capacity mode: the capacity plan's targets (saturation's, never below current, when it cannot plan)."""
     out = plan_capacity(snapshot, plan.saturation, inputs, plan.floor, dict(plan.targets))
-    steps = _saturation_steps(plan, snapshot, Route.CAPACITY)
+    fields = _saturation_fields(plan, snapshot, Route.CAPACITY)  # the saturation steps, with the route's plan
     current = {v.spec.key: v.current_replicas for v in snapshot.variants}
     if out.plan is None:
-        steps = evolve(steps, plan=_targets(snapshot, out.targets, plan.targets), sizing_note=out.note)
+        fields.update(plan=_targets(snapshot, out.targets, plan.targets), sizing_note=out.note)
     else:
         d = out.plan.demand
-        steps = evolve(steps, taken=ScalingMode.CAPACITY, signal=DEMAND, value=d.target,
-                        threshold=out.plan.mix_capacity, plan=_targets(snapshot, out.targets, plan.targets),
-                        arrival_rate=d.target, capacity=out.plan.mix_capacity, capacity_plan=out.plan)
+        fields.update(taken=ScalingMode.CAPACITY, signal=DEMAND, value=d.target, threshold=out.plan.mix_capacity,
+                      plan=_targets(snapshot, out.targets, plan.targets), arrival_rate=d.target,
+                      capacity=out.plan.mix_capacity, capacity_plan=out.plan)
+    steps = evolve(_NO_STEPS, **fields)
     why: dict[VariantKey, _Why] = {}
     for key, target in out.targets.items():
         action = SCALE_UP if target > current[key] else SCALE_DOWN if target < current[key] else HOLD
