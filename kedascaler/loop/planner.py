@@ -226,8 +226,9 @@ def refit(state: PlannerState, settings: PlannerSettings, now: float) -> tuple[P
     """Fit the variants most overdue (at most `max_fits_per_cycle`); returns the new state and how many."""
     due = []
     for key, found in state.learned.items():
-        size = found.size
-        if min(found.observations.decode.samples, found.observations.prefill.samples) < MIN_SAMPLES:
+        decode, prefill = found.observations.decode.samples, found.observations.prefill.samples
+        size = decode + prefill  # found.size
+        if min(decode, prefill) < MIN_SAMPLES:
             if found.estimate is None and size == found.fitted_size:
                 continue
         if found.fitted_at is not None and now - found.fitted_at < settings.refit_interval:
