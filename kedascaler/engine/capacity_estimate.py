@@ -78,9 +78,12 @@ def model_capacities(models: Sequence[PerfModel], prompt: float, output: float, 
     rows = [(m, prompt, output, itl_ms, ttft_ms) for m in models]
     if known is None:
         return row_capacities(rows, settings)
-    missing = [r for r in rows if r not in known]
-    found = dict(zip(missing, row_capacities(missing, settings), strict=True)) if missing else {}
-    return [known[r] if r in known else found[r] for r in rows]
+    values = [known.get(r) for r in rows]  # each row looked up once (a row hashes its model's fields)
+    missing = [r for r, v in zip(rows, values, strict=True) if v is None]
+    if not missing:
+        return values  # type: ignore[return-value]  # none is None
+    found = dict(zip(missing, row_capacities(missing, settings), strict=True))
+    return [found[r] if v is None else v for r, v in zip(rows, values, strict=True)]
 
 
 def row_capacities(rows: Sequence[CapacityRow], settings: CapacitySettings) -> list[float]:
