@@ -105,7 +105,8 @@ def held_need(needs: NeedHistory | Sequence[tuple[float, float]], now: float, wi
     """The largest need over the last `window` s, this cycle's included."""
     at, values = NeedHistory.of(needs).data.tolist()
     after = now - window + 1e-9
-    return max([need] + [n for t, n in zip(at, values, strict=True) if t > after])
+    largest: float = max([need] + [n for t, n in zip(at, values, strict=True) if t > after])
+    return largest
 
 
 def rate_now(sample: DemandSample, short: float) -> float:

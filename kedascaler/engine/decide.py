@@ -37,6 +37,7 @@ from kedascaler.engine.activation import INACTIVE, activation
 from kedascaler.engine.capacity import plan_capacity
 from kedascaler.engine.capacity_types import CapacityInputs
 from kedascaler.engine.demand import ModelSizing
+from kedascaler.engine.explain_capacity import capacity_message
 from kedascaler.engine.frozen import evolve, quick
 from kedascaler.engine.modes import HYBRID, MODEL, SATURATION, HybridPlan, hybrid_targets
 from kedascaler.engine.saturation import (
@@ -175,7 +176,7 @@ def decide(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision], *,
     steps = _within_bounds(outcome.steps, snapshot, act)
     data_at = _data_at(snapshot)
     # a capacity plan's message is the model's, whichever variant it is told for: rendered once
-    message = (explain.capacity_message(steps.capacity_plan)
+    message = (capacity_message(steps.capacity_plan)
                if steps.route == Route.CAPACITY and steps.capacity_plan is not None else None)
     return tuple(_decision(snapshot, v, steps, outcome, previous.get(v.spec.key), data_at, message)
                  for v in snapshot.variants)

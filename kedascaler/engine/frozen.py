@@ -56,7 +56,7 @@ def quick(cls: type[T]) -> type[T]:
     params = getattr(cls, "__dataclass_params__", None)
     if params is None or not params.frozen or not params.init or "__slots__" in cls.__dict__:
         return cls
-    fields = dataclasses.fields(cls)
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]  # a dataclass: its params were found above
     if any(not f.init or f.kw_only for f in fields) or any(
             isinstance(v, dataclasses.InitVar) or "InitVar" in str(v)
             for v in getattr(cls, "__annotations__", {}).values()):
@@ -85,7 +85,7 @@ def quick(cls: type[T]) -> type[T]:
     init = scope["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__doc__ = cls.__init__.__doc__
-    cls.__init__ = init  # type: ignore[misc]
+    cls.__init__ = init  # type: ignore[method-assign]
     return cls
 
 

@@ -198,8 +198,8 @@ def analyze(snapshot: ModelSnapshot) -> ModelSaturation:
     running = 0.0
     full_batch = 0.0  # the most requests a queueing pod runs: what one replica holds when full
     missing = 0
-    kv_total = 0  # Σ over the replicas in order, as sum() adds them (from the int 0)
-    queue_total = 0
+    kv_total: float = 0  # Σ over the replicas in order, as sum() adds them (from the int 0)
+    queue_total: float = 0
     for variant in snapshot.variants:
         pods = variant.analysed
         own = variant_replicas(variant, variant.spec.saturation or config)
@@ -209,7 +209,7 @@ def analyze(snapshot: ModelSnapshot) -> ModelSaturation:
         for r in own:
             kv_total += r.kv_cache_usage
             queue_total += r.queue_length
-        part = 0  # this variant's Σ running, added to the model's as one sum
+        part: float = 0  # this variant's Σ running, added to the model's as one sum
         for p in pods:
             load = max(0.0, p.running)
             part += load

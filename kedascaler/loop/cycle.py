@@ -25,6 +25,7 @@ from kedascaler.engine.frozen import quick
 from kedascaler.engine.sizing import CAPACITY
 from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey
 from kedascaler.loop import capacity as capacity_loop
+from kedascaler.loop import capacity_models
 from kedascaler.loop.capacity import CapacityState
 from kedascaler.loop.capacity_rows import evaluate as evaluate_rows
 from kedascaler.loop.planner import PlannerSettings, PlannerState, SloPlan, VariantParameters, plan_cycle
@@ -201,7 +202,7 @@ def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleStat
                                          {(v.key.namespace, v.model_id) for v in by_key.values()})
         targets = {m: (p.slo.itl_ms, p.slo.ttft_ms) for m, p in plans.items() if p.slo is not None}
         cap_state = capacity_loop.observe(cap_state, snapshots, samples, inputs.statuses, inputs.now, targets, usage)
-        cap_state = capacity_loop.keep_models(cap_state, snapshots, planner, by_key, inputs.now, fresh)
+        cap_state = capacity_models.keep_models(cap_state, snapshots, planner, by_key, inputs.now, fresh)
         capacity, cap_state = _capacity_inputs(cap_state, config.planner, snapshots, plans, planner, by_key, fresh,
                                                inputs.now)
     elif config.planner is not None:  # a wake-up cycle: the memory as the last full cycle left it, read only
@@ -247,7 +248,7 @@ def _capacity_inputs(cap: CapacityState, settings: PlannerSettings, snapshots: S
                      ) -> tuple[dict[ModelRef, CapacityInputs | Exception], CapacityState]:
     """Capacity mode's inputs for every capacity-planned model (the kept history, the planner's parameters, the
     class's targets), with the queueing rows of all of them evaluated at once (`kedascaler.loop.capacity_rows`).
-    `kept_at`: this full cycle's clock (`capacity_loop.keep_models` kept its models at it)."""
+    `kept_at`: this full cycle's clock (`capacity_models.keep_models` kept its models at it)."""
     out: dict[ModelRef, CapacityInputs | Exception] = {}
     rows: list[CapacityRow] = []
     for snap in snapshots:
@@ -258,7 +259,7 @@ def _capacity_inputs(cap: CapacityState, settings: PlannerSettings, snapshots: S
         slo = plan.slo
         targets = (slo.itl_ms, slo.ttft_ms) if slo is not None else (None, None)
         try:
-            found = capacity_loop.inputs_for(cap, settings.capacity, snap, planner, by_key, targets,
+            found = capacity_models.inputs_for(cap, settings.capacity, snap, planner, by_key, targets,
                                              plan.note if slo is None else "", settings.available, fresh, kept_at)
         except Exception as exc:  # noqa: BLE001 - raised again where the model is decided: it alone fails
             out[model] = exc
