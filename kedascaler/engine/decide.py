@@ -202,7 +202,7 @@ def _decision(snapshot: ModelSnapshot, variant: VariantState, model: DecisionSte
     steps = evolve(model, variant=key, action=action, signal=signal, value=value, threshold=threshold,
                     thresholds=thresholds, pods=pods, spare_kv=spare_kv, spare_queue=spare_queue,
                     saturation_level=max((p.kv_cache_usage for p in pods), default=0.0))
-    desired = next(t.target for t in steps.plan if t.key == key)
+    desired = next(t.target for t in steps.plan if t.key is key or t.key == key)  # `is`: the same key, no __eq__
     stale = steps.route == Route.STALE
     # A variant asked for 0 is not woken by KEDA just because its model has load; a held decision keeps its flag.
     active = desired > 0 or (stale and steps.activation is None and prev is not None and prev.active)

@@ -265,7 +265,8 @@ class DecisionSteps:
     @property
     def own(self) -> VariantTarget | None:
         """This variant's entry in the plan."""
-        return next((v for v in self.plan if v.key == self.variant), None)
+        variant = self.variant
+        return next((v for v in self.plan if v.key is variant or v.key == variant), None)  # `is`: no __eq__
 
     @property
     def woken(self) -> bool:
