@@ -116,10 +116,12 @@ def _huber(x: np.ndarray, y: np.ndarray, start: tuple[float, float], iterations:
     if scale <= 0:
         return intercept, slope
     xx, xy = x * x, x * y
+    k = HUBER_K * scale  # as `HUBER_K * scale / …` multiplies first
+    add = np.add.reduce  # `w.sum()` without its Python wrapper: the same reduction
     for _ in range(iterations):
         r = y - intercept - slope * x
-        w = np.minimum(1.0, HUBER_K * scale / np.maximum(np.abs(r), 1e-300))
-        sw, swx, swy = w.sum(), w @ x, w @ y
+        w = np.minimum(1.0, k / np.maximum(np.abs(r), 1e-300))
+        sw, swx, swy = add(w), w @ x, w @ y
         det = sw * (w @ xx) - swx * swx
         if det <= 0:
             break
@@ -150,14 +152,16 @@ def robust_line(x: object, y: object) -> LinearFit:
     spread = _mad_sigma(residuals)
     level = median(np.abs(ys))
     relative = spread / level if level > 0 else math.inf
-    ss_tot = float(np.sum((ys - ys.mean()) ** 2))
-    ss_res = float(np.sum(residuals ** 2))
+    add = np.add.reduce  # np.sum and ndarray.mean without their Python wrappers: the same reductions
+    mean_x, mean_y = add(xs) / n, add(ys) / n  # what .mean() gives: the sum over the count, as a float64
+    ss_tot = float(add((ys - mean_y) ** 2))
+    ss_res = float(add(residuals ** 2))
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res == 0 else 0.0)
-    sxx = float(np.sum((xs - xs.mean()) ** 2))
+    sxx = float(add((xs - mean_x) ** 2))
     slope_se = spread / math.sqrt(sxx) if sxx > 0 else math.inf
     pinned = 2 * slope_se * float(xs.max() - xs.min()) <= PINNED_FRACTION * level
-    far = int(np.argmax(np.abs(xs - xs.mean())))
-    leverage = (1.0 / n + float((xs[far] - xs.mean()) ** 2) / sxx) if sxx > 0 else 1.0
+    far = int(np.argmax(np.abs(xs - mean_x)))
+    leverage = (1.0 / n + float((xs[far] - mean_x) ** 2) / sxx) if sxx > 0 else 1.0
     reason = _judge(n, distinct, intercept, slope, slope_se, relative, r2, pinned, (leverage, float(xs[far])))
     if not reason and slope < 0:
         slope = 0.0  # within noise of 0 (checked by _judge): a step cannot get faster with more work
