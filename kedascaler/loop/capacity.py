@@ -27,7 +27,7 @@ from kedascaler.engine.capacity_types import (
 )
 from kedascaler.engine.frozen import quick
 from kedascaler.engine.perfmodel import PerfModel
-from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey
+from kedascaler.engine.types import Decision, ModelSnapshot, SaturationConfig, VariantKey
 from kedascaler.sources.base import PodSample, PodUsage, WorkloadStatus
 from kedascaler.sources.gateway import ModelRef
 
@@ -123,22 +123,49 @@ def track_startup(found: Startup, status: WorkloadStatus | None, now: float, kee
     return Startup(tuple(since), tuple(samples[-keep:]), now)
 
 
+def _windows(found: Sequence[PodSample], cfg: SaturationConfig, targets: tuple[float | None, float | None]
+             ) -> tuple[list[PodUsage], list[PodUsage], list[PodUsage]]:
+    """One variant's pod windows, in order, in one pass: those it completed while saturated (at or over the queue
+    or the KV threshold, not draining: backlog growth ≥ 0), those it carried well within the targets (under both
+    thresholds, mean ITL and TTFT at most CALM_ITL, CALM_TTFT of the targets; none without targets) and the calm
+    ones (under both thresholds)."""
+    itl, ttft = targets
+    with_targets = itl is not None or ttft is not None
+    saturated: list[PodUsage] = []
+    carried: list[PodUsage] = []
+    calm: list[PodUsage] = []
+    queue_at, kv_at = cfg.queue_length_threshold, cfg.kv_cache_threshold
+    for s in found:
+        u = s.usage
+        if u is None:
+            continue
+        if (u.completed_rate and (s.queue_length >= queue_at or s.kv_cache_usage >= kv_at)
+                and (u.backlog_growth_rate or 0.0) >= 0.0):
+            saturated.append(u)
+        if s.queue_length < queue_at and s.kv_cache_usage < kv_at:
+            calm.append(u)
+            if (with_targets and u.completed_rate
+                    and u.itl_ms is not None and (itl is None or u.itl_ms <= CALM_ITL * itl)
+                    and u.ttft_ms is not None and (ttft is None or u.ttft_ms <= CALM_TTFT * ttft)):
+                carried.append(u)
+    return saturated, carried, calm
+
+
+def _throughput(rows: Sequence[PodUsage], now: float) -> Throughput:
+    rate = math.fsum(u.completed_rate or 0.0 for u in rows)
+    return Throughput(rate / len(rows), math.fsum(u.prompt_tokens_rate or 0.0 for u in rows) / rate,
+                      math.fsum(u.output_tokens_rate or 0.0 for u in rows) / rate, now)
+
+
 def saturated_throughput(snapshot: ModelSnapshot, samples: Mapping[VariantKey, Sequence[PodSample]], now: float
                          ) -> dict[VariantKey, Throughput]:
     """Per variant, what its pods completed this cycle while saturated: at or over the queue threshold (or the KV
     threshold), and not draining (backlog growth ≥ 0) — the most a replica carries."""
-    cfg = snapshot.config
     out: dict[VariantKey, Throughput] = {}
     for v in snapshot.variants:
-        rows = [s.usage for s in samples.get(v.spec.key, ())
-                if s.usage is not None and s.usage.completed_rate
-                and (s.queue_length >= cfg.queue_length_threshold or s.kv_cache_usage >= cfg.kv_cache_threshold)
-                and (s.usage.backlog_growth_rate or 0.0) >= 0.0]
-        if not rows:
-            continue
-        rate = math.fsum(u.completed_rate or 0.0 for u in rows)
-        out[v.spec.key] = Throughput(rate / len(rows), math.fsum(u.prompt_tokens_rate or 0.0 for u in rows) / rate,
-                                     math.fsum(u.output_tokens_rate or 0.0 for u in rows) / rate, now)
+        rows = _windows(samples.get(v.spec.key, ()), snapshot.config, (None, None))[0]
+        if rows:
+            out[v.spec.key] = _throughput(rows, now)
     return out
 
 
@@ -160,20 +187,11 @@ def carried_throughput(snapshot: ModelSnapshot, samples: Mapping[VariantKey, Seq
                        targets: tuple[float | None, float | None]) -> dict[VariantKey, Throughput]:
     """Per variant, what its pods carried this cycle well within the targets (under the queue and KV thresholds,
     mean ITL and TTFT at most CALM_ITL, CALM_TTFT of the targets): a replica carries at least that."""
-    itl, ttft = targets
-    if itl is None and ttft is None:
-        return {}
-    cfg = snapshot.config
     out: dict[VariantKey, Throughput] = {}
     for v in snapshot.variants:
-        rows = [x.usage for x in samples.get(v.spec.key, ()) if x.usage is not None and x.usage.completed_rate
-                and x.queue_length < cfg.queue_length_threshold and x.kv_cache_usage < cfg.kv_cache_threshold
-                and x.usage.itl_ms is not None and (itl is None or x.usage.itl_ms <= CALM_ITL * itl)
-                and x.usage.ttft_ms is not None and (ttft is None or x.usage.ttft_ms <= CALM_TTFT * ttft)]
+        rows = _windows(samples.get(v.spec.key, ()), snapshot.config, targets)[1]
         if rows:
-            rate = math.fsum(u.completed_rate or 0.0 for u in rows)
-            out[v.spec.key] = Throughput(rate / len(rows), math.fsum(u.prompt_tokens_rate or 0.0 for u in rows) / rate,
-                                         math.fsum(u.output_tokens_rate or 0.0 for u in rows) / rate, now)
+            out[v.spec.key] = _throughput(rows, now)
     return out
 
 
@@ -195,18 +213,21 @@ def observe(state: CapacityState, snapshots: Sequence[ModelSnapshot], samples: M
         history[model] = history.get(model, DemandHistory()).kept(now - KEEP_HISTORY, now).append(sample)
         if sample is not None and sample.completed > 0 and sample.output_rate > 0:
             lengths[model] = (sample.prompt_rate / sample.completed, sample.output_rate / sample.completed)
-        for key, t in saturated_throughput(snap, samples, now).items():
-            saturated[key] = tuple(x for x in saturated.get(key, ()) if x.at > now - KEEP_SATURATED)[-19:] + (t,)
-        for key, t in carried_throughput(snap, samples, now, (targets or {}).get(model, (None, None))).items():
-            carried[key] = tuple(x for x in carried.get(key, ()) if x.at > now - KEEP_SATURATED)[-19:] + (t,)
-        cfg = snap.config
-        for v in snap.variants:
-            calm = [x.usage for x in samples.get(v.spec.key, ()) if x.usage is not None
-                    and x.queue_length < cfg.queue_length_threshold and x.kv_cache_usage < cfg.kv_cache_threshold]
+        cfg, limits = snap.config, (targets or {}).get(model, (None, None))
+        found = [(v.spec.key, _windows(samples.get(v.spec.key, ()), cfg, limits)) for v in snap.variants]
+        for key, (busy, _, _) in found:  # saturated_throughput
+            if busy:
+                t = _throughput(busy, now)
+                saturated[key] = tuple(x for x in saturated.get(key, ()) if x.at > now - KEEP_SATURATED)[-19:] + (t,)
+        for key, (_, easy, _) in found:  # carried_throughput
+            if easy:
+                t = _throughput(easy, now)
+                carried[key] = tuple(x for x in carried.get(key, ()) if x.at > now - KEEP_SATURATED)[-19:] + (t,)
+        for key, (_, _, calm) in found:
             point = point_of(calm, now)  # an overloaded pod's ITL tells its overload, not its capacity
             if point is not None:
-                points[v.spec.key] = point
-            startups[v.spec.key] = track_startup(startups.get(v.spec.key, Startup()), statuses.get(v.spec.key), now)
+                points[key] = point
+            startups[key] = track_startup(startups.get(key, Startup()), statuses.get(key), now)
     return replace(state, history=history, lengths=lengths, saturated=saturated, points=points, startups=startups,
                    carried=carried)
 
