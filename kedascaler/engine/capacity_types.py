@@ -62,6 +62,9 @@ class _Columns:
     field. The values are the very floats the records held, so every sum over them is the sum it was."""
 
     data: np.ndarray
+    # every time at or after the one before it, none NaN (so `kept` reads the two ends): what `append` keeps true
+    # from an empty history; unknown (False) for columns given as they are
+    ordered: bool = field(default=False, compare=False, repr=False)
 
     def __len__(self) -> int:
         return int(self.data.shape[1])
@@ -74,13 +77,19 @@ class _Columns:
 
     def kept(self, after: float, before: float) -> Self:
         """The records taken strictly between `after` and `before`."""
-        at = self.data[0]
+        data = self.data
+        count = data.shape[1]
+        if self.ordered and count and float(data[0, 0]) > after and float(data[0, count - 1]) < before:
+            return self  # in order: the oldest after `after` and the newest before `before`, so every one is
+        at = data[0]
         keep = (at > after) & (at < before)
-        return self if keep.all() else type(self)(read_only(self.data[:, keep]))
+        return self if keep.all() else type(self)(read_only(data[:, keep]), self.ordered)
 
     def _appended(self, record: list[float]) -> Self:
         column = np.array(record, dtype=np.float64)[:, None]
-        return type(self)(read_only(np.concatenate((self.data, column), axis=1)))
+        count, at = self.data.shape[1], record[0]
+        ordered = (count == 0 or (self.ordered and float(self.data[0, count - 1]) <= at)) and at == at
+        return type(self)(read_only(np.concatenate((self.data, column), axis=1)), ordered)
 
     @classmethod
     def _of_rows(cls, rows: list[list[float]], fields: int) -> Self:

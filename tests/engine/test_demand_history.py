@@ -75,3 +75,23 @@ def test_the_demand_view_reads_its_history_once_and_finds_what_each_window_finds
     assert (view.prompt_tokens, view.output_tokens) == mean_lengths(given, now, s.long_window, None)
     assert view.trend == rising_trend(given, now, s.trend_window + RECENT)
     assert view.held == held_need(inputs.needs, now, 120.0, max(view.need, view.up)) == 50.0
+
+
+def test_a_history_built_in_order_keeps_what_the_mask_keeps_reading_only_its_ends():
+    """Grown by `append` from empty, a history knows its times are in order: `kept` reads its two ends. Given
+    out of order (or with a NaN time), it keeps what the mask over every time keeps."""
+    grown = DemandHistory()
+    for s in samples(20):
+        grown = grown.append(s)
+    assert grown.ordered and not DemandHistory.of(samples(20)).ordered
+    given = list(samples(20))
+    given[3], given[12] = given[12], given[3]
+    shuffled = DemandHistory.of(given)
+    nan = DemandHistory().append(DemandSample(math.nan, 1.0, 1.0, 1.0, 1.0, 15.0)).append(samples(1)[0])
+    assert not nan.ordered
+    for h, source in ((grown, list(samples(20))), (shuffled, given)):
+        for after, before in ((-1.0, 1e9), (40.0, 1e9), (-1.0, 200.0), (100.0, 150.0), (1e9, 2e9)):
+            want = tuple(s for s in source if after < s.at < before)
+            got = h.kept(after, before)
+            assert tuple(got) == want and (got is h) == (len(want) == len(source))
+    assert tuple(nan.kept(-1.0, 1e9)) == (samples(1)[0],)
