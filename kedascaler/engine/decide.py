@@ -186,8 +186,11 @@ def _within_bounds(steps: DecisionSteps, snapshot: ModelSnapshot, act: Activatio
     """Every target within its variant's min/max: the one clamp every decision goes through; with the model's
     activation (`act`) in the same record."""
     specs = {v.spec.key: v.spec for v in snapshot.variants}
-    return evolve(steps, plan=tuple(evolve(t, target=clamp_replicas(specs[t.key], t.target)) for t in steps.plan),
-                  activation=act)
+    plan = []
+    for t in steps.plan:
+        target = clamp_replicas(specs[t.key], t.target)
+        plan.append(t if target == t.target else evolve(t, target=target))  # within bounds already: the same
+    return evolve(steps, plan=tuple(plan), activation=act)
 
 
 def _decision(snapshot: ModelSnapshot, variant: VariantState, model: DecisionSteps, outcome: _Outcome,
