@@ -16,9 +16,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from kedascaler.engine.frozen import quick
 from kedascaler.engine.perfmodel import PerfModel
 
 
+@quick
 @dataclass(frozen=True)
 class AcceleratorClass:
     """One accelerator type's data-sheet peaks."""

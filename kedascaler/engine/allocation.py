@@ -13,11 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from kedascaler.engine.demand import VariantOption
+from kedascaler.engine.frozen import quick
 
 SEARCH_BUDGET = 20_000  # branch-and-bound nodes per model; beyond, the best allocation found so far is kept
 COVERED = 1e-9  # relative slack when checking that capacity covers the load
 
 
+@quick
 @dataclass(frozen=True)
 class Row:
     """One variant of a model in the allocation search."""
@@ -120,7 +122,9 @@ def allocate(rate: float, variants: Sequence[VariantOption], capacities: Sequenc
     notes: list[str] = []
     for i, (v, cap) in enumerate(zip(variants, capacities, strict=True)):
         low = max(0, v.min_replicas)
-        room = accelerator_room(Row(i, 0, 0, 0, None, v.accelerator, v.accelerator_count), pool)
+        # accelerator_room of this variant's row (no row built for it)
+        room = (max(0, pool[v.accelerator]) // max(1, v.accelerator_count)
+                if v.accelerator and v.accelerator in pool else None)
         if room is not None and room < low:
             notes.append(f"{v.key}: only {room} of minReplicas {low} fit the free {v.accelerator}")
             low = room

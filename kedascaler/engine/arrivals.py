@@ -36,45 +36,77 @@ TREND_AGREE = 3.0  # ... rising in both halves of the window, the faster at most
 MAX_FORECAST_RISE = 0.5  # the forecast adds at most this fraction of the current rate
 
 
+_Columns = list[list[float]]  # a history's rows as Python floats: at, rate, completed, prompt_rate, output_rate, window
+_AT, _RATE, _COMPLETED, _PROMPT, _OUTPUT, _WINDOW = range(6)
+
+
+def _columns(history: DemandHistory | Sequence[DemandSample]) -> _Columns:
+    """The history's fields as lists of the very floats it holds: a model's few samples are read faster from
+    lists than through numpy's per-call cost (the sums and comparisons below are the same float operations)."""
+    rows: _Columns = DemandHistory.of(history).data.tolist()
+    return rows
+
+
+def _picked(at: list[float], now: float, span: float, upper: bool = True) -> list[int]:
+    """The samples of the last `span` s (taken by this cycle's clock at the latest when `upper`)."""
+    low, high = now - span + 1e-9, now + RECENT
+    if upper:
+        return [i for i, t in enumerate(at) if t > low and t <= high]
+    return [i for i, t in enumerate(at) if t > low]
+
+
+def _window_rate(h: _Columns, now: float, span: float) -> tuple[float, float] | None:
+    picked = _picked(h[_AT], now, span)
+    windows, rates = h[_WINDOW], h[_RATE]
+    covered = math.fsum([windows[i] for i in picked])
+    if covered <= 0:
+        return None
+    return math.fsum([rates[i] * windows[i] for i in picked]) / covered, min(covered, span)
+
+
 def window_rate(history: DemandHistory | Sequence[DemandSample], now: float, span: float
                 ) -> tuple[float, float] | None:
     """(rate, seconds covered) over the samples of the last `span` s, each weighted by its window."""
-    h = DemandHistory.of(history)
-    at = h.at
-    picked = (at > now - span + 1e-9) & (at <= now + RECENT)
-    windows = h.column("window")[picked]
-    covered = math.fsum(windows.tolist())
-    if covered <= 0:
-        return None
-    return math.fsum((h.column("rate")[picked] * windows).tolist()) / covered, min(covered, span)
+    return _window_rate(_columns(history), now, span)
 
 
-def mean_lengths(history: DemandHistory | Sequence[DemandSample], now: float, span: float,
-                 fallback: tuple[float, float] | None) -> tuple[float, float] | None:
-    """Mean (prompt, output) tokens of the requests completed over the last `span` s (else `fallback`)."""
-    h = DemandHistory.of(history)
-    picked = h.at > now - span + 1e-9
-    windows = h.column("window")[picked]
-    done = math.fsum((h.column("completed")[picked] * windows).tolist())
+def _mean_lengths(h: _Columns, now: float, span: float, fallback: tuple[float, float] | None
+                  ) -> tuple[float, float] | None:
+    picked = _picked(h[_AT], now, span, upper=False)
+    windows = h[_WINDOW]
+    completed, prompts, outputs = h[_COMPLETED], h[_PROMPT], h[_OUTPUT]
+    done = math.fsum([completed[i] * windows[i] for i in picked])
     if done > 0:
-        prompt = math.fsum((h.column("prompt_rate")[picked] * windows).tolist()) / done
-        output = math.fsum((h.column("output_rate")[picked] * windows).tolist()) / done
+        prompt = math.fsum([prompts[i] * windows[i] for i in picked]) / done
+        output = math.fsum([outputs[i] * windows[i] for i in picked]) / done
         if math.isfinite(prompt) and math.isfinite(output) and output > 0:
             return max(0.0, prompt), max(1.0, output)
     return fallback
 
 
+def mean_lengths(history: DemandHistory | Sequence[DemandSample], now: float, span: float,
+                 fallback: tuple[float, float] | None) -> tuple[float, float] | None:
+    """Mean (prompt, output) tokens of the requests completed over the last `span` s (else `fallback`)."""
+    return _mean_lengths(_columns(history), now, span, fallback)
+
+
+def _latest(h: _Columns, now: float) -> DemandSample | None:
+    if h[_AT] and abs(h[_AT][-1] - now) <= RECENT:
+        return DemandSample(*(row[-1] for row in h))
+    return None
+
+
 def latest(history: DemandHistory | Sequence[DemandSample], now: float) -> DemandSample | None:
     """This cycle's sample (None when the pods gave no usage this cycle: the demand is not known now)."""
-    h = DemandHistory.of(history)
-    if len(h) and abs(float(h.at[-1]) - now) <= RECENT:
-        return h[-1]
-    return None
+    return _latest(_columns(history), now)
 
 
 def held_need(needs: NeedHistory | Sequence[tuple[float, float]], now: float, window: float, need: float) -> float:
     """The largest need over the last `window` s, this cycle's included."""
-    return max([need] + NeedHistory.of(needs).since(now - window + 1e-9))
+    at, values = NeedHistory.of(needs).data.tolist()
+    after = now - window + 1e-9
+    largest: float = max([need] + [n for t, n in zip(at, values, strict=True) if t > after])
+    return largest
 
 
 def rate_now(sample: DemandSample, short: float) -> float:
@@ -84,17 +116,13 @@ def rate_now(sample: DemandSample, short: float) -> float:
     return max(short, sample.rate - noise)
 
 
-def rising_trend(history: DemandHistory | Sequence[DemandSample], now: float, span: float) -> float:
-    """req/s per s: the least-squares slope of the samples of the last `span` s when they rise along a line
-    (R² ≥ TREND_R2, at least TREND_SAMPLES of them, both halves rising alike); 0 otherwise. A step is not a line
-    (its samples sit on two levels, one half flat): it is met by `rate_now`, not extrapolated; a ramp is."""
-    h = DemandHistory.of(history)
-    at = h.at
-    picked = (at > now - span + 1e-9) & (at <= now + RECENT)
-    if int(picked.sum()) < TREND_SAMPLES:
+def _rising_trend(h: _Columns, now: float, span: float) -> float:
+    picked = _picked(h[_AT], now, span)
+    if len(picked) < TREND_SAMPLES:
         return 0.0
-    xs: list[float] = at[picked].tolist()
-    ys: list[float] = h.column("rate")[picked].tolist()
+    at, rates = h[_AT], h[_RATE]
+    xs = [at[i] for i in picked]
+    ys = [rates[i] for i in picked]
     mx, my = math.fsum(xs) / len(xs), math.fsum(ys) / len(ys)
     sxx = math.fsum((x - mx) ** 2 for x in xs)
     syy = math.fsum((y - my) ** 2 for y in ys)
@@ -110,26 +138,34 @@ def rising_trend(history: DemandHistory | Sequence[DemandSample], now: float, sp
     return slope if slope > 0 and r2 >= TREND_R2 and steady else 0.0
 
 
+def rising_trend(history: DemandHistory | Sequence[DemandSample], now: float, span: float) -> float:
+    """req/s per s: the least-squares slope of the samples of the last `span` s when they rise along a line
+    (R² ≥ TREND_R2, at least TREND_SAMPLES of them, both halves rising alike); 0 otherwise. A step is not a line
+    (its samples sit on two levels, one half flat): it is met by `rate_now`, not extrapolated; a ramp is."""
+    return _rising_trend(_columns(history), now, span)
+
+
 def demand_view(inputs: CapacityInputs, now: float, backlog_at_pods: float, gateway_queue: float | None,
                 startup: float) -> DemandView | None:
     """The model's demand this cycle. Without a sample this cycle (a pod's first read, a failed usage query) the
     short window's rate stands in (0 without history) and `measured` is False: the caller must not scale down
     on it. None only when there is neither a sample nor anything waiting (nothing to size on)."""
     s = inputs.settings
-    last = latest(inputs.history, now)
+    h = _columns(inputs.history)
+    last = _latest(h, now)
     measured = last is not None
     if last is None:
-        known = window_rate(inputs.history, now, s.short_window)
+        known = _window_rate(h, now, s.short_window)
         if known is None and not (gateway_queue or backlog_at_pods):
             return None
         last = DemandSample(now, known[0] if known else 0.0, 0.0, 0.0, 0.0, s.short_window)
-    short = window_rate(inputs.history, now, s.short_window)
-    long = window_rate(inputs.history, now, s.long_window)
-    lengths = mean_lengths(inputs.history, now, s.long_window, inputs.lengths) or (0.0, 1.0)
+    short = _window_rate(h, now, s.short_window)
+    long = _window_rate(h, now, s.long_window)
+    lengths = _mean_lengths(h, now, s.long_window, inputs.lengths) or (0.0, 1.0)
     short_rate = short[0] if short else last.rate
     long_rate = long[0] if long else short_rate
     now_rate = rate_now(last, short_rate)
-    trend = rising_trend(inputs.history, now, s.trend_window + RECENT) if s.forecast else 0.0
+    trend = _rising_trend(h, now, s.trend_window + RECENT) if s.forecast else 0.0
     forecast = now_rate + min(trend * startup, now_rate * MAX_FORECAST_RISE)
     gateway = max(0.0, gateway_queue or 0.0)
     backlog = max(0.0, backlog_at_pods) + gateway

@@ -19,10 +19,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from kedascaler.engine.arrivals import demand_view
-from kedascaler.engine.capacity_estimate import capacity_rows, variant_capacities
+from kedascaler.engine.capacity_estimate import (
+    Candidates,
+    candidates,
+    capacity_rows,
+    capacity_rows_of_candidates,
+    variant_capacities,
+)
 from kedascaler.engine.capacity_types import (
     CapacityInputs,
     CapacityPlan,
@@ -31,11 +37,13 @@ from kedascaler.engine.capacity_types import (
     DemandView,
     VariantEvidence,
 )
+from kedascaler.engine.frozen import quick
 from kedascaler.engine.mix import cheapest_mix, keep_ready
 from kedascaler.engine.saturation import ModelSaturation, analysed_pods, kv_budget, replicas_needed
 from kedascaler.engine.types import ModelSnapshot, VariantKey
 
 
+@quick
 @dataclass(frozen=True)
 class CapacityOutcome:
     """The route's targets, its plan (None when it fell back to saturation) and the reason in numbers."""
@@ -105,11 +113,34 @@ def _demand(snapshot: ModelSnapshot, inputs: CapacityInputs) -> tuple[list[tuple
     return startups, demand_view(inputs, snapshot.taken_at, backlog, snapshot.gateway_queue, startup)
 
 
+def _known_candidates(snapshot: ModelSnapshot, inputs: CapacityInputs) -> Candidates | None:
+    """The candidates `with_rows` worked out for this very snapshot (None: none)."""
+    of = inputs.demand_of
+    found = of[3] if of is not None and of[0] is snapshot else None
+    return found if isinstance(found, Candidates) else None
+
+
 def with_demand(snapshot: ModelSnapshot, inputs: CapacityInputs) -> CapacityInputs:
     """`inputs` carrying this snapshot's start-ups and demand, so that the cycle's `capacity_rows_of` and the
     model's `plan_capacity` work them out once (the same numbers: the same function of the same inputs)."""
     startups, demand = _demand(snapshot, inputs)
-    return replace(inputs, demand_of=(snapshot, tuple(startups), demand))
+    return inputs.carrying(demand_of=(snapshot, tuple(startups), demand, None))
+
+
+def _rows(inputs: CapacityInputs, demand: DemandView, found: Candidates) -> list[CapacityRow]:
+    return capacity_rows_of_candidates(found, demand.prompt_tokens, demand.output_tokens, inputs.itl_ms,
+                                       inputs.ttft_ms)
+
+
+def with_rows(snapshot: ModelSnapshot, inputs: CapacityInputs) -> tuple[CapacityInputs, list[CapacityRow]]:
+    """`capacity_rows_of`, and `inputs` carrying the capacity candidates those rows come from (`with_demand`'s
+    inputs: the candidates are those of its demand's lengths), so `plan_capacity` does not find them again."""
+    startups, demand = _demand(snapshot, inputs)
+    if demand is None or not snapshot.variants:
+        return inputs, []
+    found = candidates([v.spec for v in snapshot.variants], inputs.variants, demand.prompt_tokens,
+                       demand.output_tokens, inputs.settings)
+    return inputs.carrying(demand_of=(snapshot, tuple(startups), demand, found)), _rows(inputs, demand, found)
 
 
 def capacity_rows_of(snapshot: ModelSnapshot, inputs: CapacityInputs) -> list[CapacityRow]:
@@ -118,6 +149,9 @@ def capacity_rows_of(snapshot: ModelSnapshot, inputs: CapacityInputs) -> list[Ca
     _, demand = _demand(snapshot, inputs)
     if demand is None or not snapshot.variants:
         return []
+    found = _known_candidates(snapshot, inputs)
+    if found is not None:
+        return _rows(inputs, demand, found)
     return capacity_rows([v.spec for v in snapshot.variants], inputs.variants, demand.prompt_tokens,
                          demand.output_tokens, inputs.itl_ms, inputs.ttft_ms, inputs.settings)
 
@@ -134,7 +168,8 @@ def plan_capacity(snapshot: ModelSnapshot, sat: ModelSaturation, inputs: Capacit
         return CapacityOutcome(held, None, "capacity: no usage from the pods yet and nothing waiting (a first read, "
                                            "or the usage query failed): current replicas held, saturation may add")
     caps = variant_capacities([v.spec for v in variants], inputs.variants, demand.prompt_tokens, demand.output_tokens,
-                              inputs.itl_ms, inputs.ttft_ms, s, startups, inputs.known)
+                              inputs.itl_ms, inputs.ttft_ms, s, startups, inputs.known,
+                              _known_candidates(snapshot, inputs))
     per = [c.per_replica for c in caps]
     if not any(c > 0 for c in per):
         return CapacityOutcome(held, None, "capacity: no variant has a capacity estimate ("
@@ -170,4 +205,5 @@ def plan_capacity(snapshot: ModelSnapshot, sat: ModelSaturation, inputs: Capacit
     return CapacityOutcome(targets, plan, "")
 
 
-__all__ = ["CapacityOutcome", "capacity_rows_of", "guard_need", "plan_capacity", "startup_of", "with_demand"]
+__all__ = ["CapacityOutcome", "capacity_rows_of", "guard_need", "plan_capacity", "startup_of", "with_demand",
+           "with_rows"]

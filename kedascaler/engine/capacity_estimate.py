@@ -39,6 +39,7 @@ from kedascaler.engine.capacity_types import (
     VariantCapacity,
     VariantEvidence,
 )
+from kedascaler.engine.frozen import quick
 from kedascaler.engine.perfmodel import DEFAULT_MAX_BATCH_SIZE, PerfModel
 from kedascaler.engine.queueing import QueueSolver, ReplicaArrays, max_arrival_rate
 from kedascaler.engine.tails import max_rate_within
@@ -77,9 +78,12 @@ def model_capacities(models: Sequence[PerfModel], prompt: float, output: float, 
     rows = [(m, prompt, output, itl_ms, ttft_ms) for m in models]
     if known is None:
         return row_capacities(rows, settings)
-    missing = [r for r in rows if r not in known]
-    found = dict(zip(missing, row_capacities(missing, settings), strict=True)) if missing else {}
-    return [known[r] if r in known else found[r] for r in rows]
+    values = [known.get(r) for r in rows]  # each row looked up once (a row hashes its model's fields)
+    missing = [r for r, v in zip(rows, values, strict=True) if v is None]
+    if not missing:
+        return values  # type: ignore[return-value]  # none is None
+    found = dict(zip(missing, row_capacities(missing, settings), strict=True))
+    return [found[r] if v is None else v for r, v in zip(rows, values, strict=True)]
 
 
 def row_capacities(rows: Sequence[CapacityRow], settings: CapacitySettings) -> list[float]:
@@ -149,8 +153,9 @@ def _sibling(spec: VariantSpec, specs: Sequence[VariantSpec], evidence: dict[str
     return None
 
 
+@quick
 @dataclass(frozen=True)
-class _Candidates:
+class Candidates:
     """Per variant (by index in `specs`), what its capacity may come from, before any queueing model is run."""
 
     evidence: list[VariantEvidence]
@@ -161,8 +166,8 @@ class _Candidates:
     prior_kv: dict[int, int | None]  # the KV size lent by the sibling (when its own is unknown)
 
 
-def _candidates(specs: Sequence[VariantSpec], evidence: Sequence[VariantEvidence], prompt: float, output: float,
-                settings: CapacitySettings) -> _Candidates:
+def candidates(specs: Sequence[VariantSpec], evidence: Sequence[VariantEvidence], prompt: float, output: float,
+                settings: CapacitySettings) -> Candidates:
     by_key = {str(e.key): e for e in evidence}
     evs = [by_key.get(str(s.key), VariantEvidence(s.key)) for s in specs]
     with_model = [(i, e.perf) for i, e in enumerate(evs) if e.perf is not None]
@@ -189,25 +194,33 @@ def _candidates(specs: Sequence[VariantSpec], evidence: Sequence[VariantEvidence
             prior_models.append((i, scaled_model(sib_ev.perf, *ratios, seqs, kv), sib.key.name))
         elif ratios[0] > 0:
             prior_measured[i] = (measured[str(sib.key)] * ratios[0] * settings.utilization, sib.key.name)
-    return _Candidates(evs, [(i, m) for i, m in with_model if m is not None], measured, prior_models,
+    return Candidates(evs, [(i, m) for i, m in with_model if m is not None], measured, prior_models,
                        prior_measured, prior_kv)
 
 
 def capacity_rows(specs: Sequence[VariantSpec], evidence: Sequence[VariantEvidence], prompt: float, output: float,
                   itl_ms: float | None, ttft_ms: float | None, settings: CapacitySettings) -> list[CapacityRow]:
     """The queueing-model rows `variant_capacities` evaluates for these variants (their own and borrowed models)."""
-    found = _candidates(specs, evidence, prompt, output, settings)
+    return capacity_rows_of_candidates(candidates(specs, evidence, prompt, output, settings), prompt, output, itl_ms,
+                                       ttft_ms)
+
+
+def capacity_rows_of_candidates(found: Candidates, prompt: float, output: float, itl_ms: float | None,
+                                ttft_ms: float | None) -> list[CapacityRow]:
+    """The rows of `capacity_rows`, from the candidates found at these lengths."""
     return [(m, prompt, output, itl_ms, ttft_ms) for m in
             [m for _, m in found.with_model] + [m for _, m, _ in found.prior_models]]
 
 
 def variant_capacities(specs: Sequence[VariantSpec], evidence: Sequence[VariantEvidence], prompt: float,
                        output: float, itl_ms: float | None, ttft_ms: float | None, settings: CapacitySettings,
-                       startups: Sequence[tuple[float, str]], known: Mapping[CapacityRow, float] | None = None
-                       ) -> tuple[VariantCapacity, ...]:
+                       startups: Sequence[tuple[float, str]], known: Mapping[CapacityRow, float] | None = None,
+                       found: Candidates | None = None) -> tuple[VariantCapacity, ...]:
     """Capacity per replica of every variant (in `specs` order), each with its source and reason; `known`: rows
-    already evaluated (see `model_capacities`)."""
-    found = _candidates(specs, evidence, prompt, output, settings)
+    already evaluated (see `model_capacities`); `found`: `candidates` of these very arguments, when the caller
+    has them."""
+    if found is None:
+        found = candidates(specs, evidence, prompt, output, settings)
     evs, with_model, measured = found.evidence, found.with_model, found.measured
     prior_models, prior_measured, prior_kv = found.prior_models, found.prior_measured, found.prior_kv
     modelled = dict(zip([i for i, _ in with_model],
@@ -268,5 +281,6 @@ def variant_capacities(specs: Sequence[VariantSpec], evidence: Sequence[VariantE
     return tuple(out)
 
 
-__all__ = ["RESCALE_LIMITS", "SMOOTH_CYCLES", "CapacityRow", "capacity_rows", "model_capacities", "percentile_batch",
+__all__ = ["RESCALE_LIMITS", "SMOOTH_CYCLES", "CapacityRow", "Candidates", "candidates", "capacity_rows",
+           "capacity_rows_of_candidates", "model_capacities", "percentile_batch",
            "rescaled", "row_capacities", "variant_capacities"]

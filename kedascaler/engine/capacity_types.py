@@ -21,7 +21,7 @@ from typing import Self
 
 import numpy as np
 
-from kedascaler.engine.frozen import read_only
+from kedascaler.engine.frozen import quick, read_only
 from kedascaler.engine.keys import VariantKey
 from kedascaler.engine.perfmodel import PerfModel
 
@@ -37,6 +37,7 @@ class CapacitySource(enum.StrEnum):
     NONE = "none"  # nothing to go on: the variant is not chosen
 
 
+@quick
 @dataclass(frozen=True)
 class DemandSample:
     """One cycle's arrivals of a model, from its pods' counters over the collector's window (kept between cycles)."""
@@ -52,6 +53,7 @@ class DemandSample:
 _SAMPLE_FIELDS = ("at", "rate", "completed", "prompt_rate", "output_rate", "window")
 
 
+@quick
 @dataclass(frozen=True, eq=False)
 class _Columns:
     """A record per cycle, oldest first, as one read-only float64 array: a row per field (row 0 the time), a
@@ -60,6 +62,9 @@ class _Columns:
     field. The values are the very floats the records held, so every sum over them is the sum it was."""
 
     data: np.ndarray
+    # every time at or after the one before it, none NaN (so `kept` reads the two ends): what `append` keeps true
+    # from an empty history; unknown (False) for columns given as they are
+    ordered: bool = field(default=False, compare=False, repr=False)
 
     def __len__(self) -> int:
         return int(self.data.shape[1])
@@ -72,13 +77,19 @@ class _Columns:
 
     def kept(self, after: float, before: float) -> Self:
         """The records taken strictly between `after` and `before`."""
-        at = self.data[0]
+        data = self.data
+        count = data.shape[1]
+        if self.ordered and count and float(data[0, 0]) > after and float(data[0, count - 1]) < before:
+            return self  # in order: the oldest after `after` and the newest before `before`, so every one is
+        at = data[0]
         keep = (at > after) & (at < before)
-        return self if keep.all() else type(self)(read_only(self.data[:, keep]))
+        return self if keep.all() else type(self)(read_only(data[:, keep]), self.ordered)
 
     def _appended(self, record: list[float]) -> Self:
         column = np.array(record, dtype=np.float64)[:, None]
-        return type(self)(read_only(np.concatenate((self.data, column), axis=1)))
+        count, at = self.data.shape[1], record[0]
+        ordered = (count == 0 or (self.ordered and float(self.data[0, count - 1]) <= at)) and at == at
+        return type(self)(read_only(np.concatenate((self.data, column), axis=1)), ordered)
 
     @classmethod
     def _of_rows(cls, rows: list[list[float]], fields: int) -> Self:
@@ -90,6 +101,7 @@ class _Columns:
 _NO_SAMPLES = read_only(np.empty((len(_SAMPLE_FIELDS), 0), dtype=np.float64))
 
 
+@quick
 @dataclass(frozen=True, eq=False)
 class DemandHistory(_Columns):
     """A model's `DemandSample`s (rows: the sample's fields)."""
@@ -124,6 +136,7 @@ class DemandHistory(_Columns):
 _NO_NEEDS = read_only(np.empty((2, 0), dtype=np.float64))
 
 
+@quick
 @dataclass(frozen=True, eq=False)
 class NeedHistory(_Columns):
     """A model's (at, need in req/s) of past cycles: the hold's window."""
@@ -148,6 +161,7 @@ class NeedHistory(_Columns):
         return self._appended([at, need])
 
 
+@quick
 @dataclass(frozen=True)
 class Throughput:
     """What one pod of a variant completed while saturated (queueing or KV-bound), at the lengths of then."""
@@ -158,6 +172,7 @@ class Throughput:
     at: float
 
 
+@quick
 @dataclass(frozen=True)
 class VariantEvidence:
     """What the cycle knows of one variant's capacity and start-up, for the engine to turn into req/s at the SLO."""
@@ -175,6 +190,7 @@ class VariantEvidence:
     recent: tuple[float, ...] = ()  # the capacity per replica of the last cycles (oldest first): smooths outliers
 
 
+@quick
 @dataclass(frozen=True)
 class CapacitySettings:
     """How capacity mode sizes and holds; constant for a run (`--headroom`, `--startup-seconds`, …)."""
@@ -193,6 +209,7 @@ class CapacitySettings:
     utilization: float = 0.85  # without SLO targets: this fraction of the saturated throughput per replica
 
 
+@quick
 @dataclass(frozen=True)
 class CapacityInputs:
     """Everything capacity mode needs for one model beyond the snapshot; built by the cycle from its state."""
@@ -210,9 +227,10 @@ class CapacityInputs:
     # capacity per replica already evaluated for some rows (the cycle evaluates every model's at once): the same
     # numbers as evaluating them here
     known: Mapping[CapacityRow, float] = field(default_factory=dict, compare=False, repr=False)
-    # (snapshot, start-ups, demand) when the cycle already worked them out for that very snapshot
-    # (`capacity.with_demand`): used only for the same object, so a wake-up's new snapshot computes its own
-    demand_of: tuple[object, tuple[tuple[float, str], ...], DemandView | None] | None = field(
+    # (snapshot, start-ups, demand, the capacity candidates or None) when the cycle already worked them out for
+    # that very snapshot (`capacity.with_demand`, `capacity.with_rows`): used only for the same object, so a
+    # wake-up's new snapshot computes its own
+    demand_of: tuple[object, tuple[tuple[float, str], ...], DemandView | None, object] | None = field(
         default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -221,7 +239,22 @@ class CapacityInputs:
         if not isinstance(self.needs, NeedHistory):
             object.__setattr__(self, "needs", NeedHistory.of(self.needs))
 
+    def carrying(self, *, known: Mapping[CapacityRow, float] | None = None,
+                 demand_of: tuple[object, tuple[tuple[float, str], ...], DemandView | None, object] | None = None
+                 ) -> CapacityInputs:
+        """These inputs with what the cycle worked out for them (`known`, `demand_of`; None: kept as they are):
+        `dataclasses.replace`'s value without its cost (neither field is converted by `__post_init__`)."""
+        out: CapacityInputs = object.__new__(CapacityInputs)
+        state = out.__dict__
+        state.update(self.__dict__)
+        if known is not None:
+            state["known"] = known
+        if demand_of is not None:
+            state["demand_of"] = demand_of
+        return out
 
+
+@quick
 @dataclass(frozen=True)
 class VariantCapacity:
     """One variant's capacity per replica at the SLO (req/s at the current mix), each candidate, and why."""
@@ -240,6 +273,7 @@ class VariantCapacity:
     startup_source: str = ""  # "configured" | "measured" | "default"
 
 
+@quick
 @dataclass(frozen=True)
 class DemandView:
     """The model's demand in capacity units this cycle, and the hysteresis around it (req/s unless stated)."""
@@ -264,6 +298,7 @@ class DemandView:
     measured: bool = True  # False: no usage this cycle (a pod's first read): the short window's rate stands in
 
 
+@quick
 @dataclass(frozen=True)
 class CapacityPlan:
     """Capacity mode's plan for one model: demand, capacity per variant, the mix, and the hysteresis."""

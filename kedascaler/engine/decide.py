@@ -37,7 +37,8 @@ from kedascaler.engine.activation import INACTIVE, activation
 from kedascaler.engine.capacity import plan_capacity
 from kedascaler.engine.capacity_types import CapacityInputs
 from kedascaler.engine.demand import ModelSizing
-from kedascaler.engine.frozen import evolve
+from kedascaler.engine.explain_capacity import capacity_message
+from kedascaler.engine.frozen import evolve, quick
 from kedascaler.engine.modes import HYBRID, MODEL, SATURATION, HybridPlan, hybrid_targets
 from kedascaler.engine.saturation import (
     ModelSaturation,
@@ -75,6 +76,7 @@ _Why = tuple[Action, str, float | None, float | None]  # a variant's reason in n
 _Latencies = tuple[float | None, float | None]  # predicted ITL and TTFT (ms)
 
 
+@quick
 @dataclass(frozen=True)
 class ModelPlan:
     """The model-level outcome of the saturation plan: what it needs, what it aims at, and the per-variant targets."""
@@ -91,6 +93,7 @@ class ModelPlan:
         return sum(self.targets.values())
 
 
+@quick
 @dataclass(frozen=True)
 class _Outcome:
     """One route's outcome for the model: its steps (targets in `plan`), and per variant its reason in numbers."""
@@ -102,13 +105,10 @@ class _Outcome:
     pods: Mapping[VariantKey, tuple[ReplicaSaturation, ...]] | None = None
 
 
-def _pods_by_variant(sat: ModelSaturation) -> dict[VariantKey, tuple[ReplicaSaturation, ...]]:
+def _pods_by_variant(sat: ModelSaturation) -> Mapping[VariantKey, tuple[ReplicaSaturation, ...]]:
     """The analysis' replicas per variant (`analyze` classifies each variant's pods against its own thresholds,
     as a decision shows them): the decisions reuse them instead of classifying every pod again."""
-    out: dict[VariantKey, list[ReplicaSaturation]] = {}
-    for r in sat.replicas:
-        out.setdefault(r.variant, []).append(r)
-    return {k: tuple(v) for k, v in out.items()}
+    return sat.by_variant
 
 
 def model_floor(snapshot: ModelSnapshot) -> int:
@@ -173,19 +173,28 @@ def decide(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision], *,
                                mode == MODEL)
     else:
         outcome = _held(snapshot, previous)
-    steps = evolve(_within_bounds(outcome.steps, snapshot), activation=act)
+    steps = _within_bounds(outcome.steps, snapshot, act)
     data_at = _data_at(snapshot)
-    return tuple(_decision(snapshot, v, steps, outcome, previous.get(v.spec.key), data_at) for v in snapshot.variants)
+    # a capacity plan's message is the model's, whichever variant it is told for: rendered once
+    message = (capacity_message(steps.capacity_plan)
+               if steps.route == Route.CAPACITY and steps.capacity_plan is not None else None)
+    return tuple(_decision(snapshot, v, steps, outcome, previous.get(v.spec.key), data_at, message)
+                 for v in snapshot.variants)
 
 
-def _within_bounds(steps: DecisionSteps, snapshot: ModelSnapshot) -> DecisionSteps:
-    """Every target within its variant's min/max: the one clamp every decision goes through."""
+def _within_bounds(steps: DecisionSteps, snapshot: ModelSnapshot, act: Activation | None = None) -> DecisionSteps:
+    """Every target within its variant's min/max: the one clamp every decision goes through; with the model's
+    activation (`act`) in the same record."""
     specs = {v.spec.key: v.spec for v in snapshot.variants}
-    return evolve(steps, plan=tuple(evolve(t, target=clamp_replicas(specs[t.key], t.target)) for t in steps.plan))
+    plan = []
+    for t in steps.plan:
+        target = clamp_replicas(specs[t.key], t.target)
+        plan.append(t if target == t.target else evolve(t, target=target))  # within bounds already: the same
+    return evolve(steps, plan=tuple(plan), activation=act)
 
 
 def _decision(snapshot: ModelSnapshot, variant: VariantState, model: DecisionSteps, outcome: _Outcome,
-              prev: Decision | None, data_at: float) -> Decision:
+              prev: Decision | None, data_at: float, message: str | None = None) -> Decision:
     """The one place a Decision is built: the model's steps with this variant's view, and the reason from them."""
     key = variant.spec.key
     action, signal, value, threshold = outcome.why[key]
@@ -196,7 +205,7 @@ def _decision(snapshot: ModelSnapshot, variant: VariantState, model: DecisionSte
     steps = evolve(model, variant=key, action=action, signal=signal, value=value, threshold=threshold,
                     thresholds=thresholds, pods=pods, spare_kv=spare_kv, spare_queue=spare_queue,
                     saturation_level=max((p.kv_cache_usage for p in pods), default=0.0))
-    desired = next(t.target for t in steps.plan if t.key == key)
+    desired = next(t.target for t in steps.plan if t.key is key or t.key == key)  # `is`: the same key, no __eq__
     stale = steps.route == Route.STALE
     # A variant asked for 0 is not woken by KEDA just because its model has load; a held decision keeps its flag.
     active = desired > 0 or (stale and steps.activation is None and prev is not None and prev.active)
@@ -206,7 +215,7 @@ def _decision(snapshot: ModelSnapshot, variant: VariantState, model: DecisionSte
             steps = evolve(steps, held_decided_at=prev.decided_at, held_desired=prev.desired_replicas)
     itl, ttft = outcome.predicted.get(key, (None, None))
     return Decision(key=key, model_id=variant.spec.model_id, desired_replicas=desired, active=active,
-                    reason=explain.reason(steps, snapshot.model_id), current_replicas=variant.current_replicas,
+                    reason=explain.reason(steps, snapshot.model_id, message), current_replicas=variant.current_replicas,
                     ready_replicas=variant.ready_replicas, decided_at=snapshot.taken_at, data_at=data_at,
                     stale=stale, last_activity_at=steps.activation.last_activity_at if steps.activation else None,
                     predicted_itl_ms=itl, predicted_ttft_ms=ttft, steps=steps)
@@ -257,18 +266,23 @@ def _held(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision]) -> _
     return _Outcome(evolve(_counted(snapshot, Route.STALE), plan=_targets(snapshot, held)), {k: why for k in held})
 
 
-def _saturation_steps(plan: ModelPlan, snapshot: ModelSnapshot, route: Route) -> DecisionSteps:
-    """The steps of the saturation plan: the analysis and the plan's numbers, its targets as the plan taken."""
+def _saturation_fields(plan: ModelPlan, snapshot: ModelSnapshot, route: Route) -> dict[str, object]:
+    """The fields of `_saturation_steps` but its plan (a route that takes another plan sets its own)."""
     sat = plan.saturation
-    return evolve(
-        _NO_STEPS, route=route, taken=ScalingMode.SATURATION, binding_signal=sat.binding_signal, model_action=plan.mode,
+    return dict(
+        route=route, taken=ScalingMode.SATURATION, binding_signal=sat.binding_signal, model_action=plan.mode,
         signal=sat.binding_signal, value=sat.binding_load_per_replica(sat.current_replicas),
         threshold=sat.binding_threshold, needed_replicas=sat.needed_replicas, floor=plan.floor, goal=plan.goal,
         current_total=sat.current_replicas, ready_total=sat.ready_replicas, pending_total=sat.pending_replicas,
         missing_total=sat.missing_replicas, analysed_total=sat.analysed_replicas, stale_variants=sat.stale_variants,
         estimated_kv_total=sat.estimated_kv_total, estimated_queue_total=sat.estimated_queue_total,
-        avg_spare_kv=sat.avg_spare_kv, avg_spare_queue=sat.avg_spare_queue, model_thresholds=snapshot.config,
-        plan=_targets(snapshot, plan.targets, plan.targets))
+        avg_spare_kv=sat.avg_spare_kv, avg_spare_queue=sat.avg_spare_queue, model_thresholds=snapshot.config)
+
+
+def _saturation_steps(plan: ModelPlan, snapshot: ModelSnapshot, route: Route) -> DecisionSteps:
+    """The steps of the saturation plan: the analysis and the plan's numbers, its targets as the plan taken."""
+    return evolve(_NO_STEPS, **_saturation_fields(plan, snapshot, route),
+                  plan=_targets(snapshot, plan.targets, plan.targets))
 
 
 def _planned(snapshot: ModelSnapshot, floor: int | None, sizing: ModelSizing | None, model_only: bool) -> _Outcome:
@@ -342,15 +356,16 @@ def _hybrid(plan: ModelPlan, snapshot: ModelSnapshot, sizing: ModelSizing, model
 def _capacity(plan: ModelPlan, snapshot: ModelSnapshot, inputs: CapacityInputs) -> _Outcome:
     """Capacity mode: the capacity plan's targets (saturation's, never below current, when it cannot plan)."""
     out = plan_capacity(snapshot, plan.saturation, inputs, plan.floor, dict(plan.targets))
-    steps = _saturation_steps(plan, snapshot, Route.CAPACITY)
+    fields = _saturation_fields(plan, snapshot, Route.CAPACITY)  # the saturation steps, with the route's plan
     current = {v.spec.key: v.current_replicas for v in snapshot.variants}
     if out.plan is None:
-        steps = evolve(steps, plan=_targets(snapshot, out.targets, plan.targets), sizing_note=out.note)
+        fields.update(plan=_targets(snapshot, out.targets, plan.targets), sizing_note=out.note)
     else:
         d = out.plan.demand
-        steps = evolve(steps, taken=ScalingMode.CAPACITY, signal=DEMAND, value=d.target,
-                        threshold=out.plan.mix_capacity, plan=_targets(snapshot, out.targets, plan.targets),
-                        arrival_rate=d.target, capacity=out.plan.mix_capacity, capacity_plan=out.plan)
+        fields.update(taken=ScalingMode.CAPACITY, signal=DEMAND, value=d.target, threshold=out.plan.mix_capacity,
+                      plan=_targets(snapshot, out.targets, plan.targets), arrival_rate=d.target,
+                      capacity=out.plan.mix_capacity, capacity_plan=out.plan)
+    steps = evolve(_NO_STEPS, **fields)
     why: dict[VariantKey, _Why] = {}
     for key, target in out.targets.items():
         action = SCALE_UP if target > current[key] else SCALE_DOWN if target < current[key] else HOLD

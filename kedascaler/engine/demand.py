@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from kedascaler.engine.frozen import quick
 from kedascaler.engine.perfmodel import PerfModel
 from kedascaler.engine.queueing import DEFAULT_MAX_QUEUE
 from kedascaler.engine.types import ModelSnapshot, VariantKey, VariantSpec
@@ -18,6 +19,7 @@ from kedascaler.engine.types import ModelSnapshot, VariantKey, VariantSpec
 DEFAULT_PRIORITY = 100  # a model without a service class comes after every classed one
 
 
+@quick
 @dataclass(frozen=True)
 class SloTargets:
     """A model's targets in ms (None: not constrained): mean ITL per output token, mean TTFT including the queue."""
@@ -26,6 +28,7 @@ class SloTargets:
     ttft_ms: float | None
 
 
+@quick
 @dataclass(frozen=True)
 class Workload:
     """A model's load over the last window: requests/s arriving, and mean prompt and output lengths (tokens)."""
@@ -35,6 +38,7 @@ class Workload:
     output_tokens: float
 
 
+@quick
 @dataclass(frozen=True)
 class VariantOption:
     """One variant as sizing sees it: its price, bounds, accelerators and performance model."""
@@ -54,6 +58,7 @@ class VariantOption:
                    spec.max_replicas, perf_reason)
 
 
+@quick
 @dataclass(frozen=True)
 class ModelDemand:
     """Everything sizing needs for one model: its load, its targets, its priority and its variants."""
@@ -68,6 +73,7 @@ class ModelDemand:
     max_queue: int = DEFAULT_MAX_QUEUE
 
 
+@quick
 @dataclass(frozen=True)
 class VariantSizing:
     """The plan for one variant: replicas, what one replica carries, and the predicted latencies at its share."""
@@ -81,6 +87,7 @@ class VariantSizing:
     cost: float  # replicas × cost per replica
 
 
+@quick
 @dataclass(frozen=True)
 class ModelSizing:
     """The plan for one model, or a fallback to saturation with the reason."""

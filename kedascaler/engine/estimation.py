@@ -38,7 +38,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from kedascaler.engine.frozen import evolve, read_only
+from kedascaler.engine.frozen import evolve, quick, read_only
 from kedascaler.engine.perfmodel import EFFECTIVE, MIXED, Coefficients, Estimated
 from kedascaler.engine.types import ParameterSource
 
@@ -55,6 +55,7 @@ _MAX_PAIRS_POINTS = 100  # Theil–Sen start on at most this many points (evenly
 _SMALL_MEDIAN = 256  # up to this many values a median is taken by sorting Python floats (numpy's costs more)
 
 
+@quick
 @dataclass(frozen=True)
 class LinearFit:
     """y ≈ intercept + slope·x with its quality."""
@@ -115,10 +116,12 @@ def _huber(x: np.ndarray, y: np.ndarray, start: tuple[float, float], iterations:
     if scale <= 0:
         return intercept, slope
     xx, xy = x * x, x * y
+    k = HUBER_K * scale  # as `HUBER_K * scale / …` multiplies first
+    add = np.add.reduce  # `w.sum()` without its Python wrapper: the same reduction
     for _ in range(iterations):
         r = y - intercept - slope * x
-        w = np.minimum(1.0, HUBER_K * scale / np.maximum(np.abs(r), 1e-300))
-        sw, swx, swy = w.sum(), w @ x, w @ y
+        w = np.minimum(1.0, k / np.maximum(np.abs(r), 1e-300))
+        sw, swx, swy = add(w), w @ x, w @ y
         det = sw * (w @ xx) - swx * swx
         if det <= 0:
             break
@@ -149,14 +152,16 @@ def robust_line(x: object, y: object) -> LinearFit:
     spread = _mad_sigma(residuals)
     level = median(np.abs(ys))
     relative = spread / level if level > 0 else math.inf
-    ss_tot = float(np.sum((ys - ys.mean()) ** 2))
-    ss_res = float(np.sum(residuals ** 2))
+    add = np.add.reduce  # np.sum and ndarray.mean without their Python wrappers: the same reductions
+    mean_x, mean_y = add(xs) / n, add(ys) / n  # what .mean() gives: the sum over the count, as a float64
+    ss_tot = float(add((ys - mean_y) ** 2))
+    ss_res = float(add(residuals ** 2))
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res == 0 else 0.0)
-    sxx = float(np.sum((xs - xs.mean()) ** 2))
+    sxx = float(add((xs - mean_x) ** 2))
     slope_se = spread / math.sqrt(sxx) if sxx > 0 else math.inf
     pinned = 2 * slope_se * float(xs.max() - xs.min()) <= PINNED_FRACTION * level
-    far = int(np.argmax(np.abs(xs - xs.mean())))
-    leverage = (1.0 / n + float((xs[far] - xs.mean()) ** 2) / sxx) if sxx > 0 else 1.0
+    far = int(np.argmax(np.abs(xs - mean_x)))
+    leverage = (1.0 / n + float((xs[far] - mean_x) ** 2) / sxx) if sxx > 0 else 1.0
     reason = _judge(n, distinct, intercept, slope, slope_se, relative, r2, pinned, (leverage, float(xs[far])))
     if not reason and slope < 0:
         slope = 0.0  # within noise of 0 (checked by _judge): a step cannot get faster with more work
@@ -183,7 +188,7 @@ def _judge(n: int, distinct: int, intercept: float, slope: float, slope_se: floa
     return ""
 
 
-_EMPTY = read_only(np.empty(0, dtype=np.float64))
+_EMPTY = read_only(np.empty((3, 0), dtype=np.float64))
 
 
 def _finite_floats(values: object) -> bool:
@@ -192,41 +197,69 @@ def _finite_floats(values: object) -> bool:
             and all(map(math.isfinite, values)))
 
 
+@quick
 @dataclass(frozen=True, eq=False)
 class Window:
     """A sliding window of (time, x, y) observations: the newest `max_samples` within `max_age` seconds.
 
-    Read-only float64 arrays, not tuples of Python floats: 10,000 variants × 2 lines × 512 points would be
-    20 million objects for the garbage collector to walk."""
+    One read-only float64 array, a row each for the times, x and y, not tuples of Python floats: 10,000 variants
+    × 2 lines × 512 points would be 20 million objects for the garbage collector to walk; and one array, not
+    three: an observation costs one concatenation (20,000 a cycle at 10,000 VAs)."""
 
-    at: np.ndarray = field(default_factory=lambda: _EMPTY)
-    x: np.ndarray = field(default_factory=lambda: _EMPTY)
-    y: np.ndarray = field(default_factory=lambda: _EMPTY)
+    data: np.ndarray = field(default_factory=lambda: _EMPTY)  # rows: at, x, y; a column per observation
     max_samples: int = DEFAULT_MAX_SAMPLES
     max_age: float = DEFAULT_MAX_AGE
+    ordered: bool = True  # every observation so far at or after the one before (times only grow): the oldest
+    # one then tells whether any is too old, with no search
+
+    @property
+    def at(self) -> np.ndarray:
+        row: np.ndarray = self.data[0]
+        return row
+
+    @property
+    def samples(self) -> int:
+        """Observations in the window (`len(self.x)`, without making the row's view)."""
+        return int(self.data.shape[1])
+
+    @property
+    def x(self) -> np.ndarray:
+        row: np.ndarray = self.data[1]
+        return row
+
+    @property
+    def y(self) -> np.ndarray:
+        row: np.ndarray = self.data[2]
+        return row
 
     def add(self, now: float, xs: object, ys: object) -> Window:
         """A new window with these pairs observed at `now`, old ones dropped. Non-finite pairs are ignored."""
         if _finite_floats(xs) and _finite_floats(ys) and len(xs) == len(ys):  # type: ignore[arg-type]  # lists
-            new_x, new_y = np.array(xs, dtype=np.float64), np.array(ys, dtype=np.float64)
+            block = np.array(([float(now)] * len(xs), xs, ys), dtype=np.float64)  # type: ignore[arg-type]
         else:
             new_x = np.atleast_1d(np.asarray(xs, dtype=np.float64))
             new_y = np.atleast_1d(np.asarray(ys, dtype=np.float64))
             keep = np.isfinite(new_x) & np.isfinite(new_y)
             new_x, new_y = new_x[keep], new_y[keep]
-        at = np.concatenate((self.at, np.full(len(new_x), float(now))))
-        x = np.concatenate((self.x, new_x))
-        y = np.concatenate((self.y, new_y))
-        # times only grow; bisect, not np.searchsorted: that one releases and retakes the GIL around so small a
-        # search, 20,000 times a cycle at 10,000 VAs, that the waiting event loop kept losing the hand-over
-        first = bisect.bisect_left(at, now - self.max_age)
-        first = max(first, len(at) - self.max_samples)
-        return evolve(self, at=read_only(at[first:]), x=read_only(x[first:]), y=read_only(y[first:]))
+            block = np.array((np.full(len(new_x), float(now)), new_x, new_y), dtype=np.float64)
+        data = np.concatenate((self.data, block), axis=1)
+        old = self.data.shape[1]
+        ordered = self.ordered and (old == 0 or float(self.data[0, -1]) <= now)
+        cutoff = now - self.max_age
+        if ordered and float(data[0, 0]) >= cutoff:  # times in order, none too old: what the search finds
+            first = 0
+        else:
+            # bisect, not np.searchsorted: that one releases and retakes the GIL around so small a search, 20,000
+            # times a cycle at 10,000 VAs, that the waiting event loop kept losing the hand-over
+            first = bisect.bisect_left(data[0], cutoff)
+        first = max(first, data.shape[1] - self.max_samples)
+        return evolve(self, data=read_only(data[:, first:] if first else data), ordered=ordered)
 
     def fit(self) -> LinearFit:
         return robust_line(self.x, self.y)
 
 
+@quick
 @dataclass(frozen=True)
 class VariantObservations:
     """What one variant's pods showed recently: decode pairs (batch, ITL ms), prefill pairs (tokens, ms)."""
@@ -240,7 +273,15 @@ class VariantObservations:
     def add_prefill(self, now: float, prompt_tokens: object, prefill_ms: object) -> VariantObservations:
         return VariantObservations(self.decode, self.prefill.add(now, prompt_tokens, prefill_ms))
 
+    def add(self, now: float, batch: list[float], itl_ms: list[float], prompt_tokens: list[float],
+            prefill_ms: list[float]) -> VariantObservations:
+        """`add_decode` then `add_prefill`, each only when it has pairs: one record, not two."""
+        decode = self.decode.add(now, batch, itl_ms) if batch else self.decode
+        prefill = self.prefill.add(now, prompt_tokens, prefill_ms) if prompt_tokens else self.prefill
+        return self if decode is self.decode and prefill is self.prefill else VariantObservations(decode, prefill)
 
+
+@quick
 @dataclass(frozen=True)
 class PerfEstimate:
     """α, β from the decode fit and γ, δ from the prefill fit, with their quality."""

@@ -131,11 +131,13 @@ def plan_message(steps: DecisionSteps, model_id: str) -> str:
     return f"{text}; {EXCESS_NOTE}" if takes_excess(steps) else text
 
 
-def reason(steps: DecisionSteps, model_id: str) -> Reason:
-    """The decision's Reason: its numbers from the steps and the message rendered from them."""
+def reason(steps: DecisionSteps, model_id: str, message: str | None = None) -> Reason:
+    """The decision's Reason: its numbers from the steps and the message rendered from them (`message`: the
+    route's `plan_message`, when the caller rendered it already for another variant of the model)."""
     if steps.action is None:
         raise ValueError("steps without an action have no reason to render")
-    message = plan_message(steps, model_id)
+    if message is None:
+        message = plan_message(steps, model_id)
     act = steps.activation
     if act is None or steps.route == Route.INACTIVE:
         return Reason(steps.action, steps.signal, steps.value, steps.threshold, message)

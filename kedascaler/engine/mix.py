@@ -20,9 +20,11 @@ from dataclasses import dataclass
 
 from kedascaler.engine.allocation import allocate
 from kedascaler.engine.demand import VariantOption
+from kedascaler.engine.frozen import quick
 from kedascaler.engine.types import VariantKey, VariantState
 
 
+@quick
 @dataclass(frozen=True)
 class Mix:
     """The chosen replicas per variant, what they carry and cost, and the switching penalty's account."""
@@ -62,16 +64,17 @@ def cheapest_mix(variants: Sequence[VariantState], capacities: Sequence[float], 
                  startups: Sequence[float], horizon: float, pool: Mapping[str, int] | None = None) -> Mix:
     """The mix to run (see the module docstring); `capacities` per replica in `variants` order."""
     running = {v.spec.key for v in variants if v.current_replicas > 0}
-    candidates: list[tuple[float, int, list[int], bool, str]] = []
+    candidates: list[tuple[float, int, list[int], bool, str, float]] = []
     for rank, only in enumerate((None, running)):
         if only is not None and (not running or running == {v.spec.key for v in variants}):
             continue
         counts, note, short = allocate(max(0.0, demand), _options(variants, only), list(capacities), dict(pool or {}))
         penalty = start_penalty(variants, counts, startups, horizon)
         label = "over every variant" if only is None else "over the variants running now"
-        candidates.append((_cost(variants, counts) + penalty, rank if not short else 2 + rank, counts, short,
-                           f"{label}: cost {_cost(variants, counts):g} + start-up {penalty:.3g}"
-                           + (f"; {note}" if note else "")))
+        cost = _cost(variants, counts)
+        candidates.append((cost + penalty, rank if not short else 2 + rank, counts, short,
+                           f"{label}: cost {cost:g} + start-up {penalty:.3g}" + (f"; {note}" if note else ""),
+                           cost))
     candidates.sort(key=lambda c: (c[3], c[0], -c[1]))
     best = candidates[0]
     counts, short = best[2], best[3]
@@ -81,7 +84,7 @@ def cheapest_mix(variants: Sequence[VariantState], capacities: Sequence[float], 
         note = f"{note} (beats {other[4]})"
     replicas = {v.spec.key: n for v, n in zip(variants, counts, strict=True)}
     capacity = math.fsum(n * c for n, c in zip(counts, capacities, strict=True))
-    return Mix(replicas, capacity, _cost(variants, counts), note, short)
+    return Mix(replicas, capacity, best[5], note, short)
 
 
 def keep_ready(variants: Sequence[VariantState], capacities: Sequence[float], targets: Mapping[VariantKey, int],

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from kedascaler.engine.frozen import quick
 from kedascaler.engine.types import ScalingMode, VariantKey
 
 SATURATION, MODEL, HYBRID = ScalingMode.SATURATION, ScalingMode.MODEL, ScalingMode.HYBRID
@@ -44,6 +45,7 @@ def model_mode(variant_modes: Sequence[str | None], global_mode: str = SATURATIO
     return SATURATION, f"variants disagree on the scaling mode ({', '.join(modes)}): saturation, the safe default"
 
 
+@quick
 @dataclass(frozen=True)
 class HybridPlan:
     """The hybrid outcome: per-variant targets, which plan they come from, and why."""

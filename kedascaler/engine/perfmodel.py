@@ -37,6 +37,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from kedascaler.engine.frozen import quick
+
 
 class Coefficients(Protocol):
     """Anything with the four coefficients in ms: `kedascaler.config.PerfParams` (a VA's variantProfile),
@@ -52,6 +54,7 @@ class Coefficients(Protocol):
     def delta(self) -> float: ...
 
 
+@quick
 @dataclass(frozen=True)
 class Estimated:
     """Coefficients learned online (ms), see `kedascaler.engine.estimation`."""
@@ -103,6 +106,7 @@ def cycle_ms(alpha: Numeric, beta: Numeric, gamma: Numeric, delta: Numeric, batc
 DEFAULT_MAX_BATCH_SIZE = 256
 
 
+@quick
 @dataclass(frozen=True)
 class PerfModel:
     """Step-time coefficients (ms) of one model × accelerator, and the limits of its running batch."""

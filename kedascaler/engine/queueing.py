@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from kedascaler.engine.frozen import quick
 from kedascaler.engine.perfmodel import MODE_CODES, PerfModel, cycle_ms, itl_seen_ms, prefill_seen_ms
 
 DEFAULT_MAX_QUEUE = 1000  # requests waiting per replica in the model (vLLM: unbounded)
@@ -42,6 +43,7 @@ def _array(value: object, size: int | None, dtype: type) -> np.ndarray:
     return out if size is None else np.broadcast_to(out, (size,)).astype(dtype, copy=True)
 
 
+@quick
 @dataclass(frozen=True, eq=False)
 class ReplicaArrays:
     """Per-row (one row per variant, or per variant × scenario) inputs of the model, all 1-D of one length."""
@@ -110,6 +112,7 @@ class ReplicaArrays:
 _FIELDS = ("alpha", "beta", "gamma", "delta", "max_batch", "prompt_tokens", "output_tokens", "max_queue", "mixed")
 
 
+@quick
 @dataclass(frozen=True, eq=False)
 class QueueMetrics:
     """Steady-state predictions per row, for the arrival rate each row was given."""

@@ -23,9 +23,10 @@ Thresholds: the model's config (`snapshot.config`) sizes the model. A variant's 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
+from kedascaler.engine.frozen import quick
 from kedascaler.engine.types import (
     ModelSnapshot,
     PodMetrics,
@@ -41,6 +42,7 @@ QUEUE_SIGNAL = "queue_length"
 _REL_SLACK = 1e-9  # relative float slack: 1.4 KV over a 0.7 budget is 2 replicas, not 3; any load is ≥ 1
 
 
+@quick
 @dataclass(frozen=True)
 class ModelSaturation:
     """The model's saturation at one instant: load, spare, the replicas it needs, and what binds them."""
@@ -63,6 +65,9 @@ class ModelSaturation:
     needed_replicas: int  # the smallest N that carries the load, waiting requests admitted, within the budgets
     binding_signal: str  # KV_SIGNAL or QUEUE_SIGNAL: the one that asks for the most replicas
     can_scale_down: bool  # WVA's safety rule holds and the data is complete
+    # the analysed replicas per variant (those with any), as `replicas` holds them: what each decision shows
+    by_variant: Mapping[VariantKey, tuple[ReplicaSaturation, ...]] = field(default_factory=dict, compare=False,
+                                                                            repr=False)
 
     @property
     def analysed_replicas(self) -> int:
@@ -189,17 +194,29 @@ def analyze(snapshot: ModelSnapshot) -> ModelSaturation:
     config = snapshot.config
     _check_config(config)
     replicas: list[ReplicaSaturation] = []
+    by_variant: dict[VariantKey, list[ReplicaSaturation]] = {}
     running = 0.0
     full_batch = 0.0  # the most requests a queueing pod runs: what one replica holds when full
     missing = 0
+    kv_total: float = 0  # Σ over the replicas in order, as sum() adds them (from the int 0)
+    queue_total: float = 0
     for variant in snapshot.variants:
-        pods = analysed_pods(variant)
-        replicas += variant_replicas(variant, variant_thresholds(variant, snapshot))
-        running += sum(max(0.0, p.running) for p in pods)
-        full_batch = max([full_batch] + [max(0.0, p.running) for p in pods if p.queue_length > 0])
+        pods = variant.analysed
+        own = variant_replicas(variant, variant.spec.saturation or config)
+        replicas += own
+        if own:
+            by_variant.setdefault(variant.spec.key, []).extend(own)
+        for r in own:
+            kv_total += r.kv_cache_usage
+            queue_total += r.queue_length
+        part: float = 0  # this variant's Σ running, added to the model's as one sum
+        for p in pods:
+            load = max(0.0, p.running)
+            part += load
+            if p.queue_length > 0 and load > full_batch:
+                full_batch = load
+        running += part
         missing += max(0, variant.ready_replicas - len(pods))
-    kv_total = sum(r.kv_cache_usage for r in replicas)
-    queue_total = sum(r.queue_length for r in replicas)
     scale = (len(replicas) + missing) / len(replicas) if replicas else 1.0
     est_kv, est_queue = kv_total * scale, queue_total * scale
     needed, signal = demand_replicas(est_kv, est_queue, running * scale, full_batch, config)
@@ -231,6 +248,7 @@ def analyze(snapshot: ModelSnapshot) -> ModelSaturation:
         needed_replicas=needed,
         binding_signal=signal,
         can_scale_down=can_down,
+        by_variant={k: tuple(v) for k, v in by_variant.items()},
     )
 
 

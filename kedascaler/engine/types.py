@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from kedascaler.engine.capacity_types import CapacityPlan
+from kedascaler.engine.frozen import quick
 from kedascaler.engine.keys import VariantKey as VariantKey
 
 
@@ -56,6 +57,7 @@ class Route(enum.StrEnum):
     INACTIVE = "inactive"  # idle past the window: every variant to zero
 
 
+@quick
 @dataclass(frozen=True)
 class SaturationConfig:
     """Thresholds of the saturation analyzer (ConfigMap `saturation-scaling-config`, key `default`)."""
@@ -66,6 +68,7 @@ class SaturationConfig:
     queue_spare_trigger: float = 3.0
 
 
+@quick
 @dataclass(frozen=True)
 class VariantSpec:
     """One VariantAutoscaling: one Deployment serving one model on one accelerator type."""
@@ -83,6 +86,7 @@ class VariantSpec:
     labels: tuple[tuple[str, str], ...] = ()
 
 
+@quick
 @dataclass(frozen=True)
 class PodMetrics:
     """What one vLLM pod reported: fractions 0-1 and request counts, with the sample's time (seconds)."""
@@ -94,6 +98,7 @@ class PodMetrics:
     timestamp: float = 0.0
 
 
+@quick
 @dataclass(frozen=True)
 class VariantState:
     """A variant as seen now: its spec, the Deployment's replicas, and the metrics of its pods."""
@@ -119,6 +124,7 @@ class VariantState:
                      if math.isfinite(p.kv_cache_usage) and math.isfinite(p.queue_length) and math.isfinite(p.running))
 
 
+@quick
 @dataclass(frozen=True)
 class ModelSnapshot:
     """All variants of one model in one namespace, taken at one instant (`taken_at`, seconds)."""
@@ -134,6 +140,7 @@ class ModelSnapshot:
     last_request_at: float | None = None  # newest request pushed for this model (POST /v1/activate); None: none
 
 
+@quick
 @dataclass(frozen=True)
 class ReplicaSaturation:
     """One replica (a pod with metrics) against its variant's thresholds; spare is negative when over."""
@@ -152,6 +159,7 @@ class ReplicaSaturation:
         return "+".join(name for name, spare in (("kv", self.spare_kv), ("queue", self.spare_queue)) if spare <= 0)
 
 
+@quick
 @dataclass(frozen=True)
 class Activation:
     """A model's activation this cycle: the flag, why, and the idle timer to carry to the next cycle."""
@@ -167,6 +175,7 @@ class Activation:
     message: str
 
 
+@quick
 @dataclass(frozen=True)
 class VariantTarget:
     """One variant of the model in this cycle's plans: its price, its replicas now, and what each plan asks."""
@@ -185,6 +194,7 @@ class VariantTarget:
         return f"{self.key.name} ({self.accelerator})" if self.accelerator else self.key.name
 
 
+@quick
 @dataclass(frozen=True)
 class DecisionSteps:
     """The numbers behind one decision, as the engine computed them: what observers show and reasons render.
@@ -255,7 +265,8 @@ class DecisionSteps:
     @property
     def own(self) -> VariantTarget | None:
         """This variant's entry in the plan."""
-        return next((v for v in self.plan if v.key == self.variant), None)
+        variant = self.variant
+        return next((v for v in self.plan if v.key is variant or v.key == variant), None)  # `is`: no __eq__
 
     @property
     def woken(self) -> bool:
@@ -265,6 +276,7 @@ class DecisionSteps:
         return self.activation is not None and self.activation.waking and own is not None and own.target > 0
 
 
+@quick
 @dataclass(frozen=True)
 class Reason:
     """Why a decision is what it is: the signal, its value and the threshold it was compared with.
@@ -290,6 +302,7 @@ class Reason:
         return f"{text}: {self.message}" if self.message else text
 
 
+@quick
 @dataclass(frozen=True)
 class Decision:
     """What the scaler wants for one variant, with why, and when the data behind it was taken."""

@@ -5,9 +5,9 @@ arrival rate from the pods' counters, one per cycle) and the needs of past cycle
 throughputs measured while saturated, the last ITL/prefill its pods showed (a one-point model until a fit is
 usable), and its start-up tracker (pod asked for → ready, from `WorkloadStatus` current/ready).
 
-`observe` folds one cycle's usage and statuses into the state; `inputs_for` builds the engine's
-`CapacityInputs` for one model from it and the planner's parameters; `record` keeps the need the engine
-decided (read back from the decision's steps, so the hold is exactly what was decided).
+`observe` folds one cycle's usage and statuses into the state; `kedascaler.loop.capacity_models.inputs_for`
+builds the engine's `CapacityInputs` for one model from it and the planner's parameters; `record` keeps the need
+the engine decided (read back from the decision's steps, so the hold is exactly what was decided).
 """
 
 from __future__ import annotations
@@ -15,24 +15,24 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from kedascaler.engine.capacity_estimate import SMOOTH_CYCLES
 from kedascaler.engine.capacity_types import (
-    CapacityInputs,
     CapacitySettings,
     DemandHistory,
     DemandSample,
     NeedHistory,
     Throughput,
-    VariantEvidence,
 )
-from kedascaler.engine.estimation import MAX_PREFILL_SHARE, prefill_mode_for, prefill_stall
-from kedascaler.engine.perfmodel import DEFAULT_MAX_BATCH_SIZE, EFFECTIVE, MIXED, Estimated, PerfModel, perf_model
-from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey
-from kedascaler.loop.planner import PlannerState, VariantParameters, variant_parameters
+from kedascaler.engine.frozen import quick
+from kedascaler.engine.perfmodel import PerfModel
+from kedascaler.engine.types import Decision, ModelSnapshot, SaturationConfig, VariantKey
 from kedascaler.sources.base import PodSample, PodUsage, WorkloadStatus
 from kedascaler.sources.gateway import ModelRef
-from kedascaler.spec.variant import VariantAutoscaling
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 KEEP_HISTORY = 1800.0  # s of demand samples and needs kept (the longest window a setting may ask for)
 KEEP_SATURATED = 1800.0  # s a saturated throughput counts
@@ -41,6 +41,7 @@ CALM_ITL, CALM_TTFT = 0.35, 0.25  # a pod carried its load well within the targe
 CARRIED_TOP = 3  # the carried rate counted: the mean of the highest few windows (one window's noise is not proof)
 
 
+@quick
 @dataclass(frozen=True)
 class Startup:
     """One variant's start-up tracker: when each pod still loading was asked for, and the measured start-ups."""
@@ -54,6 +55,7 @@ class Startup:
         return max(self.samples) if self.samples else None
 
 
+@quick
 @dataclass(frozen=True)
 class Point:
     """What a variant's pods showed in one window: a one-point decode/prefill measurement."""
@@ -66,6 +68,7 @@ class Point:
     rate: float = 0.0  # req/s completed per pod
 
 
+@quick
 @dataclass(frozen=True)
 class CapacityState:
     """Everything capacity mode keeps between cycles."""
@@ -120,66 +123,89 @@ def track_startup(found: Startup, status: WorkloadStatus | None, now: float, kee
     return Startup(tuple(since), tuple(samples[-keep:]), now)
 
 
+def _windows(found: Sequence[PodSample], cfg: SaturationConfig, targets: tuple[float | None, float | None]
+             ) -> tuple[list[PodUsage], list[PodUsage], list[PodUsage]]:
+    """One variant's pod windows, in order, in one pass: those it completed while saturated (at or over the queue
+    or the KV threshold, not draining: backlog growth ≥ 0), those it carried well within the targets (under both
+    thresholds, mean ITL and TTFT at most CALM_ITL, CALM_TTFT of the targets; none without targets) and the calm
+    ones (under both thresholds)."""
+    itl, ttft = targets
+    with_targets = itl is not None or ttft is not None
+    saturated: list[PodUsage] = []
+    carried: list[PodUsage] = []
+    calm: list[PodUsage] = []
+    queue_at, kv_at = cfg.queue_length_threshold, cfg.kv_cache_threshold
+    for s in found:
+        u = s.usage
+        if u is None:
+            continue
+        if (u.completed_rate and (s.queue_length >= queue_at or s.kv_cache_usage >= kv_at)
+                and (u.backlog_growth_rate or 0.0) >= 0.0):
+            saturated.append(u)
+        if s.queue_length < queue_at and s.kv_cache_usage < kv_at:
+            calm.append(u)
+            if (with_targets and u.completed_rate
+                    and u.itl_ms is not None and (itl is None or u.itl_ms <= CALM_ITL * itl)
+                    and u.ttft_ms is not None and (ttft is None or u.ttft_ms <= CALM_TTFT * ttft)):
+                carried.append(u)
+    return saturated, carried, calm
+
+
+def _throughput(rows: Sequence[PodUsage], now: float) -> Throughput:
+    rate = math.fsum(u.completed_rate or 0.0 for u in rows)
+    return Throughput(rate / len(rows), math.fsum(u.prompt_tokens_rate or 0.0 for u in rows) / rate,
+                      math.fsum(u.output_tokens_rate or 0.0 for u in rows) / rate, now)
+
+
 def saturated_throughput(snapshot: ModelSnapshot, samples: Mapping[VariantKey, Sequence[PodSample]], now: float
                          ) -> dict[VariantKey, Throughput]:
     """Per variant, what its pods completed this cycle while saturated: at or over the queue threshold (or the KV
     threshold), and not draining (backlog growth ≥ 0) — the most a replica carries."""
-    cfg = snapshot.config
     out: dict[VariantKey, Throughput] = {}
     for v in snapshot.variants:
-        rows = [s.usage for s in samples.get(v.spec.key, ())
-                if s.usage is not None and s.usage.completed_rate
-                and (s.queue_length >= cfg.queue_length_threshold or s.kv_cache_usage >= cfg.kv_cache_threshold)
-                and (s.usage.backlog_growth_rate or 0.0) >= 0.0]
-        if not rows:
-            continue
-        rate = math.fsum(u.completed_rate or 0.0 for u in rows)
-        out[v.spec.key] = Throughput(rate / len(rows), math.fsum(u.prompt_tokens_rate or 0.0 for u in rows) / rate,
-                                     math.fsum(u.output_tokens_rate or 0.0 for u in rows) / rate, now)
+        rows = _windows(samples.get(v.spec.key, ()), snapshot.config, (None, None))[0]
+        if rows:
+            out[v.spec.key] = _throughput(rows, now)
     return out
 
 
 def point_of(usage: Sequence[PodUsage], now: float) -> Point | None:
     """The variant's pods' mean batch, ITL and prefill this cycle, weighted by batch (None: not measured)."""
     rows = [u for u in usage if u.mean_running and u.itl_ms and u.prefill_ms and u.prompt_tokens_mean]
-    weight = math.fsum(u.mean_running or 0.0 for u in rows)
+    batch = [u.mean_running or 0.0 for u in rows]
+    weight = math.fsum(batch)
     if weight <= 0:
         return None
-    def mean(get: str) -> float:
-        return math.fsum((u.mean_running or 0.0) * float(getattr(u, get) or 0.0) for u in rows) / weight
-    rate = math.fsum(u.completed_rate or 0.0 for u in rows) / len(rows)
-    return Point(weight / len(rows), mean("itl_ms"), mean("prompt_tokens_mean"), mean("prefill_ms"), now, rate)
+    itl = math.fsum([b * float(u.itl_ms or 0.0) for b, u in zip(batch, rows, strict=True)]) / weight
+    prompt = math.fsum([b * float(u.prompt_tokens_mean or 0.0) for b, u in zip(batch, rows, strict=True)]) / weight
+    prefill = math.fsum([b * float(u.prefill_ms or 0.0) for b, u in zip(batch, rows, strict=True)]) / weight
+    rate = math.fsum([u.completed_rate or 0.0 for u in rows]) / len(rows)
+    return Point(weight / len(rows), itl, prompt, prefill, now, rate)
 
 
 def carried_throughput(snapshot: ModelSnapshot, samples: Mapping[VariantKey, Sequence[PodSample]], now: float,
                        targets: tuple[float | None, float | None]) -> dict[VariantKey, Throughput]:
     """Per variant, what its pods carried this cycle well within the targets (under the queue and KV thresholds,
     mean ITL and TTFT at most CALM_ITL, CALM_TTFT of the targets): a replica carries at least that."""
-    itl, ttft = targets
-    if itl is None and ttft is None:
-        return {}
-    cfg = snapshot.config
     out: dict[VariantKey, Throughput] = {}
     for v in snapshot.variants:
-        rows = [x.usage for x in samples.get(v.spec.key, ()) if x.usage is not None and x.usage.completed_rate
-                and x.queue_length < cfg.queue_length_threshold and x.kv_cache_usage < cfg.kv_cache_threshold
-                and x.usage.itl_ms is not None and (itl is None or x.usage.itl_ms <= CALM_ITL * itl)
-                and x.usage.ttft_ms is not None and (ttft is None or x.usage.ttft_ms <= CALM_TTFT * ttft)]
+        rows = _windows(samples.get(v.spec.key, ()), snapshot.config, targets)[1]
         if rows:
-            rate = math.fsum(u.completed_rate or 0.0 for u in rows)
-            out[v.spec.key] = Throughput(rate / len(rows), math.fsum(u.prompt_tokens_rate or 0.0 for u in rows) / rate,
-                                         math.fsum(u.output_tokens_rate or 0.0 for u in rows) / rate, now)
+            out[v.spec.key] = _throughput(rows, now)
     return out
 
 
 def observe(state: CapacityState, snapshots: Sequence[ModelSnapshot], samples: Mapping[VariantKey, Sequence[PodSample]],
             statuses: Mapping[VariantKey, WorkloadStatus | None], now: float,
-            targets: Mapping[ModelRef, tuple[float | None, float | None]] | None = None) -> CapacityState:
-    """This cycle's demand samples, saturated and carried throughputs, one-point measurements and start-ups."""
+            targets: Mapping[ModelRef, tuple[float | None, float | None]] | None = None,
+            usage: Mapping[VariantKey, Sequence[PodUsage]] | None = None) -> CapacityState:
+    """This cycle's demand samples, saturated and carried throughputs, one-point measurements and start-ups.
+    `usage`: each variant's samples' usage, in order (the cycle has it; else taken from `samples`)."""
     carried = dict(state.carried)
     history, lengths = dict(state.history), dict(state.lengths)
     saturated, points, startups = dict(state.saturated), dict(state.points), dict(state.startups)
-    usage = {k: [s.usage for s in found if s.usage is not None] for k, found in samples.items()}
+    if usage is None:
+        usage = {k: [s.usage for s in found if s.usage is not None] for k, found in samples.items()}
     for snap in snapshots:
         model = (snap.namespace, snap.model_id)
         pods = [u for v in snap.variants for u in usage.get(v.spec.key, ())]
@@ -187,153 +213,23 @@ def observe(state: CapacityState, snapshots: Sequence[ModelSnapshot], samples: M
         history[model] = history.get(model, DemandHistory()).kept(now - KEEP_HISTORY, now).append(sample)
         if sample is not None and sample.completed > 0 and sample.output_rate > 0:
             lengths[model] = (sample.prompt_rate / sample.completed, sample.output_rate / sample.completed)
-        for key, t in saturated_throughput(snap, samples, now).items():
-            saturated[key] = tuple(x for x in saturated.get(key, ()) if x.at > now - KEEP_SATURATED)[-19:] + (t,)
-        for key, t in carried_throughput(snap, samples, now, (targets or {}).get(model, (None, None))).items():
-            carried[key] = tuple(x for x in carried.get(key, ()) if x.at > now - KEEP_SATURATED)[-19:] + (t,)
-        cfg = snap.config
-        for v in snap.variants:
-            calm = [x.usage for x in samples.get(v.spec.key, ()) if x.usage is not None
-                    and x.queue_length < cfg.queue_length_threshold and x.kv_cache_usage < cfg.kv_cache_threshold]
+        cfg, limits = snap.config, (targets or {}).get(model, (None, None))
+        found = [(v.spec.key, _windows(samples.get(v.spec.key, ()), cfg, limits)) for v in snap.variants]
+        for key, (busy, _, _) in found:  # saturated_throughput
+            if busy:
+                t = _throughput(busy, now)
+                saturated[key] = tuple(x for x in saturated.get(key, ()) if x.at > now - KEEP_SATURATED)[-19:] + (t,)
+        for key, (_, easy, _) in found:  # carried_throughput
+            if easy:
+                t = _throughput(easy, now)
+                carried[key] = tuple(x for x in carried.get(key, ()) if x.at > now - KEEP_SATURATED)[-19:] + (t,)
+        for key, (_, _, calm) in found:
             point = point_of(calm, now)  # an overloaded pod's ITL tells its overload, not its capacity
             if point is not None:
-                points[v.spec.key] = point
-            startups[v.spec.key] = track_startup(startups.get(v.spec.key, Startup()), statuses.get(v.spec.key), now)
+                points[key] = point
+            startups[key] = track_startup(startups.get(key, Startup()), statuses.get(key), now)
     return replace(state, history=history, lengths=lengths, saturated=saturated, points=points, startups=startups,
                    carried=carried)
-
-
-def one_point(point: Point, batch: int | None, kv: int | None, decode: tuple[float, float] | None = None,
-              prefill: tuple[float, float] | None = None) -> PerfModel | None:
-    """A model from what the pods showed in one window, with a usable fitted line in place of either half.
-
-    Prefill, with no fitted decode line: the line through (p, prefill) with γ = min(prefill, ITL) (a busy pod's
-    prefill includes the decodes of its steps: on the safe side). Decode, as step times (`mixed`): the ITL seen
-    less the share of the prefill stalls at the load it carried (ρ = rate · δ·p), on a line that reaches the
-    compute roofline at the batch limit B — a decode step does the compute of one prompt token per running
-    request, so ITL(B) ≥ B·δ — and is flat when the point is above it (memory-bound). A fitted line is effective
-    (stalls inside): with one, the model is `effective`, and the prefill half is the stall one prompt adds to the
-    step it joins (`estimation.prefill_stall`: under load a request's prefill also holds the prompts admitted
-    with it, so P − ITL read as one prompt's work made the capacity fall as the load rose), per prompt token δ,
-    on the decode line's intercept γ = α̂ (a prompt joins a decode step)."""
-    if prefill is not None:
-        gamma, delta = prefill
-    elif decode is not None:  # the window's own stall per prompt token, on the fitted decode line's intercept
-        _, stall = prefill_stall(point.itl_ms, point.prefill_ms, point.rate)
-        gamma, delta = decode[0], stall / max(1.0, point.prompt_tokens)
-    else:
-        gamma = min(point.prefill_ms, point.itl_ms)
-        delta = max(0.0, (point.prefill_ms - gamma) / max(1.0, point.prompt_tokens))
-    if decode is not None:
-        alpha, beta = decode
-        mode = EFFECTIVE
-    else:
-        share = min(MAX_PREFILL_SHARE, max(0.0, point.rate * delta * point.prompt_tokens / 1000.0))
-        step = point.itl_ms * (1.0 - share)
-        limit = float(batch or DEFAULT_MAX_BATCH_SIZE)
-        roof = max(step, limit * delta)
-        beta = (roof - step) / max(1.0, limit - point.batch) if limit > point.batch else 0.0
-        alpha = max(0.0, step - beta * point.batch)
-        gamma = max(gamma, alpha) if prefill is None else gamma
-        mode = MIXED
-    built, _ = perf_model(Estimated(alpha, beta, gamma, delta), batch, kv_capacity_tokens=kv, prefill_mode=mode)
-    return built
-
-
-def _half_fits(planner: PlannerState, key: VariantKey) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
-    """The decode and prefill lines of the variant's fit that are usable on their own (either may be None)."""
-    found = planner.learned.get(key)
-    est = found.estimate if found is not None else None
-    if est is None:
-        return None, None
-    decode = (est.decode.intercept, max(0.0, est.decode.slope)) if est.decode.usable else None
-    prefill = (est.prefill.intercept, max(0.0, est.prefill.slope)) if est.prefill.usable else None
-    return decode, prefill
-
-
-def _params(planner: PlannerState, key: VariantKey, va: VariantAutoscaling | None,
-            fresh: Mapping[VariantKey, VariantParameters] | None) -> VariantParameters:
-    """The variant's parameters: this cycle's from the planner (`fresh`: `plan_cycle` computed them from the same
-    state and inventory), else computed."""
-    found = fresh.get(key) if fresh is not None else None
-    return found if found is not None else variant_parameters(planner, key, va)
-
-
-def _perf(key: VariantKey, va: VariantAutoscaling | None, planner: PlannerState, point: Point | None,
-          kept: tuple[PerfModel, str, float] | None, fresh: Mapping[VariantKey, VariantParameters] | None = None
-          ) -> tuple[PerfModel | None, str, str]:
-    """The variant's model: given or learned coefficients, else the last usable fit, else a one-point model
-    from what its pods showed (with whichever fitted line is usable)."""
-    params = _params(planner, key, va, fresh)
-    batch = va.profile.max_batch_size if va is not None else None
-    kv = planner.kv_tokens.get(key)
-    if params.coefficients is not None:
-        built, problem = perf_model(params.coefficients, batch, kv_capacity_tokens=kv,
-                                    prefill_mode=prefill_mode_for(params.source))
-        if built is not None:
-            return built, params.source, ""
-        return None, "", problem
-    if kept is not None:
-        return kept[0], f"{kept[1]} (the last usable fit, t={kept[2]:g}; now: {params.reason})", ""
-    if point is not None and point.itl_ms > 0:
-        decode, prefill = _half_fits(planner, key)
-        built = one_point(point, batch, kv, decode, prefill)
-        if built is not None:
-            halves = ", ".join(n for n, line in (("decode", decode), ("prefill", prefill)) if line is not None)
-            return built, (f"one-point (ITL {point.itl_ms:.3g} ms at batch {point.batch:.3g}, prefill "
-                           f"{point.prefill_ms:.3g} ms at {point.prompt_tokens:.0f} tokens"
-                           + (f"; fitted {halves}" if halves else "") + f"; {params.reason})"), ""
-    return None, "", params.reason
-
-
-def keep_models(state: CapacityState, snapshots: Sequence[ModelSnapshot], planner: PlannerState,
-                variants: Mapping[VariantKey, VariantAutoscaling], now: float,
-                fresh: Mapping[VariantKey, VariantParameters] | None = None) -> CapacityState:
-    """Remember each variant's last usable model, so that a fit that turns unusable for a while (too few
-    distinct batches in the window) does not send sizing back to a one-point guess."""
-    models = dict(state.models)
-    for snap in snapshots:
-        for v in snap.variants:
-            key = v.spec.key
-            va = variants.get(key)
-            params = _params(planner, key, va, fresh)
-            if params.coefficients is None:
-                continue
-            built, _ = perf_model(params.coefficients, va.profile.max_batch_size if va is not None else None,
-                                  kv_capacity_tokens=planner.kv_tokens.get(key),
-                                  prefill_mode=prefill_mode_for(params.source))
-            if built is not None:
-                models[key] = (built, params.source, now)
-    return replace(state, models=models)
-
-
-def inputs_for(state: CapacityState, settings: CapacitySettings, snapshot: ModelSnapshot, planner: PlannerState,
-               variants: Mapping[VariantKey, VariantAutoscaling], slo: tuple[float | None, float | None],
-               slo_reason: str = "", available: Mapping[str, int] | None = None,
-               fresh: Mapping[VariantKey, VariantParameters] | None = None) -> CapacityInputs:
-    """The engine's inputs for one model from the state, the planner's parameters and the inventory."""
-    model = (snapshot.namespace, snapshot.model_id)
-    evidence = []
-    for v in snapshot.variants:
-        key = v.spec.key
-        va = variants.get(key)
-        perf, source, reason = _perf(key, va, planner, state.points.get(key), state.models.get(key), fresh)
-        measured = state.saturated.get(key, ())
-        best = max(measured, key=lambda t: t.per_replica) if measured else None
-        startup = state.startups.get(key)
-        calm = sorted(state.carried.get(key, ()), key=lambda t: -t.per_replica)[:CARRIED_TOP]
-        carried = None
-        if calm:
-            carried = Throughput(math.fsum(t.per_replica for t in calm) / len(calm),
-                                 math.fsum(t.prompt_tokens for t in calm) / len(calm),
-                                 math.fsum(t.output_tokens for t in calm) / len(calm), max(t.at for t in calm))
-        evidence.append(VariantEvidence(
-            key, perf, source, reason, best, va.profile.max_batch_size if va is not None else None,
-            planner.kv_tokens.get(key), startup.measured if startup is not None else None,
-            va.startup_s if va is not None else None, carried, state.estimates.get(key, ())))
-    return CapacityInputs(settings, state.history.get(model, DemandHistory()), state.needs.get(model, NeedHistory()),
-                          tuple(evidence), slo[0], slo[1], slo_reason, state.lengths.get(model),
-                          tuple(sorted((available or {}).items())))
 
 
 def record(state: CapacityState, decisions: Sequence[Decision], now: float) -> CapacityState:
@@ -356,20 +252,23 @@ def record(state: CapacityState, decisions: Sequence[Decision], now: float) -> C
     return replace(state, needs=needs, estimates=estimates)
 
 
+def kept_only(found: Mapping[K, V], keep: set[K]) -> Mapping[K, V]:
+    """`found` without the keys that are not in `keep`; `found` itself when none is gone, checked set against set
+    on the hashes the dict and the set hold already (no key is hashed again: a variant's key hashes in Python)."""
+    if keep.issuperset(set(found)):
+        return found
+    return {k: v for k, v in found.items() if k in keep}
+
+
 def forget(state: CapacityState, keep_variants: set[VariantKey], keep_models: set[ModelRef]) -> CapacityState:
     """The state without the variants and models that left the inventory."""
-    return CapacityState({m: h for m, h in state.history.items() if m in keep_models},
-                         {m: n for m, n in state.needs.items() if m in keep_models},
-                         {m: n for m, n in state.lengths.items() if m in keep_models},
-                         {k: v for k, v in state.saturated.items() if k in keep_variants},
-                         {k: v for k, v in state.points.items() if k in keep_variants},
-                         {k: v for k, v in state.startups.items() if k in keep_variants},
-                         {k: v for k, v in state.models.items() if k in keep_variants},
-                         {k: v for k, v in state.carried.items() if k in keep_variants},
-                         {k: v for k, v in state.estimates.items() if k in keep_variants}, state.known,
-                         state.known_settings)
+    return CapacityState(kept_only(state.history, keep_models), kept_only(state.needs, keep_models),
+                         kept_only(state.lengths, keep_models), kept_only(state.saturated, keep_variants),
+                         kept_only(state.points, keep_variants), kept_only(state.startups, keep_variants),
+                         kept_only(state.models, keep_variants), kept_only(state.carried, keep_variants),
+                         kept_only(state.estimates, keep_variants), state.known, state.known_settings)
 
 
 __all__ = ["CALM_ITL", "CALM_TTFT", "CapacityState", "Point", "Startup", "carried_throughput", "demand_sample",
-           "forget", "inputs_for", "keep_models", "observe", "one_point", "point_of", "record",
+           "forget", "kept_only", "observe", "point_of", "record",
            "saturated_throughput", "track_startup"]

@@ -19,11 +19,13 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from kedascaler.engine import decide
-from kedascaler.engine.capacity import capacity_rows_of, with_demand
+from kedascaler.engine.capacity import with_demand, with_rows
 from kedascaler.engine.capacity_types import CapacityInputs, CapacityRow
+from kedascaler.engine.frozen import quick
 from kedascaler.engine.sizing import CAPACITY
 from kedascaler.engine.types import Decision, ModelSnapshot, VariantKey
 from kedascaler.loop import capacity as capacity_loop
+from kedascaler.loop import capacity_models
 from kedascaler.loop.capacity import CapacityState
 from kedascaler.loop.capacity_rows import evaluate as evaluate_rows
 from kedascaler.loop.planner import PlannerSettings, PlannerState, SloPlan, VariantParameters, plan_cycle
@@ -60,6 +62,7 @@ class CycleError(str):
         return error
 
 
+@quick
 @dataclass(frozen=True)
 class CycleConfig:
     """What a run's cycles share: constant from the first cycle to the last.
@@ -76,6 +79,7 @@ class CycleConfig:
     forget_counters_after: float = 600.0  # a pod's last counter reading is kept this long (window clock, s)
 
 
+@quick
 @dataclass(frozen=True)
 class CycleState:
     """Everything kept between cycles."""
@@ -90,6 +94,7 @@ class CycleState:
     cycles: int = 0
 
 
+@quick
 @dataclass(frozen=True)
 class CycleInputs:
     """What the shell gathered for one cycle."""
@@ -104,6 +109,7 @@ class CycleInputs:
     errors: tuple[CycleError, ...] = ()  # what went wrong gathering the inputs (workload lookups)
 
 
+@quick
 @dataclass(frozen=True)
 class CycleReport:
     """What one cycle did: for the board, status, /metrics, records, logs, the demo's printout and tests."""
@@ -195,9 +201,10 @@ def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleStat
         cap_state = capacity_loop.forget(cap_state, set(by_key),
                                          {(v.key.namespace, v.model_id) for v in by_key.values()})
         targets = {m: (p.slo.itl_ms, p.slo.ttft_ms) for m, p in plans.items() if p.slo is not None}
-        cap_state = capacity_loop.observe(cap_state, snapshots, samples, inputs.statuses, inputs.now, targets)
-        cap_state = capacity_loop.keep_models(cap_state, snapshots, planner, by_key, inputs.now, fresh)
-        capacity, cap_state = _capacity_inputs(cap_state, config.planner, snapshots, plans, planner, by_key, fresh)
+        cap_state = capacity_loop.observe(cap_state, snapshots, samples, inputs.statuses, inputs.now, targets, usage)
+        cap_state = capacity_models.keep_models(cap_state, snapshots, planner, by_key, inputs.now, fresh)
+        capacity, cap_state = _capacity_inputs(cap_state, config.planner, snapshots, plans, planner, by_key, fresh,
+                                               inputs.now)
     elif config.planner is not None:  # a wake-up cycle: the memory as the last full cycle left it, read only
         capacity, _ = _capacity_inputs(cap_state, config.planner, snapshots, plans, planner, by_key)
     decisions: list[Decision] = []
@@ -237,10 +244,11 @@ def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleStat
 def _capacity_inputs(cap: CapacityState, settings: PlannerSettings, snapshots: Sequence[ModelSnapshot],
                      plans: Mapping[ModelRef, SloPlan], planner: PlannerState,
                      by_key: Mapping[VariantKey, VariantAutoscaling],
-                     fresh: Mapping[VariantKey, VariantParameters] | None = None
+                     fresh: Mapping[VariantKey, VariantParameters] | None = None, kept_at: float | None = None
                      ) -> tuple[dict[ModelRef, CapacityInputs | Exception], CapacityState]:
     """Capacity mode's inputs for every capacity-planned model (the kept history, the planner's parameters, the
-    class's targets), with the queueing rows of all of them evaluated at once (`kedascaler.loop.capacity_rows`)."""
+    class's targets), with the queueing rows of all of them evaluated at once (`kedascaler.loop.capacity_rows`).
+    `kept_at`: this full cycle's clock (`capacity_models.keep_models` kept its models at it)."""
     out: dict[ModelRef, CapacityInputs | Exception] = {}
     rows: list[CapacityRow] = []
     for snap in snapshots:
@@ -251,14 +259,15 @@ def _capacity_inputs(cap: CapacityState, settings: PlannerSettings, snapshots: S
         slo = plan.slo
         targets = (slo.itl_ms, slo.ttft_ms) if slo is not None else (None, None)
         try:
-            found = capacity_loop.inputs_for(cap, settings.capacity, snap, planner, by_key, targets,
-                                             plan.note if slo is None else "", settings.available, fresh)
+            found = capacity_models.inputs_for(cap, settings.capacity, snap, planner, by_key, targets,
+                                             plan.note if slo is None else "", settings.available, fresh, kept_at)
         except Exception as exc:  # noqa: BLE001 - raised again where the model is decided: it alone fails
             out[model] = exc
             continue
         try:
             found = with_demand(snap, found)
-            rows += capacity_rows_of(snap, found)
+            found, more = with_rows(snap, found)
+            rows += more
         except Exception:  # noqa: BLE001 - decide meets the same failure for this model alone, and reports it
             pass
         out[model] = found
@@ -267,4 +276,4 @@ def _capacity_inputs(cap: CapacityState, settings: PlannerSettings, snapshots: S
     except Exception:  # noqa: BLE001 - each model then evaluates its own rows (and fails alone)
         log.exception("capacity evaluation for every model at once failed; each model evaluates its own")
         return out, cap
-    return {m: c if isinstance(c, Exception) else replace(c, known=known) for m, c in out.items()}, cap
+    return {m: c if isinstance(c, Exception) else c.carrying(known=known) for m, c in out.items()}, cap

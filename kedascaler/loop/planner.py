@@ -26,6 +26,7 @@ from kedascaler.engine.estimation import (
     estimate,
     prefill_mode_for,
 )
+from kedascaler.engine.frozen import evolve, quick
 from kedascaler.engine.perfmodel import Coefficients, PerfModel, perf_model
 from kedascaler.engine.sizing import (
     CAPACITY,
@@ -48,6 +49,7 @@ DEFAULT_MAX_FITS_PER_CYCLE = 200  # a fit costs 1-2 ms: bounds a cycle's cost at
 MIN_DECODE_BATCH = 0.5  # a window whose mean running batch is below this says little about the decode line
 
 
+@quick
 @dataclass(frozen=True)
 class VariantParameters:
     """Where one variant's performance parameters stand this cycle: the fit, what sizing uses, and why."""
@@ -62,6 +64,7 @@ class VariantParameters:
     reason: str  # why there are none ("" when there are)
 
 
+@quick
 @dataclass(frozen=True)
 class SloPlan:
     """One model's outcome: its mode, and the plan when it is sized (None in saturation mode)."""
@@ -163,6 +166,7 @@ def _known_part(snap: ModelSnapshot, workload: Workload | None,
     return replace(snap, variants=tuple(known)), workload, held
 
 
+@quick
 @dataclass(frozen=True)
 class Learned:
     """What one variant's pods taught so far: the observation windows and the latest fit."""
@@ -174,9 +178,10 @@ class Learned:
 
     @property
     def size(self) -> int:
-        return len(self.observations.decode.x) + len(self.observations.prefill.x)
+        return self.observations.decode.samples + self.observations.prefill.samples
 
 
+@quick
 @dataclass(frozen=True)
 class PlannerSettings:
     """How the planner works: constant for a run. `global_mode`: for VAs without spec.scalingMode;
@@ -190,6 +195,7 @@ class PlannerSettings:
     capacity: CapacitySettings = field(default_factory=CapacitySettings)
 
 
+@quick
 @dataclass(frozen=True)
 class PlannerState:
     """Everything the planner keeps between cycles, as one immutable value."""
@@ -207,14 +213,9 @@ def observe(state: PlannerState, settings: PlannerSettings, usage: Mapping[Varia
     kv_tokens = dict(state.kv_tokens)
     for key, pods in usage.items():
         found = learned.get(key) or Learned(VariantObservations(settings.window, settings.window))
-        obs = found.observations
         bx, by = decode_pairs(pods)
-        if bx:
-            obs = obs.add_decode(now, bx, by)
         px, py = prefill_pairs(pods)
-        if px:
-            obs = obs.add_prefill(now, px, py)
-        learned[key] = replace(found, observations=obs)
+        learned[key] = evolve(found, observations=found.observations.add(now, bx, by, px, py))
         kv = [u.kv_capacity_tokens for u in pods if u.kv_capacity_tokens]
         if kv:
             kv_tokens[key] = min(kv)  # the smallest pod binds: sizing stays on the safe side
@@ -225,8 +226,9 @@ def refit(state: PlannerState, settings: PlannerSettings, now: float) -> tuple[P
     """Fit the variants most overdue (at most `max_fits_per_cycle`); returns the new state and how many."""
     due = []
     for key, found in state.learned.items():
-        size = found.size
-        if min(len(found.observations.decode.x), len(found.observations.prefill.x)) < MIN_SAMPLES:
+        decode, prefill = found.observations.decode.samples, found.observations.prefill.samples
+        size = decode + prefill  # found.size
+        if min(decode, prefill) < MIN_SAMPLES:
             if found.estimate is None and size == found.fitted_size:
                 continue
         if found.fitted_at is not None and now - found.fitted_at < settings.refit_interval:
@@ -246,8 +248,8 @@ def refit(state: PlannerState, settings: PlannerSettings, now: float) -> tuple[P
 
 def forget(state: PlannerState, keep: set[VariantKey]) -> PlannerState:
     """The state without the variants that are gone."""
-    if all(k in keep for k in state.learned) and all(k in keep for k in state.parameters) \
-            and all(k in keep for k in state.kv_tokens):
+    if keep.issuperset(set(state.learned)) and keep.issuperset(set(state.parameters)) \
+            and keep.issuperset(set(state.kv_tokens)):  # set against set: on the hashes they hold, none computed
         return state
     return replace(state, learned={k: v for k, v in state.learned.items() if k in keep},
                    parameters={k: v for k, v in state.parameters.items() if k in keep},
@@ -261,8 +263,8 @@ def variant_parameters(state: PlannerState, key: VariantKey, variant: VariantAut
     prefer = variant.profile.prefer_estimate if variant is not None else False
     coefficients, source = choose_perf(user, found.estimate, prefer_estimate=prefer)
     reason = "" if coefficients is not None else source
-    return VariantParameters(key, found.estimate, found.fitted_at, len(found.observations.decode.x),
-                             len(found.observations.prefill.x), source if coefficients is not None else "",
+    return VariantParameters(key, found.estimate, found.fitted_at, found.observations.decode.samples,
+                             found.observations.prefill.samples, source if coefficients is not None else "",
                              coefficients, reason)
 
 

@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from kedascaler.engine.frozen import quick
 from kedascaler.engine.types import (
     Decision,
     ModelSnapshot,
@@ -26,6 +27,7 @@ from kedascaler.sources.gateway import ActivationReading, ModelRef
 from kedascaler.spec.variant import VariantAutoscaling
 
 
+@quick
 @dataclass(frozen=True)
 class ScaleToZeroSetting:
     """One model's scale to zero: its idle window (None: off, kept warm) and its gateway query override."""
@@ -90,10 +92,10 @@ def static_status(spec: VariantSpec, urls: Sequence[str]) -> WorkloadStatus:
 def owner_of(pod: str, namespace: str, by_target: Mapping[tuple[str, str], VariantSpec]) -> VariantSpec | None:
     """The variant whose Deployment owns a pod, by Kubernetes' naming (`<deployment>-<hash>-<id>`).
 
-    The longest prefix wins."""
-    parts = pod.split("-")
-    for cut in range(len(parts) - 1, 0, -1):
-        spec = by_target.get((namespace, "-".join(parts[:cut])))
+    The longest prefix wins: each name before a "-", from the last "-" to the first."""
+    end = len(pod)
+    while (end := pod.rfind("-", 0, end)) >= 0:
+        spec = by_target.get((namespace, pod[:end]))
         if spec is not None:
             return spec
     return None

@@ -269,7 +269,7 @@ def _sizing_samples(sizing: _Sizing, m: Mapping[str, Any]) -> None:
                                 ("forecast", dm.forecast), ("need", dm.need), ("held", dm.held),
                                 ("target", dm.target)):
                 m["capacity_demand"].add_metric([*labels, kind], finite(value))
-            own = next((c for c in cap.variants if c.key == d.key), None)
+            own = next((c for c in cap.variants if c.key is d.key or c.key == d.key), None)
             if own is not None:
                 m["capacity_per_replica"].add_metric([*labels, str(own.source)], finite(own.per_replica))
             m["capacity_mix"].add_metric(labels, cap.replicas(d.key))

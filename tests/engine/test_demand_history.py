@@ -52,3 +52,46 @@ def test_needs_as_columns_hold_the_largest_need_of_the_window():
     assert tuple(kept) == tuple((t, n) for t, n in pairs if 300.0 < t < 600.0) + ((600.0, 9.0),)
     inputs = CapacityInputs(history=samples(3), needs=pairs)  # tuples given are turned into columns
     assert isinstance(inputs.history, DemandHistory) and isinstance(inputs.needs, NeedHistory)
+
+
+def test_the_demand_view_reads_its_history_once_and_finds_what_each_window_finds():
+    """`demand_view` reads the history's columns once (as lists); its rates, lengths and trend are those the
+    window functions give, also for samples out of order and one ahead of the clock."""
+    from kedascaler.engine.arrivals import RECENT, demand_view, latest
+    from kedascaler.engine.capacity_types import CapacitySettings
+
+    given = list(samples(40, seed=7))
+    given[10], given[20] = given[20], given[10]  # out of order
+    now = given[-1].at
+    given.append(DemandSample(now + 30.0, 99.0, 9.0, 1.0, 1.0, 15.0))  # ahead of the clock: in no window
+    given.append(DemandSample(now, 12.0, 11.0, 2e3, 1e3, 15.0))  # this cycle's
+    s = CapacitySettings()
+    inputs = CapacityInputs(settings=s, history=tuple(given), needs=((now - 30.0, 50.0),))
+    view = demand_view(inputs, now, 0.0, None, 120.0)
+    assert view is not None and view.measured
+    assert view.latest == latest(given, now).rate == 12.0
+    assert view.short == window_rate(given, now, s.short_window)[0]
+    assert view.long == window_rate(given, now, s.long_window)[0]
+    assert (view.prompt_tokens, view.output_tokens) == mean_lengths(given, now, s.long_window, None)
+    assert view.trend == rising_trend(given, now, s.trend_window + RECENT)
+    assert view.held == held_need(inputs.needs, now, 120.0, max(view.need, view.up)) == 50.0
+
+
+def test_a_history_built_in_order_keeps_what_the_mask_keeps_reading_only_its_ends():
+    """Grown by `append` from empty, a history knows its times are in order: `kept` reads its two ends. Given
+    out of order (or with a NaN time), it keeps what the mask over every time keeps."""
+    grown = DemandHistory()
+    for s in samples(20):
+        grown = grown.append(s)
+    assert grown.ordered and not DemandHistory.of(samples(20)).ordered
+    given = list(samples(20))
+    given[3], given[12] = given[12], given[3]
+    shuffled = DemandHistory.of(given)
+    nan = DemandHistory().append(DemandSample(math.nan, 1.0, 1.0, 1.0, 1.0, 15.0)).append(samples(1)[0])
+    assert not nan.ordered
+    for h, source in ((grown, list(samples(20))), (shuffled, given)):
+        for after, before in ((-1.0, 1e9), (40.0, 1e9), (-1.0, 200.0), (100.0, 150.0), (1e9, 2e9)):
+            want = tuple(s for s in source if after < s.at < before)
+            got = h.kept(after, before)
+            assert tuple(got) == want and (got is h) == (len(want) == len(source))
+    assert tuple(nan.kept(-1.0, 1e9)) == (samples(1)[0],)

@@ -186,3 +186,33 @@ def test_median_is_numpys_float_for_every_size_and_odd_value(seed):
         holed = values.copy()
         holed[-1] = np.nan
         assert np.isnan(median(holed)) and np.isnan(np.median(holed))
+
+
+def _sliding_reference(steps, max_samples, max_age):
+    """The window as every observation so far, cut at each step as the search over the whole window cuts it."""
+    import bisect
+
+    at, xs = [], []
+    for now, new in steps:
+        at += [now] * len(new)
+        xs += new
+        first = max(bisect.bisect_left(at, now - max_age), len(at) - max_samples)
+        at, xs = at[first:], xs[first:]
+    return at, xs
+
+
+@pytest.mark.parametrize("times", [
+    [0.0, 10.0, 20.0, 130.0, 131.0, 400.0],  # in order: the oldest one tells whether any is too old
+    [0.0, 50.0, 20.0, 30.0, 200.0, 190.0],  # the clock went back: searched over the whole window, as before
+    [5.0, 5.0, 5.0, 5.0],
+])
+def test_a_window_keeps_what_a_search_over_all_its_observations_keeps(times):
+    w = Window(max_samples=6, max_age=100.0)
+    steps = []
+    for i, now in enumerate(times):
+        new = [float(10 * i + k) for k in range(i % 3 + 1)]
+        steps.append((now, new))
+        w = w.add(now, new, [1.0] * len(new))
+        at, xs = _sliding_reference(steps, 6, 100.0)
+        assert w.at.tolist() == at and w.x.tolist() == xs and w.samples == len(xs)
+    assert w.ordered == (times == sorted(times))

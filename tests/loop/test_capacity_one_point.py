@@ -7,7 +7,8 @@ import pytest
 from kedascaler.engine.capacity_estimate import model_capacities
 from kedascaler.engine.capacity_types import CapacitySettings
 from kedascaler.engine.estimation import prefill_stall
-from kedascaler.loop.capacity import Point, one_point
+from kedascaler.loop.capacity import Point
+from kedascaler.loop.capacity_models import one_point
 
 # Llama-3.1-8B on an A100 as the simulator's profile has it (α 11.49 ms, δ 0.066 ms per prompt token, κ for the
 # KV reads), serving prompts of 223 and outputs of 202 tokens on average: one replica carries 32.5 req/s within a
