@@ -225,7 +225,7 @@ async def loop_phase(reconciler: Reconciler, cycle_sink: Any, board: DecisionBoa
     client.start()
     await asyncio.sleep(1.0)  # the client's interpreter starts and connects
     await asyncio.to_thread(answerer.ask, "lags")  # forget the lags of the CPU phase
-    tick = asyncio.create_task(ticker())
+    tick = asyncio.create_task(ticker() if probe else asyncio.sleep(0))  # serve's own loop: only with --probe
     loop_task = asyncio.create_task(reconciler.run_forever(interval, on_cycle=on_cycle, nice=CYCLE_NICE))
     while len([s for s in spans if s[1] > 0]) < cycles:
         await asyncio.sleep(0.05)
@@ -255,8 +255,9 @@ async def loop_phase(reconciler: Reconciler, cycle_sink: Any, board: DecisionBoa
             "loop_ticks_in_cycle": sum(1 for t, _ in lags if during(t)),
             "rpc_p99_ms_in_cycle": round(p99(in_cycle) or 0.0, 3), "rpc_p99_ms_idle": round(p99(idle) or 0.0, 3),
             "rpc_calls_in_cycle": len(in_cycle), "rpc_calls_idle": len(idle), "loop_cycles": len(done),
-            "decider_loop_stall_ms_max": round(max((ms for t, ms in ticks if during(t)), default=0.0), 2),
-            "decider_loop_stall_ms_p99": round(p99([ms for t, ms in ticks if during(t)]) or 0.0, 2)}
+            **({"decider_loop_stall_ms_max": round(max((ms for t, ms in ticks if during(t)), default=0.0), 2),
+                "decider_loop_stall_ms_p99": round(p99([ms for t, ms in ticks if during(t)]) or 0.0, 2)}
+               if probe else {})}
 
 
 def row(n: int, mode: str, cycles: int, loop_cycles: int, probe: bool = False,
