@@ -17,7 +17,8 @@ process (`kedascaler.cli.answerer`: the real gRPC server on the board's mirror, 
 so each publish's mirroring is in the cycle's CPU) and `Reconciler.run_forever` with its cycle thread niced, a
 client in its own process calling GetMetrics back to back (its p99 during cycles and between them), and how late
 the answering process's loop wakes from a 1 ms timer (`loop_stall_ms_*`: the worst during cycles, the p99, the
-ticks over 10 ms). `decider_loop_stall_ms_*` is the same for serve's own loop, which answers no RPC.
+ticks over 10 ms). With `--probe`, `decider_loop_stall_ms_*` is the same for serve's own loop (which answers
+no RPC; its 1 ms timer itself costs the answering process and the client CPU, so it is off otherwise).
 `answerer_rss_mib` is the answering process's peak RSS, `peak_rss_mib` serve's own.
 
 `--probe` prints, for every tick of serve's loop more than 10 ms late, where the cycle thread was (the line just
