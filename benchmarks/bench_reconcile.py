@@ -180,7 +180,7 @@ def p99(values: list[float]) -> float | None:
 async def loop_phase(reconciler: Reconciler, cycle_sink: Any, board: DecisionBoard, answerer: Answerer,
                      cycles: int, interval: float, probe: bool = False) -> dict[str, Any]:
     """serve's loop with a GetMetrics client: how late the answering process's loop wakes and the client's p99,
-    during and between cycles; and how late serve's own loop wakes (`decider_*`: it answers no RPC)."""
+    during and between cycles; with `probe`, how late serve's own loop wakes too (`decider_*`: it answers no RPC)."""
     port = answerer.port
     assert port is not None
     spans: list[tuple[float, float]] = []

@@ -42,12 +42,12 @@ from kedascaler.observe.families import ScalerMetrics
 from kedascaler.observe.interceptor import MetricsInterceptor
 from kedascaler.observe.records import configure_logging
 from kedascaler.server.app import ScalerServer, TLSConfig
+from kedascaler.server.health import ready_when
 
 log = logging.getLogger("kedascaler.server")
 
 START_TIMEOUT_S = 60.0  # a fresh interpreter, grpc imported, the ports bound
 ASK_TIMEOUT_S = 2.0  # a scrape's wait for the answering process's families
-POLL_S = 0.2  # how often readiness looks at an inventory that has not synced yet
 LAG_PROBE_S = 0.1  # the loop-lag timer's period
 LAG_KEPT = 200_000  # (due, late) samples kept for `Answerer.ask("lags")` (benchmarks), when asked for
 
@@ -89,7 +89,7 @@ class Answerer:
         self._asked = 0
         self._broken = False
         self._lost = False
-        self._readiness: asyncio.Task[None] | None = None
+        self._readiness: asyncio.Task | None = None
         self._stopping: asyncio.Task[None] | None = None
 
     @property
@@ -149,15 +149,8 @@ class Answerer:
 
     async def ready_when(self, synced: Callable[[], bool], *, wait: float) -> bool:
         """Readiness SERVING once `synced()` (non-blocking) is true; True if that happened within `wait` s."""
-
-        async def watch() -> None:
-            while not synced():
-                await asyncio.sleep(POLL_S)
-            self._command("ready", True)
-
-        self._readiness = asyncio.ensure_future(watch())
-        done, _ = await asyncio.wait((self._readiness,), timeout=wait)
-        return bool(done)
+        ok, self._readiness = await ready_when(self, synced, wait=wait)
+        return ok
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop the process gracefully (serve's grace), killed if it has not ended a few seconds after."""

@@ -318,7 +318,7 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
         max_concurrent_rpcs=args.max_concurrent_rpcs, health_port=args.health_port, grace=args.shutdown_grace,
         ready=kube is None, clock_offset=clock.offset, log_level=getattr(args, "log_level", "INFO"),
         log_format=getattr(args, "log_format", "plain")))
-    cleanups.append(lambda: server.kill())
+    cleanups.append(server.kill)
     try:
         port_bound = await server.start()
     except (OSError, ValueError) as exc:
@@ -330,7 +330,7 @@ async def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
         log.info("kedascaler health on port %d (plaintext)", server.health_port)
     health = MetricsHealthLog(args.stale_after)
 
-    heap = heap_policy()  # no full garbage collection holding the GIL for a second while RPCs wait (kits/heap.py)
+    heap = heap_policy()  # no full collection holding the GIL for a second while serve's loop waits (kits/heap.py)
     on_cycle = CycleSink(obs, health, reconciler, kube, after_cycle, deletion, heap)
 
     async def cycles() -> None:

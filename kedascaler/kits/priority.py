@@ -9,22 +9,22 @@ needs a privilege a pod lacks; lowering one needs none.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
-_niced: dict[int, int] = {}
+_this = threading.local()  # .nice: what the calling thread was niced by (a thread id may be reused, this is not)
 
 
 def lower_this_thread(nice: int) -> bool:
     """Nice the calling thread by `nice` (once per thread); False where the platform has no per-thread nice."""
-    ident = threading.get_native_id()
-    if _niced.get(ident) == nice:
+    if getattr(_this, "nice", None) == nice:
         return True
-    setpriority = getattr(os, "setpriority", None)
-    if setpriority is None or not os.uname().sysname == "Linux":
+    if sys.platform != "linux":
         return False
+    ident = threading.get_native_id()
     try:
-        setpriority(os.PRIO_PROCESS, ident, min(19, os.getpriority(os.PRIO_PROCESS, ident) + nice))
+        os.setpriority(os.PRIO_PROCESS, ident, min(19, os.getpriority(os.PRIO_PROCESS, ident) + nice))
     except OSError:
         return False
-    _niced[ident] = nice
+    _this.nice = nice
     return True

@@ -105,9 +105,8 @@ class MirrorFeed:
         self._send(Update(self._generation, view.version, index.tobytes(), desired, active, data_at))
 
     def _known(self, view: BoardView) -> tuple[VariantKey, ...]:
-        if len(view.specs) == len(self._keys) and all(k in view.specs for k in view.decisions) \
-                and all(k in view.specs for k in self._keys):
-            return self._keys  # the usual cycle: the same variants as last time
+        if view.specs.keys() == self._index.keys() and view.decisions.keys() <= view.specs.keys():
+            return self._keys  # the usual cycle: the same variants as last time (set comparisons, in C)
         known = dict.fromkeys(view.specs)
         known.update(dict.fromkeys(view.decisions))
         return tuple(known)
@@ -182,8 +181,7 @@ class MirrorBoard(Subscribable):
         chunks[message.index] = message.names
         if any(c is None for c in chunks):
             return
-        del self._pending[message.generation]
-        self._pending = {g: c for g, c in self._pending.items() if g > message.generation}
+        self._pending = {g: c for g, c in self._pending.items() if g > message.generation}  # this one and older
         index: dict[VariantKey, int] = {}
         for chunk in chunks:
             assert chunk is not None

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -69,7 +70,13 @@ class HealthState:
         await self.servicer.enter_graceful_shutdown()
 
 
-async def ready_when(state: HealthState, synced: Callable[[], bool], *, wait: float) -> tuple[bool, asyncio.Task]:
+class Readiness(Protocol):
+    """What readiness is set on: a HealthState, or serve's handle on its answering process."""
+
+    async def set_ready(self, ready: bool) -> None: ...
+
+
+async def ready_when(state: Readiness, synced: Callable[[], bool], *, wait: float) -> tuple[bool, asyncio.Task]:
     """Readiness turns SERVING once `synced()` (a non-blocking check) is true. Returns (synced within `wait` s,
     the task that goes on looking and turns readiness on later; cancel it on stop)."""
 
