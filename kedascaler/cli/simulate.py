@@ -75,11 +75,14 @@ def add_simulate_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def add_suite_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags of `--suite` (it also reads --policy, --out, --seed, --startup-delay, --scrape-interval,
+    """The flags of `--suite` (it also reads --policy, --out, --seed unless --seeds, --startup-delay, --scrape-interval,
     --slo-ttft, --slo-itl, --tick and --quiet; each scenario brings its own fleet, so --profile is not used)."""
     g = p.add_argument_group("scenario suite (--suite)")
     g.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="processes, one scenario each at a time (default: the CPU count)")
+    g.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                   help="run the suite once per seed (arrivals and router choices) and judge each scenario by its "
+                        "worst seed; instead of --seed")
     g.add_argument("--only", action="append", choices=SUITE_NAMES, metavar="SCENARIO",
                    help=f"run only this suite scenario (repeat; default all: {', '.join(SUITE_NAMES)})")
 
@@ -90,18 +93,20 @@ def cmd_suite(args: argparse.Namespace) -> int:
                              tick=args.tick, slo=_slo(args), router=args.router)
     scenarios = [suite_scenario(n) for n in dict.fromkeys(args.only)] if args.only else list(SUITE)
     policies = suite_policies(args.policies)
-    jobs = max(1, min(args.jobs or os.cpu_count() or 1, len(scenarios)))
+    seeds = list(dict.fromkeys(args.seeds)) if getattr(args, "seeds", None) else [args.seed]
+    jobs = max(1, min(args.jobs or os.cpu_count() or 1, len(scenarios) * len(seeds)))
     quiet = getattr(args, "quiet", False)
     started = time.perf_counter()
 
     def progress(res, k: int, n: int) -> None:
         if not quiet:
-            print(f"[{k}/{n}] {res.scenario:<22} {res.requests:>6} requests, {sum(res.runtime_s.values()):5.1f} s "
+            print(f"[{k}/{n}] {res.scenario:<22} seed {res.seed:<3} {res.requests:>6} requests, "
+                  f"{sum(res.runtime_s.values()):5.1f} s "
                   f"for {len(res.runtime_s)} policies ({time.perf_counter() - started:5.1f} s)", file=sys.stderr,
                   flush=True)
 
     try:
-        results = run_suite(scenarios, policies, settings, jobs, progress)
+        results = run_suite(scenarios, policies, settings, jobs, progress, seeds)
     except (OSError, KeyError, ValueError) as exc:
         print(f"kedascaler simulate --suite: {exc}", file=sys.stderr)
         return 2

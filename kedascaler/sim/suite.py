@@ -3,9 +3,12 @@ per scenario (`ProcessPoolExecutor`), scored alike; `suite.json`, `suite.md` and
 
 A scenario's policies run in one process, on the same arrivals and fleet, so that the oracle's capacity is
 calibrated once per scenario. Each row of `suite.json` is one scenario × policy: the keys of `results.json`'s
-`scores` (`kedascaler.sim.report.Score`) plus `scenario`, with `cost_ratio` to the reference
+`scores` (`kedascaler.sim.report.Score`) plus `scenario` and `seed`, with `cost_ratio` to the reference
 (`oracle-startup` when it ran, else `oracle`) and `cost_ratio_bound` to `oracle`. The oracle always runs
 (and `oracle-startup` when that policy exists). The tables: `kedascaler.sim.leaderboard`.
+
+With several seeds (`simulate --suite --seeds 0 1 2`) every scenario runs once per seed, on that seed's arrivals
+and router choices: a row per seed × scenario × policy, and the tables judge each scenario by its worst seed.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +72,7 @@ class ScenarioResult:
     rate: tuple[np.ndarray, np.ndarray]  # arrivals per 10 s bucket: (starts, req/s)
     replicas: dict[str, tuple[np.ndarray, np.ndarray]]  # policy → (sample times, desired replicas × variants)
     policy_settings: dict[str, dict] = field(default_factory=dict)  # the baselines' configurations, as data
+    seed: int = 0  # the arrivals' (and the router's) seed of this run
 
 
 def known_policies() -> tuple[str, ...]:
@@ -103,12 +107,13 @@ def run_scenario(scenario: Scenario | str, policies: Sequence[str], settings: Su
         runs.append(simulate(workload, policy, config))
         runtime[policy.name] = round(time.perf_counter() - started, 3)
     capacity = workload_capacity(workload, config.variants, config.slo)
-    rows = [{"scenario": sc.name, **asdict(s)} for s in score_runs(runs, workload, capacity)]
+    rows = [{"scenario": sc.name, "seed": settings.seed, **asdict(s)} for s in score_runs(runs, workload, capacity)]
     return ScenarioResult(
         scenario=sc.name, description=sc.description, fleet=sc.fleet_label, requests=len(workload),
         duration=workload.duration, steps=tuple(workload.steps), capacity=capacity, rows=rows, runtime_s=runtime,
         variants=[v.name for v in config.variants], rate=workload.rate(10.0),
-        replicas={r.policy: (r.times, r.series["replicas"]) for r in runs}, policy_settings=policy_settings(made))
+        replicas={r.policy: (r.times, r.series["replicas"]) for r in runs}, policy_settings=policy_settings(made),
+        seed=settings.seed)
 
 
 def _job(sc: Scenario) -> Scenario | str:
@@ -118,43 +123,50 @@ def _job(sc: Scenario) -> Scenario | str:
 
 def run_suite(scenarios: Sequence[Scenario] = SUITE, policies: Sequence[str] | None = None,
               settings: SuiteSettings | None = None, jobs: int | None = None,
-              progress: Callable[[ScenarioResult, int, int], None] | None = None) -> list[ScenarioResult]:
-    """Run every scenario under the policies in up to `jobs` processes (default: the CPU count; 1: in this
-    process); results in the scenarios' order. The heaviest scenarios (most requests) start first."""
+              progress: Callable[[ScenarioResult, int, int], None] | None = None,
+              seeds: Sequence[int] | None = None) -> list[ScenarioResult]:
+    """Run every scenario under the policies, once per seed (`seeds`; default `settings.seed`), in up to `jobs`
+    processes (default: the CPU count; 1: in this process); results by seed, then in the scenarios' order. The
+    heaviest runs (most requests) start first."""
     settings = settings or SuiteSettings()
     names = suite_policies(policies)
+    runs = [(replace(settings, seed=seed), sc) for seed in dict.fromkeys(seeds or (settings.seed,))
+            for sc in scenarios]
     # build each workload once here: a missing trace fails before anything starts; the heaviest go first
-    weight = {sc.name: len(sc.workload(settings.seed)) for sc in scenarios}
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(scenarios)))
-    done: dict[str, ScenarioResult] = {}
+    weight = {(s.seed, sc.name): len(sc.workload(s.seed)) for s, sc in runs}
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(runs)))
+    done: dict[tuple[int, str], ScenarioResult] = {}
     if jobs == 1:
-        for sc in scenarios:
-            done[sc.name] = run_scenario(sc, names, settings)
+        for s, sc in runs:
+            done[(s.seed, sc.name)] = run_scenario(sc, names, s)
             if progress:
-                progress(done[sc.name], len(done), len(scenarios))
+                progress(done[(s.seed, sc.name)], len(done), len(runs))
     else:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(run_scenario, _job(sc), names, settings)
-                       for sc in sorted(scenarios, key=lambda s: -weight[s.name])]
+            futures = [pool.submit(run_scenario, _job(sc), names, s)
+                       for s, sc in sorted(runs, key=lambda r: -weight[(r[0].seed, r[1].name)])]
             for fut in as_completed(futures):
                 res = fut.result()
-                done[res.scenario] = res
+                done[(res.seed, res.scenario)] = res
                 if progress:
-                    progress(res, len(done), len(scenarios))
-    return [done[sc.name] for sc in scenarios]
+                    progress(res, len(done), len(runs))
+    return [done[(s.seed, sc.name)] for s, sc in runs]
 
 
 def suite_data(results: Sequence[ScenarioResult], settings: SuiteSettings, policies: Sequence[str],
                runtime_s: float, jobs: int) -> dict[str, Any]:
-    """What suite.json holds: the settings, the scenarios and a row per scenario × policy."""
+    """What suite.json holds: the settings, the scenarios (as the first seed built them) and a row per seed ×
+    scenario × policy."""
+    seeds = list(dict.fromkeys(r.seed for r in results)) or [settings.seed]
+    first = [r for r in results if r.seed == seeds[0]]
     return json_safe({
-        "suite": {"seed": settings.seed, "startup_delay_s": settings.startup_delay,
+        "suite": {"seed": seeds[0], "seeds": seeds, "startup_delay_s": settings.startup_delay,
                   "scrape_interval_s": settings.scrape_interval, "tick_s": settings.tick, "slo": asdict(settings.slo),
                   "policies": list(policies), "reference": reference_policy(policies), "bound": BOUND,
                   "slo_target_pct": leaderboard.SLO_TARGET, "runtime_s": round(runtime_s, 1), "jobs": jobs},
         "scenarios": [{"name": r.scenario, "description": r.description, "fleet": r.fleet, "requests": r.requests,
                        "duration_s": r.duration, "steps_s": list(r.steps), "capacity_req_s_per_replica": r.capacity,
-                       "runtime_s": r.runtime_s} for r in results],
+                       "runtime_s": r.runtime_s} for r in first],
         "rows": [row for r in results for row in r.rows],
         # each baseline's configuration as its upstream docs set it (from the first scenario: they do not vary)
         "policy_settings": results[0].policy_settings if results else {},
@@ -162,10 +174,10 @@ def suite_data(results: Sequence[ScenarioResult], settings: SuiteSettings, polic
 
 
 def write_suite(out: Path, results: Sequence[ScenarioResult], data: dict[str, Any]) -> list[Path]:
-    """suite.json, suite.md and the plots under `out`; returns the files written."""
+    """suite.json, suite.md and the plots (of the first seed's runs) under `out`; returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
     try:
-        files = plot_suite(out, results)
+        files = plot_suite(out, [r for r in results if r.seed == results[0].seed] if results else [])
     except ImportError:  # matplotlib is the optional extra `plots`
         files = []
     (out / "suite.json").write_text(json.dumps(data, indent=1))
