@@ -153,12 +153,16 @@ def run_suite(scenarios: Sequence[Scenario] = SUITE, policies: Sequence[str] | N
     return [done[(s.seed, sc.name)] for s, sc in runs]
 
 
+def first_seed(results: Sequence[ScenarioResult]) -> list[ScenarioResult]:
+    """The runs of the first seed (one per scenario): what describes the scenarios and what the plots show."""
+    return [r for r in results if r.seed == results[0].seed] if results else []
+
+
 def suite_data(results: Sequence[ScenarioResult], settings: SuiteSettings, policies: Sequence[str],
                runtime_s: float, jobs: int) -> dict[str, Any]:
     """What suite.json holds: the settings, the scenarios (as the first seed built them) and a row per seed ×
     scenario × policy."""
     seeds = list(dict.fromkeys(r.seed for r in results)) or [settings.seed]
-    first = [r for r in results if r.seed == seeds[0]]
     return json_safe({
         "suite": {"seed": seeds[0], "seeds": seeds, "startup_delay_s": settings.startup_delay,
                   "scrape_interval_s": settings.scrape_interval, "tick_s": settings.tick, "slo": asdict(settings.slo),
@@ -166,7 +170,7 @@ def suite_data(results: Sequence[ScenarioResult], settings: SuiteSettings, polic
                   "slo_target_pct": leaderboard.SLO_TARGET, "runtime_s": round(runtime_s, 1), "jobs": jobs},
         "scenarios": [{"name": r.scenario, "description": r.description, "fleet": r.fleet, "requests": r.requests,
                        "duration_s": r.duration, "steps_s": list(r.steps), "capacity_req_s_per_replica": r.capacity,
-                       "runtime_s": r.runtime_s} for r in first],
+                       "runtime_s": r.runtime_s} for r in first_seed(results)],
         "rows": [row for r in results for row in r.rows],
         # each baseline's configuration as its upstream docs set it (from the first scenario: they do not vary)
         "policy_settings": results[0].policy_settings if results else {},
@@ -177,7 +181,7 @@ def write_suite(out: Path, results: Sequence[ScenarioResult], data: dict[str, An
     """suite.json, suite.md and the plots (of the first seed's runs) under `out`; returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
     try:
-        files = plot_suite(out, [r for r in results if r.seed == results[0].seed] if results else [])
+        files = plot_suite(out, first_seed(results))
     except ImportError:  # matplotlib is the optional extra `plots`
         files = []
     (out / "suite.json").write_text(json.dumps(data, indent=1))
