@@ -181,7 +181,8 @@ def demand_view(inputs: CapacityInputs, now: float, backlog_at_pods: float, gate
     return DemandView(latest=last.rate, short=short_rate, long=long_rate, trend=trend, forecast=forecast,
                       prompt_tokens=prompt, output_tokens=output, tokens_per_s=short_rate * (prompt + output),
                       gateway_queue=gateway, backlog=backlog, drain=drain, drain_horizon=horizon, need=need, up=up,
-                      held=held, hold_window=window, target=max(need, up, held), measured=measured)
+                      held=held, hold_window=window, target=max(need, up, held), measured=measured,
+                      handed_back=last.handed_back)
 
 
 __all__ = ["MAX_FORECAST_RISE", "TREND_R2", "TREND_SAMPLES", "demand_view", "held_need", "latest", "mean_lengths",

@@ -48,9 +48,12 @@ class DemandSample:
     prompt_rate: float  # prompt tokens/s of the completed requests
     output_rate: float  # output tokens/s
     window: float  # seconds the rates cover
+    # req/s of backlog growth taken out of `rate`: requests that pods gone since the last cycle had waiting, which
+    # the gateway routed again (they arrived once already)
+    handed_back: float = 0.0
 
 
-_SAMPLE_FIELDS = ("at", "rate", "completed", "prompt_rate", "output_rate", "window")
+_SAMPLE_FIELDS = ("at", "rate", "completed", "prompt_rate", "output_rate", "window", "handed_back")
 
 
 @quick
@@ -296,6 +299,7 @@ class DemandView:
     hold_window: float  # s
     target: float  # what the mix covers: max(need, up, held)
     measured: bool = True  # False: no usage this cycle (a pod's first read): the short window's rate stands in
+    handed_back: float = 0.0  # req/s of this cycle's backlog growth not counted: requests routed again from pods gone
 
 
 @quick

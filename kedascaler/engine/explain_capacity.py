@@ -13,6 +13,8 @@ def demand_message(d: DemandView) -> str:
     """The demand in capacity units and the hysteresis around it."""
     text = (f"demand {d.target:.3g} req/s (arriving {d.latest:.3g} now, {d.short:.3g} short, {d.long:.3g} long; "
             f"{d.prompt_tokens:.0f} prompt / {d.output_tokens:.0f} output tokens, {d.tokens_per_s:.4g} tokens/s")
+    if d.handed_back > 0:
+        text += f"; {d.handed_back:.3g} req/s routed again from pods gone not counted"
     if d.forecast > d.short * (1 + 1e-9):
         text += f"; forecast {d.forecast:.3g} in {d.hold_window:g}s"
     if d.backlog > 0:

@@ -86,10 +86,15 @@ class CapacityState:
     # targets of then), newest first, and the settings they were evaluated with (`kedascaler.loop.capacity_rows`)
     known: tuple[Mapping[tuple[object, ...], float], ...] = ()
     known_settings: CapacitySettings | None = None
+    waiting: Mapping[VariantKey, Mapping[str, float]] = field(default_factory=dict)  # last cycle: pod → waiting
 
 
-def demand_sample(usage: Sequence[PodUsage], now: float) -> DemandSample | None:
-    """The model's arrivals this cycle from its pods' usage (None: no pod gave request counters)."""
+def demand_sample(usage: Sequence[PodUsage], now: float, gone_waiting: float = 0.0) -> DemandSample | None:
+    """The model's arrivals this cycle from its pods' usage (None: no pod gave request counters).
+
+    `gone_waiting`: the requests that pods gone since the last cycle had waiting. A removed pod hands them back
+    and the gateway routes them again, so they come back as backlog growth at the pods that stay: counted once
+    when they arrived, they are not counted again (at most the growth seen, so nothing else is taken out)."""
     done = [u for u in usage if u.completed_rate is not None]
     if not done:
         return None
@@ -99,9 +104,10 @@ def demand_sample(usage: Sequence[PodUsage], now: float) -> DemandSample | None:
     values = (completed, growth, window)
     if not all(math.isfinite(v) for v in values) or window <= 0:
         return None
-    return DemandSample(now, max(0.0, completed + growth), completed,
+    handed_back = min(max(0.0, gone_waiting) / window, max(0.0, growth)) if math.isfinite(gone_waiting) else 0.0
+    return DemandSample(now, max(0.0, completed + growth - handed_back), completed,
                         math.fsum(u.prompt_tokens_rate or 0.0 for u in done),
-                        math.fsum(u.output_tokens_rate or 0.0 for u in done), window)
+                        math.fsum(u.output_tokens_rate or 0.0 for u in done), window, handed_back)
 
 
 def track_startup(found: Startup, status: WorkloadStatus | None, now: float, keep: int = STARTUP_SAMPLES) -> Startup:
@@ -195,21 +201,47 @@ def carried_throughput(snapshot: ModelSnapshot, samples: Mapping[VariantKey, Seq
     return out
 
 
+def _gone(before: Mapping[str, float], found: Sequence[PodSample], status: WorkloadStatus | None, namespace: str,
+          unread: set[str]) -> tuple[float, dict[str, float]]:
+    """What the variant's pods gone since the last cycle had waiting, and this cycle's pod → waiting to remember.
+
+    A pod is gone when it is not read this cycle, its metrics did not fail, the Deployment does not list it, and
+    the Deployment has fewer ready pods than were read last cycle: a ready pod that only missed a read is not gone.
+    Of the pods that may be gone, only as many as the ready count fell by, those with the fewest waiting."""
+    seen = {s.pod: s.queue_length for s in found}
+    listed = {t.pod for t in status.pods} if status is not None else set()
+    missing = sorted(w for pod, w in before.items()
+                     if pod not in seen and pod not in listed and f"{namespace}/{pod}" not in unread)
+    left = len(missing) if status is None else min(len(missing), max(0, len(before) - status.ready_replicas))
+    still = {p: w for p, w in before.items() if f"{namespace}/{p}" in unread and p not in seen}
+    return math.fsum(w for w in missing[:left] if math.isfinite(w)), {**still, **seen}
+
+
 def observe(state: CapacityState, snapshots: Sequence[ModelSnapshot], samples: Mapping[VariantKey, Sequence[PodSample]],
             statuses: Mapping[VariantKey, WorkloadStatus | None], now: float,
             targets: Mapping[ModelRef, tuple[float | None, float | None]] | None = None,
-            usage: Mapping[VariantKey, Sequence[PodUsage]] | None = None) -> CapacityState:
+            usage: Mapping[VariantKey, Sequence[PodUsage]] | None = None,
+            failed: Sequence[str] = ()) -> CapacityState:
     """This cycle's demand samples, saturated and carried throughputs, one-point measurements and start-ups.
-    `usage`: each variant's samples' usage, in order (the cycle has it; else taken from `samples`)."""
+    `usage`: each variant's samples' usage, in order (the cycle has it; else taken from `samples`); `failed`: the
+    pods (namespace/pod) whose metrics could not be read this cycle (not gone: nothing of theirs is handed back)."""
     carried = dict(state.carried)
     history, lengths = dict(state.history), dict(state.lengths)
     saturated, points, startups = dict(state.saturated), dict(state.points), dict(state.startups)
+    waiting = dict(state.waiting)
+    unread = set(failed)
     if usage is None:
         usage = {k: [s.usage for s in found if s.usage is not None] for k, found in samples.items()}
     for snap in snapshots:
         model = (snap.namespace, snap.model_id)
         pods = [u for v in snap.variants for u in usage.get(v.spec.key, ())]
-        sample = demand_sample(pods, now)
+        gone = 0.0
+        for v in snap.variants:
+            key = v.spec.key
+            gone_waiting, waiting[key] = _gone(state.waiting.get(key, {}), samples.get(key, ()), statuses.get(key),
+                                               snap.namespace, unread)
+            gone += gone_waiting
+        sample = demand_sample(pods, now, gone)
         history[model] = history.get(model, DemandHistory()).kept(now - KEEP_HISTORY, now).append(sample)
         if sample is not None and sample.completed > 0 and sample.output_rate > 0:
             lengths[model] = (sample.prompt_rate / sample.completed, sample.output_rate / sample.completed)
@@ -229,7 +261,7 @@ def observe(state: CapacityState, snapshots: Sequence[ModelSnapshot], samples: M
                 points[key] = point
             startups[key] = track_startup(startups.get(key, Startup()), statuses.get(key), now)
     return replace(state, history=history, lengths=lengths, saturated=saturated, points=points, startups=startups,
-                   carried=carried)
+                   carried=carried, waiting=waiting)
 
 
 def record(state: CapacityState, decisions: Sequence[Decision], now: float) -> CapacityState:
@@ -266,7 +298,8 @@ def forget(state: CapacityState, keep_variants: set[VariantKey], keep_models: se
                          kept_only(state.lengths, keep_models), kept_only(state.saturated, keep_variants),
                          kept_only(state.points, keep_variants), kept_only(state.startups, keep_variants),
                          kept_only(state.models, keep_variants), kept_only(state.carried, keep_variants),
-                         kept_only(state.estimates, keep_variants), state.known, state.known_settings)
+                         kept_only(state.estimates, keep_variants), state.known, state.known_settings,
+                         kept_only(state.waiting, keep_variants))
 
 
 __all__ = ["CALM_ITL", "CALM_TTFT", "CapacityState", "Point", "Startup", "carried_throughput", "demand_sample",

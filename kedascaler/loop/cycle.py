@@ -201,7 +201,8 @@ def step(state: CycleState, inputs: CycleInputs) -> tuple[CycleReport, CycleStat
         cap_state = capacity_loop.forget(cap_state, set(by_key),
                                          {(v.key.namespace, v.model_id) for v in by_key.values()})
         targets = {m: (p.slo.itl_ms, p.slo.ttft_ms) for m, p in plans.items() if p.slo is not None}
-        cap_state = capacity_loop.observe(cap_state, snapshots, samples, inputs.statuses, inputs.now, targets, usage)
+        cap_state = capacity_loop.observe(cap_state, snapshots, samples, inputs.statuses, inputs.now, targets, usage,
+                                          collect.failed_pods)
         cap_state = capacity_models.keep_models(cap_state, snapshots, planner, by_key, inputs.now, fresh)
         capacity, cap_state = _capacity_inputs(cap_state, config.planner, snapshots, plans, planner, by_key, fresh,
                                                inputs.now)

@@ -71,7 +71,7 @@ SIZING = (
      "TTFT the queueing model predicts for the variant under the plan taken (ms).", None),
     ("capacity_demand", "kedascaler_capacity_demand_rps",
      "Capacity mode: the variant's model's demand in req/s, by kind (latest, short, long, forecast, need, held, "
-     "target).", "kind"),
+     "target; handed_back: growth not counted, requests routed again from pods gone).", "kind"),
     ("capacity_per_replica", "kedascaler_capacity_per_replica_rps",
      "Capacity mode: req/s one replica of the variant carries at the SLO, by source (model, measured, prior, "
      "none).", "source"),
@@ -267,7 +267,7 @@ def _sizing_samples(sizing: _Sizing, m: Mapping[str, Any]) -> None:
             dm = cap.demand
             for kind, value in (("latest", dm.latest), ("short", dm.short), ("long", dm.long),
                                 ("forecast", dm.forecast), ("need", dm.need), ("held", dm.held),
-                                ("target", dm.target)):
+                                ("target", dm.target), ("handed_back", dm.handed_back)):
                 m["capacity_demand"].add_metric([*labels, kind], finite(value))
             own = next((c for c in cap.variants if c.key is d.key or c.key == d.key), None)
             if own is not None:

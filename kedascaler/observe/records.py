@@ -98,7 +98,7 @@ def capacity_record(steps: DecisionSteps) -> dict[str, Any] | None:
         "demand": {k: _num(getattr(d, k)) for k in ("latest", "short", "long", "trend", "forecast", "prompt_tokens",
                                                     "output_tokens", "tokens_per_s", "gateway_queue", "backlog",
                                                     "drain", "drain_horizon", "need", "up", "held", "hold_window",
-                                                    "target")} | {"measured": d.measured},
+                                                    "target", "handed_back")} | {"measured": d.measured},
         "variants": [{"variant": c.key.name, "per_replica": _num(c.per_replica), "source": str(c.source),
                       "reason": c.reason, "model": _num(c.model), "measured": _num(c.measured),
                       "carried": _num(c.carried), "prior": _num(c.prior), "batch_limit": c.batch_limit,
