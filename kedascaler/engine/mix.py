@@ -4,9 +4,12 @@
 with Σ N_v·capacity_v ≥ demand at the least Σ N_v·cost_v. Two candidates are weighed here:
 - the cheapest mix over every variant with a capacity estimate;
 - the cheapest mix over the variants that run now (replicas asked for, ready or starting),
+- the cheapest mix within the replicas that run now (it starts none),
 each charged Σ_v max(0, N_v − current_v) · cost_v · start-up_v ÷ `switch_horizon`: a replica started is billed
 while it loads, and the saving of a swap must pay that back within the horizon. So one H100 that carries what
-three A100s do wins as soon as it is cheaper, and swapping accelerators for a small gain does not churn.
+three A100s do wins as soon as it is cheaper, and swapping accelerators for a small gain does not churn: of
+mixes that cost the same, the one that starts nothing wins (the search alone picks one of a tie by its order,
+and two A100s started beside a running H100 cost what that H100 does).
 
 Then **make before break** (`keep_ready`): replicas that the mix drops are removed only while the ready
 capacity that stays covers the demand; until the new pods are ready, the old ones keep serving.
@@ -36,13 +39,18 @@ class Mix:
     short: bool  # no mix within the limits covers the demand
 
 
-def _options(variants: Sequence[VariantState], only: set[VariantKey] | None) -> list[VariantOption]:
+def _options(variants: Sequence[VariantState], only: set[VariantKey] | None, *, started: bool = True
+             ) -> list[VariantOption]:
+    """The variants the search may use: every one (`only` None) or those in `only`; without `started`, none
+    above the replicas it runs now (a mix that starts nothing)."""
     out = []
     for v in variants:
         s = v.spec
         high = s.max_replicas
         if only is not None and s.key not in only:
             high = max(0, s.min_replicas)
+        if not started:
+            high = max(s.min_replicas, v.current_replicas if high is None else min(high, v.current_replicas))
         out.append(VariantOption(s.key, s.cost, None, s.accelerator, s.accelerator_count, s.min_replicas, high))
     return out
 
@@ -65,12 +73,18 @@ def cheapest_mix(variants: Sequence[VariantState], capacities: Sequence[float], 
     """The mix to run (see the module docstring); `capacities` per replica in `variants` order."""
     running = {v.spec.key for v in variants if v.current_replicas > 0}
     candidates: list[tuple[float, int, list[int], bool, str, float]] = []
-    for rank, only in enumerate((None, running)):
-        if only is not None and (not running or running == {v.spec.key for v in variants}):
+    for rank, (only, started) in enumerate(((None, True), (running, True), (running, False))):
+        if only is not None and not running:
             continue
-        counts, note, short = allocate(max(0.0, demand), _options(variants, only), list(capacities), dict(pool or {}))
+        if started and only is not None and running == {v.spec.key for v in variants}:
+            continue  # the same search as over every variant
+        counts, note, short = allocate(max(0.0, demand), _options(variants, only, started=started), list(capacities),
+                                       dict(pool or {}))
+        if short and not started:
+            continue  # the replicas running now fall short: a mix that starts none is no candidate
         penalty = start_penalty(variants, counts, startups, horizon)
-        label = "over every variant" if only is None else "over the variants running now"
+        label = ("over every variant" if only is None else
+                 "over the variants running now" if started else "over the replicas running now")
         cost = _cost(variants, counts)
         candidates.append((cost + penalty, rank if not short else 2 + rank, counts, short,
                            f"{label}: cost {cost:g} + start-up {penalty:.3g}" + (f"; {note}" if note else ""),

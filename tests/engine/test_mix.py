@@ -1,0 +1,31 @@
+"""The cheapest mix per unit of capacity: of mixes that cost the same, the one that starts nothing wins."""
+
+from __future__ import annotations
+
+from kedascaler.engine.mix import cheapest_mix
+from tests.engine.builders import key, variant
+
+STARTUPS = [90.0, 90.0]
+HORIZON = 900.0
+
+
+def running(a100: int, h100: int):
+    return [variant("a100", accelerator="A100", cost=20, current=a100),
+            variant("h100", accelerator="H100", cost=40, current=h100)]
+
+
+def test_a_tie_keeps_the_replicas_that_run_and_starts_none():
+    # 40 req/s: one running H100 (53 req/s) or two A100s (64 req/s), both for 40; the second A100 would load for
+    # 90 s and the H100 beside it until then (make before break) for nothing
+    mix = cheapest_mix(running(1, 1), [31.9, 53.1], 40.0, STARTUPS, HORIZON)
+    assert mix.replicas == {key("a100"): 0, key("h100"): 1} and mix.cost == 40
+    assert mix.note.startswith("over the replicas running now: cost 40 + start-up 0")
+
+
+def test_a_saving_still_swaps_and_a_shortfall_still_starts_replicas():
+    # 60 req/s: the H100 alone falls short; two A100s (40 + 2 while one loads) beat the H100 and the A100 (60)
+    mix = cheapest_mix(running(1, 1), [31.9, 53.1], 60.0, STARTUPS, HORIZON)
+    assert mix.replicas == {key("a100"): 2, key("h100"): 0} and mix.cost == 40
+    # 100 req/s: nothing running covers it; the mix starts what is short
+    more = cheapest_mix(running(1, 1), [31.9, 53.1], 100.0, STARTUPS, HORIZON)
+    assert more.capacity >= 100.0 and not more.short and "replicas running now" not in more.note.split(" (")[0]
