@@ -9,7 +9,10 @@ each charged Σ_v max(0, N_v − current_v) · cost_v · start-up_v ÷ `switch_h
 while it loads, and the saving of a swap must pay that back within the horizon. So one H100 that carries what
 three A100s do wins as soon as it is cheaper, and swapping accelerators for a small gain does not churn: of
 mixes that cost the same, the one that starts nothing wins (the search alone picks one of a tie by its order,
-and two A100s started beside a running H100 cost what that H100 does).
+and two A100s started beside a running H100 cost what that H100 does). While the ready replicas fall short of
+the demand and the replicas asked for cover it, the mix starts nothing: those in flight are ready sooner than any
+started now (cancelling four A100s asked for 15 s ago to start one H100 left the demand uncovered 15 s longer),
+and a cheaper swap can wait until they are ready.
 
 Then **make before break** (`keep_ready`): replicas that the mix drops are removed only while the ready
 capacity that stays covers the demand; until the new pods are ready, the old ones keep serving.
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kedascaler.engine.allocation import allocate
 from kedascaler.engine.demand import VariantOption
@@ -68,11 +71,22 @@ def start_penalty(variants: Sequence[VariantState], counts: Sequence[int], start
                      for v, n, s in zip(variants, counts, startups, strict=True))
 
 
+@quick
+@dataclass(frozen=True)
+class _Candidate:
+    total: float  # cost + start-up penalty
+    rank: int  # on a tie, the higher wins: within the replicas running now, then the variants running now
+    counts: list[int]
+    short: bool
+    note: str
+    cost: float
+
+
 def cheapest_mix(variants: Sequence[VariantState], capacities: Sequence[float], demand: float,
                  startups: Sequence[float], horizon: float, pool: Mapping[str, int] | None = None) -> Mix:
     """The mix to run (see the module docstring); `capacities` per replica in `variants` order."""
     running = {v.spec.key for v in variants if v.current_replicas > 0}
-    candidates: list[tuple[float, int, list[int], bool, str, float]] = []
+    candidates: list[_Candidate] = []
     for rank, (only, started) in enumerate(((None, True), (running, True), (running, False))):
         if only is not None and not running:
             continue
@@ -86,19 +100,23 @@ def cheapest_mix(variants: Sequence[VariantState], capacities: Sequence[float], 
         label = ("over every variant" if only is None else
                  "over the variants running now" if started else "over the replicas running now")
         cost = _cost(variants, counts)
-        candidates.append((cost + penalty, rank if not short else 2 + rank, counts, short,
-                           f"{label}: cost {cost:g} + start-up {penalty:.3g}" + (f"; {note}" if note else ""),
-                           cost))
-    candidates.sort(key=lambda c: (c[3], c[0], -c[1]))
+        candidates.append(_Candidate(cost + penalty, -1 if short else rank, counts, short,
+                                     f"{label}: cost {cost:g} + start-up {penalty:.3g}" + (f"; {note}" if note else ""),
+                                     cost))
+    ready = math.fsum(v.ready_replicas * c for v, c in zip(variants, capacities, strict=True))
+    if ready < demand and any(c.rank == 2 for c in candidates):
+        # short of ready capacity, and the replicas asked for cover the demand: those in flight are ready sooner
+        # than any started now, so nothing is started (a cheaper swap can wait until they are ready)
+        candidates = [replace(c, note=f"{c.note}; nothing started: the replicas asked for cover the demand and are "
+                                      f"ready sooner") for c in candidates if c.rank == 2]
+    candidates.sort(key=lambda c: (c.short, c.total, -c.rank))
     best = candidates[0]
-    counts, short = best[2], best[3]
-    note = best[4]
+    note = best.note
     if len(candidates) > 1:
-        other = candidates[1]
-        note = f"{note} (beats {other[4]})"
-    replicas = {v.spec.key: n for v, n in zip(variants, counts, strict=True)}
-    capacity = math.fsum(n * c for n, c in zip(counts, capacities, strict=True))
-    return Mix(replicas, capacity, best[5], note, short)
+        note = f"{note} (beats {candidates[1].note})"
+    replicas = {v.spec.key: n for v, n in zip(variants, best.counts, strict=True)}
+    capacity = math.fsum(n * c for n, c in zip(best.counts, capacities, strict=True))
+    return Mix(replicas, capacity, best.cost, note, best.short)
 
 
 def keep_ready(variants: Sequence[VariantState], capacities: Sequence[float], targets: Mapping[VariantKey, int],

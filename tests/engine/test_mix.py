@@ -29,3 +29,17 @@ def test_a_saving_still_swaps_and_a_shortfall_still_starts_replicas():
     # 100 req/s: nothing running covers it; the mix starts what is short
     more = cheapest_mix(running(1, 1), [31.9, 53.1], 100.0, STARTUPS, HORIZON)
     assert more.capacity >= 100.0 and not more.short and "replicas running now" not in more.note.split(" (")[0]
+
+
+def test_while_short_the_replicas_in_flight_are_not_swapped_for_ones_that_start_later():
+    # 16.5 req/s on one ready A100 (7.2 req/s); three more were asked for 15 s ago. One H100 (20.7) would cost less
+    # than three A100s, but it would be ready 15 s after them: the A100s in flight stay
+    def fleet(ready: int):
+        return [variant("a100", accelerator="A100", cost=20, current=4, ready=ready),
+                variant("h100", accelerator="H100", cost=40, current=0)]
+    short = cheapest_mix(fleet(ready=1), [7.2, 20.7], 16.5, STARTUPS, HORIZON)
+    assert short.replicas == {key("a100"): 3, key("h100"): 0}
+    assert "nothing started: the replicas asked for cover the demand and are ready sooner" in short.note
+    # once the A100s are ready, the cheaper H100 is taken (make before break keeps them until it is)
+    covered = cheapest_mix(fleet(ready=4), [7.2, 20.7], 16.5, STARTUPS, HORIZON)
+    assert covered.replicas == {key("a100"): 0, key("h100"): 1}
