@@ -1,10 +1,10 @@
 """The cheapest integer mix of variants by cost per unit of capacity, with a switching penalty. Pure.
 
 `allocation.allocate` finds the integers N_v in [min_v, max_v] (and within the accelerators free of each type)
-with Σ N_v·capacity_v ≥ demand at the least Σ N_v·cost_v. Two candidates are weighed here:
+with Σ N_v·capacity_v ≥ demand at the least Σ N_v·cost_v. Three candidates are weighed here:
 - the cheapest mix over every variant with a capacity estimate;
-- the cheapest mix over the variants that run now (replicas asked for, ready or starting),
-- the cheapest mix within the replicas that run now (it starts none),
+- the cheapest mix over the variants that run now (replicas asked for, ready or starting);
+- the cheapest mix within the replicas that run now (it starts none);
 each charged Σ_v max(0, N_v − current_v) · cost_v · start-up_v ÷ `switch_horizon`: a replica started is billed
 while it loads, and the saving of a swap must pay that back within the horizon. So one H100 that carries what
 three A100s do wins as soon as it is cheaper, and swapping accelerators for a small gain does not churn: of
