@@ -40,7 +40,7 @@ from kedascaler.engine.capacity_types import (
 from kedascaler.engine.frozen import quick
 from kedascaler.engine.mix import cheapest_mix, keep_ready
 from kedascaler.engine.saturation import ModelSaturation, analysed_pods, kv_budget, replicas_needed
-from kedascaler.engine.types import ModelSnapshot, VariantKey
+from kedascaler.engine.types import ModelSnapshot, VariantKey, VariantState
 
 
 @quick
@@ -156,6 +156,21 @@ def capacity_rows_of(snapshot: ModelSnapshot, inputs: CapacityInputs) -> list[Ca
                          demand.output_tokens, inputs.itl_ms, inputs.ttft_ms, inputs.settings)
 
 
+def _in_flight_due(variants: Sequence[VariantState], inputs: CapacityInputs, startups: Sequence[tuple[float, str]]
+                   ) -> bool:
+    """Whether every replica still starting was asked for within its variant's start-up (so it is due soon); a pod
+    starting for longer, or since before the scaler saw it, may be stuck (no GPU free, an image that will not pull)."""
+    found = {e.key: e for e in inputs.variants}
+    for v, (startup, _) in zip(variants, startups, strict=True):
+        if v.current_replicas <= v.ready_replicas:
+            continue
+        evidence = found.get(v.spec.key)
+        pending = evidence.pending_for if evidence is not None else None
+        if pending is None or pending > startup:
+            return False
+    return True
+
+
 def plan_capacity(snapshot: ModelSnapshot, sat: ModelSaturation, inputs: CapacityInputs, floor: int,
                   saturation_targets: dict[VariantKey, int]) -> CapacityOutcome:
     """The capacity route for one model (see the module docstring)."""
@@ -176,7 +191,8 @@ def plan_capacity(snapshot: ModelSnapshot, sat: ModelSaturation, inputs: Capacit
                                + "; ".join(f"{c.key.name}: {c.reason}" for c in caps) + "): current replicas held")
     guard, guard_note = guard_need(sat, snapshot, per)
     target = max(demand.target, guard)
-    mix = cheapest_mix(variants, per, target, [t for t, _ in startups], s.switch_horizon, dict(inputs.available))
+    mix = cheapest_mix(variants, per, target, [t for t, _ in startups], s.switch_horizon, dict(inputs.available),
+                       in_flight_due=_in_flight_due(variants, inputs, startups))
     targets = dict(mix.replicas)
     notes = [mix.note]
     complete = sat.complete and not sat.stale_variants

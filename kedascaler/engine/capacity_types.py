@@ -191,6 +191,9 @@ class VariantEvidence:
     startup_configured: float | None = None  # configured start-up (wins over the measurement)
     carried: Throughput | None = None  # what one pod carried well within the targets (a replica carries ≥ that)
     recent: tuple[float, ...] = ()  # the capacity per replica of the last cycles (oldest first): smooths outliers
+    # s since the oldest replica still starting was asked for (None: none starting; inf: asked for before the
+    # scaler saw it, so not known)
+    pending_for: float | None = None
 
 
 @quick

@@ -12,7 +12,8 @@ mixes that cost the same, the one that starts nothing wins (the search alone pic
 and two A100s started beside a running H100 cost what that H100 does). While the ready replicas fall short of
 the demand and the replicas asked for cover it, the mix starts nothing: those in flight are ready sooner than any
 started now (cancelling four A100s asked for 15 s ago to start one H100 left the demand uncovered 15 s longer),
-and a cheaper swap can wait until they are ready.
+and a cheaper swap can wait until they are ready. Not when a replica has been starting for longer than its
+start-up (or since before the scaler saw it): it may be stuck, and the mix may then start others.
 
 Then **make before break** (`keep_ready`): replicas that the mix drops are removed only while the ready
 capacity that stays covers the demand; until the new pods are ready, the old ones keep serving.
@@ -83,8 +84,11 @@ class _Candidate:
 
 
 def cheapest_mix(variants: Sequence[VariantState], capacities: Sequence[float], demand: float,
-                 startups: Sequence[float], horizon: float, pool: Mapping[str, int] | None = None) -> Mix:
-    """The mix to run (see the module docstring); `capacities` per replica in `variants` order."""
+                 startups: Sequence[float], horizon: float, pool: Mapping[str, int] | None = None, *,
+                 in_flight_due: bool = True) -> Mix:
+    """The mix to run (see the module docstring); `capacities` per replica in `variants` order. `in_flight_due`:
+    the replicas still starting were asked for within their start-up (False: some may be stuck, so a mix that
+    starts others is not held back for them)."""
     running = {v.spec.key for v in variants if v.current_replicas > 0}
     candidates: list[_Candidate] = []
     for rank, (only, started) in enumerate(((None, True), (running, True), (running, False))):
@@ -104,7 +108,7 @@ def cheapest_mix(variants: Sequence[VariantState], capacities: Sequence[float], 
                                      f"{label}: cost {cost:g} + start-up {penalty:.3g}" + (f"; {note}" if note else ""),
                                      cost))
     ready = math.fsum(v.ready_replicas * c for v, c in zip(variants, capacities, strict=True))
-    if ready < demand and any(c.rank == 2 for c in candidates):
+    if in_flight_due and ready < demand and any(c.rank == 2 for c in candidates):
         # short of ready capacity, and the replicas asked for cover the demand: those in flight are ready sooner
         # than any started now, so nothing is started (a cheaper swap can wait until they are ready)
         candidates = [replace(c, note=f"{c.note}; nothing started: the replicas asked for cover the demand and are "

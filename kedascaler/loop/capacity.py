@@ -49,6 +49,7 @@ class Startup:
     pending_since: tuple[float, ...] = ()  # oldest first, one per replica asked for and not ready yet
     samples: tuple[float, ...] = ()  # the last start-ups measured (s)
     seen_at: float | None = None  # the cycle that last saw the variant
+    ready: int | None = None  # its ready replicas then
 
     @property
     def measured(self) -> float | None:
@@ -113,20 +114,25 @@ def demand_sample(usage: Sequence[PodUsage], now: float, gone_waiting: float = 0
 def track_startup(found: Startup, status: WorkloadStatus | None, now: float, keep: int = STARTUP_SAMPLES) -> Startup:
     """Follow a variant's pending replicas: each new one is stamped with the previous cycle's clock (it was asked
     for since then, so a start-up is never understated), each that turns ready is measured (oldest first). Pods
-    already loading when the variant is first seen have no known start and are not measured."""
+    already loading when the variant is first seen have no known start and are not measured. Fewer pending and no
+    more ready: replicas asked for were cancelled before they were ready (the ReplicaSet removes pods not ready
+    first, the newest first); a cancelled pod measured no start-up."""
     if status is None:
         return found
     pending = max(0, status.current_replicas - status.ready_replicas)
     if found.seen_at is None:
-        return Startup((math.nan,) * pending, (), now)
+        return Startup((math.nan,) * pending, (), now, status.ready_replicas)
     since, samples = list(found.pending_since), list(found.samples)
-    while len(since) > pending:  # fewer pending: the oldest turned ready (or pods were removed, not ready first)
-        start = since.pop(0)
-        if status.ready_replicas > 0 and math.isfinite(start):
+    drop = max(0, len(since) - pending)
+    turned = drop if found.ready is None else min(drop, max(0, status.ready_replicas - found.ready))
+    del since[len(since) - (drop - turned):]  # cancelled: the newest
+    for start in since[:turned]:  # turned ready: the oldest
+        if math.isfinite(start):
             samples.append(max(0.0, now - start))
+    del since[:turned]
     while len(since) < pending:
         since.append(found.seen_at)
-    return Startup(tuple(since), tuple(samples[-keep:]), now)
+    return Startup(tuple(since), tuple(samples[-keep:]), now, status.ready_replicas)
 
 
 def _windows(found: Sequence[PodSample], cfg: SaturationConfig, targets: tuple[float | None, float | None]

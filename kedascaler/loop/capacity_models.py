@@ -31,7 +31,7 @@ from kedascaler.engine.perfmodel import (
     perf_model,
 )
 from kedascaler.engine.types import ModelSnapshot, VariantKey
-from kedascaler.loop.capacity import CARRIED_TOP, CapacityState, Point
+from kedascaler.loop.capacity import CARRIED_TOP, CapacityState, Point, Startup
 from kedascaler.loop.planner import PlannerState, VariantParameters, variant_parameters
 from kedascaler.spec.variant import VariantAutoscaling
 
@@ -71,6 +71,14 @@ def one_point(point: Point, batch: int | None, kv: int | None, decode: tuple[flo
         mode = MIXED
     built, _ = perf_model(Estimated(alpha, beta, gamma, delta), batch, kv_capacity_tokens=kv, prefill_mode=mode)
     return built
+
+
+def _pending_for(startup: Startup | None, now: float | None) -> float | None:
+    """Seconds since the variant's oldest replica still starting was asked for (None: none is; inf: not known)."""
+    if startup is None or not startup.pending_since:
+        return None
+    oldest = startup.pending_since[0]
+    return max(0.0, now - oldest) if now is not None and math.isfinite(oldest) else math.inf
 
 
 def _half_fits(planner: PlannerState, key: VariantKey) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
@@ -187,7 +195,8 @@ def inputs_for(state: CapacityState, settings: CapacitySettings, snapshot: Model
         evidence.append(VariantEvidence(
             key, perf, source, reason, best, va.profile.max_batch_size if va is not None else None,
             planner.kv_tokens.get(key), startup.measured if startup is not None else None,
-            va.startup_s if va is not None else None, carried, state.estimates.get(key, ())))
+            va.startup_s if va is not None else None, carried, state.estimates.get(key, ()),
+            _pending_for(startup, now)))
     return CapacityInputs(settings, state.history.get(model, DemandHistory()), state.needs.get(model, NeedHistory()),
                           tuple(evidence), slo[0], slo[1], slo_reason, state.lengths.get(model),
                           tuple(sorted((available or {}).items())))

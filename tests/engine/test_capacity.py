@@ -153,3 +153,23 @@ def test_the_demand_worked_out_once_by_the_cycle_is_used_for_that_snapshot_only(
     woken = _decide(queued, once)["a100"].steps.capacity_plan
     assert woken.demand.gateway_queue == 900.0 and woken.demand.drain > 0
     assert woken.demand == _decide(queued, given)["a100"].steps.capacity_plan.demand
+
+
+def test_replicas_in_flight_are_waited_for_only_while_they_are_due():
+    # 80 req/s on one ready A100 (≈ 36) with three more loading: the three A100s asked for cover it, so nothing is
+    # started — unless they have been loading for longer than their start-up (no GPU free, an image that will not
+    # pull): then the H100 (≈ 91 req/s, cheaper than three A100s) is started as if they were not coming
+    h100 = PerfModel(7.0, 0.013, 7.0, 0.03, 1024, 448_000)
+    snap = snapshot(variant("a100", accelerator="A100", cost=20, current=4, ready=1, loads=[(0.5, 0)]),
+                    variant("h100", accelerator="H100", cost=40, current=0), taken_at=NOW)
+
+    def planned(loading_for: float):
+        a100 = VariantEvidence(key("a100"), A100, "variantProfile", startup_configured=90.0, pending_for=loading_for)
+        h = VariantEvidence(key("h100"), h100, "variantProfile", startup_configured=90.0)
+        return _decide(snap, inputs(*[80.0] * 8, a100=a100, h100=h))
+
+    due = planned(30.0)
+    assert due["h100"].desired_replicas == 0 and due["a100"].desired_replicas == 3
+    assert "nothing started" in due["a100"].reason.message
+    stuck = planned(300.0)
+    assert stuck["h100"].desired_replicas == 1 and "nothing started" not in stuck["a100"].reason.message
