@@ -160,15 +160,12 @@ def _in_flight_due(variants: Sequence[VariantState], inputs: CapacityInputs, sta
                    ) -> bool:
     """Whether every replica still starting was asked for within its variant's start-up (so it is due soon); a pod
     starting for longer, or since before the scaler saw it, may be stuck (no GPU free, an image that will not pull)."""
-    found = {e.key: e for e in inputs.variants}
-    for v, (startup, _) in zip(variants, startups, strict=True):
-        if v.current_replicas <= v.ready_replicas:
-            continue
-        evidence = found.get(v.spec.key)
-        pending = evidence.pending_for if evidence is not None else None
-        if pending is None or pending > startup:
-            return False
-    return True
+    starting = [(v.spec.key, startup) for v, (startup, _) in zip(variants, startups, strict=True)
+                if v.current_replicas > v.ready_replicas]
+    if not starting:
+        return True
+    pending = {e.key: e.pending_for for e in inputs.variants}
+    return all((p := pending.get(key)) is not None and p <= startup for key, startup in starting)
 
 
 def plan_capacity(snapshot: ModelSnapshot, sat: ModelSaturation, inputs: CapacityInputs, floor: int,

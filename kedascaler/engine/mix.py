@@ -90,29 +90,31 @@ def cheapest_mix(variants: Sequence[VariantState], capacities: Sequence[float], 
     the replicas still starting were asked for within their start-up (False: some may be stuck, so a mix that
     starts others is not held back for them)."""
     running = {v.spec.key for v in variants if v.current_replicas > 0}
-    candidates: list[_Candidate] = []
-    for rank, (only, started) in enumerate(((None, True), (running, True), (running, False))):
-        if only is not None and not running:
-            continue
-        if started and only is not None and running == {v.spec.key for v in variants}:
-            continue  # the same search as over every variant
+
+    def candidate(rank: int, only: set[VariantKey] | None, started: bool) -> _Candidate | None:
         counts, note, short = allocate(max(0.0, demand), _options(variants, only, started=started), list(capacities),
                                        dict(pool or {}))
         if short and not started:
-            continue  # the replicas running now fall short: a mix that starts none is no candidate
+            return None  # the replicas running now fall short: a mix that starts none is no candidate
         penalty = start_penalty(variants, counts, startups, horizon)
         label = ("over every variant" if only is None else
                  "over the variants running now" if started else "over the replicas running now")
         cost = _cost(variants, counts)
-        candidates.append(_Candidate(cost + penalty, -1 if short else rank, counts, short,
-                                     f"{label}: cost {cost:g} + start-up {penalty:.3g}" + (f"; {note}" if note else ""),
-                                     cost))
+        return _Candidate(cost + penalty, -1 if short else rank, counts, short,
+                          f"{label}: cost {cost:g} + start-up {penalty:.3g}" + (f"; {note}" if note else ""), cost)
+
+    held = candidate(2, running, False) if running else None
     ready = math.fsum(v.ready_replicas * c for v, c in zip(variants, capacities, strict=True))
-    if in_flight_due and ready < demand and any(c.rank == 2 for c in candidates):
+    if held is not None and in_flight_due and ready < demand:
         # short of ready capacity, and the replicas asked for cover the demand: those in flight are ready sooner
         # than any started now, so nothing is started (a cheaper swap can wait until they are ready)
-        candidates = [replace(c, note=f"{c.note}; nothing started: the replicas asked for cover the demand and are "
-                                      f"ready sooner") for c in candidates if c.rank == 2]
+        candidates = [replace(held, note=f"{held.note}; nothing started: the replicas asked for cover the demand "
+                                         f"and are ready sooner")]
+    else:
+        found = [candidate(0, None, True)]
+        if running and running != {v.spec.key for v in variants}:  # else the same search as over every variant
+            found.append(candidate(1, running, True))
+        candidates = [c for c in (*found, held) if c is not None]
     candidates.sort(key=lambda c: (c.short, c.total, -c.rank))
     best = candidates[0]
     note = best.note

@@ -49,7 +49,7 @@ class Startup:
     pending_since: tuple[float, ...] = ()  # oldest first, one per replica asked for and not ready yet
     samples: tuple[float, ...] = ()  # the last start-ups measured (s)
     seen_at: float | None = None  # the cycle that last saw the variant
-    ready: int | None = None  # its ready replicas then
+    ready: int = 0  # its ready replicas then
 
     @property
     def measured(self) -> float | None:
@@ -124,7 +124,7 @@ def track_startup(found: Startup, status: WorkloadStatus | None, now: float, kee
         return Startup((math.nan,) * pending, (), now, status.ready_replicas)
     since, samples = list(found.pending_since), list(found.samples)
     drop = max(0, len(since) - pending)
-    turned = drop if found.ready is None else min(drop, max(0, status.ready_replicas - found.ready))
+    turned = min(drop, max(0, status.ready_replicas - found.ready))
     del since[len(since) - (drop - turned):]  # cancelled: the newest
     for start in since[:turned]:  # turned ready: the oldest
         if math.isfinite(start):
@@ -215,12 +215,14 @@ def _gone(before: Mapping[str, float], found: Sequence[PodSample], status: Workl
     the Deployment has fewer ready pods than were read last cycle: a ready pod that only missed a read is not gone.
     Of the pods that may be gone, only as many as the ready count fell by, those with the fewest waiting."""
     seen = {s.pod: s.queue_length for s in found}
+    unseen = [(pod, w) for pod, w in before.items() if pod not in seen]
+    if not unseen:  # the usual cycle: every pod read again
+        return 0.0, seen
+    still = {pod: w for pod, w in unseen if f"{namespace}/{pod}" in unread}
     listed = {t.pod for t in status.pods} if status is not None else set()
-    missing = sorted(w for pod, w in before.items()
-                     if pod not in seen and pod not in listed and f"{namespace}/{pod}" not in unread)
+    missing = sorted(w for pod, w in unseen if pod not in still and pod not in listed and math.isfinite(w))
     left = len(missing) if status is None else min(len(missing), max(0, len(before) - status.ready_replicas))
-    still = {p: w for p, w in before.items() if f"{namespace}/{p}" in unread and p not in seen}
-    return math.fsum(w for w in missing[:left] if math.isfinite(w)), {**still, **seen}
+    return math.fsum(missing[:left]), {**still, **seen}
 
 
 def observe(state: CapacityState, snapshots: Sequence[ModelSnapshot], samples: Mapping[VariantKey, Sequence[PodSample]],
