@@ -84,6 +84,21 @@ def guard_need(sat: ModelSaturation, snapshot: ModelSnapshot, capacities: Sequen
                            f"per replica is {needed} replicas of {mean:.3g} req/s")
 
 
+def sized_for(demand: DemandView, guard: float, running: float) -> tuple[float, float | None]:
+    """What the mix covers, and the capacity the hold kept when it asked for more than runs (else None).
+
+    The need now and the forecast may start replicas; the hold only keeps them: it is the largest need of the
+    last start-up, so that a dip does not remove what the next cycle may want back. Past the need, the target is
+    at most the capacity of the replicas running now (at this cycle's estimates): when an estimate falls while
+    the load does, the hold would otherwise start replicas for a need that has passed."""
+    need = max(demand.need, demand.up, guard)
+    if demand.held <= need:
+        return max(demand.target, guard), None
+    if demand.held <= running:
+        return demand.held, None
+    return max(need, running), max(need, running)
+
+
 def _variant_startups(snapshot: ModelSnapshot, inputs: CapacityInputs) -> list[tuple[float, str]]:
     by_key = {e.key: e for e in inputs.variants}
     return [startup_of(by_key.get(v.spec.key), inputs.settings) for v in snapshot.variants]
@@ -187,7 +202,8 @@ def plan_capacity(snapshot: ModelSnapshot, sat: ModelSaturation, inputs: Capacit
         return CapacityOutcome(held, None, "capacity: no variant has a capacity estimate ("
                                + "; ".join(f"{c.key.name}: {c.reason}" for c in caps) + "): current replicas held")
     guard, guard_note = guard_need(sat, snapshot, per)
-    target = max(demand.target, guard)
+    target, hold_kept = sized_for(demand, guard, math.fsum(v.current_replicas * c
+                                                           for v, c in zip(variants, per, strict=True)))
     mix = cheapest_mix(variants, per, target, [t for t, _ in startups], s.switch_horizon, dict(inputs.available),
                        in_flight_due=_in_flight_due(variants, inputs, startups))
     targets = dict(mix.replicas)
@@ -214,9 +230,9 @@ def plan_capacity(snapshot: ModelSnapshot, sat: ModelSaturation, inputs: Capacit
         ready_capacity=math.fsum(v.ready_replicas * c for v, c in zip(variants, per, strict=True)),
         switch_note="; ".join(n for n in notes if n),
         held=demand.held > max(demand.need, demand.up) * (1 + 1e-9) and demand.held > guard,
-        guard=guard_note if guard > demand.target else "", short=mix.short)
+        guard=guard_note if guard > demand.target else "", short=mix.short, hold_kept=hold_kept)
     return CapacityOutcome(targets, plan, "")
 
 
-__all__ = ["CapacityOutcome", "capacity_rows_of", "guard_need", "plan_capacity", "startup_of", "with_demand",
-           "with_rows"]
+__all__ = ["CapacityOutcome", "capacity_rows_of", "guard_need", "plan_capacity", "sized_for", "startup_of",
+           "with_demand", "with_rows"]

@@ -321,6 +321,7 @@ class CapacityPlan:
     held: bool = False  # the hold kept capacity that the demand of this cycle alone does not need
     guard: str = ""  # saturation's guard in capacity units ("" when it did not bind)
     short: bool = False  # the limits do not allow enough capacity
+    hold_kept: float | None = None  # the hold asked for more than runs: the req/s it kept instead (it starts none)
 
     def replicas(self, key: VariantKey) -> int:
         """The mix's replicas of one variant."""

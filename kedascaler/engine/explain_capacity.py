@@ -39,6 +39,9 @@ def capacity_message(plan: CapacityPlan) -> str:
             f"{plan.ready_capacity:.3g} ready)")
     if plan.guard:
         text += f"; {plan.guard}"
+    if plan.hold_kept is not None:
+        text += (f"; the hold keeps the {plan.hold_kept:.3g} req/s asked for and starts nothing for the "
+                 f"{plan.demand.held:.3g} it holds")
     if plan.short:
         text += "; short: the limits do not allow enough capacity"
     if plan.switch_note:

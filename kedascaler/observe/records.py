@@ -106,6 +106,7 @@ def capacity_record(steps: DecisionSteps) -> dict[str, Any] | None:
         "mix": {k.name: n for k, n in cap.mix}, "mix_capacity": _num(cap.mix_capacity), "mix_cost": _num(cap.mix_cost),
         "current_capacity": _num(cap.current_capacity), "ready_capacity": _num(cap.ready_capacity),
         "switch": cap.switch_note, "held": cap.held, "guard": cap.guard, "short": cap.short,
+        "hold_kept": _num(cap.hold_kept),
     }
 
 

@@ -140,6 +140,19 @@ def test_the_hold_keeps_the_largest_need_of_one_start_up():
     assert after.desired_replicas == 1  # the need is older than the start-up: down in one step
 
 
+def test_the_hold_keeps_replicas_and_never_starts_one():
+    # the need was 80 req/s a minute ago and is 5 now; two A100s (≈ 36 each) run. Holding 80 would start a third
+    # for a need that has passed (as when an estimate falls while the load does): the hold keeps the two
+    snap = snapshot(variant("a100", accelerator="A100", cost=20, current=2, loads=[(0.1, 0)] * 2), taken_at=NOW)
+    out = _decide(snap, inputs(*[5.0] * 8, perf={"a100": A100}, needs=((NOW - 60.0, 80.0),)))["a100"]
+    plan = out.steps.capacity_plan
+    assert out.desired_replicas == 2 and plan.held
+    assert plan.hold_kept is not None and plan.hold_kept < plan.demand.held
+    assert "starts nothing" in out.reason.message
+    rising = _decide(snap, inputs(*[5.0] * 7, 100.0, perf={"a100": A100}, needs=((NOW - 60.0, 80.0),)))["a100"]
+    assert rising.desired_replicas == 3 and rising.steps.capacity_plan.hold_kept is None  # a need now starts them
+
+
 def test_the_demand_worked_out_once_by_the_cycle_is_used_for_that_snapshot_only():
     """The cycle works the demand out once for the rows and the plan (`with_demand`); a wake-up's new snapshot
     of the same model, handed the same inputs, works out its own."""
