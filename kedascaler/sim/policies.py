@@ -41,8 +41,9 @@ __all__ = ["EXTRA_POLICY_NAMES", "NAMESPACE", "POLICY_NAMES", "HPAKVPolicy", "Ke
 POLICY_NAMES = ("kedascaler", "kedascaler-warm", "wva", "wva-v2", "keda-queue", "hpa-kv", "static-peak",
                 "oracle-startup", "oracle")
 # run on request (--policy), not by default: SLO sizing with learned parameters (hybrid, model) and with the
-# true ones as a user-given profile
-EXTRA_POLICY_NAMES: tuple[str, ...] = ("kedascaler-hybrid", "kedascaler-model", "kedascaler-hybrid-profile")
+# true ones as a user-given profile; kedascaler-warm at WVA's configuration (minReplicas 1 on every variant)
+EXTRA_POLICY_NAMES: tuple[str, ...] = ("kedascaler-hybrid", "kedascaler-model", "kedascaler-hybrid-profile",
+                                       "kedascaler-min1")
 
 
 def make_policies(names: list[str] | tuple[str, ...], workload: Workload, config: SimConfig,
@@ -61,6 +62,8 @@ def make_policies(names: list[str] | tuple[str, ...], workload: Workload, config
             out.append(KedascalerSloPolicy(config.slo, model_id, mode=HYBRID, profile=True))
         elif name == "kedascaler-warm":
             out.append(KedascalerPolicy(model_id, scale_to_zero=False, slo=config.slo))
+        elif name == "kedascaler-min1":
+            out.append(KedascalerPolicy(model_id, scale_to_zero=False, slo=config.slo, min_replicas=1))
         elif name == "wva":
             out.append(WVAPolicy())
         elif name == "wva-v2":

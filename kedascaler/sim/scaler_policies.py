@@ -18,6 +18,8 @@ answer them: the policy is `direct`, like the baselines that carry their own Sca
 * `kedascaler-hybrid`, `kedascaler-model` (`--policy`): SLO sizing in hybrid or model mode, parameters learned.
 * `kedascaler-hybrid-profile` (`--policy`): hybrid mode with each variant's TRUE step times given as its
   `variantProfile.perfParms`.
+* `kedascaler-min1` (`--policy`): `kedascaler-warm` with minReplicas 1 on every variant, the configuration WVA's
+  two-variant benchmark runs `wva` with: the same engine judged at the baselines' floor.
 
 The SLO-sizing policies record, per model-based decision and variant, the predicted ITL/TTFT and what its pods
 show over the next interval (`predictions`), and what was learned when (`learning()`).
@@ -90,12 +92,13 @@ class KedascalerPolicy(_Base):
                  config: SaturationConfig | None = None, scale_to_zero: bool = True,
                  idle_window: float = DEFAULT_IDLE_WINDOW, planner: PlannerSettings | None = None,
                  classes: ServiceClasses | None = None, slo: SLO | None = None,
-                 scaled_object: ScaledObject = SCALED_OBJECT) -> None:
+                 scaled_object: ScaledObject = SCALED_OBJECT, min_replicas: int = 0) -> None:
         self.scale_to_zero = scale_to_zero
+        self.min_replicas = max(0, min_replicas)  # every variant's minReplicas (its own, if higher)
         self.push_activation = scale_to_zero
         self.wake_on_gateway = scale_to_zero
         if not scale_to_zero:
-            self.name = "kedascaler-warm"
+            self.name = f"kedascaler-min{self.min_replicas}" if self.min_replicas else "kedascaler-warm"
         self.model_id = model_id
         self.interval = interval
         self.config = config or SaturationConfig()
@@ -119,8 +122,8 @@ class KedascalerPolicy(_Base):
         """The VariantAutoscaling a user would write for this simulated variant."""
         if v.name not in self._variants:
             spec = VariantSpec(key=VariantKey(NAMESPACE, v.name), model_id=self.model_id, target_name=v.name,
-                               accelerator=v.accelerator, cost=v.cost, min_replicas=v.min_replicas,
-                               max_replicas=v.max_replicas)
+                               accelerator=v.accelerator, cost=v.cost,
+                               min_replicas=max(v.min_replicas, self.min_replicas), max_replicas=v.max_replicas)
             self._variants[v.name] = self.autoscaling(spec, v)
         return self._variants[v.name]
 
@@ -199,7 +202,8 @@ class KedascalerPolicy(_Base):
         planner = self.state.config.planner
         return {"follows": "kedascaler's own cycle (loop/cycle.step), as serve runs it",
                 "scaling_mode": planner.global_mode if planner is not None else "saturation",
-                "scaled_object": self.scaled_object.settings()}
+                "scaled_object": self.scaled_object.settings(),
+                "min_replicas_per_variant": self.min_replicas}
 
     def decided(self, obs: Observation, report: CycleReport) -> None:
         """Hook after each cycle (the SLO-sizing policies record predictions)."""

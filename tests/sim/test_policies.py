@@ -123,3 +123,17 @@ def test_the_kedascaler_policy_runs_the_hpa_behaviour_the_examples_ship():
         assert rules(behavior["scaleDown"]) == hpa.scale_down_policies
         assert so["spec"]["cooldownPeriod"] == SCALED_OBJECT.cooldown_period
     assert KedascalerPolicy().direct and KedascalerPolicy().scaled_object is SCALED_OBJECT
+
+
+def test_kedascaler_min1_runs_the_engine_at_wvas_floor_of_one_replica_per_variant():
+    """`kedascaler-min1` (on request) is kedascaler-warm with minReplicas 1 on every variant, as WVA's two-variant
+    benchmark runs WVA: the H100 is started at t = 0 and never let go, where kedascaler-warm keeps only the A100."""
+    w = steps([(0, 3.0)], 300, seed=7)
+    cfg = SimConfig(tail=60)
+    warm, floor = make_policies(["kedascaler-warm", "kedascaler-min1"], w, cfg)
+    assert floor.name == "kedascaler-min1" and floor.settings()["min_replicas_per_variant"] == 1
+    runs = {p.name: simulate(w, p, cfg) for p in (warm, floor)}
+    h100 = [v.name for v in runs["kedascaler-min1"].variants].index("llama-h100")
+    ready_after_start = runs["kedascaler-min1"].series["ready"][runs["kedascaler-min1"].times >= 120, h100]
+    assert ready_after_start.min() >= 1
+    assert runs["kedascaler-warm"].series["replicas"][:, h100].max() == 0  # 3 req/s: one A100 carries it
