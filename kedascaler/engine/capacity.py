@@ -92,10 +92,8 @@ def sized_for(demand: DemandView, guard: float, running: float) -> tuple[float, 
     at most the capacity of the replicas running now (at this cycle's estimates): when an estimate falls while
     the load does, the hold would otherwise start replicas for a need that has passed."""
     need = max(demand.need, demand.up, guard)
-    if demand.held <= need:
-        return max(demand.target, guard), None
-    if demand.held <= running:
-        return demand.held, None
+    if demand.held <= max(need, running):
+        return max(need, demand.held), None
     return max(need, running), max(need, running)
 
 
@@ -202,8 +200,8 @@ def plan_capacity(snapshot: ModelSnapshot, sat: ModelSaturation, inputs: Capacit
         return CapacityOutcome(held, None, "capacity: no variant has a capacity estimate ("
                                + "; ".join(f"{c.key.name}: {c.reason}" for c in caps) + "): current replicas held")
     guard, guard_note = guard_need(sat, snapshot, per)
-    target, hold_kept = sized_for(demand, guard, math.fsum(v.current_replicas * c
-                                                           for v, c in zip(variants, per, strict=True)))
+    current_capacity = math.fsum(v.current_replicas * c for v, c in zip(variants, per, strict=True))
+    target, hold_kept = sized_for(demand, guard, current_capacity)
     mix = cheapest_mix(variants, per, target, [t for t, _ in startups], s.switch_horizon, dict(inputs.available),
                        in_flight_due=_in_flight_due(variants, inputs, startups))
     targets = dict(mix.replicas)
@@ -226,7 +224,7 @@ def plan_capacity(snapshot: ModelSnapshot, sat: ModelSaturation, inputs: Capacit
         demand=demand, variants=caps, mix=tuple((v.spec.key, targets[v.spec.key]) for v in variants),
         mix_capacity=math.fsum(n * cap_of[k] for k, n in targets.items()),
         mix_cost=math.fsum(targets[v.spec.key] * v.spec.cost for v in variants),
-        current_capacity=math.fsum(v.current_replicas * c for v, c in zip(variants, per, strict=True)),
+        current_capacity=current_capacity,
         ready_capacity=math.fsum(v.ready_replicas * c for v, c in zip(variants, per, strict=True)),
         switch_note="; ".join(n for n in notes if n),
         held=demand.held > max(demand.need, demand.up) * (1 + 1e-9) and demand.held > guard,
