@@ -64,7 +64,10 @@ def startup_of(evidence: VariantEvidence | None, settings: CapacitySettings) -> 
 
 def guard_need(sat: ModelSaturation, snapshot: ModelSnapshot, capacities: Sequence[float]) -> tuple[float, str]:
     """Saturation's guard in capacity units: when the ready replicas' KV cache leaves less than its spare trigger
-    and saturation's KV count asks for more replicas than are ready, that count × their mean capacity.
+    and saturation's KV count asks for more replicas than are ready, the ready capacity scaled by how far their
+    cache is over its budget (kv total / budget × their mean capacity). Not saturation's whole replica count
+    × the mean: a cache 4 % over its budget on an H100 and an A100 then asked for a third replica of their mean
+    (+50 %), and the mix started four A100s for it (long-outputs-drop, cancelled a cycle later).
 
     Only the KV signal, and only while no pod queues: it counts the requests running at the current arrivals,
     not a backlog (a pod burning one down holds a full cache that no new pod can relieve), so the guard never
@@ -80,8 +83,9 @@ def guard_need(sat: ModelSaturation, snapshot: ModelSnapshot, capacities: Sequen
     if count <= 0 or needed <= count:
         return 0.0, ""
     mean = math.fsum(n * c for n, c in ready) / count
-    return needed * mean, (f"saturation guard: kv {sat.estimated_kv_total:.2f} over a {kv_budget(cfg):g} budget "
-                           f"per replica is {needed} replicas of {mean:.3g} req/s")
+    worth = sat.estimated_kv_total / kv_budget(cfg)
+    return worth * mean, (f"saturation guard: kv {sat.estimated_kv_total:.2f} over a {kv_budget(cfg):g} budget "
+                          f"per replica is {worth:.3g} replicas' worth of {mean:.3g} req/s")
 
 
 def sized_for(demand: DemandView, guard: float, running: float) -> tuple[float, float | None]:

@@ -131,6 +131,24 @@ def test_a_small_saving_does_not_swap_accelerators():
     assert out["h100"].desired_replicas == 0 and out["a100"].desired_replicas == 2  # 40 = 40: no start-up paid
 
 
+def test_a_cache_a_little_over_its_budget_asks_for_a_little_more_capacity_not_a_replica_of_the_mean():
+    # an H100 (≈ 91 req/s) and an A100 (≈ 36) carry 60 req/s with their caches at 75 %: 2.14 budgets of 70 %.
+    # The guard asks for 2.14 × their mean capacity (≈ 136 req/s, one A100 more), not saturation's 3 replicas
+    # × the mean (≈ 190, a second H100 and an A100 where at most two A100s may run)
+    h100 = PerfModel(7.0, 0.013, 7.0, 0.03, 1024, 448_000)
+    snap = snapshot(variant("a100", accelerator="A100", cost=20, current=1, loads=[(0.75, 0)], max_replicas=2),
+                    variant("h100", accelerator="H100", cost=50, current=1, loads=[(0.75, 0)]), taken_at=NOW)
+    out = _decide(snap, inputs(*[60.0] * 8, perf={"a100": A100, "h100": h100}))
+    plan = out["a100"].steps.capacity_plan
+    assert plan is not None and plan.demand.target < plan.ready_capacity  # the arrivals alone need nothing more
+    assert "2.14 replicas' worth" in plan.guard
+    assert out["a100"].desired_replicas == 2 and out["h100"].desired_replicas == 1
+    calm = _decide(dataclasses.replace(snap, variants=tuple(
+        dataclasses.replace(v, pods=tuple(dataclasses.replace(p, kv_cache_usage=0.6) for p in v.pods))
+        for v in snap.variants)), inputs(*[60.0] * 8, perf={"a100": A100, "h100": h100}))
+    assert not calm["a100"].steps.capacity_plan.guard  # within its budget, the cache asks for nothing
+
+
 def test_the_hold_keeps_the_largest_need_of_one_start_up():
     snap = snapshot(variant("a100", accelerator="A100", cost=20, current=3, loads=[(0.1, 0)] * 3), taken_at=NOW)
     need = ((NOW - 60.0, 80.0),)
