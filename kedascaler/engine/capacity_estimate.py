@@ -12,7 +12,9 @@ The first available of, per variant (`VariantCapacity.source` says which, `reaso
    did, moved to this variant's accelerator class (`kedascaler.engine.accelerators`) and bounded by its own vLLM
    limits (max_num_seqs, KV cache), so that it can be chosen on estimated merit and corrected once it runs.
 A measured saturated throughput also caps a model that claims more: a replica never carries more than it
-completed while requests queued at it; and a replica carries at least what it carried well within the targets.
+completed while requests queued at it. It also floors one that claims less, at `utilization` × what its pods
+completed in their last saturated window, when their ITL there was within the target. And a replica carries at
+least what it carried well within the targets.
 The capacity used is the median of the last SMOOTH_CYCLES cycles' estimates, so that one odd fit (a window of
 unusual lengths, a refit on few points) moves nothing.
 
@@ -129,6 +131,20 @@ def rescaled(evidence: VariantEvidence, prompt: float, output: float, carried: b
     then = max(1.0, sat.prompt_tokens + sat.output_tokens)
     low, high = RESCALE_LIMITS
     return sat.per_replica * min(high, max(low, then / now))
+
+
+def _saturated_floor(evidence: VariantEvidence, prompt: float, output: float, itl_ms: float | None,
+                     settings: CapacitySettings) -> float | None:
+    """`utilization` × what the variant's pods completed in their last saturated window, at the current lengths,
+    when their ITL there was within the target (None otherwise): a replica that completed that rate at full
+    batch within the ITL target carries most of it within the targets, whatever a model read from one point says.
+    The last window, not the best: the first minute of a batch of long generations runs on short contexts and
+    completes faster than the steady state (long-outputs-drop: 10 req/s against 7)."""
+    last = evidence.recent_saturated
+    if last is None or (itl_ms is not None and (last.itl_ms is None or last.itl_ms > itl_ms)):
+        return None
+    rate = rescaled(replace(evidence, saturated=last), prompt, output)
+    return None if rate is None else rate * settings.utilization
 
 
 def _limits(spec: VariantSpec, evidence: VariantEvidence) -> tuple[int, int | None]:
@@ -248,6 +264,11 @@ def variant_capacities(specs: Sequence[VariantSpec], evidence: Sequence[VariantE
             if meas is not None and meas < model:
                 cap = meas
                 reason += f", capped at the {meas:.3g} req/s it completed while saturated"
+            floor = _saturated_floor(ev, prompt, output, itl_ms, settings)
+            if floor is not None and floor > cap:
+                cap = floor
+                reason += (f"; raised to {settings.utilization:g} × the {floor / settings.utilization:.3g} req/s its "
+                           f"pods completed in their last saturated window, within the ITL target")
         elif meas is not None:
             cap, source = meas * settings.utilization, CapacitySource.MEASURED
             reason = (f"{settings.utilization:g} × {meas:.3g} req/s completed per replica while saturated "

@@ -173,6 +173,7 @@ class Throughput:
     prompt_tokens: float  # mean lengths of the requests it completed
     output_tokens: float
     at: float
+    itl_ms: float | None = None  # the highest mean ITL of its pods in the window (None: not measured)
 
 
 @quick
@@ -194,6 +195,7 @@ class VariantEvidence:
     # s since the oldest replica still starting was asked for (None: none starting; inf: asked for before the
     # scaler saw it, so not known)
     pending_for: float | None = None
+    recent_saturated: Throughput | None = None  # the last saturated window (a floor when its ITL was within target)
 
 
 @quick

@@ -165,8 +165,10 @@ def _windows(found: Sequence[PodSample], cfg: SaturationConfig, targets: tuple[f
 
 def _throughput(rows: Sequence[PodUsage], now: float) -> Throughput:
     rate = math.fsum(u.completed_rate or 0.0 for u in rows)
+    itls = [u.itl_ms for u in rows if u.itl_ms is not None]
     return Throughput(rate / len(rows), math.fsum(u.prompt_tokens_rate or 0.0 for u in rows) / rate,
-                      math.fsum(u.output_tokens_rate or 0.0 for u in rows) / rate, now)
+                      math.fsum(u.output_tokens_rate or 0.0 for u in rows) / rate, now,
+                      max(itls) if itls else None)
 
 
 def saturated_throughput(snapshot: ModelSnapshot, samples: Mapping[VariantKey, Sequence[PodSample]], now: float

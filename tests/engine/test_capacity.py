@@ -107,6 +107,25 @@ def test_a_saturated_throughput_caps_a_model_that_claims_more():
     assert found.per_replica == 5.0 and "saturated" in found.reason
 
 
+def test_what_its_pods_completed_while_saturated_within_the_itl_target_floors_a_model_that_claims_less():
+    # the one-point model read from an overloaded pod says ≈ 36 req/s; its pods completed 50 req/s in their last
+    # saturated window at a mean ITL of 30 ms (target 50): a replica carries 0.85 × 50 within the targets
+    specs = [variant("a100", accelerator="A100").spec]
+
+    def capacity(itl_ms: float) -> object:
+        sat = Throughput(50.0, 220, 200, NOW, itl_ms=itl_ms)
+        (found,) = variant_capacities(specs, [VariantEvidence(key("a100"), A100, "estimated", saturated=sat,
+                                                              recent_saturated=sat)],
+                                      220, 200, 50.0, 1000.0, SETTINGS, [(90.0, "default")])
+        return found
+
+    floored = capacity(30.0)
+    assert floored.per_replica == 0.85 * 50.0 and floored.model < floored.per_replica
+    assert "last saturated window" in floored.reason
+    over = capacity(60.0)  # at full batch its ITL missed the target: the rate it completed says nothing of the SLO
+    assert over.per_replica == over.model < 0.85 * 50.0 and "saturated window" not in over.reason
+
+
 def _decide(snap, cap, previous=None):
     return by_key(decide(snap, previous or {}, mode=ScalingMode.CAPACITY, capacity=cap))
 
