@@ -18,7 +18,7 @@ saturation plan, never below the current replicas, with the reason.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from kedascaler.engine.arrivals import demand_view
@@ -186,8 +186,10 @@ def _in_flight_due(variants: Sequence[VariantState], inputs: CapacityInputs, sta
 
 
 def plan_capacity(snapshot: ModelSnapshot, sat: ModelSaturation, inputs: CapacityInputs, floor: int,
-                  saturation_targets: dict[VariantKey, int]) -> CapacityOutcome:
-    """The capacity route for one model (see the module docstring)."""
+                  saturation_targets: dict[VariantKey, int],
+                  previous: Mapping[VariantKey, int] | None = None) -> CapacityOutcome:
+    """The capacity route for one model (see the module docstring); `previous`: every variant's target of the
+    last cycle (the mix keeps it within `switch_tolerance`), None when some variant has none."""
     s = inputs.settings
     variants = list(snapshot.variants)
     current = {v.spec.key: v.current_replicas for v in variants}
@@ -207,7 +209,8 @@ def plan_capacity(snapshot: ModelSnapshot, sat: ModelSaturation, inputs: Capacit
     current_capacity = math.fsum(v.current_replicas * c for v, c in zip(variants, per, strict=True))
     target, hold_kept = sized_for(demand, guard, current_capacity)
     mix = cheapest_mix(variants, per, target, [t for t, _ in startups], s.switch_horizon, dict(inputs.available),
-                       in_flight_due=_in_flight_due(variants, inputs, startups))
+                       in_flight_due=_in_flight_due(variants, inputs, startups), previous=previous,
+                       tolerance=s.switch_tolerance)
     targets = dict(mix.replicas)
     notes = [mix.note]
     complete = sat.complete and not sat.stale_variants

@@ -211,6 +211,7 @@ class CapacitySettings:
     hold_window: float | None = None  # s: scale down to the largest need of this window (None: the start-up time)
     default_startup: float = 120.0  # s: a variant's start-up before one is measured or configured
     switch_horizon: float = 900.0  # s: a new replica's start-up is charged over this horizon (switching penalty)
+    switch_tolerance: float = 0.10  # the last cycle's mix is kept while it costs at most this much more
     length_cv: float = 1.0  # coefficient of variation assumed for request lengths (KV bound at a percentile)
     length_z: float = 1.645  # the KV bound holds at this normal quantile of the batch's total length (p95)
     miss_budget: float = 0.0002  # the share of requests a replica may let miss its targets (`engine.tails`)

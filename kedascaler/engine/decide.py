@@ -167,7 +167,7 @@ def decide(snapshot: ModelSnapshot, previous: Mapping[VariantKey, Decision], *,
         outcome = _inactive(snapshot, act)
     elif (act is not None and act.waking) or has_fresh_data(snapshot):  # waking needs no metrics: no pods yet
         if mode == ScalingMode.CAPACITY and capacity is not None:
-            outcome = _capacity(plan_model(snapshot, floor=floor), snapshot, capacity)
+            outcome = _capacity(plan_model(snapshot, floor=floor), snapshot, capacity, previous)
         else:
             outcome = _planned(snapshot, floor, None if mode in (SATURATION, ScalingMode.CAPACITY) else sizing,
                                mode == MODEL)
@@ -353,9 +353,12 @@ def _hybrid(plan: ModelPlan, snapshot: ModelSnapshot, sizing: ModelSizing, model
     return _Outcome(steps, why, latencies, _pods_by_variant(plan.saturation))
 
 
-def _capacity(plan: ModelPlan, snapshot: ModelSnapshot, inputs: CapacityInputs) -> _Outcome:
+def _capacity(plan: ModelPlan, snapshot: ModelSnapshot, inputs: CapacityInputs,
+              previous: Mapping[VariantKey, Decision]) -> _Outcome:
     """Capacity mode: the capacity plan's targets (saturation's, never below current, when it cannot plan)."""
-    out = plan_capacity(snapshot, plan.saturation, inputs, plan.floor, dict(plan.targets))
+    last = ({v.spec.key: previous[v.spec.key].desired_replicas for v in snapshot.variants}
+            if all(v.spec.key in previous for v in snapshot.variants) else None)
+    out = plan_capacity(snapshot, plan.saturation, inputs, plan.floor, dict(plan.targets), last)
     fields = _saturation_fields(plan, snapshot, Route.CAPACITY)  # the saturation steps, with the route's plan
     current = {v.spec.key: v.current_replicas for v in snapshot.variants}
     if out.plan is None:

@@ -15,6 +15,12 @@ started now (cancelling four A100s asked for 15 s ago to start one H100 left the
 and a cheaper swap can wait until they are ready. Not when a replica has been starting for longer than its
 start-up (or since before the scaler saw it): it may be stuck, and the mix may then start others.
 
+**As decided** (`CapacitySettings.switch_tolerance`, 10 %): the last cycle's mix, within the replicas running
+now, is kept while it covers the demand and costs at most that much more than the cheapest. A swap among running
+replicas pays no start-up, so the penalty above does not see it: on three-accelerators the estimates' drift
+flipped the mix between an H100 (40) and an A100 + an L40S (37.5) every few cycles, and KEDA's cooldown kept
+all three running.
+
 Then **make before break** (`keep_ready`): replicas that the mix drops are removed only while the ready
 capacity that stays covers the demand; until the new pods are ready, the old ones keep serving.
 """
@@ -83,12 +89,37 @@ class _Candidate:
     cost: float
 
 
+def _as_decided(variants: Sequence[VariantState], capacities: Sequence[float], demand: float,
+               startups: Sequence[float], horizon: float, previous: Mapping[VariantKey, int] | None,
+               tolerance: float, best: _Candidate) -> _Candidate | None:
+    """The last cycle's mix, within the replicas running now, when `best` swaps variants (more of one, fewer of
+    another), the last mix covers the demand and it costs at most `tolerance` more (else None). A swap among
+    running replicas pays no start-up, so without this a few per cent of drift in the estimates flips the mix
+    between near-equal ones every cycle, and KEDA's cooldown then keeps every variant the flips touch. Fewer
+    replicas of the same variants is no swap: when to scale down is the hold's to say."""
+    if previous is None or tolerance <= 0 or best.short:
+        return None
+    counts = [max(v.spec.min_replicas, min(previous.get(v.spec.key, 0), v.current_replicas)) for v in variants]
+    if all(b <= n for b, n in zip(best.counts, counts, strict=True)):
+        return None
+    if math.fsum(n * c for n, c in zip(counts, capacities, strict=True)) < demand:
+        return None
+    cost = _cost(variants, counts)
+    total = cost + start_penalty(variants, counts, startups, horizon)
+    if total > best.total * (1 + tolerance):
+        return None
+    return _Candidate(total, 3, counts, False, f"as decided last cycle: cost {cost:g}, within {tolerance:.0%} of "
+                                               f"the cheapest", cost)
+
+
 def cheapest_mix(variants: Sequence[VariantState], capacities: Sequence[float], demand: float,
                  startups: Sequence[float], horizon: float, pool: Mapping[str, int] | None = None, *,
-                 in_flight_due: bool = True) -> Mix:
+                 in_flight_due: bool = True, previous: Mapping[VariantKey, int] | None = None,
+                 tolerance: float = 0.0) -> Mix:
     """The mix to run (see the module docstring); `capacities` per replica in `variants` order. `in_flight_due`:
     the replicas still starting were asked for within their start-up (False: some may be stuck, so a mix that
-    starts others is not held back for them)."""
+    starts others is not held back for them). `previous`: every variant's target of the last cycle, kept while
+    it runs, covers the demand and costs at most `tolerance` more than the cheapest."""
     running = {v.spec.key for v in variants if v.current_replicas > 0}
 
     def candidate(rank: int, only: set[VariantKey] | None, started: bool) -> _Candidate | None:
@@ -116,6 +147,9 @@ def cheapest_mix(variants: Sequence[VariantState], capacities: Sequence[float], 
             found.append(candidate(1, running, True))
         candidates = [c for c in (*found, held) if c is not None]
     candidates.sort(key=lambda c: (c.short, c.total, -c.rank))
+    kept = _as_decided(variants, capacities, demand, startups, horizon, previous, tolerance, candidates[0])
+    if kept is not None:
+        candidates.insert(0, kept)
     best = candidates[0]
     note = best.note
     if len(candidates) > 1:

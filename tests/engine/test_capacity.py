@@ -168,6 +168,37 @@ def test_a_cache_a_little_over_its_budget_asks_for_a_little_more_capacity_not_a_
     assert not calm["a100"].steps.capacity_plan.guard  # within its budget, the cache asks for nothing
 
 
+def test_a_running_mix_is_kept_while_the_cheapest_is_less_than_ten_per_cent_cheaper():
+    # two A100s (≈ 36 req/s each) and an H100 (≈ 91) run for 60 req/s; the last cycle chose the H100 alone
+    h100 = PerfModel(7.0, 0.013, 7.0, 0.03, 1024, 448_000)
+    perf = {"a100": A100, "h100": h100}
+
+    def fleet(h100_cost: float):
+        return snapshot(variant("a100", accelerator="A100", cost=20, current=2, loads=[(0.2, 0)] * 2),
+                        variant("h100", accelerator="H100", cost=h100_cost, current=1, loads=[(0.2, 0)]),
+                        taken_at=NOW)
+
+    chose_h100 = _decide(fleet(35), inputs(*[60.0] * 8, perf=perf))  # the H100 (35) is cheaper than 2 A100s (40)
+    assert chose_h100["h100"].desired_replicas == 1 and chose_h100["a100"].desired_replicas == 0
+    previous = {d.key: d for d in chose_h100.values()}
+    # now the H100 costs 42: two A100s (40) are 5 % cheaper. A swap among running replicas pays no start-up;
+    # the mix decided last cycle is kept, and says so
+    kept = _decide(fleet(42), inputs(*[60.0] * 8, perf=perf), previous)
+    assert kept["h100"].desired_replicas == 1 and kept["a100"].desired_replicas == 0
+    assert "as decided last cycle" in kept["h100"].steps.capacity_plan.switch_note
+    fresh = _decide(fleet(42), inputs(*[60.0] * 8, perf=perf))  # with no decision before, the cheapest
+    assert fresh["a100"].desired_replicas == 2 and fresh["h100"].desired_replicas == 0
+    swapped = _decide(fleet(50), inputs(*[60.0] * 8, perf=perf), previous)  # 20 % cheaper: swap
+    assert swapped["a100"].desired_replicas == 2 and swapped["h100"].desired_replicas == 0
+    # fewer replicas of the same variants is no swap, however small the saving: eleven A100s ran and were
+    # decided last cycle, ten carry the demand (≈ 350 req/s) for 10 % less: down to ten
+    eleven = snapshot(variant("a100", accelerator="A100", cost=20, current=11, loads=[(0.2, 0)] * 11), taken_at=NOW)
+    last = _decide(eleven, inputs(*[370.0] * 8, perf=perf))
+    assert last["a100"].desired_replicas == 11
+    down = _decide(eleven, inputs(*[333.0] * 8, perf=perf), {d.key: d for d in last.values()})
+    assert down["a100"].desired_replicas == 10 and "as decided" not in down["a100"].steps.capacity_plan.switch_note
+
+
 def test_the_hold_keeps_the_largest_need_of_one_start_up():
     snap = snapshot(variant("a100", accelerator="A100", cost=20, current=3, loads=[(0.1, 0)] * 3), taken_at=NOW)
     need = ((NOW - 60.0, 80.0),)
