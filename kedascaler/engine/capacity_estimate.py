@@ -38,6 +38,7 @@ from kedascaler.engine.capacity_types import (
     CapacityRow,
     CapacitySettings,
     CapacitySource,
+    Throughput,
     VariantCapacity,
     VariantEvidence,
 )
@@ -124,13 +125,17 @@ def row_capacities(rows: Sequence[CapacityRow], settings: CapacitySettings) -> l
 def rescaled(evidence: VariantEvidence, prompt: float, output: float, carried: bool = False) -> float | None:
     """The saturated (or the carried) throughput at the current lengths: × the ratio of tokens per request then
     and now."""
-    sat = evidence.carried if carried else evidence.saturated
-    if sat is None or sat.per_replica <= 0:
+    return _at_lengths(evidence.carried if carried else evidence.saturated, prompt, output)
+
+
+def _at_lengths(found: Throughput | None, prompt: float, output: float) -> float | None:
+    """A measured throughput at the current lengths (None when there is none)."""
+    if found is None or found.per_replica <= 0:
         return None
     now = max(1.0, prompt + output)
-    then = max(1.0, sat.prompt_tokens + sat.output_tokens)
+    then = max(1.0, found.prompt_tokens + found.output_tokens)
     low, high = RESCALE_LIMITS
-    return sat.per_replica * min(high, max(low, then / now))
+    return found.per_replica * min(high, max(low, then / now))
 
 
 def _saturated_floor(evidence: VariantEvidence, prompt: float, output: float, itl_ms: float | None,
@@ -143,7 +148,7 @@ def _saturated_floor(evidence: VariantEvidence, prompt: float, output: float, it
     last = evidence.recent_saturated
     if last is None or (itl_ms is not None and (last.itl_ms is None or last.itl_ms > itl_ms)):
         return None
-    rate = rescaled(replace(evidence, saturated=last), prompt, output)
+    rate = _at_lengths(last, prompt, output)
     return None if rate is None else rate * settings.utilization
 
 

@@ -69,6 +69,10 @@ def _cost(variants: Sequence[VariantState], counts: Sequence[int]) -> float:
     return math.fsum(n * v.spec.cost for v, n in zip(variants, counts, strict=True))
 
 
+def _capacity(counts: Sequence[int], capacities: Sequence[float]) -> float:
+    return math.fsum(n * c for n, c in zip(counts, capacities, strict=True))
+
+
 def start_penalty(variants: Sequence[VariantState], counts: Sequence[int], startups: Sequence[float],
                   horizon: float) -> float:
     """What the replicas this mix starts cost while they load, spread over the horizon (per replica-hour units)."""
@@ -102,7 +106,7 @@ def _as_decided(variants: Sequence[VariantState], capacities: Sequence[float], d
     counts = [max(v.spec.min_replicas, min(previous.get(v.spec.key, 0), v.current_replicas)) for v in variants]
     if all(b <= n for b, n in zip(best.counts, counts, strict=True)):
         return None
-    if math.fsum(n * c for n, c in zip(counts, capacities, strict=True)) < demand:
+    if _capacity(counts, capacities) < demand:
         return None
     cost = _cost(variants, counts)
     total = cost + start_penalty(variants, counts, startups, horizon)
@@ -155,7 +159,7 @@ def cheapest_mix(variants: Sequence[VariantState], capacities: Sequence[float], 
     if len(candidates) > 1:
         note = f"{note} (beats {candidates[1].note})"
     replicas = {v.spec.key: n for v, n in zip(variants, best.counts, strict=True)}
-    capacity = math.fsum(n * c for n, c in zip(best.counts, capacities, strict=True))
+    capacity = _capacity(best.counts, capacities)
     return Mix(replicas, capacity, best.cost, note, best.short)
 
 

@@ -196,7 +196,7 @@ def inputs_for(state: CapacityState, settings: CapacitySettings, snapshot: Model
             key, perf, source, reason, best, va.profile.max_batch_size if va is not None else None,
             planner.kv_tokens.get(key), startup.measured if startup is not None else None,
             va.startup_s if va is not None else None, carried, state.estimates.get(key, ()),
-            _pending_for(startup, now), recent_saturated=max(measured, key=lambda t: t.at) if measured else None))
+            _pending_for(startup, now), recent_saturated=measured[-1] if measured else None))
     return CapacityInputs(settings, state.history.get(model, DemandHistory()), state.needs.get(model, NeedHistory()),
                           tuple(evidence), slo[0], slo[1], slo_reason, state.lengths.get(model),
                           tuple(sorted((available or {}).items())))
