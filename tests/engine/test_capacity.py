@@ -26,6 +26,7 @@ from tests.engine.builders import by_key, key, snapshot, variant
 
 NOW = 600.0
 A100 = PerfModel(11.5, 0.02, 11.5, 0.066, 256, 459_000)  # step times of an 8B model on an A100 (ms)
+H100 = PerfModel(7.0, 0.013, 7.0, 0.03, 1024, 448_000)  # and on an H100
 SETTINGS = CapacitySettings(default_startup=90.0)
 
 
@@ -131,10 +132,9 @@ def _decide(snap, cap, previous=None):
 
 
 def test_one_h100_beats_three_a100s_when_it_is_cheaper_per_unit_of_capacity():
-    h100 = PerfModel(7.0, 0.013, 7.0, 0.03, 1024, 448_000)
     snap = snapshot(variant("a100", accelerator="A100", cost=20, current=3, loads=[(0.2, 0)] * 3),
                     variant("h100", accelerator="H100", cost=40, current=0), taken_at=NOW)
-    out = _decide(snap, inputs(*[75.0] * 8, perf={"a100": A100, "h100": h100}))  # A100 ≈ 36, H100 ≈ 91 req/s
+    out = _decide(snap, inputs(*[75.0] * 8, perf={"a100": A100, "h100": H100}))  # A100 ≈ 36, H100 ≈ 91 req/s
     plan = out["a100"].steps.capacity_plan
     assert plan is not None and out["a100"].steps.route == Route.CAPACITY
     assert out["h100"].desired_replicas == 1  # the H100 carries 75 req/s for less than three A100s
@@ -143,10 +143,9 @@ def test_one_h100_beats_three_a100s_when_it_is_cheaper_per_unit_of_capacity():
 
 
 def test_a_small_saving_does_not_swap_accelerators():
-    h100 = PerfModel(7.0, 0.013, 7.0, 0.03, 1024, 448_000)
     snap = snapshot(variant("a100", accelerator="A100", cost=20, current=2, loads=[(0.2, 0)] * 2),
                     variant("h100", accelerator="H100", cost=40, current=0), taken_at=NOW)
-    out = _decide(snap, inputs(*[60.0] * 8, perf={"a100": A100, "h100": h100}))
+    out = _decide(snap, inputs(*[60.0] * 8, perf={"a100": A100, "h100": H100}))
     assert out["h100"].desired_replicas == 0 and out["a100"].desired_replicas == 2  # 40 = 40: no start-up paid
 
 
@@ -154,24 +153,22 @@ def test_a_cache_a_little_over_its_budget_asks_for_a_little_more_capacity_not_a_
     # an H100 (≈ 91 req/s) and an A100 (≈ 36) carry 60 req/s with their caches at 75 %: 2.14 budgets of 70 %.
     # The guard asks for 2.14 × their mean capacity (≈ 136 req/s, one A100 more), not saturation's 3 replicas
     # × the mean (≈ 190, a second H100 and an A100 where at most two A100s may run)
-    h100 = PerfModel(7.0, 0.013, 7.0, 0.03, 1024, 448_000)
     snap = snapshot(variant("a100", accelerator="A100", cost=20, current=1, loads=[(0.75, 0)], max_replicas=2),
                     variant("h100", accelerator="H100", cost=50, current=1, loads=[(0.75, 0)]), taken_at=NOW)
-    out = _decide(snap, inputs(*[60.0] * 8, perf={"a100": A100, "h100": h100}))
+    out = _decide(snap, inputs(*[60.0] * 8, perf={"a100": A100, "h100": H100}))
     plan = out["a100"].steps.capacity_plan
     assert plan is not None and plan.demand.target < plan.ready_capacity  # the arrivals alone need nothing more
     assert "2.14 replicas' worth" in plan.guard
     assert out["a100"].desired_replicas == 2 and out["h100"].desired_replicas == 1
     calm = _decide(dataclasses.replace(snap, variants=tuple(
         dataclasses.replace(v, pods=tuple(dataclasses.replace(p, kv_cache_usage=0.6) for p in v.pods))
-        for v in snap.variants)), inputs(*[60.0] * 8, perf={"a100": A100, "h100": h100}))
+        for v in snap.variants)), inputs(*[60.0] * 8, perf={"a100": A100, "h100": H100}))
     assert not calm["a100"].steps.capacity_plan.guard  # within its budget, the cache asks for nothing
 
 
 def test_a_running_mix_is_kept_while_the_cheapest_is_less_than_ten_per_cent_cheaper():
     # two A100s (≈ 36 req/s each) and an H100 (≈ 91) run for 60 req/s; the last cycle chose the H100 alone
-    h100 = PerfModel(7.0, 0.013, 7.0, 0.03, 1024, 448_000)
-    perf = {"a100": A100, "h100": h100}
+    perf = {"a100": A100, "h100": H100}
 
     def fleet(h100_cost: float):
         return snapshot(variant("a100", accelerator="A100", cost=20, current=2, loads=[(0.2, 0)] * 2),
@@ -224,10 +221,9 @@ def test_the_hold_keeps_replicas_and_never_starts_one():
 def test_the_demand_worked_out_once_by_the_cycle_is_used_for_that_snapshot_only():
     """The cycle works the demand out once for the rows and the plan (`with_demand`); a wake-up's new snapshot
     of the same model, handed the same inputs, works out its own."""
-    h100 = PerfModel(7.0, 0.013, 7.0, 0.03, 1024, 448_000)
     snap = snapshot(variant("a100", accelerator="A100", cost=20, current=3, loads=[(0.2, 0)] * 3),
                     variant("h100", accelerator="H100", cost=40, current=0), taken_at=NOW)
-    given = inputs(*[75.0] * 8, perf={"a100": A100, "h100": h100})
+    given = inputs(*[75.0] * 8, perf={"a100": A100, "h100": H100})
     once = with_demand(snap, given)
     assert _decide(snap, once) == _decide(snap, given)
     queued = dataclasses.replace(snap, gateway_queue=900.0)
@@ -240,13 +236,12 @@ def test_replicas_in_flight_are_waited_for_only_while_they_are_due():
     # 80 req/s on one ready A100 (≈ 36) with three more loading: the three A100s asked for cover it, so nothing is
     # started — unless they have been loading for longer than their start-up (no GPU free, an image that will not
     # pull): then the H100 (≈ 91 req/s, cheaper than three A100s) is started as if they were not coming
-    h100 = PerfModel(7.0, 0.013, 7.0, 0.03, 1024, 448_000)
     snap = snapshot(variant("a100", accelerator="A100", cost=20, current=4, ready=1, loads=[(0.5, 0)]),
                     variant("h100", accelerator="H100", cost=40, current=0), taken_at=NOW)
 
     def planned(loading_for: float):
         a100 = VariantEvidence(key("a100"), A100, "variantProfile", startup_configured=90.0, pending_for=loading_for)
-        h = VariantEvidence(key("h100"), h100, "variantProfile", startup_configured=90.0)
+        h = VariantEvidence(key("h100"), H100, "variantProfile", startup_configured=90.0)
         return _decide(snap, inputs(*[80.0] * 8, a100=a100, h100=h))
 
     due = planned(30.0)
