@@ -38,7 +38,7 @@ from kedascaler.engine.capacity_types import (
     VariantEvidence,
 )
 from kedascaler.engine.frozen import quick
-from kedascaler.engine.mix import cheapest_mix, keep_ready
+from kedascaler.engine.mix import cheapest_mix, keep_ready, keep_starting
 from kedascaler.engine.saturation import ModelSaturation, analysed_pods, kv_budget, replicas_needed
 from kedascaler.engine.types import ModelSnapshot, VariantKey, VariantState
 
@@ -224,6 +224,10 @@ def plan_capacity(snapshot: ModelSnapshot, sat: ModelSaturation, inputs: Capacit
     targets, kept = keep_ready(variants, per, targets, target)
     if kept:
         notes.append(f"make before break: {kept} ready replica(s) kept until the new ones are ready")
+    targets, starting = keep_starting(variants, per, targets, target, s.switch_tolerance)
+    if starting:
+        notes.append(f"{starting} starting replica(s) kept: without them the mix carries less than "
+                     f"{s.switch_tolerance:.0%} over the need")
     if sum(targets.values()) < floor:
         targets = _floor(snapshot, targets, floor)
     cap_of = {v.spec.key: c for v, c in zip(variants, per, strict=True)}

@@ -142,6 +142,21 @@ def test_one_h100_beats_three_a100s_when_it_is_cheaper_per_unit_of_capacity():
     assert "make before break" in plan.switch_note and "per replica" in out["a100"].reason.message
 
 
+def test_a_pod_in_flight_stays_while_the_mix_without_it_would_carry_less_than_ten_per_cent_over_the_need():
+    # one A100 ready (≈ 36 req/s), two more starting; at 65 req/s two A100s would carry the need (68 with
+    # headroom) 5 % over: the pod asked for is not cancelled for that, and the decision says why
+    def decided(rate: float):
+        snap = snapshot(variant("a100", accelerator="A100", cost=20, current=3, ready=1, loads=[(0.2, 0)]),
+                        taken_at=NOW)
+        return _decide(snap, inputs(*[rate] * 8, perf={"a100": A100}))["a100"]
+
+    kept = decided(65.0)
+    assert kept.desired_replicas == 3
+    assert "1 starting replica(s) kept: without them the mix carries less than 10% over the need" in \
+        kept.steps.capacity_plan.switch_note
+    assert decided(50.0).desired_replicas == 2  # 72 req/s for a need of 52.5: the third is cancelled
+
+
 def test_a_small_saving_does_not_swap_accelerators():
     snap = snapshot(variant("a100", accelerator="A100", cost=20, current=2, loads=[(0.2, 0)] * 2),
                     variant("h100", accelerator="H100", cost=40, current=0), taken_at=NOW)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kedascaler.engine.mix import cheapest_mix
+from kedascaler.engine.mix import cheapest_mix, keep_starting
 from tests.engine.builders import key, variant
 
 STARTUPS = [90.0, 90.0]
@@ -43,3 +43,20 @@ def test_while_short_the_replicas_in_flight_are_not_swapped_for_ones_that_start_
     # once the A100s are ready, the cheaper H100 is taken (make before break keeps them until it is)
     covered = cheapest_mix(fleet(ready=4), [7.2, 20.7], 16.5, STARTUPS, HORIZON)
     assert covered.replicas == {key("a100"): 0, key("h100"): 1}
+
+
+def test_a_replica_asked_for_is_not_cancelled_because_an_estimate_rose_a_few_per_cent():
+    # overlapping-jobs-high at the step to 50 req/s: one ready A100, two more asked for 15 s ago; the A100's
+    # estimate then rose from 23.8 to 27.1 req/s, and the mix, which two A100s now cover (54.2 for a need of 53),
+    # would cancel one of the pods in flight
+    fleet = [variant("a100", accelerator="A100", cost=20, current=3, ready=1),
+             variant("h100", accelerator="H100", cost=40, current=0)]
+    mix = cheapest_mix(fleet, [27.1, 50.0], 53.0, STARTUPS, HORIZON)
+    assert mix.replicas == {key("a100"): 2, key("h100"): 0}
+    kept, n = keep_starting(fleet, [27.1, 50.0], mix.replicas, 53.0, 0.10)
+    assert kept == {key("a100"): 3, key("h100"): 0} and n == 1
+    # a mix that carries the need with more than 10 % to spare cancels it; a ready replica is not this rule's
+    assert keep_starting(fleet, [27.1, 50.0], mix.replicas, 48.0, 0.10) == (mix.replicas, 0)
+    ready = [variant("a100", accelerator="A100", cost=20, current=3, ready=3),
+             variant("h100", accelerator="H100", cost=40, current=0)]
+    assert keep_starting(ready, [27.1, 50.0], mix.replicas, 53.0, 0.10) == (mix.replicas, 0)
