@@ -11,6 +11,9 @@ The first available of, per variant (`VariantCapacity.source` says which, `reaso
 3. **prior** — a variant that never ran: the model (or measured throughput) of a variant of the same model that
    did, moved to this variant's accelerator class (`kedascaler.engine.accelerators`) and bounded by its own vLLM
    limits (max_num_seqs, KV cache), so that it can be chosen on estimated merit and corrected once it runs.
+A one-point model is raised to a sibling's fitted model moved to its class when that says more: under load a
+request's prefill includes the other prompts admitted with it, which the one-point model reads as its own work
+(long-prompts: an H100 at 7 req/s against its A100 sibling's fitted 10, so an A100 was started beside it).
 A measured saturated throughput also caps a model that claims more: a replica never carries more than it
 completed while requests queued at it. It also floors one that claims less, at `utilization` × what its pods
 completed in their last saturated window, when their ITL there was within the target. And a replica carries at
@@ -35,6 +38,7 @@ import numpy as np
 
 from kedascaler.engine.accelerators import accelerator_class, scaled_kv, scaled_model, speed_ratios
 from kedascaler.engine.capacity_types import (
+    ONE_POINT,
     CapacityRow,
     CapacitySettings,
     CapacitySource,
@@ -152,6 +156,10 @@ def _saturated_floor(evidence: VariantEvidence, prompt: float, output: float, it
     return None if rate is None else rate * settings.utilization
 
 
+def _one_point(evidence: VariantEvidence) -> bool:
+    return evidence.perf is not None and evidence.perf_source.startswith(ONE_POINT)
+
+
 def _limits(spec: VariantSpec, evidence: VariantEvidence) -> tuple[int, int | None]:
     return evidence.max_num_seqs or DEFAULT_MAX_BATCH_SIZE, evidence.kv_capacity_tokens
 
@@ -197,10 +205,14 @@ def candidates(specs: Sequence[VariantSpec], evidence: Sequence[VariantEvidence]
     prior_models: list[tuple[int, PerfModel, str]] = []
     prior_measured: dict[int, tuple[float, str]] = {}
     prior_kv: dict[int, int | None] = {}
+    fitted = {k: e for k, e in by_key.items() if e.perf is not None and not _one_point(e)}
     for i, (spec, ev) in enumerate(zip(specs, evs, strict=True)):
-        if ev.perf is not None or str(spec.key) in measured:
+        if _one_point(ev):  # its own model is read from one window: a fitted sibling's may say more (docstring)
+            found = _sibling(spec, specs, fitted, {})
+        elif ev.perf is not None or str(spec.key) in measured:
             continue
-        found = _sibling(spec, specs, by_key, measured)
+        else:
+            found = _sibling(spec, specs, by_key, measured)
         if found is None:
             continue
         sib, sib_ev = found
@@ -266,7 +278,12 @@ def variant_capacities(specs: Sequence[VariantSpec], evidence: Sequence[VariantE
         if model is not None:
             cap, source = model, CapacitySource.MODEL
             reason = f"queueing model with {ev.perf_source or 'given'} parameters within {targets}"
-            if meas is not None and meas < model:
+            lent = priors.get(i, 0.0) if _one_point(ev) else 0.0
+            if lent > cap and (meas is None or meas > cap):
+                cap = lent if meas is None else min(lent, meas)
+                reason += (f"; raised to the {cap:.3g} req/s of {prior_from[i]}'s fitted model moved to this class (a "
+                           f"one-point model reads a busy pod's prefill as its prompts' own work)")
+            if meas is not None and meas < cap:
                 cap = meas
                 reason += f", capped at the {meas:.3g} req/s it completed while saturated"
             floor = _saturated_floor(ev, prompt, output, itl_ms, settings)

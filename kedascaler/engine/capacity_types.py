@@ -37,6 +37,9 @@ class CapacitySource(enum.StrEnum):
     NONE = "none"  # nothing to go on: the variant is not chosen
 
 
+ONE_POINT = "one-point"  # VariantEvidence.perf_source of a model read from one window (no fitted line yet)
+
+
 @quick
 @dataclass(frozen=True)
 class DemandSample:
@@ -183,7 +186,7 @@ class VariantEvidence:
 
     key: VariantKey
     perf: PerfModel | None = None  # given or learned coefficients, with its batch limit and KV size
-    perf_source: str = ""  # "variantProfile" | "estimated" | "" (none)
+    perf_source: str = ""  # "variantProfile" | "estimated" | "one-point (…)" (ONE_POINT) | "" (none)
     perf_reason: str = ""  # why perf is None
     saturated: Throughput | None = None  # the throughput measured while saturated (None: never seen saturated)
     max_num_seqs: int | None = None  # vLLM --max-num-seqs (the VA's maxBatchSize)
@@ -332,5 +335,5 @@ class CapacityPlan:
 
 
 __all__ = ["CapacityInputs", "CapacityPlan", "CapacitySettings", "CapacitySource", "DemandHistory", "DemandSample",
-           "DemandView", "NeedHistory",
+           "DemandView", "NeedHistory", "ONE_POINT",
            "Throughput", "VariantCapacity", "VariantEvidence"]

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from kedascaler.engine.capacity_types import (
+    ONE_POINT,
     CapacityInputs,
     CapacitySettings,
     DemandHistory,
@@ -125,7 +126,7 @@ def _perf(key: VariantKey, va: VariantAutoscaling | None, planner: PlannerState,
         built = one_point(point, batch, kv, decode, prefill)
         if built is not None:
             halves = ", ".join(n for n, line in (("decode", decode), ("prefill", prefill)) if line is not None)
-            return built, (f"one-point (ITL {point.itl_ms:.3g} ms at batch {point.batch:.3g}, prefill "
+            return built, (f"{ONE_POINT} (ITL {point.itl_ms:.3g} ms at batch {point.batch:.3g}, prefill "
                            f"{point.prefill_ms:.3g} ms at {point.prompt_tokens:.0f} tokens"
                            + (f"; fitted {halves}" if halves else "") + f"; {params.reason})"), ""
     return None, "", params.reason

@@ -127,6 +127,25 @@ def test_what_its_pods_completed_while_saturated_within_the_itl_target_floors_a_
     assert over.per_replica == over.model < 0.85 * 50.0 and "saturated window" not in over.reason
 
 
+def test_a_one_point_model_is_raised_to_what_a_fitted_sibling_says_of_its_class():
+    # an H100 read from one busy window (its prefill holding the other prompts) claims less than the A100's
+    # fitted model moved to the H100 says; what its pods completed while saturated still caps it
+    specs = [variant("a100", accelerator="A100").spec, variant("h100", accelerator="H100").spec]
+    guess = PerfModel(9.0, 0.02, 9.0, 0.2, 1024, 448_000)  # δ three times the H100's
+
+    def h100(source: str, saturated: Throughput | None = None) -> object:
+        evidence = [VariantEvidence(key("a100"), A100, "estimated"),
+                    VariantEvidence(key("h100"), guess, source, saturated=saturated)]
+        return variant_capacities(specs, evidence, 220, 200, 50.0, 1000.0, SETTINGS, [(90.0, "default")] * 2)[1]
+
+    own = h100("variantProfile")  # coefficients the user gave: not a guess, not raised
+    raised = h100("one-point (ITL 14 ms at batch 40, prefill 60 ms at 220 tokens)")
+    assert raised.per_replica > own.per_replica == own.model and raised.prior == raised.per_replica
+    assert "a100's fitted model moved to this class" in raised.reason
+    capped = h100("one-point (…)", Throughput(own.model * 1.2, 220, 200, NOW))
+    assert capped.per_replica == own.model * 1.2 < raised.per_replica
+
+
 def _decide(snap, cap, previous=None):
     return by_key(decide(snap, previous or {}, mode=ScalingMode.CAPACITY, capacity=cap))
 
