@@ -165,6 +165,12 @@ def cheapest_mix(variants: Sequence[VariantState], capacities: Sequence[float], 
     return Mix(replicas, capacity, best.cost, note, best.short)
 
 
+def _by_capacity_per_cost(variants: Sequence[VariantState], capacities: Sequence[float]) -> list[int]:
+    """Indices of `variants`, the most capacity per unit of cost first (by name on a tie)."""
+    return sorted(range(len(variants)), key=lambda i: (-(capacities[i] / max(variants[i].spec.cost, 1e-9)),
+                                                        variants[i].spec.key.name))
+
+
 def keep_ready(variants: Sequence[VariantState], capacities: Sequence[float], targets: Mapping[VariantKey, int],
                demand: float) -> tuple[dict[VariantKey, int], int]:
     """Make before break: give back replicas the mix drops while the ready capacity that stays is short of the
@@ -175,9 +181,7 @@ def keep_ready(variants: Sequence[VariantState], capacities: Sequence[float], ta
         return math.fsum(min(out[v.spec.key], v.ready_replicas) * c for v, c in zip(variants, capacities, strict=True))
 
     kept = 0
-    order = sorted(range(len(variants)), key=lambda i: (-(capacities[i] / max(variants[i].spec.cost, 1e-9)),
-                                                          variants[i].spec.key.name))
-    for i in order:
+    for i in _by_capacity_per_cost(variants, capacities):
         v = variants[i]
         while ready_capacity() < demand * (1 - 1e-9) and out[v.spec.key] < min(v.current_replicas, v.ready_replicas):
             out[v.spec.key] += 1
@@ -199,9 +203,7 @@ def keep_starting(variants: Sequence[VariantState], capacities: Sequence[float],
     carried = _capacity([out[v.spec.key] for v in variants], capacities)
     want = demand * (1 + tolerance)
     kept = 0
-    order = sorted(range(len(variants)), key=lambda i: (-(capacities[i] / max(variants[i].spec.cost, 1e-9)),
-                                                          variants[i].spec.key.name))
-    for i in order:
+    for i in _by_capacity_per_cost(variants, capacities):
         v = variants[i]
         key = v.spec.key
         if capacities[i] <= 0 or out[key] < v.ready_replicas:
