@@ -3,12 +3,15 @@
 Demand is the **arrival rate**, not the backlog: each cycle's `DemandSample` (Σ completed + Σ backlog growth over
 the model's pods, from vLLM's counters) goes into a history the cycle keeps; the rate over a short and a long
 window comes from it. To it are added:
-- a **drain** term for the requests held at the gateway (when it is read): queue ÷ the drain horizon, the
-  start-up time (new capacity cannot act sooner) or the TTFT target if longer. Compared with the capacity
-  already asked for (ready + starting), so work that pods already starting will absorb never asks for a new
-  replica. Requests waiting *at a pod* are not in it: a request stays on the pod it was routed to (vLLM does
-  not migrate it), so a new pod cannot take it; the pod drains its own queue once the arrivals it no longer
-  gets go to the capacity sized for them (the backlog is reported, not sized for — mechanism 1 of issue 14);
+- a **drain** term for the requests waiting, at the gateway (when it is read) and at the pods: queue ÷ the
+  drain horizon, the start-up time (new capacity cannot act sooner) or the TTFT target if longer. Compared with
+  the capacity already asked for (ready + starting), so work that pods already starting will absorb never asks
+  for a new replica, and the term falls as the queue drains (no runaway: mechanism 1 of issue 14 compared a
+  backlog-sized count with one that already held the pods in flight). A request waiting *at a pod* stays there
+  (vLLM does not migrate it), so a new pod cannot take it; but the pod burning it takes no new arrivals while it
+  does, so the other pods carry them. Over the horizon that share of its capacity is spoken for, and the drain
+  counts it (long-outputs-drop at seed 5: an A100 burnt 697 requests down for 90 s while the one H100 took
+  every arrival past its capacity, filled its cache and missed a quarter of the run);
 - **headroom** (`CapacitySettings.headroom`) on top.
 
 Two rates drive the hysteresis (`DemandView`):
@@ -171,7 +174,7 @@ def demand_view(inputs: CapacityInputs, now: float, backlog_at_pods: float, gate
     backlog = max(0.0, backlog_at_pods) + gateway
     ttft_s = (inputs.ttft_ms or 0.0) / 1000.0
     horizon = max(startup, ttft_s, 1.0)
-    drain = gateway / horizon  # a pod's own queue stays on it (vLLM does not migrate requests): not for new pods
+    drain = backlog / horizon  # the pods' own queues too: while a pod burns its queue, others carry the arrivals
     grow = 1.0 + max(0.0, s.headroom)
     need = (now_rate + drain) * grow
     up = (forecast + drain) * grow

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from kedascaler.engine import decide
 from kedascaler.engine.accelerators import accelerator_class, speed_ratios
 from kedascaler.engine.arrivals import demand_view, rising_trend
@@ -59,10 +61,28 @@ def test_a_ramp_is_forecast_one_start_up_ahead():
     assert rising_trend(history(3, 3, 3, 3, 20, 20, 20, 20, 20), NOW, 121.0) == 0.0
 
 
-def test_the_gateway_queue_drains_over_a_start_up_and_a_pods_own_queue_asks_for_no_new_pod():
+def test_the_queues_at_the_gateway_and_at_the_pods_drain_over_a_start_up():
     d = demand_view(inputs(*[10.0] * 8), NOW, 90.0, 90.0, 90.0)
     assert d is not None and d.backlog == 180.0 and d.gateway_queue == 90.0
-    assert abs(d.drain - 1.0) < 1e-9  # the gateway's 90 over the 90 s a new replica needs; the pods' 90 stay put
+    assert abs(d.drain - 2.0) < 1e-9  # 180 waiting over the 90 s a new replica needs
+
+
+def test_a_pod_burning_its_queue_down_has_the_arrivals_carried_elsewhere_once():
+    # 30 req/s on two A100s (≈ 36 req/s each at these lengths); one holds 3,600 requests queued, which it burns
+    # down for ≈ 100 s while the other takes every arrival: 3,600 over the 90 s start-up is 40 req/s of capacity
+    # spoken for (73.5 with headroom), so the mix asks for a third A100 — once: with it starting, the next cycle
+    # starts none. Without the queue, one A100 carries the 30 req/s
+    def decided(current: int, ready: int):
+        snap = snapshot(variant("a100", accelerator="A100", cost=20, current=current, ready=ready,
+                                loads=[(0.9, 3600), (0.2, 0)]), taken_at=NOW)
+        return _decide(snap, inputs(*[30.0] * 8, perf={"a100": A100}))["a100"]
+
+    first = decided(2, 2)
+    assert first.desired_replicas == 3 and "backlog 3600 drained at 40 req/s over 90s" in first.reason.message
+    assert decided(3, 2).desired_replicas == 3  # the pod asked for is counted, not asked for again
+    calm = snapshot(variant("a100", accelerator="A100", cost=20, current=2, loads=[(0.2, 0), (0.2, 0)]),
+                    taken_at=NOW)
+    assert _decide(calm, inputs(*[30.0] * 8, perf={"a100": A100}))["a100"].desired_replicas == 1
 
 
 def test_no_usage_this_cycle_keeps_the_last_rate_and_is_marked_unmeasured():
@@ -72,9 +92,22 @@ def test_no_usage_this_cycle_keeps_the_last_rate_and_is_marked_unmeasured():
 
 
 def test_kv_holds_a_high_percentile_of_the_batch_not_the_mean():
-    mean = int(459_000 // (1155 + 211 / 2))
+    mean = int(459_000 // (1155 + 211))  # with cv 1, a request in the batch holds p + o on average
     assert percentile_batch(1024, 459_000, 1155, 211, SETTINGS) < mean
     assert percentile_batch(1024, 459_000, 1155, 211, CapacitySettings(length_z=0.0)) == mean
+
+
+def test_the_kv_bound_counts_the_long_generations_a_batch_holds_longest():
+    # lognormal outputs (σ 0.9, cv ≈ 1.1, as the simulator's): a generation stays in the batch one step per token,
+    # so at steady state the batch holds Σ(p + o/2)·o / Σo tokens per request, not the life mean p + o/2
+    rng = np.random.default_rng(0)
+    sigma, prompt, kv = 0.9, 350.0, 448_000
+    output = rng.lognormal(np.log(1000.0) - sigma ** 2 / 2, sigma, 200_000)
+    held = float(np.sum((prompt + output / 2) * output) / np.sum(output))
+    cv = float(np.sqrt(np.exp(sigma ** 2) - 1))
+    bound = percentile_batch(4096, kv, prompt, float(output.mean()), CapacitySettings(length_z=0.0, length_cv=cv))
+    assert abs(bound - kv / held) / (kv / held) < 0.03
+    assert bound < 0.7 * kv / (prompt + output.mean() / 2)  # the life mean would put 40 % more in the batch
 
 
 def test_tails_grow_with_the_rate_and_with_long_prompts():
