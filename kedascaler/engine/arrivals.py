@@ -11,7 +11,8 @@ window comes from it. To it are added:
   (vLLM does not migrate it), so a new pod cannot take it; but the pod burning it takes no new arrivals while it
   does, so the other pods carry them. Over the horizon that share of its capacity is spoken for, and the drain
   counts it (long-outputs-drop at seed 5: an A100 burnt 697 requests down for 90 s while the one H100 took
-  every arrival past its capacity, filled its cache and missed a quarter of the run);
+  every arrival past its capacity, filled its cache and missed a quarter of the run). The pods' queues are read
+  as the window's worst (max_over_time), so the window's fall of running + waiting, when it fell, is taken out;
 - **headroom** (`CapacitySettings.headroom`) on top.
 
 Two rates drive the hysteresis (`DemandView`):
@@ -171,7 +172,10 @@ def demand_view(inputs: CapacityInputs, now: float, backlog_at_pods: float, gate
     trend = _rising_trend(h, now, s.trend_window + RECENT) if s.forecast else 0.0
     forecast = now_rate + min(trend * startup, now_rate * MAX_FORECAST_RISE)
     gateway = max(0.0, gateway_queue or 0.0)
-    backlog = max(0.0, backlog_at_pods) + gateway
+    # the pods' queues are read as the worst of the window (max_over_time): a queue that fell in it is counted at
+    # its old height. The window's change of running + waiting, when it fell, takes the fall out of it
+    fell = min(0.0, last.rate + last.handed_back - last.completed) * last.window if measured else 0.0
+    backlog = max(0.0, backlog_at_pods + fell) + gateway
     ttft_s = (inputs.ttft_ms or 0.0) / 1000.0
     horizon = max(startup, ttft_s, 1.0)
     drain = backlog / horizon  # the pods' own queues too: while a pod burns its queue, others carry the arrivals

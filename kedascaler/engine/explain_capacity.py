@@ -18,7 +18,7 @@ def demand_message(d: DemandView) -> str:
     if d.forecast > d.short * (1 + 1e-9):
         text += f"; forecast {d.forecast:.3g} in {d.hold_window:g}s"
     if d.backlog > 0:
-        text += f"; backlog {d.backlog:g}"
+        text += f"; backlog {d.backlog:.0f}" if d.backlog >= 1 else f"; backlog {d.backlog:.2g}"
         if d.gateway_queue > 0:
             text += f" ({d.gateway_queue:g} at the gateway)"
         text += f" drained at {d.drain:.3g} req/s over {d.drain_horizon:g}s"

@@ -85,6 +85,17 @@ def test_a_pod_burning_its_queue_down_has_the_arrivals_carried_elsewhere_once():
     assert _decide(calm, inputs(*[30.0] * 8, perf={"a100": A100}))["a100"].desired_replicas == 1
 
 
+def test_a_queue_that_fell_in_the_window_is_drained_at_its_height_now_not_its_worst():
+    # the pods' queues are read as the window's worst (max_over_time): 1,500 at the window's start, 200 at its
+    # end. The window's counters say running + waiting fell by 1,300 (completions 21.7 req/s above arrivals
+    # over 60 s), so 200 are drained, not 1,500 — a queue already gone asks for no replica
+    fell = DemandSample(NOW, 40.0, 40.0 + 1300.0 / 60.0, 40.0 * 220, 40.0 * 200, 60.0)
+    d = demand_view(CapacityInputs(SETTINGS, (*history(*[40.0] * 7, end=NOW - 15.0), fell)), NOW, 1500.0, None, 90.0)
+    assert d is not None and abs(d.backlog - 200.0) < 1e-6 and abs(d.drain - 200.0 / 90.0) < 1e-6
+    rising = demand_view(inputs(*[40.0] * 8), NOW, 1500.0, None, 90.0)
+    assert rising is not None and rising.backlog == 1500.0  # a queue that did not fall is taken at its height
+
+
 def test_no_usage_this_cycle_keeps_the_last_rate_and_is_marked_unmeasured():
     past = CapacityInputs(SETTINGS, history(10.0, 10.0, end=NOW - 15.0))
     d = demand_view(past, NOW, 0.0, None, 90.0)
