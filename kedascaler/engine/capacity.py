@@ -70,13 +70,13 @@ def guard_need(sat: ModelSaturation, snapshot: ModelSnapshot, capacities: Sequen
     (+50 %), and the mix started four A100s for it (long-outputs-drop, cancelled a cycle later).
 
     Only the KV signal, and only while no pod queues: it counts the requests running at the current arrivals,
-    not a backlog (a pod burning one down holds a full cache that no new pod can relieve), so the guard never
-    asks twice for the same requests."""
+    not a backlog (a pod burning one down holds a full cache that no new pod can relieve). The queue itself is in
+    the demand's drain (`kedascaler.engine.arrivals`), so the guard never asks twice for the same requests."""
     cfg = snapshot.config
     if not sat.replicas or (sat.avg_spare_kv is not None and sat.avg_spare_kv >= cfg.kv_spare_trigger):
         return 0.0, ""
     if any(r.queue_length >= cfg.queue_length_threshold for r in sat.replicas):
-        return 0.0, ""  # a cache full of a backlog being burnt down: the pod drains it, new pods cannot
+        return 0.0, ""  # a cache full of a backlog being burnt down: the drain already counts that queue
     ready = [(v.ready_replicas, c) for v, c in zip(snapshot.variants, capacities, strict=True) if v.ready_replicas]
     count = sum(n for n, _ in ready)
     needed = replicas_needed(sat.estimated_kv_total, 0.0, cfg)
